@@ -1,0 +1,26 @@
+# stream: PostgreSQL extension (PGXS)
+MODULE_big = stream
+OBJS = \
+	src/stream.o \
+	src/routing.o \
+	src/seqalloc.o \
+	src/catalog.o \
+	src/storage.o \
+	src/put.o \
+	src/iterator.o \
+	src/worker.o
+
+EXTENSION = stream
+DATA = src/stream--0.1.sql
+PGFILEDESC = "stream - Kinesis-style data streams"
+
+# pg_regress: every sql/*.sql, in name order
+REGRESS = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
+REGRESS_OPTS = --dbname=stream_regression
+
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+
+PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

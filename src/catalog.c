@@ -1,0 +1,407 @@
+/*
+ * catalog.c: a backend-local cache of stream metadata.
+ *
+ * Puts and reads look a stream up on every call, so the metadata in
+ * stream.streams and stream.shards is cached per backend.  Every function
+ * that changes those tables calls stream._catalog_changed(), which queues a
+ * relcache invalidation of stream.streams; all backends drop their cache
+ * when it commits.
+ */
+#include "stream.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+PG_FUNCTION_INFO_V1(stream_catalog_changed);
+
+typedef struct StreamCacheEntry
+{
+	char		name[STREAM_NAME_MAX + 1];
+	StreamInfo *info;			/* NULL: known not to exist (not cached) */
+} StreamCacheEntry;
+
+static MemoryContext cache_cxt = NULL;
+static HTAB *stream_cache = NULL;
+static bool cache_stale = true;
+static Oid	streams_relid = InvalidOid;
+static uint8 *secret = NULL;
+static int	secret_len = 0;
+
+static void
+stream_cache_invalidate(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == streams_relid)
+		cache_stale = true;
+}
+
+void
+stream_catalog_init(void)
+{
+	CacheRegisterRelcacheCallback(stream_cache_invalidate, (Datum) 0);
+}
+
+static void
+stream_cache_reset_if_stale(void)
+{
+	HASHCTL		ctl;
+
+	if (!cache_stale && stream_cache != NULL)
+		return;
+	if (cache_cxt == NULL)
+		cache_cxt = AllocSetContextCreate(CacheMemoryContext,
+										  "stream metadata cache",
+										  ALLOCSET_DEFAULT_SIZES);
+	else
+		MemoryContextReset(cache_cxt);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = STREAM_NAME_MAX + 1;
+	ctl.entrysize = sizeof(StreamCacheEntry);
+	ctl.hcxt = cache_cxt;
+	stream_cache = hash_create("stream metadata", 64, &ctl,
+							   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	secret = NULL;
+	cache_stale = false;
+
+	/* Resolve the catalog's OID so that invalidations can be matched. */
+	streams_relid = get_relname_relid("streams", get_namespace_oid("stream", false));
+}
+
+void
+stream_check_name(const char *name)
+{
+	int			n = strlen(name);
+
+	if (n < 1 || n > STREAM_NAME_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("ValidationException: 1 validation error detected: Value '%s' at 'streamName' failed to satisfy constraint: Member must have length %s",
+						name, n < 1 ? "greater than or equal to 1" : "less than or equal to 128")));
+	for (int i = 0; i < n; i++)
+	{
+		char		c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+			ereport(ERROR,
+					(errcode(ERRCODE_STREAM_INVALID_ARG),
+					 errmsg("ValidationException: 1 validation error detected: Value '%s' at 'streamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
+							name)));
+	}
+}
+
+/* Read one stream's metadata through SPI into the cache context. */
+static StreamInfo *
+stream_load(const char *name, int32 stream_id)
+{
+	StreamInfo *info = NULL;
+	Datum		arg;
+	Oid			argtype;
+	int			ret;
+	bool		isnull;
+	Oid			nsp;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (name != NULL)
+	{
+		argtype = TEXTOID;
+		arg = CStringGetTextDatum(name);
+		ret = SPI_execute_with_args("SELECT stream_id, stream_name, retention_hours, chunk_hours, stream_status "
+									"FROM stream.streams WHERE stream_name = $1",
+									1, &argtype, &arg, NULL, true, 1);
+	}
+	else
+	{
+		argtype = INT4OID;
+		arg = Int32GetDatum(stream_id);
+		ret = SPI_execute_with_args("SELECT stream_id, stream_name, retention_hours, chunk_hours, stream_status "
+									"FROM stream.streams WHERE stream_id = $1",
+									1, &argtype, &arg, NULL, true, 1);
+	}
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read stream.streams");
+
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext old;
+		char	   *status;
+		char	   *sname;
+		int			nshards;
+
+		old = MemoryContextSwitchTo(cache_cxt);
+		info = palloc0(sizeof(StreamInfo));
+		MemoryContextSwitchTo(old);
+
+		info->stream_id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		sname = SPI_getvalue(tup, desc, 2);
+		strlcpy(info->name, sname, sizeof(info->name));
+		info->retention_hours = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		info->chunk_hours = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		status = SPI_getvalue(tup, desc, 5);
+		info->active = (strcmp(status, "ACTIVE") == 0 || strcmp(status, "UPDATING") == 0);
+
+		nsp = get_namespace_oid("stream_data", false);
+		info->chunk_nsp = nsp;
+		info->relid = get_relname_relid(psprintf("s%d", info->stream_id), nsp);
+
+		argtype = INT4OID;
+		arg = Int32GetDatum(info->stream_id);
+		ret = SPI_execute_with_args("SELECT shard_index, starting_hash_key::text, ending_hash_key::text, "
+									"starting_seq, ending_seq FROM stream.shards "
+									"WHERE stream_id = $1 ORDER BY shard_index",
+									1, &argtype, &arg, NULL, true, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "could not read stream.shards");
+
+		nshards = SPI_processed;
+		info->nshards = nshards;
+		info->shards = MemoryContextAllocZero(cache_cxt, sizeof(StreamShard) * Max(nshards, 1));
+		for (int i = 0; i < nshards; i++)
+		{
+			StreamShard *sh = &info->shards[i];
+			HeapTuple	st = SPI_tuptable->vals[i];
+			TupleDesc	sd = SPI_tuptable->tupdesc;
+			Datum		d;
+
+			sh->shard_index = DatumGetInt32(SPI_getbinval(st, sd, 1, &isnull));
+			if (!routing_parse_hash_key(SPI_getvalue(st, sd, 2), &sh->start_hash) ||
+				!routing_parse_hash_key(SPI_getvalue(st, sd, 3), &sh->end_hash))
+				elog(ERROR, "corrupt hash key range for shard %d of stream %s",
+					 sh->shard_index, info->name);
+			sh->starting_seq = DatumGetInt64(SPI_getbinval(st, sd, 4, &isnull));
+			d = SPI_getbinval(st, sd, 5, &isnull);
+			sh->closed = !isnull;
+			sh->ending_seq = isnull ? PG_INT64_MAX : DatumGetInt64(d);
+		}
+	}
+	SPI_finish();
+	return info;
+}
+
+/*
+ * Remember a freshly loaded stream.  An invalidation that arrived while it
+ * was loading marks the cache stale; the entry then serves this call and is
+ * dropped at the next lookup.
+ */
+static StreamInfo *
+cache_insert(StreamInfo *info)
+{
+	StreamCacheEntry *entry;
+	bool		found;
+
+	entry = hash_search(stream_cache, info->name, HASH_ENTER, &found);
+	entry->info = info;
+	return info;
+}
+
+StreamInfo *
+stream_lookup(const char *name, bool missing_ok)
+{
+	StreamCacheEntry *entry;
+	bool		found;
+	StreamInfo *info;
+
+	if (strlen(name) > STREAM_NAME_MAX)
+		stream_check_name(name);
+	stream_cache_reset_if_stale();
+	entry = hash_search(stream_cache, name, HASH_FIND, &found);
+	if (found)
+		return entry->info;
+
+	info = stream_load(name, 0);
+	if (info == NULL || !OidIsValid(info->relid) || !info->active)
+	{
+		if (missing_ok)
+			return NULL;
+		stream_check_name(name);
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_NOT_FOUND),
+				 errmsg("ResourceNotFoundException: Stream %s under account %s not found.",
+						name, STREAM_ACCOUNT)));
+	}
+	return cache_insert(info);
+}
+
+StreamInfo *
+stream_lookup_by_id(int32 stream_id, bool missing_ok)
+{
+	HASH_SEQ_STATUS status;
+	StreamCacheEntry *entry;
+	StreamInfo *info;
+
+	stream_cache_reset_if_stale();
+	hash_seq_init(&status, stream_cache);
+	while ((entry = hash_seq_search(&status)) != NULL)
+	{
+		if (entry->info && entry->info->stream_id == stream_id)
+		{
+			hash_seq_term(&status);
+			return entry->info;
+		}
+	}
+	info = stream_load(NULL, stream_id);
+	if (info == NULL || !OidIsValid(info->relid) || !info->active)
+	{
+		if (missing_ok)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_NOT_FOUND),
+				 errmsg("ResourceNotFoundException: the stream of this shard iterator no longer exists"),
+				 errhint("Get a new iterator with stream.get_shard_iterator().")));
+	}
+	return cache_insert(info);
+}
+
+/* The open shard whose hash-key range holds hash. */
+StreamShard *
+stream_route(StreamInfo *info, uint128 hash)
+{
+	for (int i = 0; i < info->nshards; i++)
+	{
+		StreamShard *sh = &info->shards[i];
+
+		if (!sh->closed && sh->start_hash <= hash && hash <= sh->end_hash)
+			return sh;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg("InternalFailure: no open shard of stream %s covers hash key %s",
+					info->name, routing_hash_key_to_cstring(hash))));
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * Resolve a shard id leniently, as Kinesis does: "shardId-000000000001",
+ * "anything-1" and "1" all address shard 1.
+ */
+StreamShard *
+stream_find_shard(StreamInfo *info, const char *shard_id, bool missing_ok)
+{
+	const char *digits = strrchr(shard_id, '-');
+	int64		idx = 0;
+	int			n;
+
+	digits = digits ? digits + 1 : shard_id;
+	n = strlen(digits);
+	if (n == 0 || n > 12 || strlen(shard_id) > STREAM_NAME_MAX)
+		goto invalid;
+	for (int i = 0; i < n; i++)
+	{
+		if (digits[i] < '0' || digits[i] > '9')
+			goto invalid;
+		idx = idx * 10 + (digits[i] - '0');
+	}
+	if (idx > PG_INT32_MAX)
+		goto invalid;
+
+	for (int i = 0; i < info->nshards; i++)
+		if (info->shards[i].shard_index == idx)
+			return &info->shards[i];
+	if (missing_ok)
+		return NULL;
+	ereport(ERROR,
+			(errcode(ERRCODE_STREAM_NOT_FOUND),
+			 errmsg("ResourceNotFoundException: Shard shardId-%012d in stream %s under account %s does not exist",
+					(int) idx, info->name, STREAM_ACCOUNT)));
+
+invalid:
+	if (missing_ok)
+		return NULL;
+	ereport(ERROR,
+			(errcode(ERRCODE_STREAM_NOT_FOUND),
+			 errmsg("ResourceNotFoundException: Could not find shard %s in stream %s under account %s.",
+					shard_id, info->name, STREAM_ACCOUNT)));
+	return NULL;
+}
+
+/*
+ * Privileges are per stream: INSERT on the stream's table allows puts,
+ * SELECT allows reads (stream.grant_stream_access grants them).
+ */
+void
+stream_check_access(StreamInfo *info, AclMode mode)
+{
+	if (pg_class_aclcheck(info->relid, GetUserId(), mode) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("AccessDeniedException: User %s is not authorized to %s stream %s",
+						GetUserNameFromId(GetUserId(), false),
+						mode == ACL_INSERT ? "put records to" : "read records from",
+						info->name),
+				 errhint("The stream's owner can run stream.grant_stream_access('%s', role, '%s').",
+						 info->name, mode == ACL_INSERT ? "write" : "read")));
+}
+
+/*
+ * The HMAC key that signs shard iterators.  It lives in stream.secret, which
+ * no ordinary role may read, so it is read here with a plain heap scan
+ * rather than through SQL permissions.
+ */
+const uint8 *
+stream_iterator_secret(int *len)
+{
+	if (secret == NULL || cache_stale)
+	{
+		Relation	rel;
+		TableScanDesc scan;
+		HeapTuple	tup;
+		Snapshot	snap;
+		Oid			relid;
+
+		stream_cache_reset_if_stale();
+		relid = get_relname_relid("secret", get_namespace_oid("stream", false));
+		if (!OidIsValid(relid))
+			elog(ERROR, "stream.secret is missing");
+		rel = table_open(relid, AccessShareLock);
+		snap = RegisterSnapshot(GetLatestSnapshot());
+		scan = table_beginscan(rel, snap, 0, NULL);
+		tup = heap_getnext(scan, ForwardScanDirection);
+		if (tup != NULL)
+		{
+			bool		isnull;
+			Datum		d = heap_getattr(tup, 1, RelationGetDescr(rel), &isnull);
+
+			if (!isnull)
+			{
+				bytea	   *b = DatumGetByteaPP(d);
+
+				secret_len = VARSIZE_ANY_EXHDR(b);
+				secret = MemoryContextAlloc(cache_cxt, secret_len);
+				memcpy(secret, VARDATA_ANY(b), secret_len);
+			}
+		}
+		table_endscan(scan);
+		UnregisterSnapshot(snap);
+		table_close(rel, AccessShareLock);
+		if (secret == NULL || secret_len < 16)
+			elog(ERROR, "stream.secret holds no usable key");
+	}
+	*len = secret_len;
+	return secret;
+}
+
+/* stream._catalog_changed(): make every backend reload stream metadata. */
+Datum
+stream_catalog_changed(PG_FUNCTION_ARGS)
+{
+	Oid			relid = get_relname_relid("streams", get_namespace_oid("stream", false));
+
+	CacheInvalidateRelcacheByRelid(relid);
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,433 @@
+/*
+ * iterator.c: shard iterators and reads.
+ *
+ * An iterator is opaque to the caller: base64 of (version, stream id, shard
+ * index, next sequence to read, creation time) followed by an HMAC-SHA256
+ * tag over those bytes and the database OID, keyed by the secret in
+ * stream.secret.  A tampered or forged iterator fails the tag check, so it
+ * can name no stream or shard the server did not hand out; privileges are
+ * still checked on every read.
+ */
+#include "stream.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "common/base64.h"
+#include "common/hmac.h"
+#include "common/sha2.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+#include "utils/typcache.h"
+
+PG_FUNCTION_INFO_V1(stream_get_shard_iterator);
+PG_FUNCTION_INFO_V1(stream_get_records);
+PG_FUNCTION_INFO_V1(stream_read_shard);
+
+#define ITERATOR_VERSION	1
+#define ITERATOR_BODY_LEN	25	/* version 1 + stream 4 + shard 4 + seq 8 + ms 8 */
+#define ITERATOR_TAG_LEN	16
+#define ITERATOR_RAW_LEN	(ITERATOR_BODY_LEN + ITERATOR_TAG_LEN)
+#define ITERATOR_TEXT_LEN	(4 * ((ITERATOR_RAW_LEN + 2) / 3))	/* padded base64 */
+
+typedef struct ShardIterator
+{
+	int32		stream_id;
+	int32		shard_index;
+	int64		from_seq;		/* next sequence number to read */
+	int64		created_ms;		/* Unix epoch milliseconds */
+} ShardIterator;
+
+static int64
+unix_ms(TimestampTz ts)
+{
+	return (ts + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY) / 1000;
+}
+
+static void
+put_be(uint8 *p, uint64 v, int n)
+{
+	for (int i = n - 1; i >= 0; i--)
+	{
+		p[i] = v & 0xff;
+		v >>= 8;
+	}
+}
+
+static uint64
+get_be(const uint8 *p, int n)
+{
+	uint64		v = 0;
+
+	for (int i = 0; i < n; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static void
+iterator_tag(const uint8 *body, uint8 *tag)
+{
+	int			keylen;
+	const uint8 *key = stream_iterator_secret(&keylen);
+	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
+	uint8		db[4];
+	uint8		full[PG_SHA256_DIGEST_LENGTH];
+
+	put_be(db, MyDatabaseId, 4);
+	if (ctx == NULL ||
+		pg_hmac_init(ctx, key, keylen) < 0 ||
+		pg_hmac_update(ctx, db, sizeof(db)) < 0 ||
+		pg_hmac_update(ctx, body, ITERATOR_BODY_LEN) < 0 ||
+		pg_hmac_final(ctx, full, sizeof(full)) < 0)
+		elog(ERROR, "could not compute shard iterator tag: %s", pg_hmac_error(ctx));
+	pg_hmac_free(ctx);
+	memcpy(tag, full, ITERATOR_TAG_LEN);
+}
+
+static char *
+iterator_encode(const ShardIterator *it)
+{
+	uint8		raw[ITERATOR_RAW_LEN];
+	int			enclen = pg_b64_enc_len(ITERATOR_RAW_LEN);
+	char	   *out = palloc(enclen + 1);
+	int			n;
+
+	raw[0] = ITERATOR_VERSION;
+	put_be(raw + 1, (uint32) it->stream_id, 4);
+	put_be(raw + 5, (uint32) it->shard_index, 4);
+	put_be(raw + 9, (uint64) it->from_seq, 8);
+	put_be(raw + 17, (uint64) it->created_ms, 8);
+	iterator_tag(raw, raw + ITERATOR_BODY_LEN);
+	n = pg_b64_encode((const char *) raw, ITERATOR_RAW_LEN, out, enclen);
+	if (n < 0)
+		elog(ERROR, "could not encode shard iterator");
+	out[n] = '\0';
+	return out;
+}
+
+static void
+invalid_iterator(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_STREAM_INVALID_ARG),
+			 errmsg("InvalidArgumentException: Invalid ShardIterator."),
+			 errhint("Use a shard iterator returned by stream.get_shard_iterator() or get_records().")));
+}
+
+static void
+iterator_decode(const char *text, ShardIterator *it)
+{
+	int			len = strlen(text);
+	uint8		raw[ITERATOR_RAW_LEN + 8];
+	uint8		tag[ITERATOR_TAG_LEN];
+	uint8		diff = 0;
+
+	if (len != ITERATOR_TEXT_LEN ||
+		pg_b64_dec_len(len) > (int) sizeof(raw) ||
+		pg_b64_decode(text, len, (char *) raw, sizeof(raw)) != ITERATOR_RAW_LEN ||
+		raw[0] != ITERATOR_VERSION)
+		invalid_iterator();
+	iterator_tag(raw, tag);
+	for (int i = 0; i < ITERATOR_TAG_LEN; i++)	/* constant time */
+		diff |= tag[i] ^ raw[ITERATOR_BODY_LEN + i];
+	if (diff != 0)
+		invalid_iterator();
+	it->stream_id = (int32) get_be(raw + 1, 4);
+	it->shard_index = (int32) get_be(raw + 5, 4);
+	it->from_seq = (int64) get_be(raw + 9, 8);
+	it->created_ms = (int64) get_be(raw + 17, 8);
+}
+
+static void
+require_arg(bool isnull, const char *member)
+{
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("ValidationException: 1 validation error detected: Value null at '%s' failed to satisfy constraint: Member must not be null",
+						member)));
+}
+
+static int64
+parse_starting_seq(const char *seqtext, StreamInfo *info, StreamShard *shard)
+{
+	int32		stream_id,
+				shard_index;
+	int64		seq;
+
+	if (!seq_from_text(seqtext, &stream_id, &shard_index, &seq))
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: StartingSequenceNumber %s used in GetShardIterator on shard shardId-%012d in stream %s under account %s is invalid.",
+						seqtext, shard->shard_index, info->name, STREAM_ACCOUNT)));
+	if (stream_id != info->stream_id)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: StartingSequenceNumber %s used in GetShardIterator on shard shardId-%012d in stream %s under account %s is invalid because it did not come from this stream.",
+						seqtext, shard->shard_index, info->name, STREAM_ACCOUNT)));
+	if (shard_index != shard->shard_index)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: Invalid StartingSequenceNumber. It encodes shardId-%012d, while it was used in a call to a shard with shardId-%012d",
+						shard_index, shard->shard_index)));
+	return seq;
+}
+
+/* Compute a new iterator's position; shared by get_shard_iterator and read_shard. */
+static ShardIterator
+make_iterator(FunctionCallInfo fcinfo)
+{
+	char	   *name,
+			   *shard_id,
+			   *type;
+	char	   *seqtext = NULL;
+	bool		has_ts = !PG_ARGISNULL(4);
+	TimestampTz now = GetCurrentTimestamp();
+	StreamInfo *info;
+	StreamShard *shard;
+	ShardIterator it;
+	TimestampTz min_arrival;
+	int64		trim_seq;
+
+	require_arg(PG_ARGISNULL(0), "streamName");
+	require_arg(PG_ARGISNULL(1), "shardId");
+	require_arg(PG_ARGISNULL(2), "shardIteratorType");
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	shard_id = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	type = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	if (!PG_ARGISNULL(3))
+		seqtext = text_to_cstring(PG_GETARG_TEXT_PP(3));
+
+	stream_check_name(name);
+	if (strcmp(type, "TRIM_HORIZON") != 0 && strcmp(type, "LATEST") != 0 &&
+		strcmp(type, "AT_SEQUENCE_NUMBER") != 0 && strcmp(type, "AFTER_SEQUENCE_NUMBER") != 0 &&
+		strcmp(type, "AT_TIMESTAMP") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("ValidationException: 1 validation error detected: Value '%s' at 'shardIteratorType' failed to satisfy constraint: Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, LATEST, AT_TIMESTAMP, TRIM_HORIZON, AT_SEQUENCE_NUMBER]",
+						type)));
+	if (strstr(type, "SEQUENCE_NUMBER") != NULL && seqtext == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and StartingSequenceNumber or (2) TRIM_HORIZON or LATEST and no StartingSequenceNumber. Request specified %s and no StartingSequenceNumber.",
+						type)));
+	if (strstr(type, "SEQUENCE_NUMBER") == NULL && seqtext != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and StartingSequenceNumber or (2) TRIM_HORIZON or LATEST and no StartingSequenceNumber. Request specified %s and also a StartingSequenceNumber.",
+						type)));
+	if (strcmp(type, "AT_TIMESTAMP") == 0)
+	{
+		if (!has_ts)
+			ereport(ERROR,
+					(errcode(ERRCODE_STREAM_INVALID_ARG),
+					 errmsg("InvalidArgumentException: Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")));
+		if (PG_GETARG_TIMESTAMPTZ(4) > now)
+			ereport(ERROR,
+					(errcode(ERRCODE_STREAM_INVALID_ARG),
+					 errmsg("InvalidArgumentException: The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: %lld, currentTimestampInMillis: %lld",
+							(long long) unix_ms(PG_GETARG_TIMESTAMPTZ(4)), (long long) unix_ms(now))));
+	}
+
+	info = stream_lookup(name, false);
+	stream_check_access(info, ACL_SELECT);
+	shard = stream_find_shard(info, shard_id, false);
+	trim_seq = stream_trim_horizon_seq(info, now, &min_arrival);
+
+	it.stream_id = info->stream_id;
+	it.shard_index = shard->shard_index;
+	it.created_ms = unix_ms(now);
+	if (strcmp(type, "TRIM_HORIZON") == 0)
+		it.from_seq = Max(trim_seq, shard->starting_seq);
+	else if (strcmp(type, "LATEST") == 0)
+		it.from_seq = seqalloc_stable_seq(info, shard);	/* in-flight puts still come */
+	else if (strcmp(type, "AT_SEQUENCE_NUMBER") == 0)
+		it.from_seq = parse_starting_seq(seqtext, info, shard);
+	else if (strcmp(type, "AFTER_SEQUENCE_NUMBER") == 0)
+		it.from_seq = parse_starting_seq(seqtext, info, shard) + 1;
+	else
+	{
+		/* AT_TIMESTAMP: arrival times are monotonic per shard */
+		TimestampTz at = Max(PG_GETARG_TIMESTAMPTZ(4), min_arrival);
+		int64		stable = seqalloc_stable_seq(info, shard);
+		StreamRecord rec;
+		int64		next;
+		int64		from = Max(SEQ_FROM_BUCKET(seq_bucket_now(at)), shard->starting_seq);
+
+		if (storage_read(info, shard, from, stable, at, 1, GET_RECORDS_MAX_BYTES, &rec, &next) == 1)
+			it.from_seq = rec.seq;
+		else
+			it.from_seq = Max(next, from);
+	}
+	return it;
+}
+
+/* stream.get_shard_iterator(stream_name, shard_id, type, starting_sequence_number, timestamp) */
+Datum
+stream_get_shard_iterator(PG_FUNCTION_ARGS)
+{
+	ShardIterator it = make_iterator(fcinfo);
+
+	PG_RETURN_TEXT_P(cstring_to_text(iterator_encode(&it)));
+}
+
+typedef struct ReadResult
+{
+	StreamInfo *info;
+	StreamRecord *records;
+	int			count;
+	bool		shard_ended;	/* closed shard fully read: no next iterator */
+	ShardIterator next;
+	int64		millis_behind;
+} ReadResult;
+
+static void
+check_limit(int limit)
+{
+	if (limit < 1 || limit > GET_RECORDS_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("ValidationException: 1 validation error detected: Value '%d' at 'limit' failed to satisfy constraint: Member must have value %s",
+						limit, limit < 1 ? "greater than or equal to 1" : "less than or equal to 10000")));
+}
+
+static ReadResult
+read_records(ShardIterator *it, int limit, bool check_expiry)
+{
+	ReadResult	r;
+	TimestampTz now = GetCurrentTimestamp();
+	StreamShard *shard;
+	TimestampTz min_arrival;
+	int64		trim_seq,
+				stable,
+				to,
+				from,
+				next_from;
+
+	if (check_expiry && unix_ms(now) - it->created_ms > stream_iterator_lifetime_ms)
+	{
+		TimestampTz created = it->created_ms * 1000 -
+			(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
+
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("ExpiredIteratorException: Iterator expired. The iterator was created at time %s while right now it is %s which is further in the future than the tolerated delay of %d milliseconds.",
+						timestamptz_to_str(created), timestamptz_to_str(now),
+						stream_iterator_lifetime_ms),
+				 errhint("Get a new iterator with stream.get_shard_iterator(), e.g. AFTER_SEQUENCE_NUMBER of the last record read.")));
+	}
+
+	r.info = stream_lookup_by_id(it->stream_id, false);
+	stream_check_access(r.info, ACL_SELECT);
+	shard = stream_find_shard(r.info, psprintf("%d", it->shard_index), false);
+
+	/* the stable sequence first, then the snapshot (inside storage_read) */
+	stable = seqalloc_stable_seq(r.info, shard);
+	trim_seq = stream_trim_horizon_seq(r.info, now, &min_arrival);
+	from = Max(it->from_seq, trim_seq);
+	to = shard->closed ? Min(stable, shard->ending_seq + 1) : stable;
+
+	r.records = palloc(sizeof(StreamRecord) * limit);
+	r.count = storage_read(r.info, shard, from, to, min_arrival, limit,
+						   GET_RECORDS_MAX_BYTES, r.records, &next_from);
+	r.next = *it;
+	r.next.from_seq = Max(next_from, it->from_seq);
+	r.next.created_ms = unix_ms(now);
+	r.shard_ended = shard->closed && r.next.from_seq > shard->ending_seq;
+	if (r.next.from_seq >= stable || r.count == 0)
+		r.millis_behind = 0;
+	else
+		r.millis_behind = Max(0, (now - r.records[r.count - 1].arrival) / 1000);
+	return r;
+}
+
+static HeapTuple
+record_tuple(TupleDesc desc, ReadResult *r, int i)
+{
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	StreamRecord *rec = &r->records[i];
+
+	values[0] = CStringGetTextDatum(seq_to_text(r->next.stream_id, r->next.shard_index, rec->seq));
+	values[1] = TimestampTzGetDatum(rec->arrival);
+	values[2] = PointerGetDatum(rec->partition_key);
+	values[3] = PointerGetDatum(rec->data);
+	return heap_form_tuple(desc, values, nulls);
+}
+
+/*
+ * stream.get_records(shard_iterator, limit)
+ *   RETURNS TABLE(records stream.record[], next_shard_iterator text, millis_behind_latest bigint)
+ */
+Datum
+stream_get_records(PG_FUNCTION_ARGS)
+{
+	ShardIterator it;
+	ReadResult	r;
+	TupleDesc	desc;
+	TupleDesc	recdesc;
+	Oid			rectype;
+	Datum	   *elems;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+	int			limit;
+
+	require_arg(PG_ARGISNULL(0), "shardIterator");
+	require_arg(PG_ARGISNULL(1), "limit");
+	limit = PG_GETARG_INT32(1);
+	check_limit(limit);
+	iterator_decode(text_to_cstring(PG_GETARG_TEXT_PP(0)), &it);
+	r = read_records(&it, limit, true);
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "get_records must return a composite type");
+	desc = BlessTupleDesc(desc);
+	rectype = get_element_type(TupleDescAttr(desc, 0)->atttypid);
+	recdesc = lookup_rowtype_tupdesc_copy(rectype, -1);
+	recdesc = BlessTupleDesc(recdesc);
+
+	elems = palloc(sizeof(Datum) * Max(r.count, 1));
+	for (int i = 0; i < r.count; i++)
+		elems[i] = HeapTupleGetDatum(record_tuple(recdesc, &r, i));
+	values[0] = PointerGetDatum(construct_array(elems, r.count, rectype, -1, false, TYPALIGN_DOUBLE));
+	if (r.shard_ended)
+		nulls[1] = true;
+	else
+		values[1] = CStringGetTextDatum(iterator_encode(&r.next));
+	values[2] = Int64GetDatum(r.millis_behind);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/*
+ * stream.read_shard(stream_name, shard_id, type, starting_sequence_number,
+ *                   timestamp, limit) RETURNS SETOF stream.record
+ * One read from a new iterator, as rows: pleasant in psql.
+ */
+Datum
+stream_read_shard(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ShardIterator it;
+	ReadResult	r;
+	int			limit;
+
+	require_arg(PG_ARGISNULL(5), "limit");
+	limit = PG_GETARG_INT32(5);
+	check_limit(limit);
+	it = make_iterator(fcinfo);
+	r = read_records(&it, limit, false);
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < r.count; i++)
+	{
+		HeapTuple	tup = record_tuple(rsinfo->setDesc, &r, i);
+
+		tuplestore_puttuple(rsinfo->setResult, tup);
+	}
+	return (Datum) 0;
+}

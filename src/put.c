@@ -1,0 +1,269 @@
+/*
+ * put.c: stream.put_record and stream.put_records.
+ *
+ * A put validates everything first (a request-level error changes
+ * nothing), routes each record by hash key, reserves sequence numbers per
+ * shard in one step, and inserts straight into the chunk table.  The
+ * records become visible when the caller's transaction commits.
+ */
+#include "stream.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/tuplestore.h"
+
+PG_FUNCTION_INFO_V1(stream_put_record);
+PG_FUNCTION_INFO_V1(stream_put_records);
+
+static void
+require_arg(bool isnull, const char *member)
+{
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("ValidationException: 1 validation error detected: Value null at '%s' failed to satisfy constraint: Member must not be null",
+						member)));
+}
+
+/* Validate one record's key, data and optional explicit hash key; return its hash key. */
+static uint128
+validate_record(text *key, bytea *data, text *ehk, const char *path)
+{
+	int			key_bytes = VARSIZE_ANY_EXHDR(key);
+	int			key_chars = pg_mbstrlen_with_len(VARDATA_ANY(key), key_bytes);
+	Size		size = (Size) key_bytes + VARSIZE_ANY_EXHDR(data);
+	uint128		hash;
+
+	if (key_chars < 1 || key_chars > PARTITION_KEY_MAX_CHARS)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("ValidationException: 1 validation error detected: Value at '%spartitionKey' failed to satisfy constraint: Member must have length %s",
+						path, key_chars < 1 ? "greater than or equal to 1" : "less than or equal to 256"),
+				 errdetail("The partition key has %d characters.", key_chars)));
+	if (size > RECORD_MAX_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("ValidationException: 1 validation error detected: Value at '%sdata' failed to satisfy constraint: Member must have length less than or equal to %d",
+						path, RECORD_MAX_BYTES),
+				 errdetail("Partition key plus data is %zu bytes; a record may hold at most %d.",
+						   size, RECORD_MAX_BYTES)));
+	if (ehk != NULL)
+	{
+		char	   *s = text_to_cstring(ehk);
+
+		if (!routing_parse_hash_key(s, &hash))
+			ereport(ERROR,
+					(errcode(ERRCODE_STREAM_INVALID_ARG),
+					 errmsg("InvalidArgumentException: Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was %s",
+							s)));
+		return hash;
+	}
+	return routing_hash_key(VARDATA_ANY(key), key_bytes);
+}
+
+static char *
+shard_id_text(StreamShard *shard)
+{
+	return psprintf("shardId-%012d", shard->shard_index);
+}
+
+/*
+ * stream.put_record(stream_name, partition_key, data, explicit_hash_key)
+ *   RETURNS (shard_id text, sequence_number text)
+ */
+Datum
+stream_put_record(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	text	   *key;
+	bytea	   *data;
+	text	   *ehk = NULL;
+	uint128		hash;
+	StreamInfo *info;
+	PutItem		item;
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	require_arg(PG_ARGISNULL(0), "streamName");
+	require_arg(PG_ARGISNULL(1), "partitionKey");
+	require_arg(PG_ARGISNULL(2), "data");
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	key = PG_GETARG_TEXT_PP(1);
+	data = PG_GETARG_BYTEA_PP(2);
+	if (!PG_ARGISNULL(3))
+		ehk = PG_GETARG_TEXT_PP(3);
+
+	stream_check_name(name);
+	hash = validate_record(key, data, ehk, "");
+
+	info = stream_lookup(name, false);
+	stream_check_access(info, ACL_INSERT);
+
+	item.input_index = 0;
+	item.shard = stream_route(info, hash);
+	item.partition_key = key;
+	item.data = data;
+	item.seq = seqalloc_reserve(info, item.shard, 1, &item.arrival);
+	storage_insert(info, &item, 1);
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "put_record must return a composite type");
+	values[0] = CStringGetTextDatum(shard_id_text(item.shard));
+	values[1] = CStringGetTextDatum(seq_to_text(info->stream_id, item.shard->shard_index, item.seq));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+static int
+cmp_item_shard(const void *a, const void *b)
+{
+	const PutItem *x = *(PutItem *const *) a;
+	const PutItem *y = *(PutItem *const *) b;
+
+	if (x->shard->shard_index != y->shard->shard_index)
+		return x->shard->shard_index < y->shard->shard_index ? -1 : 1;
+	return x->input_index - y->input_index;
+}
+
+static Datum *
+array_elements(ArrayType *arr, Oid elemtype, bool **nulls, int *n)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	Datum	   *elems;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("ValidationException: record arrays must be one-dimensional")));
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	deconstruct_array(arr, elemtype, typlen, typbyval, typalign, &elems, nulls, n);
+	return elems;
+}
+
+/*
+ * stream.put_records(stream_name, partition_keys[], data[], explicit_hash_keys[])
+ *   RETURNS TABLE(shard_id, sequence_number, error_code, error_message)
+ */
+Datum
+stream_put_records(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *name;
+	Datum	   *keys,
+			   *datas,
+			   *ehks = NULL;
+	bool	   *key_nulls,
+			   *data_nulls,
+			   *ehk_nulls = NULL;
+	int			nkeys,
+				ndata,
+				nehk = 0;
+	Size		total = 0;
+	StreamInfo *info;
+	PutItem    *items;
+	PutItem   **by_shard;
+	uint128    *hashes;
+
+	require_arg(PG_ARGISNULL(0), "streamName");
+	require_arg(PG_ARGISNULL(1), "records.partitionKey");
+	require_arg(PG_ARGISNULL(2), "records.data");
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	stream_check_name(name);
+
+	keys = array_elements(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, &key_nulls, &nkeys);
+	datas = array_elements(PG_GETARG_ARRAYTYPE_P(2), BYTEAOID, &data_nulls, &ndata);
+	if (!PG_ARGISNULL(3))
+		ehks = array_elements(PG_GETARG_ARRAYTYPE_P(3), TEXTOID, &ehk_nulls, &nehk);
+
+	if (nkeys != ndata || (ehks != NULL && nehk != nkeys))
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("ValidationException: partition_keys, data and explicit_hash_keys must have the same number of elements"),
+				 errdetail("Got %d partition keys, %d data values and %d explicit hash keys.",
+						   nkeys, ndata, ehks ? nehk : 0)));
+	if (nkeys < 1 || nkeys > PUT_RECORDS_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("ValidationException: 1 validation error detected: Value at 'records' failed to satisfy constraint: Member must have length %s",
+						nkeys < 1 ? "greater than or equal to 1" : "less than or equal to 500"),
+				 errdetail("The request has %d records.", nkeys)));
+
+	items = palloc0(sizeof(PutItem) * nkeys);
+	by_shard = palloc(sizeof(PutItem *) * nkeys);
+	hashes = palloc(sizeof(uint128) * nkeys);
+	for (int i = 0; i < nkeys; i++)
+	{
+		char		path[32];
+
+		CHECK_FOR_INTERRUPTS();
+		snprintf(path, sizeof(path), "records.%d.", i + 1);
+		if (key_nulls[i])
+			require_arg(true, psprintf("%spartitionKey", path));
+		if (data_nulls[i])
+			require_arg(true, psprintf("%sdata", path));
+		items[i].input_index = i;
+		items[i].partition_key = (text *) PG_DETOAST_DATUM_PACKED(keys[i]);
+		items[i].data = (bytea *) PG_DETOAST_DATUM_PACKED(datas[i]);
+		hashes[i] = validate_record(items[i].partition_key, items[i].data,
+									(ehks && !ehk_nulls[i]) ? DatumGetTextPP(ehks[i]) : NULL,
+									path);
+		total += VARSIZE_ANY_EXHDR(items[i].partition_key) + VARSIZE_ANY_EXHDR(items[i].data);
+	}
+	if (total > PUT_RECORDS_MAX_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: Records size exceeds 5 MB limit"),
+				 errdetail("The request holds %zu bytes of partition keys and data; at most %d are allowed.",
+						   total, PUT_RECORDS_MAX_BYTES)));
+
+	info = stream_lookup(name, false);
+	stream_check_access(info, ACL_INSERT);
+
+	for (int i = 0; i < nkeys; i++)
+	{
+		items[i].shard = stream_route(info, hashes[i]);
+		by_shard[i] = &items[i];
+	}
+
+	/* one reservation per shard, in shard order; input order within a shard */
+	qsort(by_shard, nkeys, sizeof(PutItem *), cmp_item_shard);
+	for (int i = 0; i < nkeys;)
+	{
+		int			j = i + 1;
+		int64		first;
+		TimestampTz arrival;
+
+		while (j < nkeys && by_shard[j]->shard == by_shard[i]->shard)
+			j++;
+		first = seqalloc_reserve(info, by_shard[i]->shard, j - i, &arrival);
+		for (int k = i; k < j; k++)
+		{
+			by_shard[k]->seq = first + (k - i);
+			by_shard[k]->arrival = arrival;
+		}
+		i = j;
+	}
+	storage_insert(info, items, nkeys);
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < nkeys; i++)
+	{
+		Datum		values[4];
+		bool		nulls[4] = {false, false, true, true};
+
+		values[0] = CStringGetTextDatum(shard_id_text(items[i].shard));
+		values[1] = CStringGetTextDatum(seq_to_text(info->stream_id, items[i].shard->shard_index,
+													items[i].seq));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}

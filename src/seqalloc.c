@@ -1,0 +1,538 @@
+/*
+ * seqalloc.c: per-shard sequence numbers that never make a reader skip.
+ *
+ * A sequence number handed out before commit can become visible after a
+ * higher one; a reader that has moved past the higher one would never see
+ * it (peers-postgres.md section 6).  Serialising producers per shard until
+ * commit cures that but makes one open transaction block every producer of
+ * its shard.  Instead, as Kafka does with its last stable offset:
+ *
+ *  - numbers come from a counter per shard in shared memory, taken under a
+ *    spinlock held for a few instructions, never until commit;
+ *  - each transaction that took numbers on a shard registers the lowest of
+ *    them as in flight, and unregisters at commit or abort, after the
+ *    commit is visible in the proc array;
+ *  - a reader first computes the shard's stable sequence (the lowest number
+ *    in flight, or the next number to hand out), then takes a fresh
+ *    snapshot and reads only below it.  Every number below it belongs to a
+ *    transaction that has committed (visible in that snapshot) or aborted.
+ *
+ * Counters are not persisted: after a restart a shard's counter starts
+ * above the highest committed number in its table (and above the current
+ * hour bucket), which keeps numbers strictly increasing across crashes.
+ *
+ * Without shared_preload_libraries there is no shared memory; producers then
+ * serialise per shard with a transaction-scoped lock and take the highest
+ * committed number plus one, so numbers still become visible in order.
+ */
+#include "stream.h"
+
+#include "access/xact.h"
+#include "lib/ilist.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lock.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+
+/* GUCs (defined in stream.c) */
+extern int	stream_max_shards;
+
+typedef struct ShardKey
+{
+	Oid			dbid;
+	int32		stream_id;
+	int32		shard_index;
+} ShardKey;
+
+typedef struct InflightNode
+{
+	dlist_node	link;			/* in a shard's in-flight list or the free list */
+	int64		min_seq;
+} InflightNode;
+
+typedef struct ShardState
+{
+	ShardKey	key;
+	slock_t		mutex;
+	bool		initialized;
+	int64		next_seq;
+	TimestampTz last_arrival;
+	dlist_head	inflight;
+} ShardState;
+
+typedef struct SeqallocShared
+{
+	LWLock	   *lock;			/* guards the hash table's membership */
+	slock_t		pool_mutex;
+	dlist_head	free_nodes;
+	int			nnodes;
+	InflightNode nodes[FLEXIBLE_ARRAY_MEMBER];
+} SeqallocShared;
+
+/* What this backend's current transaction holds in flight. */
+typedef struct HeldNode
+{
+	ShardState *shard;
+	InflightNode *node;
+} HeldNode;
+
+static SeqallocShared *shared = NULL;
+static HTAB *shard_table = NULL;
+static HeldNode *held = NULL;
+static int	nheld = 0;
+static int	held_cap = 0;
+static bool xact_put = false;	/* this transaction put records */
+
+#define STREAM_LOCKTAG_FIELD4 0x5354	/* tells our advisory locks from users' */
+
+static int
+inflight_node_count(void)
+{
+	return MaxBackends * 16;
+}
+
+Size
+seqalloc_shmem_size(void)
+{
+	Size		size;
+
+	size = add_size(offsetof(SeqallocShared, nodes),
+					mul_size(inflight_node_count(), sizeof(InflightNode)));
+	size = add_size(size, hash_estimate_size(stream_max_shards, sizeof(ShardState)));
+	return size;
+}
+
+void
+seqalloc_shmem_init(void)
+{
+	bool		found;
+	HASHCTL		info;
+	int			n = inflight_node_count();
+
+	shared = ShmemInitStruct("stream sequence allocator",
+							 offsetof(SeqallocShared, nodes) + n * sizeof(InflightNode),
+							 &found);
+	if (!found)
+	{
+		shared->lock = &(GetNamedLWLockTranche("stream"))->lock;
+		SpinLockInit(&shared->pool_mutex);
+		dlist_init(&shared->free_nodes);
+		shared->nnodes = n;
+		for (int i = 0; i < n; i++)
+			dlist_push_tail(&shared->free_nodes, &shared->nodes[i].link);
+	}
+
+	memset(&info, 0, sizeof(info));
+	info.keysize = sizeof(ShardKey);
+	info.entrysize = sizeof(ShardState);
+	shard_table = ShmemInitHash("stream shard counters",
+								stream_max_shards, stream_max_shards,
+								&info, HASH_ELEM | HASH_BLOBS);
+}
+
+bool
+stream_shmem_ready(void)
+{
+	return shared != NULL;
+}
+
+/* ---- text form of sequence numbers ---- */
+
+/* '4' + 19-digit sequence + 10-digit stream id + 10-digit shard index */
+char *
+seq_to_text(int32 stream_id, int32 shard_index, int64 seq)
+{
+	return psprintf("4%019lld%010d%010d", (long long) seq, stream_id, shard_index);
+}
+
+bool
+seq_from_text(const char *text, int32 *stream_id, int32 *shard_index, int64 *seq)
+{
+	int64		s = 0,
+				id = 0,
+				sh = 0;
+
+	if (strlen(text) != SEQ_TEXT_LEN || text[0] != '4')
+		return false;
+	for (int i = 1; i < SEQ_TEXT_LEN; i++)
+	{
+		int			d = text[i] - '0';
+
+		if (d < 0 || d > 9)
+			return false;
+		if (i < 20)
+		{
+			if (s > (PG_INT64_MAX - d) / 10)
+				return false;
+			s = s * 10 + d;
+		}
+		else if (i < 30)
+			id = id * 10 + d;
+		else
+			sh = sh * 10 + d;
+	}
+	if (id > PG_INT32_MAX || sh > PG_INT32_MAX)
+		return false;
+	*seq = s;
+	*stream_id = (int32) id;
+	*shard_index = (int32) sh;
+	return true;
+}
+
+/* Hours since the Unix epoch: the high half of every sequence number. */
+int64
+seq_bucket_now(TimestampTz now)
+{
+	int64		unix_us = now + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
+
+	return unix_us / USECS_PER_HOUR;
+}
+
+/* ---- transaction bookkeeping ---- */
+
+static void
+release_inflight(void)
+{
+	for (int i = 0; i < nheld; i++)
+	{
+		ShardState *st = held[i].shard;
+		InflightNode *node = held[i].node;
+
+		SpinLockAcquire(&st->mutex);
+		dlist_delete(&node->link);
+		SpinLockRelease(&st->mutex);
+
+		SpinLockAcquire(&shared->pool_mutex);
+		dlist_push_head(&shared->free_nodes, &node->link);
+		SpinLockRelease(&shared->pool_mutex);
+	}
+	nheld = 0;
+}
+
+static void
+seqalloc_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			if (xact_put)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that has put records to a stream"),
+						 errdetail("Records put in a prepared transaction would hold back every reader of their shards until COMMIT PREPARED."),
+						 errhint("Put stream records outside two-phase transactions.")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* runs after the commit is visible in the proc array */
+			if (nheld > 0)
+				release_inflight();
+			xact_put = false;
+			break;
+		default:
+			break;
+	}
+}
+
+void
+seqalloc_init(void)
+{
+	RegisterXactCallback(seqalloc_xact_callback, NULL);
+}
+
+/* ---- shard counters ---- */
+
+/*
+ * Find (or create and initialise) a shard's counter.  Returns with
+ * shared->lock held in shared mode, so that seqalloc_forget_stream cannot
+ * remove the entry while the caller uses it.
+ */
+static ShardState *
+shard_state_locked(StreamInfo *info, StreamShard *shard)
+{
+	ShardKey	key;
+	ShardState *st;
+	bool		found;
+
+	memset(&key, 0, sizeof(key));
+	key.dbid = MyDatabaseId;
+	key.stream_id = info->stream_id;
+	key.shard_index = shard->shard_index;
+
+	for (;;)
+	{
+		int64		max_seq;
+
+		LWLockAcquire(shared->lock, LW_SHARED);
+		st = hash_search(shard_table, &key, HASH_FIND, &found);
+		if (st != NULL && st->initialized)
+			return st;
+		LWLockRelease(shared->lock);
+
+		if (st == NULL)
+		{
+			LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+			st = hash_search(shard_table, &key, HASH_ENTER_NULL, &found);
+			if (st == NULL)
+			{
+				LWLockRelease(shared->lock);
+				ereport(ERROR,
+						(errcode(ERRCODE_STREAM_LIMIT),
+						 errmsg("LimitExceededException: more than stream.max_shards (%d) shards are in use",
+								stream_max_shards),
+						 errhint("Raise stream.max_shards and restart the server.")));
+			}
+			if (!found)
+			{
+				SpinLockInit(&st->mutex);
+				st->initialized = false;
+				st->next_seq = 0;
+				st->last_arrival = 0;
+				dlist_init(&st->inflight);
+			}
+			LWLockRelease(shared->lock);
+		}
+
+		/* first use since start-up: continue above what was committed */
+		max_seq = storage_max_seq(info, shard);
+
+		LWLockAcquire(shared->lock, LW_SHARED);
+		st = hash_search(shard_table, &key, HASH_FIND, &found);
+		if (st != NULL)
+		{
+			SpinLockAcquire(&st->mutex);
+			if (!st->initialized)
+			{
+				st->next_seq = Max(max_seq + 1, shard->starting_seq);
+				st->initialized = true;
+			}
+			SpinLockRelease(&st->mutex);
+			return st;
+		}
+		LWLockRelease(shared->lock);
+	}
+}
+
+static InflightNode *
+held_node_for(ShardState *st)
+{
+	for (int i = 0; i < nheld; i++)
+		if (held[i].shard == st)
+			return held[i].node;
+	return NULL;
+}
+
+static InflightNode *
+take_free_node(void)
+{
+	InflightNode *node = NULL;
+
+	SpinLockAcquire(&shared->pool_mutex);
+	if (!dlist_is_empty(&shared->free_nodes))
+		node = dlist_container(InflightNode, link, dlist_pop_head_node(&shared->free_nodes));
+	SpinLockRelease(&shared->pool_mutex);
+	if (node == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_LIMIT),
+				 errmsg("LimitExceededException: too many shards have puts in flight"),
+				 errdetail("At most %d (transaction, shard) pairs can be in flight at once.",
+						   shared->nnodes),
+				 errhint("Commit transactions that put to many shards sooner.")));
+	return node;
+}
+
+/* Advance a candidate first number past the bucket and counter limits. */
+static int64
+first_seq(int64 next_seq, int64 bucket, int count)
+{
+	int64		first = Max(next_seq, SEQ_FROM_BUCKET(bucket));
+
+	/* the counter half has room for 2^32 numbers per hour bucket */
+	if ((first & PG_UINT32_MAX) + count > PG_UINT32_MAX)
+		first = SEQ_FROM_BUCKET(SEQ_BUCKET(first) + 1);
+	return first;
+}
+
+/* Serialised allocation for servers that did not preload the library. */
+static int64
+reserve_without_shmem(StreamInfo *info, StreamShard *shard, int count,
+					  TimestampTz *arrival)
+{
+	LOCKTAG		tag;
+	TimestampTz now;
+	int64		first;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) info->stream_id,
+						 (uint32) shard->shard_index, STREAM_LOCKTAG_FIELD4);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+
+	/* holding the lock until commit, the committed maximum is exact */
+	now = GetCurrentTimestamp();
+	first = first_seq(Max(storage_max_seq(info, shard) + 1, shard->starting_seq),
+					  seq_bucket_now(now), count);
+	*arrival = now;
+	return first;
+}
+
+/*
+ * Reserve count consecutive numbers on a shard for the current transaction
+ * and stamp their arrival time (monotonic per shard).  Returns the first.
+ */
+int64
+seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
+				 TimestampTz *arrival)
+{
+	ShardState *st;
+	InflightNode *node;
+	TimestampTz now;
+	int64		first;
+
+	xact_put = true;
+	if (shared == NULL)
+		return reserve_without_shmem(info, shard, count, arrival);
+
+	if (nheld >= held_cap)
+	{
+		held_cap = Max(16, held_cap * 2);
+		held = held ? repalloc(held, held_cap * sizeof(HeldNode))
+			: MemoryContextAlloc(TopMemoryContext, held_cap * sizeof(HeldNode));
+	}
+	now = GetCurrentTimestamp();
+
+	st = shard_state_locked(info, shard);
+	if (held_node_for(st) == NULL)
+	{
+		/* registered below, under the shard's mutex, with the first number */
+		node = take_free_node();
+		held[nheld].shard = st;
+		held[nheld].node = node;
+		nheld++;
+	}
+	else
+		node = NULL;			/* already in flight with a lower number */
+
+	SpinLockAcquire(&st->mutex);
+	first = first_seq(st->next_seq, seq_bucket_now(now), count);
+	st->next_seq = first + count;
+	if (now < st->last_arrival)
+		now = st->last_arrival;
+	st->last_arrival = now;
+	if (node != NULL)
+	{
+		node->min_seq = first;
+		dlist_push_tail(&st->inflight, &node->link);
+	}
+	SpinLockRelease(&st->mutex);
+	LWLockRelease(shared->lock);
+
+	*arrival = now;
+	return first;
+}
+
+/*
+ * The shard's stable sequence: every number below it belongs to a
+ * transaction that has ended.  Call before taking the snapshot to read with.
+ */
+int64
+seqalloc_stable_seq(StreamInfo *info, StreamShard *shard)
+{
+	ShardState *st;
+	int64		stable;
+	dlist_iter	iter;
+
+	if (shared == NULL)
+		return PG_INT64_MAX;	/* producers serialise: any snapshot is a prefix */
+
+	st = shard_state_locked(info, shard);
+	SpinLockAcquire(&st->mutex);
+	stable = st->next_seq;
+	dlist_foreach(iter, &st->inflight)
+	{
+		InflightNode *node = dlist_container(InflightNode, link, iter.cur);
+
+		if (node->min_seq < stable)
+			stable = node->min_seq;
+	}
+	SpinLockRelease(&st->mutex);
+	LWLockRelease(shared->lock);
+	return stable;
+}
+
+/* The next number the shard will hand out (an upper bound of what exists). */
+int64
+seqalloc_next_seq(StreamInfo *info, StreamShard *shard)
+{
+	ShardState *st;
+	int64		next;
+
+	if (shared == NULL)
+		return storage_max_seq(info, shard) + 1;
+	st = shard_state_locked(info, shard);
+	SpinLockAcquire(&st->mutex);
+	next = st->next_seq;
+	SpinLockRelease(&st->mutex);
+	LWLockRelease(shared->lock);
+	return next;
+}
+
+/*
+ * Drop the counters of a deleted stream.  Entries with puts still in flight
+ * stay; they are harmless and go when the server restarts.  Users of an
+ * entry hold shared->lock, so none is removed under them; if the deletion
+ * rolls back, counters are rebuilt from the committed records on next use.
+ */
+void
+seqalloc_forget_stream(int32 stream_id)
+{
+	HASH_SEQ_STATUS status;
+	ShardState *st;
+
+	if (shared == NULL)
+		return;
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	hash_seq_init(&status, shard_table);
+	while ((st = hash_seq_search(&status)) != NULL)
+	{
+		bool		idle;
+
+		if (st->key.dbid != MyDatabaseId || st->key.stream_id != stream_id)
+			continue;
+		SpinLockAcquire(&st->mutex);
+		idle = dlist_is_empty(&st->inflight);
+		SpinLockRelease(&st->mutex);
+		if (idle && held_node_for(st) == NULL)
+			hash_search(shard_table, &st->key, HASH_REMOVE, NULL);
+	}
+	LWLockRelease(shared->lock);
+}
+
+/* ---- SQL-callable helpers for the control plane ---- */
+
+PG_FUNCTION_INFO_V1(stream_sequence_text);
+PG_FUNCTION_INFO_V1(stream_forget_stream);
+
+/* stream._sequence_text(stream_id int, shard_index int, seq bigint) RETURNS text */
+Datum
+stream_sequence_text(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(seq_to_text(PG_GETARG_INT32(0), PG_GETARG_INT32(1),
+												 PG_GETARG_INT64(2))));
+}
+
+/* stream._forget_stream(stream_id int): called by delete_stream */
+Datum
+stream_forget_stream(PG_FUNCTION_ARGS)
+{
+	seqalloc_forget_stream(PG_GETARG_INT32(0));
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,341 @@
+/*
+ * storage.c: record chunks, written and read without SQL.
+ *
+ * A stream's records live in stream_data.s<id>, range-partitioned on the
+ * per-shard sequence number into chunks stream_data.s<id>_<k>; chunk k
+ * holds the hour buckets [k * chunk_hours, (k + 1) * chunk_hours).  Since a
+ * chunk's name follows from a sequence number, puts and reads open the chunk
+ * directly (heap_multi_insert plus index inserts; a btree range scan on
+ * (shard_id, seq)) instead of going through the partitioned parent and the
+ * planner.  Chunks are insert-only, so they collect no dead tuples, and
+ * retention drops whole chunks.
+ */
+#include "stream.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/relation.h"
+#include "access/skey.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/index.h"
+#include "catalog/pg_inherits.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "nodes/execnodes.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#define CHUNK_NATTS 5			/* shard_id, seq, arrival, partition_key, data */
+
+static int64
+chunk_of(StreamInfo *info, int64 seq)
+{
+	return SEQ_BUCKET(seq) / info->chunk_hours;
+}
+
+static Oid
+chunk_relid(StreamInfo *info, int64 chunk_no)
+{
+	char		name[NAMEDATALEN];
+
+	snprintf(name, sizeof(name), "s%d_%lld", info->stream_id, (long long) chunk_no);
+	return get_relname_relid(name, info->chunk_nsp);
+}
+
+static Relation
+open_chunk(StreamInfo *info, int64 chunk_no, LOCKMODE mode)
+{
+	Oid			relid = chunk_relid(info, chunk_no);
+	Relation	rel;
+
+	if (!OidIsValid(relid))
+		return NULL;
+	/* a concurrent trim may drop it between the name lookup and the lock */
+	rel = try_relation_open(relid, mode);
+	if (rel != NULL && RelationGetDescr(rel)->natts != CHUNK_NATTS)
+		elog(ERROR, "chunk \"%s\" does not have the layout of a stream chunk",
+			 RelationGetRelationName(rel));
+	return rel;
+}
+
+/* Insert a run of records that all fall into one chunk. */
+static void
+insert_run(StreamInfo *info, int64 chunk_no, PutItem *items, int n)
+{
+	Relation	rel = open_chunk(info, chunk_no, RowExclusiveLock);
+	TupleDesc	desc;
+	TupleTableSlot **slots;
+	List	   *indexes;
+	ListCell   *lc;
+	CommandId	cid = GetCurrentCommandId(true);
+
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("InternalFailure: stream %s has no chunk for sequence bucket %lld yet",
+						info->name, (long long) SEQ_BUCKET(items[0].seq)),
+				 errdetail("Chunks are created ahead of need by the stream maintenance."),
+				 errhint("Add stream to shared_preload_libraries so its background worker runs, "
+						 "or schedule SELECT stream.run_maintenance() with pg_cron every few minutes.")));
+
+	desc = RelationGetDescr(rel);
+	slots = palloc(sizeof(TupleTableSlot *) * n);
+	for (int i = 0; i < n; i++)
+	{
+		TupleTableSlot *slot = MakeSingleTupleTableSlot(desc, &TTSOpsVirtual);
+
+		ExecClearTuple(slot);
+		memset(slot->tts_isnull, 0, sizeof(bool) * CHUNK_NATTS);
+		slot->tts_values[0] = Int32GetDatum(items[i].shard->shard_index);
+		slot->tts_values[1] = Int64GetDatum(items[i].seq);
+		slot->tts_values[2] = TimestampTzGetDatum(items[i].arrival);
+		slot->tts_values[3] = PointerGetDatum(items[i].partition_key);
+		slot->tts_values[4] = PointerGetDatum(items[i].data);
+		ExecStoreVirtualTuple(slot);
+		slots[i] = slot;
+	}
+
+	/* one WAL record per heap page rather than per record */
+	table_multi_insert(rel, slots, n, cid, 0, NULL);
+
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		Relation	idx = index_open(lfirst_oid(lc), RowExclusiveLock);
+		IndexInfo  *ii = BuildIndexInfo(idx);
+		IndexUniqueCheck check = idx->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO;
+
+		if (ii->ii_Expressions != NIL || ii->ii_Predicate != NIL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("index \"%s\" on a stream chunk has expressions or a predicate",
+							RelationGetRelationName(idx)),
+					 errhint("Stream chunks support only plain column indexes.")));
+		for (int i = 0; i < n; i++)
+		{
+			Datum		values[INDEX_MAX_KEYS];
+			bool		isnull[INDEX_MAX_KEYS];
+
+			FormIndexDatum(ii, slots[i], NULL, values, isnull);
+			index_insert(idx, values, isnull, &slots[i]->tts_tid, rel, check, false, ii);
+		}
+		index_close(idx, NoLock);
+	}
+	list_free(indexes);
+
+	for (int i = 0; i < n; i++)
+		ExecDropSingleTupleTableSlot(slots[i]);
+	pfree(slots);
+	table_close(rel, NoLock);
+}
+
+/* Insert records whose sequence numbers and arrival times are assigned. */
+void
+storage_insert(StreamInfo *info, PutItem *items, int nitems)
+{
+	int			i = 0;
+
+	while (i < nitems)
+	{
+		int64		chunk_no = chunk_of(info, items[i].seq);
+		int			j = i + 1;
+
+		while (j < nitems && chunk_of(info, items[j].seq) == chunk_no)
+			j++;
+		insert_run(info, chunk_no, items + i, j - i);
+		i = j;
+	}
+}
+
+/*
+ * Read a shard's records with from_seq <= seq < to_seq, oldest first,
+ * skipping those that arrived before min_arrival, up to limit records and
+ * max_bytes.  Uses a fresh snapshot, taken after the caller computed to_seq
+ * from the in-flight bookkeeping.  *next_from is where the next read
+ * continues.  Returns the number of records copied into out.
+ */
+int
+storage_read(StreamInfo *info, StreamShard *shard, int64 from_seq,
+			 int64 to_seq, TimestampTz min_arrival, int limit,
+			 Size max_bytes, StreamRecord *out, int64 *next_from)
+{
+	Snapshot	snap;
+	int			count = 0;
+	Size		bytes = 0;
+	bool		done = false;
+	int64		last_chunk;
+
+	*next_from = to_seq;
+	if (from_seq >= to_seq || limit <= 0)
+	{
+		*next_from = Max(from_seq, to_seq);
+		return 0;
+	}
+	last_chunk = chunk_of(info, to_seq - 1);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+
+	for (int64 k = chunk_of(info, from_seq); k <= last_chunk && !done; k++)
+	{
+		Relation	rel = open_chunk(info, k, AccessShareLock);
+		Relation	idx;
+		IndexScanDesc scan;
+		ScanKeyData keys[2];
+		TupleTableSlot *slot;
+
+		CHECK_FOR_INTERRUPTS();
+		if (rel == NULL)
+			continue;			/* trimmed, or never needed */
+
+		idx = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+		ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ,
+					Int32GetDatum(shard->shard_index));
+		ScanKeyInit(&keys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE,
+					Int64GetDatum(from_seq));
+		scan = index_beginscan(rel, idx, snap, 2, 0);
+		index_rescan(scan, keys, 2, NULL, 0);
+		slot = table_slot_create(rel, NULL);
+
+		while (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			int64		seq;
+			TimestampTz arrival;
+			text	   *pk;
+			bytea	   *data;
+			Size		size;
+
+			CHECK_FOR_INTERRUPTS();
+			slot_getallattrs(slot);
+			seq = DatumGetInt64(slot->tts_values[1]);
+			if (seq >= to_seq)
+			{
+				done = true;
+				break;
+			}
+			arrival = DatumGetTimestampTz(slot->tts_values[2]);
+			if (arrival < min_arrival)
+				continue;		/* past retention, chunk not yet dropped */
+
+			pk = (text *) PG_DETOAST_DATUM_COPY(slot->tts_values[3]);
+			data = (bytea *) PG_DETOAST_DATUM_COPY(slot->tts_values[4]);
+			size = VARSIZE(pk) - VARHDRSZ + VARSIZE(data) - VARHDRSZ;
+			if (count > 0 && bytes + size > max_bytes)
+			{
+				pfree(pk);
+				pfree(data);
+				*next_from = seq;
+				done = true;
+				break;
+			}
+			out[count].seq = seq;
+			out[count].arrival = arrival;
+			out[count].partition_key = pk;
+			out[count].data = data;
+			bytes += size;
+			count++;
+			if (count >= limit)
+			{
+				*next_from = seq + 1;
+				done = true;
+				break;
+			}
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		index_endscan(scan);
+		index_close(idx, AccessShareLock);
+		relation_close(rel, AccessShareLock);
+	}
+	UnregisterSnapshot(snap);
+	return count;
+}
+
+static int
+cmp_chunk_desc(const void *a, const void *b)
+{
+	int64		x = ((const int64 *) a)[0];
+	int64		y = ((const int64 *) b)[0];
+
+	return (x < y) ? 1 : (x > y) ? -1 : 0;
+}
+
+/*
+ * Highest committed sequence number of a shard, or -1.  Probes chunks
+ * newest first and stops at the first that holds the shard.
+ */
+int64
+storage_max_seq(StreamInfo *info, StreamShard *shard)
+{
+	List	   *children = find_inheritance_children(info->relid, NoLock);
+	int			n = list_length(children);
+	int64	   *chunks = palloc(sizeof(int64) * 2 * Max(n, 1));
+	int			nchunks = 0;
+	ListCell   *lc;
+	int64		result = -1;
+	Snapshot	snap;
+	char		prefix[NAMEDATALEN];
+	int			plen;
+
+	plen = snprintf(prefix, sizeof(prefix), "s%d_", info->stream_id);
+	foreach(lc, children)
+	{
+		char	   *name = get_rel_name(lfirst_oid(lc));
+
+		if (name && strncmp(name, prefix, plen) == 0)
+		{
+			chunks[nchunks * 2] = strtoll(name + plen, NULL, 10);
+			chunks[nchunks * 2 + 1] = lfirst_oid(lc);
+			nchunks++;
+		}
+	}
+	qsort(chunks, nchunks, sizeof(int64) * 2, cmp_chunk_desc);
+
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	for (int i = 0; i < nchunks && result < 0; i++)
+	{
+		Relation	rel = try_relation_open((Oid) chunks[i * 2 + 1], AccessShareLock);
+		Relation	idx;
+		IndexScanDesc scan;
+		ScanKeyData key;
+		TupleTableSlot *slot;
+
+		CHECK_FOR_INTERRUPTS();
+		if (rel == NULL)
+			continue;
+		idx = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ,
+					Int32GetDatum(shard->shard_index));
+		scan = index_beginscan(rel, idx, snap, 1, 0);
+		index_rescan(scan, &key, 1, NULL, 0);
+		slot = table_slot_create(rel, NULL);
+		if (index_getnext_slot(scan, BackwardScanDirection, slot))
+		{
+			bool		isnull;
+
+			result = DatumGetInt64(slot_getattr(slot, 2, &isnull));
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		index_endscan(scan);
+		index_close(idx, AccessShareLock);
+		relation_close(rel, AccessShareLock);
+	}
+	UnregisterSnapshot(snap);
+	pfree(chunks);
+	list_free(children);
+	return result;
+}
+
+/*
+ * The lowest sequence number a read may return given the retention period;
+ * *min_arrival is the oldest arrival time still retained.
+ */
+int64
+stream_trim_horizon_seq(StreamInfo *info, TimestampTz now, TimestampTz *min_arrival)
+{
+	*min_arrival = now - (int64) info->retention_hours * USECS_PER_HOUR;
+	return SEQ_FROM_BUCKET(seq_bucket_now(*min_arrival));
+}
