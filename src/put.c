@@ -9,6 +9,8 @@
 #include "stream.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
+#include "tcop/utility.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -92,6 +94,8 @@ stream_put_record(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 
+	PreventCommandIfReadOnly("stream.put_record()");
+	PreventCommandIfParallelMode("stream.put_record()");
 	require_arg(PG_ARGISNULL(0), "streamName");
 	require_arg(PG_ARGISNULL(1), "partitionKey");
 	require_arg(PG_ARGISNULL(2), "data");
@@ -173,6 +177,8 @@ stream_put_records(PG_FUNCTION_ARGS)
 	PutItem   **by_shard;
 	uint128    *hashes;
 
+	PreventCommandIfReadOnly("stream.put_records()");
+	PreventCommandIfParallelMode("stream.put_records()");
 	require_arg(PG_ARGISNULL(0), "streamName");
 	require_arg(PG_ARGISNULL(1), "records.partitionKey");
 	require_arg(PG_ARGISNULL(2), "records.data");

@@ -451,7 +451,10 @@ seqalloc_stable_seq(StreamInfo *info, StreamShard *shard)
 	dlist_iter	iter;
 
 	if (shared == NULL)
-		return PG_INT64_MAX;	/* producers serialise: any snapshot is a prefix */
+	{
+		/* producers serialise and commit in order: what is committed is stable */
+		return storage_max_seq(info, shard) + 1;
+	}
 
 	st = shard_state_locked(info, shard);
 	SpinLockAcquire(&st->mutex);

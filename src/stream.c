@@ -60,7 +60,9 @@ _PG_init(void)
 							4, 1, 1000,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
-	DefineCustomIntVariable("stream.max_shards",
+	/* PGC_POSTMASTER settings may only be defined while preloading */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("stream.max_shards",
 							"Most shards whose sequence counters live in shared memory at once.",
 							NULL,
 							&stream_max_shards,

@@ -142,6 +142,8 @@ PG_FUNCTION_INFO_V1(stream_wake_worker);
 void
 stream_worker_define_gucs(void)
 {
+	/* PGC_POSTMASTER settings may only be defined while preloading */
+	if (process_shared_preload_libraries_in_progress)
 	DefineCustomBoolVariable("stream.worker_enabled",
 							 "Starts the stream launcher and the per-database maintenance workers.",
 							 "Takes effect only when stream is listed in shared_preload_libraries.",
@@ -173,6 +175,7 @@ stream_worker_define_gucs(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	if (process_shared_preload_libraries_in_progress)
 	DefineCustomIntVariable("stream.max_databases",
 							"Maximum number of databases served by stream workers at the same time.",
 							"Each served database also uses one of max_worker_processes.",
@@ -508,6 +511,7 @@ static bool
 worker_maintenance_round(MemoryContext round_context)
 {
 	volatile bool extension_present = true;
+	volatile bool succeeded = false;
 	volatile uint64 nrows = 0;
 
 	MemoryContextReset(round_context);
@@ -538,6 +542,7 @@ worker_maintenance_round(MemoryContext round_context)
 			PopActiveSnapshot();
 		}
 		CommitTransactionCommand();
+		succeeded = true;
 	}
 	PG_CATCH();
 	{
@@ -559,7 +564,7 @@ worker_maintenance_round(MemoryContext round_context)
 	/* keep stray allocations between rounds out of TopMemoryContext */
 	MemoryContextSwitchTo(round_context);
 
-	if (extension_present)
+	if (succeeded && extension_present)
 		elog(DEBUG1, "stream maintenance in database \"%s\" returned " UINT64_FORMAT " rows",
 			 worker_dbname, (uint64) nrows);
 
