@@ -3,6 +3,7 @@ MODULE_big = stream
 OBJS = \
 	src/stream.o \
 	src/routing.o \
+	src/md5.o \
 	src/seqalloc.o \
 	src/catalog.o \
 	src/storage.o \

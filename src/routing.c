@@ -7,7 +7,8 @@
  */
 #include "stream.h"
 
-#include "common/md5.h"
+#include "md5.h"
+
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
@@ -19,14 +20,9 @@ uint128
 routing_hash_key(const char *key, int len)
 {
 	uint8		digest[16];
-	const char *errstr = NULL;
 	uint128		h = 0;
 
-	if (!pg_md5_binary(key, len, digest, &errstr))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("InternalFailure: could not compute MD5 of a partition key: %s",
-						errstr ? errstr : "unknown error")));
+	stream_md5(key, len, digest);
 	for (int i = 0; i < 16; i++)
 		h = (h << 8) | digest[i];
 	return h;

@@ -84,7 +84,8 @@ insert_run(StreamInfo *info, int64 chunk_no, PutItem *items, int n)
 				 errhint("Add stream to shared_preload_libraries so its background worker runs, "
 						 "or schedule SELECT stream.run_maintenance() with pg_cron every few minutes.")));
 
-	desc = RelationGetDescr(rel);
+	/* an unpinned copy: pinning one descriptor per slot costs O(n^2) in the resource owner */
+	desc = CreateTupleDescCopy(RelationGetDescr(rel));
 	slots = palloc(sizeof(TupleTableSlot *) * n);
 	for (int i = 0; i < n; i++)
 	{
@@ -132,6 +133,7 @@ insert_run(StreamInfo *info, int64 chunk_no, PutItem *items, int n)
 	for (int i = 0; i < n; i++)
 		ExecDropSingleTupleTableSlot(slots[i]);
 	pfree(slots);
+	FreeTupleDesc(desc);
 	table_close(rel, NoLock);
 }
 

@@ -50,6 +50,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -112,6 +113,7 @@ static StreamWorkerShmemData *StreamWorkerShmem = NULL;
 typedef struct LauncherDb
 {
 	Oid			dboid;			/* hash key */
+	NameData	datname;		/* for messages */
 	bool		listed;			/* present in the latest pg_database scan */
 	bool		active;			/* a worker is registered or adopted */
 	bool		wake;			/* start without waiting for not_before */
@@ -119,7 +121,10 @@ typedef struct LauncherDb
 	TimestampTz not_before;		/* earliest unsolicited (re)start */
 } LauncherDb;
 
-/* launcher state */
+/*
+ * Launcher state: warn once when launches start failing, again only after
+ * a launcher iteration started everything it wanted to.
+ */
 static bool register_failure_logged = false;
 static bool slots_full_logged = false;
 
@@ -752,6 +757,7 @@ launcher_attach(HTAB *dbs)
 		bool		found;
 
 		entry = hash_search(dbs, &adopted[i], HASH_ENTER, &found);
+		namestrcpy(&entry->datname, "");
 		entry->listed = false;
 		entry->active = true;
 		entry->wake = false;
@@ -886,6 +892,7 @@ launcher_collect_wakes(HTAB *dbs)
 		if (!found)
 		{
 			/* created after our last scan; the scan will list it */
+			namestrcpy(&entry->datname, "");
 			entry->listed = false;
 			entry->active = false;
 			entry->handle = NULL;
@@ -939,6 +946,7 @@ launcher_scan_databases(HTAB *dbs)
 			entry->handle = NULL;
 			entry->not_before = 0;
 		}
+		namestrcpy(&entry->datname, NameStr(db->datname));
 		entry->listed = true;
 	}
 	table_endscan(scan);
@@ -992,11 +1000,12 @@ launcher_start_worker(LauncherDb *entry)
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 					 errmsg("stream launcher cannot serve more than %d databases at the same time",
 							StreamWorkerShmem->nslots),
+					 errdetail("No worker was started for database \"%s\"; the launcher retries later.",
+							   NameStr(entry->datname)),
 					 errhint("Consider increasing stream.max_databases.")));
 		slots_full_logged = true;
 		return false;
 	}
-	slots_full_logged = false;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
@@ -1036,14 +1045,13 @@ launcher_start_worker(LauncherDb *entry)
 		if (!register_failure_logged)
 			ereport(WARNING,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("stream launcher could not start a worker for database %u",
-							entry->dboid),
+					 errmsg("stream launcher could not start a worker for database \"%s\"",
+							NameStr(entry->datname)),
 					 errdetail("All background worker slots are in use; the launcher retries later."),
 					 errhint("Consider increasing max_worker_processes.")));
 		register_failure_logged = true;
 		return false;
 	}
-	register_failure_logged = false;
 
 	entry->handle = handle;
 	entry->active = true;
@@ -1079,14 +1087,22 @@ launcher_start_workers(HTAB *dbs)
 			continue;
 
 		/* the rest waits for a worker to report (it sets our latch) */
-		if (nstarting >= MAX_STARTING_WORKERS ||
-			!launcher_start_worker(entry))
+		if (nstarting >= MAX_STARTING_WORKERS)
 		{
 			hash_seq_term(&status);
-			break;
+			return;
+		}
+		if (!launcher_start_worker(entry))
+		{
+			hash_seq_term(&status);
+			return;
 		}
 		nstarting++;
 	}
+
+	/* everything due was started */
+	register_failure_logged = false;
+	slots_full_logged = false;
 }
 
 void
