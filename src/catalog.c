@@ -102,6 +102,15 @@ stream_check_name(const char *name)
 	}
 }
 
+static int
+cmp_shard_start(const void *a, const void *b)
+{
+	const StreamShard *x = *(StreamShard *const *) a;
+	const StreamShard *y = *(StreamShard *const *) b;
+
+	return (x->start_hash < y->start_hash) ? -1 : (x->start_hash > y->start_hash) ? 1 : 0;
+}
+
 /* Read one stream's metadata through SPI into the cache context. */
 static StreamInfo *
 stream_load(const char *name, int32 stream_id)
@@ -189,6 +198,13 @@ stream_load(const char *name, int32 stream_id)
 			sh->closed = !isnull;
 			sh->ending_seq = isnull ? PG_INT64_MAX : DatumGetInt64(d);
 		}
+
+		/* open shards partition the hash-key space; sort them for binary search */
+		info->open_shards = MemoryContextAlloc(cache_cxt, sizeof(StreamShard *) * Max(nshards, 1));
+		for (int i = 0; i < nshards; i++)
+			if (!info->shards[i].closed)
+				info->open_shards[info->nopen++] = &info->shards[i];
+		qsort(info->open_shards, info->nopen, sizeof(StreamShard *), cmp_shard_start);
 	}
 	SPI_finish();
 	return info;
@@ -272,11 +288,19 @@ stream_lookup_by_id(int32 stream_id, bool missing_ok)
 StreamShard *
 stream_route(StreamInfo *info, uint128 hash)
 {
-	for (int i = 0; i < info->nshards; i++)
-	{
-		StreamShard *sh = &info->shards[i];
+	int			lo = 0,
+				hi = info->nopen - 1;
 
-		if (!sh->closed && sh->start_hash <= hash && hash <= sh->end_hash)
+	while (lo <= hi)
+	{
+		int			mid = (lo + hi) / 2;
+		StreamShard *sh = info->open_shards[mid];
+
+		if (hash < sh->start_hash)
+			hi = mid - 1;
+		else if (hash > sh->end_hash)
+			lo = mid + 1;
+		else
 			return sh;
 	}
 	ereport(ERROR,

@@ -125,15 +125,19 @@ stream_put_record(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
 
-static int
-cmp_item_shard(const void *a, const void *b)
+/* Counting sort of the items by shard, stable, so input order holds within a shard. */
+static void
+sort_by_shard(StreamInfo *info, PutItem *items, int n, PutItem **out)
 {
-	const PutItem *x = *(PutItem *const *) a;
-	const PutItem *y = *(PutItem *const *) b;
+	int		   *start = palloc0(sizeof(int) * (info->nshards + 1));
 
-	if (x->shard->shard_index != y->shard->shard_index)
-		return x->shard->shard_index < y->shard->shard_index ? -1 : 1;
-	return x->input_index - y->input_index;
+	for (int i = 0; i < n; i++)
+		start[(items[i].shard - info->shards) + 1]++;
+	for (int s = 0; s < info->nshards; s++)
+		start[s + 1] += start[s];
+	for (int i = 0; i < n; i++)
+		out[start[items[i].shard - info->shards]++] = &items[i];
+	pfree(start);
 }
 
 static Datum *
@@ -235,13 +239,10 @@ stream_put_records(PG_FUNCTION_ARGS)
 	stream_check_access(info, ACL_INSERT);
 
 	for (int i = 0; i < nkeys; i++)
-	{
 		items[i].shard = stream_route(info, hashes[i]);
-		by_shard[i] = &items[i];
-	}
 
 	/* one reservation per shard, in shard order; input order within a shard */
-	qsort(by_shard, nkeys, sizeof(PutItem *), cmp_item_shard);
+	sort_by_shard(info, items, nkeys, by_shard);
 	for (int i = 0; i < nkeys;)
 	{
 		int			j = i + 1;

@@ -66,6 +66,8 @@ typedef struct StreamInfo
 	bool		active;
 	int			nshards;
 	StreamShard *shards;		/* ordered by shard_index */
+	int			nopen;
+	StreamShard **open_shards;	/* open shards ordered by hash range */
 } StreamInfo;
 
 extern StreamInfo *stream_lookup(const char *name, bool missing_ok);
