@@ -178,6 +178,69 @@ parse_starting_seq(const char *seqtext, StreamInfo *info, StreamShard *shard)
 	return seq;
 }
 
+/*
+ * What a read does with each record: remember the first (AT_TIMESTAMP),
+ * build composite datums for an array (get_records) or rows of a
+ * tuplestore (read_shard).  Each forms its output straight from the
+ * scanned tuple, so a record is copied once.
+ */
+typedef struct RecordCollector
+{
+	int32		stream_id;
+	int32		shard_index;
+	int			count;
+	int64		first_seq;
+	TimestampTz last_arrival;
+	TupleDesc	desc;			/* of stream.record */
+	Datum	   *elems;			/* get_records */
+	Tuplestorestate *store;		/* read_shard */
+} RecordCollector;
+
+static void
+collect_first(void *arg, const StreamRecord *rec)
+{
+	RecordCollector *c = arg;
+
+	if (c->count++ == 0)
+		c->first_seq = rec->seq;
+}
+
+static void
+record_values(RecordCollector *c, const StreamRecord *rec, Datum *values)
+{
+	values[0] = PointerGetDatum(seq_to_text_datum(c->stream_id, c->shard_index, rec->seq));
+	values[1] = TimestampTzGetDatum(rec->arrival);
+	values[2] = rec->partition_key;
+	values[3] = rec->data;
+	c->last_arrival = rec->arrival;
+}
+
+static void
+collect_datum(void *arg, const StreamRecord *rec)
+{
+	RecordCollector *c = arg;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	HeapTuple	tup;
+
+	record_values(c, rec, values);
+	tup = heap_form_tuple(c->desc, values, nulls);
+	/* heap_form_tuple already stamps the datum header; no need to copy again */
+	c->elems[c->count++] = PointerGetDatum(tup->t_data);
+}
+
+static void
+collect_row(void *arg, const StreamRecord *rec)
+{
+	RecordCollector *c = arg;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	record_values(c, rec, values);
+	tuplestore_putvalues(c->store, c->desc, values, nulls);
+	c->count++;
+}
+
 /* Compute a new iterator's position; shared by get_shard_iterator and read_shard. */
 static ShardIterator
 make_iterator(FunctionCallInfo fcinfo)
@@ -230,8 +293,10 @@ make_iterator(FunctionCallInfo fcinfo)
 		if (PG_GETARG_TIMESTAMPTZ(4) > now)
 			ereport(ERROR,
 					(errcode(ERRCODE_STREAM_INVALID_ARG),
-					 errmsg("InvalidArgumentException: The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: %lld, currentTimestampInMillis: %lld",
-							(long long) unix_ms(PG_GETARG_TIMESTAMPTZ(4)), (long long) unix_ms(now))));
+					 errmsg("InvalidArgumentException: The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: %s, currentTimestampInMillis: %lld",
+							TIMESTAMP_NOT_FINITE(PG_GETARG_TIMESTAMPTZ(4)) ? "infinity" :
+							psprintf("%lld", (long long) unix_ms(PG_GETARG_TIMESTAMPTZ(4))),
+							(long long) unix_ms(now))));
 	}
 
 	info = stream_lookup(name, false);
@@ -255,12 +320,14 @@ make_iterator(FunctionCallInfo fcinfo)
 		/* AT_TIMESTAMP: arrival times are monotonic per shard */
 		TimestampTz at = Max(PG_GETARG_TIMESTAMPTZ(4), min_arrival);
 		int64		stable = seqalloc_stable_seq(info, shard);
-		StreamRecord rec;
+		RecordCollector first;
 		int64		next;
 		int64		from = Max(SEQ_FROM_BUCKET(seq_bucket_now(at)), shard->starting_seq);
 
-		if (storage_read(info, shard, from, stable, at, 1, GET_RECORDS_MAX_BYTES, &rec, &next) == 1)
-			it.from_seq = rec.seq;
+		memset(&first, 0, sizeof(first));
+		if (storage_read(info, shard, from, stable, at, 1, GET_RECORDS_MAX_BYTES,
+						 collect_first, &first, &next) == 1)
+			it.from_seq = first.first_seq;
 		else
 			it.from_seq = Max(next, from);
 	}
@@ -279,7 +346,6 @@ stream_get_shard_iterator(PG_FUNCTION_ARGS)
 typedef struct ReadResult
 {
 	StreamInfo *info;
-	StreamRecord *records;
 	int			count;
 	bool		shard_ended;	/* closed shard fully read: no next iterator */
 	ShardIterator next;
@@ -297,7 +363,8 @@ check_limit(int limit)
 }
 
 static ReadResult
-read_records(ShardIterator *it, int limit, bool check_expiry)
+read_records(ShardIterator *it, int limit, bool check_expiry,
+			 RecordSink sink, RecordCollector *c)
 {
 	ReadResult	r;
 	TimestampTz now = GetCurrentTimestamp();
@@ -332,9 +399,10 @@ read_records(ShardIterator *it, int limit, bool check_expiry)
 	from = Max(it->from_seq, trim_seq);
 	to = shard->closed ? Min(stable, shard->ending_seq + 1) : stable;
 
-	r.records = palloc(sizeof(StreamRecord) * limit);
+	c->stream_id = r.info->stream_id;
+	c->shard_index = shard->shard_index;
 	r.count = storage_read(r.info, shard, from, to, min_arrival, limit,
-						   GET_RECORDS_MAX_BYTES, r.records, &next_from);
+						   GET_RECORDS_MAX_BYTES, sink, c, &next_from);
 	r.next = *it;
 	r.next.from_seq = Max(next_from, it->from_seq);
 	r.next.created_ms = unix_ms(now);
@@ -342,22 +410,8 @@ read_records(ShardIterator *it, int limit, bool check_expiry)
 	if (r.next.from_seq >= stable || r.count == 0)
 		r.millis_behind = 0;
 	else
-		r.millis_behind = Max(0, (now - r.records[r.count - 1].arrival) / 1000);
+		r.millis_behind = Max(0, (now - c->last_arrival) / 1000);
 	return r;
-}
-
-static HeapTuple
-record_tuple(TupleDesc desc, ReadResult *r, int i)
-{
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
-	StreamRecord *rec = &r->records[i];
-
-	values[0] = CStringGetTextDatum(seq_to_text(r->next.stream_id, r->next.shard_index, rec->seq));
-	values[1] = TimestampTzGetDatum(rec->arrival);
-	values[2] = PointerGetDatum(rec->partition_key);
-	values[3] = PointerGetDatum(rec->data);
-	return heap_form_tuple(desc, values, nulls);
 }
 
 /*
@@ -370,9 +424,8 @@ stream_get_records(PG_FUNCTION_ARGS)
 	ShardIterator it;
 	ReadResult	r;
 	TupleDesc	desc;
-	TupleDesc	recdesc;
 	Oid			rectype;
-	Datum	   *elems;
+	RecordCollector c;
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
 	int			limit;
@@ -382,19 +435,18 @@ stream_get_records(PG_FUNCTION_ARGS)
 	limit = PG_GETARG_INT32(1);
 	check_limit(limit);
 	iterator_decode(text_to_cstring(PG_GETARG_TEXT_PP(0)), &it);
-	r = read_records(&it, limit, true);
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "get_records must return a composite type");
 	desc = BlessTupleDesc(desc);
 	rectype = get_element_type(TupleDescAttr(desc, 0)->atttypid);
-	recdesc = lookup_rowtype_tupdesc_copy(rectype, -1);
-	recdesc = BlessTupleDesc(recdesc);
 
-	elems = palloc(sizeof(Datum) * Max(r.count, 1));
-	for (int i = 0; i < r.count; i++)
-		elems[i] = HeapTupleGetDatum(record_tuple(recdesc, &r, i));
-	values[0] = PointerGetDatum(construct_array(elems, r.count, rectype, -1, false, TYPALIGN_DOUBLE));
+	memset(&c, 0, sizeof(c));
+	c.desc = BlessTupleDesc(lookup_rowtype_tupdesc_copy(rectype, -1));
+	c.elems = palloc(sizeof(Datum) * limit);
+	r = read_records(&it, limit, true, collect_datum, &c);
+
+	values[0] = PointerGetDatum(construct_array(c.elems, c.count, rectype, -1, false, TYPALIGN_DOUBLE));
 	if (r.shard_ended)
 		nulls[1] = true;
 	else
@@ -413,21 +465,18 @@ stream_read_shard(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	ShardIterator it;
-	ReadResult	r;
+	RecordCollector c;
 	int			limit;
 
 	require_arg(PG_ARGISNULL(5), "limit");
 	limit = PG_GETARG_INT32(5);
 	check_limit(limit);
 	it = make_iterator(fcinfo);
-	r = read_records(&it, limit, false);
 
 	InitMaterializedSRF(fcinfo, 0);
-	for (int i = 0; i < r.count; i++)
-	{
-		HeapTuple	tup = record_tuple(rsinfo->setDesc, &r, i);
-
-		tuplestore_puttuple(rsinfo->setResult, tup);
-	}
+	memset(&c, 0, sizeof(c));
+	c.desc = rsinfo->setDesc;
+	c.store = rsinfo->setResult;
+	(void) read_records(&it, limit, false, collect_row, &c);
 	return (Datum) 0;
 }

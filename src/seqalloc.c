@@ -145,11 +145,45 @@ stream_shmem_ready(void)
 
 /* ---- text form of sequence numbers ---- */
 
+static void
+put_digits(char *p, uint64 v, int width)
+{
+	for (int i = width - 1; i >= 0; i--)
+	{
+		p[i] = '0' + (v % 10);
+		v /= 10;
+	}
+}
+
+static void
+seq_format(char *p, int32 stream_id, int32 shard_index, int64 seq)
+{
+	p[0] = '4';
+	put_digits(p + 1, (uint64) seq, 19);
+	put_digits(p + 20, (uint32) stream_id, 10);
+	put_digits(p + 30, (uint32) shard_index, 10);
+}
+
 /* '4' + 19-digit sequence + 10-digit stream id + 10-digit shard index */
 char *
 seq_to_text(int32 stream_id, int32 shard_index, int64 seq)
 {
-	return psprintf("4%019lld%010d%010d", (long long) seq, stream_id, shard_index);
+	char	   *out = palloc(SEQ_TEXT_LEN + 1);
+
+	seq_format(out, stream_id, shard_index, seq);
+	out[SEQ_TEXT_LEN] = '\0';
+	return out;
+}
+
+/* The same as a text datum, without the detour through a C string (hot in reads). */
+text *
+seq_to_text_datum(int32 stream_id, int32 shard_index, int64 seq)
+{
+	text	   *t = palloc(VARHDRSZ + SEQ_TEXT_LEN);
+
+	SET_VARSIZE(t, VARHDRSZ + SEQ_TEXT_LEN);
+	seq_format(VARDATA(t), stream_id, shard_index, seq);
+	return t;
 }
 
 bool

@@ -12,6 +12,7 @@
  */
 #include "stream.h"
 
+#include "access/detoast.h"
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "access/relation.h"
@@ -32,6 +33,14 @@
 #include "utils/snapmgr.h"
 
 #define CHUNK_NATTS 5			/* shard_id, seq, arrival, partition_key, data */
+
+static Datum
+fetch_inline(Datum d)
+{
+	if (VARATT_IS_EXTERNAL(DatumGetPointer(d)))
+		return PointerGetDatum(detoast_external_attr((struct varlena *) DatumGetPointer(d)));
+	return d;
+}
 
 static int64
 chunk_of(StreamInfo *info, int64 seq)
@@ -156,16 +165,16 @@ storage_insert(StreamInfo *info, PutItem *items, int nitems)
 }
 
 /*
- * Read a shard's records with from_seq <= seq < to_seq, oldest first,
- * skipping those that arrived before min_arrival, up to limit records and
- * max_bytes.  Uses a fresh snapshot, taken after the caller computed to_seq
- * from the in-flight bookkeeping.  *next_from is where the next read
- * continues.  Returns the number of records copied into out.
+ * Feed a shard's records with from_seq <= seq < to_seq, oldest first, to
+ * sink, skipping those that arrived before min_arrival, up to limit records
+ * and max_bytes.  Uses a fresh snapshot, taken after the caller computed
+ * to_seq from the in-flight bookkeeping.  *next_from is where the next read
+ * continues.  Returns the number of records passed to sink.
  */
 int
 storage_read(StreamInfo *info, StreamShard *shard, int64 from_seq,
 			 int64 to_seq, TimestampTz min_arrival, int limit,
-			 Size max_bytes, StreamRecord *out, int64 *next_from)
+			 Size max_bytes, RecordSink sink, void *arg, int64 *next_from)
 {
 	Snapshot	snap;
 	int			count = 0;
@@ -205,44 +214,38 @@ storage_read(StreamInfo *info, StreamShard *shard, int64 from_seq,
 
 		while (index_getnext_slot(scan, ForwardScanDirection, slot))
 		{
-			int64		seq;
-			TimestampTz arrival;
-			text	   *pk;
-			bytea	   *data;
+			StreamRecord rec;
 			Size		size;
 
 			CHECK_FOR_INTERRUPTS();
 			slot_getallattrs(slot);
-			seq = DatumGetInt64(slot->tts_values[1]);
-			if (seq >= to_seq)
+			rec.seq = DatumGetInt64(slot->tts_values[1]);
+			if (rec.seq >= to_seq)
 			{
 				done = true;
 				break;
 			}
-			arrival = DatumGetTimestampTz(slot->tts_values[2]);
-			if (arrival < min_arrival)
+			rec.arrival = DatumGetTimestampTz(slot->tts_values[2]);
+			if (rec.arrival < min_arrival)
 				continue;		/* past retention, chunk not yet dropped */
 
-			pk = (text *) PG_DETOAST_DATUM_COPY(slot->tts_values[3]);
-			data = (bytea *) PG_DETOAST_DATUM_COPY(slot->tts_values[4]);
-			size = VARSIZE(pk) - VARHDRSZ + VARSIZE(data) - VARHDRSZ;
+			size = toast_raw_datum_size(slot->tts_values[3]) - VARHDRSZ +
+				toast_raw_datum_size(slot->tts_values[4]) - VARHDRSZ;
 			if (count > 0 && bytes + size > max_bytes)
 			{
-				pfree(pk);
-				pfree(data);
-				*next_from = seq;
+				*next_from = rec.seq;
 				done = true;
 				break;
 			}
-			out[count].seq = seq;
-			out[count].arrival = arrival;
-			out[count].partition_key = pk;
-			out[count].data = data;
+			/* out-of-line values are fetched now, while the chunk is locked */
+			rec.partition_key = fetch_inline(slot->tts_values[3]);
+			rec.data = fetch_inline(slot->tts_values[4]);
+			sink(arg, &rec);
 			bytes += size;
 			count++;
 			if (count >= limit)
 			{
-				*next_from = seq + 1;
+				*next_from = rec.seq + 1;
 				done = true;
 				break;
 			}

@@ -164,6 +164,7 @@ CREATE FUNCTION stream._make_chunks(p_stream_id int) RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     s stream.streams;
+    k bigint;
     k_now bigint;
     ahead int := coalesce(nullif(current_setting('stream.chunk_premake', true), '')::int, 4);
     made int := 0;
@@ -176,7 +177,8 @@ BEGIN
     -- one maintainer per stream at a time
     PERFORM pg_advisory_xact_lock(1398034002, p_stream_id);
     k_now := (floor(extract(epoch FROM clock_timestamp()) / 3600)::bigint) / s.chunk_hours;
-    FOR k IN k_now .. k_now + ahead LOOP
+    k := k_now;
+    WHILE k <= k_now + ahead LOOP     -- not FOR: its loop variable is always int4
         chunk := format('s%s_%s', p_stream_id, k);
         IF to_regclass(format('stream_data.%I', chunk)) IS NULL THEN
             EXECUTE format('CREATE TABLE stream_data.%I PARTITION OF stream_data.%I '
@@ -186,6 +188,7 @@ BEGIN
                            (k * s.chunk_hours) << 32, ((k + 1) * s.chunk_hours) << 32);
             made := made + 1;
         END IF;
+        k := k + 1;
     END LOOP;
     RETURN made;
 END $$;
@@ -225,16 +228,27 @@ BEGIN
     RETURN dropped;
 END $$;
 
+-- What the background worker runs each round; schedule it with pg_cron
+-- where the library cannot be preloaded.  Short lock waits keep a round
+-- short (DROP DATABASE waits for the worker at most 5 s); a stream whose
+-- locks are busy is retried next round.
 CREATE FUNCTION stream.run_maintenance()
 RETURNS TABLE(stream_name text, chunks_created int, chunks_dropped int)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET lock_timeout = '1s' AS $$
 DECLARE
     s record;
 BEGIN
     FOR s IN SELECT st.stream_id, st.stream_name FROM stream.streams st ORDER BY st.stream_id LOOP
         stream_name := s.stream_name;
-        chunks_created := stream._make_chunks(s.stream_id);
-        chunks_dropped := stream._trim_chunks(s.stream_id);
+        BEGIN
+            chunks_created := stream._make_chunks(s.stream_id);
+            chunks_dropped := stream._trim_chunks(s.stream_id);
+        EXCEPTION WHEN lock_not_available THEN
+            RAISE WARNING 'stream %: maintenance skipped this round: %', s.stream_name, SQLERRM;
+            chunks_created := 0;
+            chunks_dropped := 0;
+        END;
         RETURN NEXT;
     END LOOP;
 END $$;
@@ -281,7 +295,7 @@ BEGIN
     END;
 
     -- Kinesis' initial split: shard i owns [i*w, (i+1)*w - 1], w = floor(2^128 / N)
-    v_width := floor((v_max + 1) / shard_count);
+    v_width := div(v_max + 1, shard_count);     -- numeric '/' would round first
     v_start := (floor(extract(epoch FROM v_now) / 3600)::bigint) << 32;
     INSERT INTO stream.shards (stream_id, shard_index, starting_hash_key, ending_hash_key, starting_seq, created_at)
     SELECT v_id, i, i * v_width,
@@ -446,3 +460,6 @@ REVOKE ALL ON FUNCTION stream.create_stream(text, int, int), stream.delete_strea
     stream.increase_stream_retention_period(text, int), stream.decrease_stream_retention_period(text, int),
     stream.grant_stream_access(text, regrole, text), stream.revoke_stream_access(text, regrole, text),
     stream.run_maintenance(), stream._make_chunks(int), stream._trim_chunks(int) FROM PUBLIC;
+
+-- Start this database's maintenance worker now rather than at the launcher's next round.
+SELECT stream._wake_worker();

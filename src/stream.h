@@ -90,18 +90,25 @@ extern int64 seqalloc_stable_seq(StreamInfo *info, StreamShard *shard);
 extern int64 seqalloc_next_seq(StreamInfo *info, StreamShard *shard);
 extern void seqalloc_forget_stream(int32 stream_id);
 extern char *seq_to_text(int32 stream_id, int32 shard_index, int64 seq);
+extern text *seq_to_text_datum(int32 stream_id, int32 shard_index, int64 seq);
 extern bool seq_from_text(const char *text, int32 *stream_id,
 						  int32 *shard_index, int64 *seq);
 extern int64 seq_bucket_now(TimestampTz now);
 
 /* ---- storage.c ---- */
+/*
+ * A record as a scan sees it.  The datums point into a pinned buffer (or a
+ * detoasted copy) and are valid only during the sink callback.
+ */
 typedef struct StreamRecord
 {
 	int64		seq;
 	TimestampTz arrival;
-	text	   *partition_key;
-	bytea	   *data;
+	Datum		partition_key;
+	Datum		data;
 } StreamRecord;
+
+typedef void (*RecordSink) (void *arg, const StreamRecord *rec);
 
 typedef struct PutItem
 {
@@ -116,10 +123,9 @@ typedef struct PutItem
 extern void storage_insert(StreamInfo *info, PutItem *items, int nitems);
 extern int	storage_read(StreamInfo *info, StreamShard *shard, int64 from_seq,
 						 int64 to_seq, TimestampTz min_arrival, int limit,
-						 Size max_bytes, StreamRecord *out, int64 *scanned_to);
+						 Size max_bytes, RecordSink sink, void *arg,
+						 int64 *next_from);
 extern int64 storage_max_seq(StreamInfo *info, StreamShard *shard);
-extern int64 storage_first_seq_at(StreamInfo *info, StreamShard *shard,
-								  int64 from_seq, int64 to_seq, TimestampTz at);
 extern int64 stream_trim_horizon_seq(StreamInfo *info, TimestampTz now,
 									 TimestampTz *min_arrival);
 

@@ -147,16 +147,32 @@ PG_FUNCTION_INFO_V1(stream_wake_worker);
 void
 stream_worker_define_gucs(void)
 {
-	/* PGC_POSTMASTER settings may only be defined while preloading */
+	/*
+	 * Defining a PGC_POSTMASTER setting outside shared_preload_libraries is
+	 * FATAL; when loaded lazily there are no workers to configure anyway.
+	 */
 	if (process_shared_preload_libraries_in_progress)
-	DefineCustomBoolVariable("stream.worker_enabled",
-							 "Starts the stream launcher and the per-database maintenance workers.",
-							 "Takes effect only when stream is listed in shared_preload_libraries.",
-							 &stream_worker_enabled,
-							 true,
-							 PGC_POSTMASTER,
-							 0,
-							 NULL, NULL, NULL);
+	{
+		DefineCustomBoolVariable("stream.worker_enabled",
+								 "Starts the stream launcher and the per-database maintenance workers.",
+								 "Takes effect only when stream is listed in shared_preload_libraries.",
+								 &stream_worker_enabled,
+								 true,
+								 PGC_POSTMASTER,
+								 0,
+								 NULL, NULL, NULL);
+
+		DefineCustomIntVariable("stream.max_databases",
+								"Maximum number of databases served by stream workers at the same time.",
+								"Each served database also uses one of max_worker_processes.",
+								&stream_max_databases,
+								64,
+								1,
+								10000,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+	}
 
 	DefineCustomIntVariable("stream.launcher_naptime",
 							"Time between two scans of pg_database by the stream launcher.",
@@ -178,18 +194,6 @@ stream_worker_define_gucs(void)
 							INT_MAX / 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
-							NULL, NULL, NULL);
-
-	if (process_shared_preload_libraries_in_progress)
-	DefineCustomIntVariable("stream.max_databases",
-							"Maximum number of databases served by stream workers at the same time.",
-							"Each served database also uses one of max_worker_processes.",
-							&stream_max_databases,
-							64,
-							1,
-							10000,
-							PGC_POSTMASTER,
-							0,
 							NULL, NULL, NULL);
 }
 
@@ -583,6 +587,7 @@ void
 stream_db_worker_main(Datum main_arg)
 {
 	MemoryContext round_context;
+	TimestampTz last_round_end = 0;
 	TimestampTz next_round;
 	bool		extension_present;
 
@@ -638,6 +643,7 @@ stream_db_worker_main(Datum main_arg)
 	round_context = AllocSetContextCreate(TopMemoryContext,
 										  "stream maintenance round",
 										  ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(round_context);
 	next_round = GetCurrentTimestamp();
 
 	for (;;)
@@ -652,6 +658,10 @@ stream_db_worker_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			/* a changed naptime applies to the current wait already */
+			if (last_round_end != 0)
+				next_round = TimestampTzPlusMilliseconds(last_round_end,
+														 (int64) stream_maintenance_naptime * 1000);
 		}
 
 		if (database_conflict_pending())
@@ -677,6 +687,7 @@ stream_db_worker_main(Datum main_arg)
 			}
 			now = GetCurrentTimestamp();
 			/* counted from the end of the round: rounds never pile up */
+			last_round_end = now;
 			next_round = TimestampTzPlusMilliseconds(now,
 													 (int64) stream_maintenance_naptime * 1000);
 		}
@@ -914,6 +925,7 @@ launcher_scan_databases(HTAB *dbs)
 	Relation	rel;
 	TableScanDesc scan;
 	HeapTuple	tup;
+	MemoryContext oldcontext = CurrentMemoryContext;
 
 	hash_seq_init(&status, dbs);
 	while ((entry = (LauncherDb *) hash_seq_search(&status)) != NULL)
@@ -953,6 +965,8 @@ launcher_scan_databases(HTAB *dbs)
 	table_close(rel, AccessShareLock);
 
 	CommitTransactionCommand();
+	/* commit leaves us in TopMemoryContext */
+	MemoryContextSwitchTo(oldcontext);
 	pgstat_report_stat(false);
 
 	/* forget dropped databases; running workers are forgotten when reaped */
@@ -1110,6 +1124,7 @@ stream_launcher_main(Datum main_arg)
 {
 	HASHCTL		ctl;
 	HTAB	   *dbs;
+	MemoryContext loop_context;
 	TimestampTz next_scan = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -1140,11 +1155,19 @@ stream_launcher_main(Datum main_arg)
 
 	ereport(LOG, (errmsg("stream launcher started")));
 
+	/* scratch memory of one iteration; handles live in TopMemoryContext */
+	loop_context = AllocSetContextCreate(TopMemoryContext,
+										 "stream launcher iteration",
+										 ALLOCSET_DEFAULT_SIZES);
+
 	for (;;)
 	{
 		TimestampTz now;
 		bool		woken;
 		long		timeout;
+
+		MemoryContextSwitchTo(loop_context);
+		MemoryContextReset(loop_context);
 
 		CHECK_FOR_INTERRUPTS();
 
