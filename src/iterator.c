@@ -192,7 +192,9 @@ typedef struct RecordCollector
 	int64		first_seq;
 	TimestampTz last_arrival;
 	TupleDesc	desc;			/* of stream.record */
-	Datum	   *elems;			/* get_records */
+	char	   *array;			/* get_records: the result array, built in place */
+	Size		array_used;
+	Size		array_cap;
 	Tuplestorestate *store;		/* read_shard */
 } RecordCollector;
 
@@ -215,6 +217,12 @@ record_values(RecordCollector *c, const StreamRecord *rec, Datum *values)
 	c->last_arrival = rec->arrival;
 }
 
+/*
+ * Append a record to the stream.record[] being built.  The tuple is formed
+ * by heap_form_tuple (which stamps what composite datums need) and copied
+ * once into the array's buffer; freeing it at once lets the next record
+ * reuse the memory.
+ */
 static void
 collect_datum(void *arg, const StreamRecord *rec)
 {
@@ -222,11 +230,21 @@ collect_datum(void *arg, const StreamRecord *rec)
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 	HeapTuple	tup;
+	Size		start;
 
 	record_values(c, rec, values);
 	tup = heap_form_tuple(c->desc, values, nulls);
-	/* heap_form_tuple already stamps the datum header; no need to copy again */
-	c->elems[c->count++] = PointerGetDatum(tup->t_data);
+	start = TYPEALIGN(ALIGNOF_DOUBLE, c->array_used);
+	if (start + tup->t_len > c->array_cap)
+	{
+		c->array_cap = Max(c->array_cap * 2, start + tup->t_len);
+		c->array = repalloc(c->array, c->array_cap);
+	}
+	memcpy(c->array + start, tup->t_data, tup->t_len);
+	c->array_used = start + tup->t_len;
+	c->count++;
+	pfree(DatumGetPointer(values[0]));
+	heap_freetuple(tup);
 }
 
 static void
@@ -443,10 +461,25 @@ stream_get_records(PG_FUNCTION_ARGS)
 
 	memset(&c, 0, sizeof(c));
 	c.desc = BlessTupleDesc(lookup_rowtype_tupdesc_copy(rectype, -1));
-	c.elems = palloc(sizeof(Datum) * limit);
+	c.array_used = ARR_OVERHEAD_NONULLS(1);
+	c.array_cap = c.array_used + (Size) Min(limit, 1024) * 256;
+	c.array = palloc(c.array_cap);
 	r = read_records(&it, limit, true, collect_datum, &c);
 
-	values[0] = PointerGetDatum(construct_array(c.elems, c.count, rectype, -1, false, TYPALIGN_DOUBLE));
+	if (c.count == 0)
+		values[0] = PointerGetDatum(construct_empty_array(rectype));
+	else
+	{
+		ArrayType  *arr = (ArrayType *) c.array;
+
+		SET_VARSIZE(arr, c.array_used);
+		arr->ndim = 1;
+		arr->dataoffset = 0;	/* no null bitmap */
+		arr->elemtype = rectype;
+		ARR_DIMS(arr)[0] = c.count;
+		ARR_LBOUND(arr)[0] = 1;
+		values[0] = PointerGetDatum(arr);
+	}
 	if (r.shard_ended)
 		nulls[1] = true;
 	else
