@@ -17,7 +17,7 @@ PGFILEDESC = "stream - Kinesis-style data streams"
 
 # pg_regress: every sql/*.sql, in name order
 REGRESS = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
-REGRESS_OPTS = --dbname=stream_regression
+CONTRIB_TESTDB = stream_regression
 
 PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
