@@ -12,7 +12,9 @@ OBJS = \
 	src/worker.o
 
 EXTENSION = stream
-DATA = src/stream--0.1.sql
+# The install script is assembled from one file per concern, in name order.
+DATA_built = stream--0.1.sql
+EXTRA_CLEAN = stream--0.1.sql
 PGFILEDESC = "stream - Kinesis-style data streams"
 
 # pg_regress: every sql/*.sql, in name order
@@ -25,3 +27,6 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers 
 PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+stream--0.1.sql: $(sort $(wildcard $(srcdir)/src/sql/*.sql))
+	cat $^ > $@

@@ -460,6 +460,3 @@ REVOKE ALL ON FUNCTION stream.create_stream(text, int, int), stream.delete_strea
     stream.increase_stream_retention_period(text, int), stream.decrease_stream_retention_period(text, int),
     stream.grant_stream_access(text, regrole, text), stream.revoke_stream_access(text, regrole, text),
     stream.run_maintenance(), stream._make_chunks(int), stream._trim_chunks(int) FROM PUBLIC;
-
--- Start this database's maintenance worker now rather than at the launcher's next round.
-SELECT stream._wake_worker();
