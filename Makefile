@@ -9,6 +9,7 @@ OBJS = \
 	src/storage.o \
 	src/put.o \
 	src/iterator.o \
+	src/fanout.o \
 	src/worker.o
 
 EXTENSION = stream

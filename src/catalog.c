@@ -129,7 +129,7 @@ stream_load(const char *name, int32 stream_id)
 	{
 		argtype = TEXTOID;
 		arg = CStringGetTextDatum(name);
-		ret = SPI_execute_with_args("SELECT stream_id, stream_name, retention_hours, chunk_hours, stream_status "
+		ret = SPI_execute_with_args("SELECT stream_id, stream_name, retention_hours, chunk_hours, stream_status, notify "
 									"FROM stream.streams WHERE stream_name = $1",
 									1, &argtype, &arg, NULL, true, 1);
 	}
@@ -137,7 +137,7 @@ stream_load(const char *name, int32 stream_id)
 	{
 		argtype = INT4OID;
 		arg = Int32GetDatum(stream_id);
-		ret = SPI_execute_with_args("SELECT stream_id, stream_name, retention_hours, chunk_hours, stream_status "
+		ret = SPI_execute_with_args("SELECT stream_id, stream_name, retention_hours, chunk_hours, stream_status, notify "
 									"FROM stream.streams WHERE stream_id = $1",
 									1, &argtype, &arg, NULL, true, 1);
 	}
@@ -164,6 +164,7 @@ stream_load(const char *name, int32 stream_id)
 		info->chunk_hours = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
 		status = SPI_getvalue(tup, desc, 5);
 		info->active = (strcmp(status, "ACTIVE") == 0 || strcmp(status, "UPDATING") == 0);
+		info->notify = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
 
 		nsp = get_namespace_oid("stream_data", false);
 		info->chunk_nsp = nsp;

@@ -9,6 +9,7 @@
  * still checked on every read.
  */
 #include "stream.h"
+#include "read.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
@@ -35,13 +36,6 @@ PG_FUNCTION_INFO_V1(stream_read_shard);
 #define ITERATOR_RAW_LEN	(ITERATOR_BODY_LEN + ITERATOR_TAG_LEN)
 #define ITERATOR_TEXT_LEN	(4 * ((ITERATOR_RAW_LEN + 2) / 3))	/* padded base64 */
 
-typedef struct ShardIterator
-{
-	int32		stream_id;
-	int32		shard_index;
-	int64		from_seq;		/* next sequence number to read */
-	int64		created_ms;		/* Unix epoch milliseconds */
-} ShardIterator;
 
 static int64
 unix_ms(TimestampTz ts)
@@ -143,8 +137,8 @@ iterator_decode(const char *text, ShardIterator *it)
 	it->created_ms = (int64) get_be(raw + 17, 8);
 }
 
-static void
-require_arg(bool isnull, const char *member)
+void
+read_require_arg(bool isnull, const char *member)
 {
 	if (isnull)
 		ereport(ERROR,
@@ -178,26 +172,7 @@ parse_starting_seq(const char *seqtext, StreamInfo *info, StreamShard *shard)
 	return seq;
 }
 
-/*
- * What a read does with each record: remember the first (AT_TIMESTAMP),
- * build composite datums for an array (get_records) or rows of a
- * tuplestore (read_shard).  Each forms its output straight from the
- * scanned tuple, so a record is copied once.
- */
-typedef struct RecordCollector
-{
-	int32		stream_id;
-	int32		shard_index;
-	int			count;
-	int64		first_seq;
-	TimestampTz last_arrival;
-	TupleDesc	desc;			/* of stream.record */
-	char	   *array;			/* get_records: the result array, built in place */
-	Size		array_used;
-	Size		array_cap;
-	Tuplestorestate *store;		/* read_shard */
-} RecordCollector;
-
+/* Record sinks (see RecordCollector in read.h). */
 static void
 collect_first(void *arg, const StreamRecord *rec)
 {
@@ -215,6 +190,7 @@ record_values(RecordCollector *c, const StreamRecord *rec, Datum *values)
 	values[2] = rec->partition_key;
 	values[3] = rec->data;
 	c->last_arrival = rec->arrival;
+	c->last_seq = rec->seq;
 }
 
 /*
@@ -223,7 +199,35 @@ record_values(RecordCollector *c, const StreamRecord *rec, Datum *values)
  * once into the array's buffer; freeing it at once lets the next record
  * reuse the memory.
  */
-static void
+void
+collector_init_array(RecordCollector *c, Oid rectype, int limit)
+{
+	memset(c, 0, sizeof(*c));
+	c->rectype = rectype;
+	c->desc = BlessTupleDesc(lookup_rowtype_tupdesc_copy(rectype, -1));
+	c->array_used = ARR_OVERHEAD_NONULLS(1);
+	c->array_cap = c->array_used + (Size) Min(limit, 1024) * 256;
+	c->array = palloc(c->array_cap);
+}
+
+/* The stream.record[] collected so far. */
+Datum
+collector_array(RecordCollector *c)
+{
+	ArrayType  *arr = (ArrayType *) c->array;
+
+	if (c->count == 0)
+		return PointerGetDatum(construct_empty_array(c->rectype));
+	SET_VARSIZE(arr, c->array_used);
+	arr->ndim = 1;
+	arr->dataoffset = 0;		/* no null bitmap */
+	arr->elemtype = c->rectype;
+	ARR_DIMS(arr)[0] = c->count;
+	ARR_LBOUND(arr)[0] = 1;
+	return PointerGetDatum(arr);
+}
+
+void
 collect_datum(void *arg, const StreamRecord *rec)
 {
 	RecordCollector *c = arg;
@@ -260,29 +264,16 @@ collect_row(void *arg, const StreamRecord *rec)
 }
 
 /* Compute a new iterator's position; shared by get_shard_iterator and read_shard. */
-static ShardIterator
-make_iterator(FunctionCallInfo fcinfo)
+ShardIterator
+iterator_start(const char *name, const char *shard_id, const char *type,
+			   const char *seqtext, bool has_ts, TimestampTz ts)
 {
-	char	   *name,
-			   *shard_id,
-			   *type;
-	char	   *seqtext = NULL;
-	bool		has_ts = !PG_ARGISNULL(4);
 	TimestampTz now = GetCurrentTimestamp();
 	StreamInfo *info;
 	StreamShard *shard;
 	ShardIterator it;
 	TimestampTz min_arrival;
 	int64		trim_seq;
-
-	require_arg(PG_ARGISNULL(0), "streamName");
-	require_arg(PG_ARGISNULL(1), "shardId");
-	require_arg(PG_ARGISNULL(2), "shardIteratorType");
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	shard_id = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	type = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	if (!PG_ARGISNULL(3))
-		seqtext = text_to_cstring(PG_GETARG_TEXT_PP(3));
 
 	stream_check_name(name);
 	if (strcmp(type, "TRIM_HORIZON") != 0 && strcmp(type, "LATEST") != 0 &&
@@ -308,12 +299,12 @@ make_iterator(FunctionCallInfo fcinfo)
 			ereport(ERROR,
 					(errcode(ERRCODE_STREAM_INVALID_ARG),
 					 errmsg("InvalidArgumentException: Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")));
-		if (PG_GETARG_TIMESTAMPTZ(4) > now)
+		if (ts > now)
 			ereport(ERROR,
 					(errcode(ERRCODE_STREAM_INVALID_ARG),
 					 errmsg("InvalidArgumentException: The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: %s, currentTimestampInMillis: %lld",
-							TIMESTAMP_NOT_FINITE(PG_GETARG_TIMESTAMPTZ(4)) ? "infinity" :
-							psprintf("%lld", (long long) unix_ms(PG_GETARG_TIMESTAMPTZ(4))),
+							TIMESTAMP_NOT_FINITE(ts) ? "infinity" :
+							psprintf("%lld", (long long) unix_ms(ts)),
 							(long long) unix_ms(now))));
 	}
 
@@ -336,7 +327,7 @@ make_iterator(FunctionCallInfo fcinfo)
 	else
 	{
 		/* AT_TIMESTAMP: arrival times are monotonic per shard */
-		TimestampTz at = Max(PG_GETARG_TIMESTAMPTZ(4), min_arrival);
+		TimestampTz at = Max(ts, min_arrival);
 		int64		stable = seqalloc_stable_seq(info, shard);
 		RecordCollector first;
 		int64		next;
@@ -352,6 +343,21 @@ make_iterator(FunctionCallInfo fcinfo)
 	return it;
 }
 
+/* Arguments 0-4 of get_shard_iterator and read_shard: name, shard, type, sequence, timestamp. */
+static ShardIterator
+make_iterator(FunctionCallInfo fcinfo)
+{
+	read_require_arg(PG_ARGISNULL(0), "streamName");
+	read_require_arg(PG_ARGISNULL(1), "shardId");
+	read_require_arg(PG_ARGISNULL(2), "shardIteratorType");
+	return iterator_start(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+						  text_to_cstring(PG_GETARG_TEXT_PP(1)),
+						  text_to_cstring(PG_GETARG_TEXT_PP(2)),
+						  PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3)),
+						  !PG_ARGISNULL(4),
+						  PG_ARGISNULL(4) ? 0 : PG_GETARG_TIMESTAMPTZ(4));
+}
+
 /* stream.get_shard_iterator(stream_name, shard_id, type, starting_sequence_number, timestamp) */
 Datum
 stream_get_shard_iterator(PG_FUNCTION_ARGS)
@@ -361,17 +367,9 @@ stream_get_shard_iterator(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(iterator_encode(&it)));
 }
 
-typedef struct ReadResult
-{
-	StreamInfo *info;
-	int			count;
-	bool		shard_ended;	/* closed shard fully read: no next iterator */
-	ShardIterator next;
-	int64		millis_behind;
-} ReadResult;
 
-static void
-check_limit(int limit)
+void
+read_check_limit(int limit)
 {
 	if (limit < 1 || limit > GET_RECORDS_MAX)
 		ereport(ERROR,
@@ -380,7 +378,7 @@ check_limit(int limit)
 						limit, limit < 1 ? "greater than or equal to 1" : "less than or equal to 10000")));
 }
 
-static ReadResult
+ReadResult
 read_records(ShardIterator *it, int limit, bool check_expiry,
 			 RecordSink sink, RecordCollector *c)
 {
@@ -448,10 +446,10 @@ stream_get_records(PG_FUNCTION_ARGS)
 	bool		nulls[3] = {false, false, false};
 	int			limit;
 
-	require_arg(PG_ARGISNULL(0), "shardIterator");
-	require_arg(PG_ARGISNULL(1), "limit");
+	read_require_arg(PG_ARGISNULL(0), "shardIterator");
+	read_require_arg(PG_ARGISNULL(1), "limit");
 	limit = PG_GETARG_INT32(1);
-	check_limit(limit);
+	read_check_limit(limit);
 	iterator_decode(text_to_cstring(PG_GETARG_TEXT_PP(0)), &it);
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
@@ -459,27 +457,9 @@ stream_get_records(PG_FUNCTION_ARGS)
 	desc = BlessTupleDesc(desc);
 	rectype = get_element_type(TupleDescAttr(desc, 0)->atttypid);
 
-	memset(&c, 0, sizeof(c));
-	c.desc = BlessTupleDesc(lookup_rowtype_tupdesc_copy(rectype, -1));
-	c.array_used = ARR_OVERHEAD_NONULLS(1);
-	c.array_cap = c.array_used + (Size) Min(limit, 1024) * 256;
-	c.array = palloc(c.array_cap);
+	collector_init_array(&c, rectype, limit);
 	r = read_records(&it, limit, true, collect_datum, &c);
-
-	if (c.count == 0)
-		values[0] = PointerGetDatum(construct_empty_array(rectype));
-	else
-	{
-		ArrayType  *arr = (ArrayType *) c.array;
-
-		SET_VARSIZE(arr, c.array_used);
-		arr->ndim = 1;
-		arr->dataoffset = 0;	/* no null bitmap */
-		arr->elemtype = rectype;
-		ARR_DIMS(arr)[0] = c.count;
-		ARR_LBOUND(arr)[0] = 1;
-		values[0] = PointerGetDatum(arr);
-	}
+	values[0] = collector_array(&c);
 	if (r.shard_ended)
 		nulls[1] = true;
 	else
@@ -501,9 +481,9 @@ stream_read_shard(PG_FUNCTION_ARGS)
 	RecordCollector c;
 	int			limit;
 
-	require_arg(PG_ARGISNULL(5), "limit");
+	read_require_arg(PG_ARGISNULL(5), "limit");
 	limit = PG_GETARG_INT32(5);
-	check_limit(limit);
+	read_check_limit(limit);
 	it = make_iterator(fcinfo);
 
 	InitMaterializedSRF(fcinfo, 0);

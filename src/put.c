@@ -12,6 +12,7 @@
 #include "access/xact.h"
 #include "tcop/utility.h"
 #include "catalog/pg_type.h"
+#include "commands/async.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
@@ -77,6 +78,22 @@ shard_id_text(StreamShard *shard)
 }
 
 /*
+ * Tell LISTENers of the stream that a shard got records.  NOTIFY is sent at
+ * commit only, and PostgreSQL folds identical notifications of a
+ * transaction into one: at most one per shard per transaction.
+ */
+static void
+notify_put(StreamInfo *info, StreamShard *shard)
+{
+	char		channel[32];
+
+	if (!info->notify)
+		return;
+	snprintf(channel, sizeof(channel), "stream_%d", info->stream_id);
+	Async_Notify(channel, shard_id_text(shard));
+}
+
+/*
  * stream.put_record(stream_name, partition_key, data, explicit_hash_key)
  *   RETURNS (shard_id text, sequence_number text)
  */
@@ -117,6 +134,7 @@ stream_put_record(PG_FUNCTION_ARGS)
 	item.data = data;
 	item.seq = seqalloc_reserve(info, item.shard, 1, &item.arrival);
 	storage_insert(info, &item, 1);
+	notify_put(info, item.shard);
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "put_record must return a composite type");
@@ -252,6 +270,7 @@ stream_put_records(PG_FUNCTION_ARGS)
 		while (j < nkeys && by_shard[j]->shard == by_shard[i]->shard)
 			j++;
 		first = seqalloc_reserve(info, by_shard[i]->shard, j - i, &arrival);
+		notify_put(info, by_shard[i]->shard);
 		for (int k = i; k < j; k++)
 		{
 			by_shard[k]->seq = first + (k - i);

@@ -35,11 +35,16 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "storage/condition_variable.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
+#include "storage/latch.h"
+#include "utils/wait_event.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "access/htup_details.h"
+#include "funcapi.h"
 
 /* GUCs (defined in stream.c) */
 extern int	stream_max_shards;
@@ -55,6 +60,7 @@ typedef struct InflightNode
 {
 	dlist_node	link;			/* in a shard's in-flight list or the free list */
 	int64		min_seq;
+	int64		max_seq;		/* highest number this transaction took on the shard */
 } InflightNode;
 
 typedef struct ShardState
@@ -65,6 +71,8 @@ typedef struct ShardState
 	int64		next_seq;
 	TimestampTz last_arrival;
 	dlist_head	inflight;
+	int			subscribers;	/* sessions waiting on wakeup; keeps the entry alive */
+	ConditionVariable wakeup;	/* broadcast when records may have become stable */
 } ShardState;
 
 typedef struct SeqallocShared
@@ -231,17 +239,46 @@ seq_bucket_now(TimestampTz now)
 
 /* ---- transaction bookkeeping ---- */
 
+/* Lowest number in flight, or the next to hand out; caller holds st->mutex. */
+static int64
+stable_locked(ShardState *st)
+{
+	int64		stable = st->next_seq;
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &st->inflight)
+	{
+		InflightNode *node = dlist_container(InflightNode, link, iter.cur);
+
+		if (node->min_seq < stable)
+			stable = node->min_seq;
+	}
+	return stable;
+}
+
+/*
+ * End this transaction's in-flight registrations.  Subscribers waiting on
+ * a shard are woken at commit, and at abort only when the abort lets other
+ * transactions' records become stable: a rolled-back put alone wakes no one.
+ */
 static void
-release_inflight(void)
+release_inflight(bool committed)
 {
 	for (int i = 0; i < nheld; i++)
 	{
 		ShardState *st = held[i].shard;
 		InflightNode *node = held[i].node;
+		int64		before;
+		bool		wake;
 
 		SpinLockAcquire(&st->mutex);
+		before = stable_locked(st);
 		dlist_delete(&node->link);
+		wake = st->subscribers > 0 &&
+			(committed || stable_locked(st) > Max(before, node->max_seq + 1));
 		SpinLockRelease(&st->mutex);
+		if (wake)
+			ConditionVariableBroadcast(&st->wakeup);
 
 		SpinLockAcquire(&shared->pool_mutex);
 		dlist_push_head(&shared->free_nodes, &node->link);
@@ -264,13 +301,17 @@ seqalloc_xact_callback(XactEvent event, void *arg)
 						 errhint("Put stream records outside two-phase transactions.")));
 			break;
 		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
 			/* runs after the commit is visible in the proc array */
 			if (nheld > 0)
-				release_inflight();
+				release_inflight(true);
+			xact_put = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			if (nheld > 0)
+				release_inflight(false);
 			xact_put = false;
 			break;
 		default:
@@ -333,6 +374,8 @@ shard_state_locked(StreamInfo *info, StreamShard *shard)
 				st->next_seq = 0;
 				st->last_arrival = 0;
 				dlist_init(&st->inflight);
+				st->subscribers = 0;
+				ConditionVariableInit(&st->wakeup);
 			}
 			LWLockRelease(shared->lock);
 		}
@@ -428,6 +471,7 @@ seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 {
 	ShardState *st;
 	InflightNode *node;
+	InflightNode *existing;
 	TimestampTz now;
 	int64		first;
 
@@ -444,7 +488,8 @@ seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 	now = GetCurrentTimestamp();
 
 	st = shard_state_locked(info, shard);
-	if (held_node_for(st) == NULL)
+	existing = held_node_for(st);
+	if (existing == NULL)
 	{
 		/* registered below, under the shard's mutex, with the first number */
 		node = take_free_node();
@@ -464,8 +509,11 @@ seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 	if (node != NULL)
 	{
 		node->min_seq = first;
+		node->max_seq = first + count - 1;
 		dlist_push_tail(&st->inflight, &node->link);
 	}
+	else
+		existing->max_seq = first + count - 1;
 	SpinLockRelease(&st->mutex);
 	LWLockRelease(shared->lock);
 
@@ -482,7 +530,6 @@ seqalloc_stable_seq(StreamInfo *info, StreamShard *shard)
 {
 	ShardState *st;
 	int64		stable;
-	dlist_iter	iter;
 
 	if (shared == NULL)
 	{
@@ -492,14 +539,7 @@ seqalloc_stable_seq(StreamInfo *info, StreamShard *shard)
 
 	st = shard_state_locked(info, shard);
 	SpinLockAcquire(&st->mutex);
-	stable = st->next_seq;
-	dlist_foreach(iter, &st->inflight)
-	{
-		InflightNode *node = dlist_container(InflightNode, link, iter.cur);
-
-		if (node->min_seq < stable)
-			stable = node->min_seq;
-	}
+	stable = stable_locked(st);
 	SpinLockRelease(&st->mutex);
 	LWLockRelease(shared->lock);
 	return stable;
@@ -545,12 +585,77 @@ seqalloc_forget_stream(int32 stream_id)
 		if (st->key.dbid != MyDatabaseId || st->key.stream_id != stream_id)
 			continue;
 		SpinLockAcquire(&st->mutex);
-		idle = dlist_is_empty(&st->inflight);
+		idle = dlist_is_empty(&st->inflight) && st->subscribers == 0;
 		SpinLockRelease(&st->mutex);
 		if (idle && held_node_for(st) == NULL)
 			hash_search(shard_table, &st->key, HASH_REMOVE, NULL);
 	}
 	LWLockRelease(shared->lock);
+}
+
+/*
+ * Wait until the shard's stable sequence passes from_seq (new records may
+ * be readable) or timeout_ms elapse.  The wake-up comes from the committing
+ * transaction itself, through the shard's condition variable.  Returns
+ * true when there may be something new to read.
+ */
+bool
+seqalloc_wait_for_records(StreamInfo *info, StreamShard *shard, int64 from_seq,
+						  long timeout_ms)
+{
+	ShardState *st;
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	bool		found = false;
+
+	if (shared == NULL)
+	{
+		/* no shared memory: poll every 10 ms */
+		for (;;)
+		{
+			if (seqalloc_stable_seq(info, shard) > from_seq)
+				return true;
+			if (GetCurrentTimestamp() >= deadline)
+				return false;
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 10, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+
+	st = shard_state_locked(info, shard);
+	SpinLockAcquire(&st->mutex);
+	st->subscribers++;
+	SpinLockRelease(&st->mutex);
+	LWLockRelease(shared->lock);
+
+	PG_TRY();
+	{
+		ConditionVariablePrepareToSleep(&st->wakeup);
+		for (;;)
+		{
+			long		remaining;
+
+			SpinLockAcquire(&st->mutex);
+			found = stable_locked(st) > from_seq;
+			SpinLockRelease(&st->mutex);
+			if (found)
+				break;
+			remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+			if (remaining <= 0)
+				break;
+			(void) ConditionVariableTimedSleep(&st->wakeup, remaining, PG_WAIT_EXTENSION);
+		}
+		ConditionVariableCancelSleep();
+	}
+	PG_FINALLY();
+	{
+		SpinLockAcquire(&st->mutex);
+		st->subscribers--;
+		SpinLockRelease(&st->mutex);
+	}
+	PG_END_TRY();
+	return found;
 }
 
 /* ---- SQL-callable helpers for the control plane ---- */
@@ -572,4 +677,34 @@ stream_forget_stream(PG_FUNCTION_ARGS)
 {
 	seqalloc_forget_stream(PG_GETARG_INT32(0));
 	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(stream_sequence_parts);
+
+/*
+ * stream._sequence_parts(sequence_number text, OUT stream_id int,
+ *                        OUT shard_index int, OUT seq bigint)
+ * All NULL when the text is not a sequence number of ours.
+ */
+Datum
+stream_sequence_parts(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[3];
+	bool		nulls[3] = {true, true, true};
+	int32		stream_id,
+				shard_index;
+	int64		seq;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "_sequence_parts must return a composite type");
+	if (!PG_ARGISNULL(0) &&
+		seq_from_text(text_to_cstring(PG_GETARG_TEXT_PP(0)), &stream_id, &shard_index, &seq))
+	{
+		values[0] = Int32GetDatum(stream_id);
+		values[1] = Int32GetDatum(shard_index);
+		values[2] = Int64GetDatum(seq);
+		nulls[0] = nulls[1] = nulls[2] = false;
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

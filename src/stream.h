@@ -64,6 +64,7 @@ typedef struct StreamInfo
 	int32		retention_hours;
 	int32		chunk_hours;
 	bool		active;
+	bool		notify;			/* NOTIFY stream_<id> with the shard id at commit */
 	int			nshards;
 	StreamShard *shards;		/* ordered by shard_index */
 	int			nopen;
@@ -89,6 +90,8 @@ extern int64 seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 extern int64 seqalloc_stable_seq(StreamInfo *info, StreamShard *shard);
 extern int64 seqalloc_next_seq(StreamInfo *info, StreamShard *shard);
 extern void seqalloc_forget_stream(int32 stream_id);
+extern bool seqalloc_wait_for_records(StreamInfo *info, StreamShard *shard,
+									  int64 from_seq, long timeout_ms);
 extern char *seq_to_text(int32 stream_id, int32 shard_index, int64 seq);
 extern text *seq_to_text_datum(int32 stream_id, int32 shard_index, int64 seq);
 extern bool seq_from_text(const char *text, int32 *stream_id,

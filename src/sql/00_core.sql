@@ -15,7 +15,8 @@ CREATE TABLE stream.streams (
     stream_mode     text NOT NULL DEFAULT 'PROVISIONED',
     stream_status   text NOT NULL DEFAULT 'ACTIVE',
     created_at      timestamptz NOT NULL DEFAULT now(),
-    next_shard_index int NOT NULL
+    next_shard_index int NOT NULL,
+    notify          bool NOT NULL DEFAULT false    -- NOTIFY on the stream's channel at commit
 );
 
 CREATE TABLE stream.shards (
@@ -395,7 +396,7 @@ BEGIN
         'EncryptionType', 'NONE',
         'OpenShardCount', (SELECT count(*) FROM stream.shards sh
                             WHERE sh.stream_id = s.stream_id AND sh.ending_seq IS NULL),
-        'ConsumerCount', 0,
+        'ConsumerCount', (SELECT count(*) FROM stream.stream_consumers c WHERE c.stream_id = s.stream_id),
         'MaxRecordSizeInKiB', 1024);
 END $$;
 
