@@ -193,12 +193,7 @@ record_values(RecordCollector *c, const StreamRecord *rec, Datum *values)
 	c->last_seq = rec->seq;
 }
 
-/*
- * Append a record to the stream.record[] being built.  The tuple is formed
- * by heap_form_tuple (which stamps what composite datums need) and copied
- * once into the array's buffer; freeing it at once lets the next record
- * reuse the memory.
- */
+/* Prepare c to collect up to limit records into a stream.record[]. */
 void
 collector_init_array(RecordCollector *c, Oid rectype, int limit)
 {
@@ -206,7 +201,8 @@ collector_init_array(RecordCollector *c, Oid rectype, int limit)
 	c->rectype = rectype;
 	c->desc = BlessTupleDesc(lookup_rowtype_tupdesc_copy(rectype, -1));
 	c->array_used = ARR_OVERHEAD_NONULLS(1);
-	c->array_cap = c->array_used + (Size) Min(limit, 1024) * 256;
+	/* room for limit small records up front: growing a large buffer copies it */
+	c->array_cap = c->array_used + (Size) limit * 192;
 	c->array = palloc(c->array_cap);
 }
 
@@ -227,28 +223,66 @@ collector_array(RecordCollector *c)
 	return PointerGetDatum(arr);
 }
 
+/*
+ * Append a record to the stream.record[] being built, formed in place in
+ * the array's buffer.  The first record goes through heap_form_tuple; its
+ * header (whatever the server stamps on composite datums) is the template
+ * for the rest, so later records cost no allocation and no extra copy.
+ */
 void
 collect_datum(void *arg, const StreamRecord *rec)
 {
 	RecordCollector *c = arg;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
-	HeapTuple	tup;
-	Size		start;
-
-	record_values(c, rec, values);
-	tup = heap_form_tuple(c->desc, values, nulls);
-	start = TYPEALIGN(ALIGNOF_DOUBLE, c->array_used);
-	if (start + tup->t_len > c->array_cap)
+	struct
 	{
-		c->array_cap = Max(c->array_cap * 2, start + tup->t_len);
+		int32		vl_len_;
+		char		digits[SEQ_TEXT_LEN];
+	}			seqbuf;
+	Size		data_len;
+	Size		len;
+	Size		start;
+	HeapTupleHeader td;
+
+	/* the sequence number as a text datum on the stack */
+	SET_VARSIZE(&seqbuf, VARHDRSZ + SEQ_TEXT_LEN);
+	if (c->count == 0)
+		seq_format(c->seqtext, c->stream_id, c->shard_index, rec->seq);
+	else
+		seq_format_seq(c->seqtext, rec->seq);	/* stream and shard digits stay */
+	memcpy(seqbuf.digits, c->seqtext, SEQ_TEXT_LEN);
+	values[0] = PointerGetDatum(&seqbuf);
+	values[1] = TimestampTzGetDatum(rec->arrival);
+	values[2] = rec->partition_key;
+	values[3] = rec->data;
+	c->last_arrival = rec->arrival;
+	c->last_seq = rec->seq;
+
+	if (c->count == 0)
+	{
+		HeapTuple	tup = heap_form_tuple(c->desc, values, nulls);
+
+		c->hoff = tup->t_data->t_hoff;
+		Assert(c->hoff <= sizeof(c->header));
+		memcpy(c->header, tup->t_data, c->hoff);
+		heap_freetuple(tup);
+	}
+
+	data_len = heap_compute_data_size(c->desc, values, nulls);
+	len = c->hoff + data_len;
+	start = TYPEALIGN(ALIGNOF_DOUBLE, c->array_used);
+	if (start + len > c->array_cap)
+	{
+		c->array_cap = Max(c->array_cap * 2, start + len);
 		c->array = repalloc(c->array, c->array_cap);
 	}
-	memcpy(c->array + start, tup->t_data, tup->t_len);
-	c->array_used = start + tup->t_len;
+	td = (HeapTupleHeader) (c->array + start);
+	memcpy(td, c->header, c->hoff);
+	HeapTupleHeaderSetDatumLength(td, len);
+	heap_fill_tuple(c->desc, values, nulls, (char *) td + c->hoff, data_len, &td->t_infomask, NULL);
+	c->array_used = start + len;
 	c->count++;
-	pfree(DatumGetPointer(values[0]));
-	heap_freetuple(tup);
 }
 
 static void

@@ -34,6 +34,9 @@ typedef struct RecordCollector
 	TupleDesc	desc;			/* of stream.record */
 	Oid			rectype;
 	char	   *array;			/* get_records: the result array, built in place */
+	char		header[64];		/* composite datum header of the first record */
+	Size		hoff;
+	char		seqtext[SEQ_TEXT_LEN];	/* last sequence number's text */
 	Size		array_used;
 	Size		array_cap;
 	Tuplestorestate *store;		/* read_shard */

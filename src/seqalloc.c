@@ -163,7 +163,14 @@ put_digits(char *p, uint64 v, int width)
 	}
 }
 
-static void
+/* Rewrite only the sequence digits of a formatted sequence number. */
+void
+seq_format_seq(char *p, int64 seq)
+{
+	put_digits(p + 1, (uint64) seq, 19);
+}
+
+void
 seq_format(char *p, int32 stream_id, int32 shard_index, int64 seq)
 {
 	p[0] = '4';

@@ -94,6 +94,8 @@ extern bool seqalloc_wait_for_records(StreamInfo *info, StreamShard *shard,
 									  int64 from_seq, long timeout_ms);
 extern char *seq_to_text(int32 stream_id, int32 shard_index, int64 seq);
 extern text *seq_to_text_datum(int32 stream_id, int32 shard_index, int64 seq);
+extern void seq_format(char *out, int32 stream_id, int32 shard_index, int64 seq);
+extern void seq_format_seq(char *out, int64 seq);
 extern bool seq_from_text(const char *text, int32 *stream_id,
 						  int32 *shard_index, int64 *seq);
 extern int64 seq_bucket_now(TimestampTz now);

@@ -1,0 +1,136 @@
+/*
+ * delivery.h: delivery streams (Firehose): declarations shared by
+ * delivery.c (catalog, direct put, batches, exactly-once protocol, worker
+ * round), delivery_format.c (record conversion and file writers) and
+ * prefix.c (object key templates).
+ *
+ * Include stream.h (and so postgres.h) before this file.
+ */
+#ifndef STREAM_DELIVERY_H
+#define STREAM_DELIVERY_H
+
+#include "access/tupdesc.h"
+#include "lib/stringinfo.h"
+#include "utils/timestamp.h"
+
+/* Firehose limits (kinesis-semantics.md 5.1, 5.2, 5.6) */
+#define DELIVERY_NAME_MAX			64
+#define DELIVERY_RECORD_MAX_BYTES	(1000 * 1024)
+#define DELIVERY_BATCH_MAX			500
+#define DELIVERY_BATCH_MAX_BYTES	(4 * 1024 * 1024)
+#define DELIVERY_MAX_PARTITIONS		500
+#define DELIVERY_TRANSFORM_RETRIES	3
+#define DELIVERY_PREFIX_MAX			512
+
+typedef enum DeliveryFormat
+{
+	DFMT_JSON,
+	DFMT_CSV,
+	DFMT_PARQUET,
+	DFMT_RAW
+} DeliveryFormat;
+
+typedef enum DeliveryCompression
+{
+	DCOMP_NONE,
+	DCOMP_GZIP,
+	DCOMP_SNAPPY,
+	DCOMP_ZSTD
+} DeliveryCompression;
+
+/* ---- prefix.c: object key templates ---- */
+typedef enum PrefixSegKind
+{
+	PSEG_LITERAL,
+	PSEG_TIMESTAMP,				/* text: the DateTimeFormatter pattern */
+	PSEG_RANDOM,				/* !{firehose:random-string} */
+	PSEG_ERROR_TYPE,			/* !{firehose:error-output-type} */
+	PSEG_KEY_QUERY,				/* !{partitionKeyFromQuery:text} */
+	PSEG_KEY_LAMBDA				/* !{partitionKeyFromLambda:text} */
+} PrefixSegKind;
+
+typedef struct PrefixSeg
+{
+	PrefixSegKind kind;
+	char	   *text;
+} PrefixSeg;
+
+typedef struct PrefixTemplate
+{
+	int			nsegs;
+	PrefixSeg  *segs;
+	bool		has_timestamp;
+	bool		has_error_type;
+	bool		has_query_keys;
+	bool		has_lambda_keys;
+	bool		has_expressions;
+} PrefixTemplate;
+
+/* Values a template is evaluated with. */
+typedef struct PrefixValues
+{
+	TimestampTz ts;				/* oldest record of the object */
+	const char *error_type;		/* NULL outside the error prefix */
+	int			nkeys;
+	char	  **key_names;		/* "q:<name>" or "l:<name>" */
+	char	  **key_values;		/* already made safe for paths */
+	uint32		seed;			/* for random strings: deterministic */
+} PrefixValues;
+
+extern PrefixTemplate *prefix_parse(const char *s, const char *member);
+extern char *prefix_eval(const PrefixTemplate *t, const PrefixValues *v);
+extern void prefix_format_timestamp(StringInfo out, const char *pattern, TimestampTz ts);
+extern char *prefix_safe_component(const char *value);
+extern char *prefix_effective(const char *prefix, bool error_prefix);
+
+/* ---- delivery_format.c: JSON to rows, writers ---- */
+
+/* Maps JSON objects onto the columns of a composite type. */
+typedef struct RowMapper
+{
+	TupleDesc	desc;			/* live columns only, blessed when a named type */
+	Oid			typid;			/* the composite type */
+	int			natts;
+	int		   *attnums;		/* position in the composite type (1-based) */
+	char	  **names_lower;
+	FmgrInfo   *in_funcs;
+	Oid		   *in_ioparams;
+	int32	   *typmods;
+	Oid		   *types;
+	FmgrInfo   *out_funcs;
+	bool	   *has_default;	/* table destination: column has a default */
+	bool	   *is_generated;
+} RowMapper;
+
+extern RowMapper *rowmapper_create(Oid typid, Oid relid);
+extern void rowmapper_json_to_row(RowMapper *m, const char *data, int len,
+								  Datum *values, bool *isnull, bool *present);
+extern void csv_append_row(StringInfo out, RowMapper *m, Datum *values, bool *isnull);
+extern void json_append_row(StringInfo out, RowMapper *m, Datum *values, bool *isnull);
+extern void delivery_compress_file(DeliveryCompression c, StringInfo in, StringInfo out);
+extern const char *delivery_file_extension(DeliveryFormat f, DeliveryCompression c);
+extern void delivery_write_file(const char *path, const char *data, Size len);
+extern bool delivery_parquet_available(void);
+extern void *delivery_parquet_open(const char *path, RowMapper *m, DeliveryCompression c);
+extern void delivery_parquet_add(void *w, Datum *values, bool *isnull);
+extern uint64 delivery_parquet_finish(void *w);
+extern void delivery_parquet_abort(void *w);
+
+/* ---- delivery.c: called by the background worker ---- */
+extern int	stream_delivery_naptime_ms;
+
+/*
+ * One delivery round of the current database: each delivery stream gets at
+ * most one unit of work, each in transactions of its own.  flush_ids names
+ * delivery streams to flush now (flush_all: all of them).  Returns true when
+ * some delivery stream has more to deliver at once; *extension_missing when
+ * the extension is gone.  Call outside a transaction.
+ */
+extern bool delivery_run_round(const int32 *flush_ids, int nflush, bool flush_all,
+							   bool *extension_missing);
+
+/* ---- worker.c: flush requests handed to the worker ---- */
+extern bool stream_worker_request_flush(int32 delivery_stream_id, uint32 *ticket);
+extern bool stream_worker_flush_done(uint32 ticket, bool *worker_gone);
+
+#endif							/* STREAM_DELIVERY_H */
