@@ -400,64 +400,59 @@ BEGIN
         'MaxRecordSizeInKiB', 1024);
 END $$;
 
-CREATE FUNCTION stream.increase_stream_retention_period(stream_name text, retention_period_hours int)
-RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Change a stream's retention; p_increase says which way it may move.
+CREATE FUNCTION stream._set_retention(p_stream text, p_hours int, p_increase bool)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    s stream.streams := stream._stream(stream_name);
+    s stream.streams := stream._stream(p_stream);
 BEGIN
-    PERFORM stream._check_retention(retention_period_hours);
-    IF retention_period_hours < s.retention_hours THEN
+    PERFORM stream._check_retention(p_hours);
+    IF p_increase AND p_hours < s.retention_hours THEN
         PERFORM stream._raise('InvalidArgumentException', format('Requested retention period (%s hours) for stream %s can not be shorter than existing retention period (%s hours). Use DecreaseRetentionPeriod API.',
-            retention_period_hours, s.stream_name, s.retention_hours));
+            p_hours, s.stream_name, s.retention_hours));
+    ELSIF NOT p_increase AND p_hours > s.retention_hours THEN
+        PERFORM stream._raise('InvalidArgumentException', format('Requested retention period (%s hours) for stream %s can not be longer than existing retention period (%s hours). Use IncreaseRetentionPeriod API.',
+            p_hours, s.stream_name, s.retention_hours));
     END IF;
-    UPDATE stream.streams SET retention_hours = retention_period_hours WHERE stream_id = s.stream_id;
+    UPDATE stream.streams SET retention_hours = p_hours WHERE stream_id = s.stream_id;
     PERFORM stream._catalog_changed();
 END $$;
 
+CREATE FUNCTION stream.increase_stream_retention_period(stream_name text, retention_period_hours int)
+RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT stream._set_retention(stream_name, retention_period_hours, true) $$;
+
 CREATE FUNCTION stream.decrease_stream_retention_period(stream_name text, retention_period_hours int)
-RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    s stream.streams := stream._stream(stream_name);
-BEGIN
-    PERFORM stream._check_retention(retention_period_hours);
-    IF retention_period_hours > s.retention_hours THEN
-        PERFORM stream._raise('InvalidArgumentException', format('Requested retention period (%s hours) for stream %s can not be longer than existing retention period (%s hours). Use IncreaseRetentionPeriod API.',
-            retention_period_hours, s.stream_name, s.retention_hours));
-    END IF;
-    UPDATE stream.streams SET retention_hours = retention_period_hours WHERE stream_id = s.stream_id;
-    PERFORM stream._catalog_changed();
-END $$;
+RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT stream._set_retention(stream_name, retention_period_hours, false) $$;
 
 -- Per-stream privileges: 'read' (get_shard_iterator, get_records),
 -- 'write' (put_record, put_records) or 'read_write'.
-CREATE FUNCTION stream.grant_stream_access(stream_name text, role regrole, access text DEFAULT 'read')
-RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+CREATE FUNCTION stream._stream_access(p_grant bool, p_stream text, p_role regrole, p_access text)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    s stream.streams := stream._stream(stream_name);
-    privs text := CASE access WHEN 'read' THEN 'SELECT' WHEN 'write' THEN 'INSERT'
-                              WHEN 'read_write' THEN 'SELECT, INSERT' END;
+    s stream.streams := stream._stream(p_stream);
+    privs text := CASE p_access WHEN 'read' THEN 'SELECT' WHEN 'write' THEN 'INSERT'
+                                WHEN 'read_write' THEN 'SELECT, INSERT' END;
 BEGIN
-    IF privs IS NULL OR role IS NULL THEN
+    IF privs IS NULL OR p_role IS NULL THEN
         PERFORM stream._raise('InvalidArgumentException', 'access must be ''read'', ''write'' or ''read_write'' and role must not be null');
     END IF;
-    EXECUTE format('GRANT %s ON stream_data.%I TO %s', privs, 's' || s.stream_id, role);
+    EXECUTE format(CASE WHEN p_grant THEN 'GRANT %s ON stream_data.%I TO %s' ELSE 'REVOKE %s ON stream_data.%I FROM %s' END,
+                   privs, 's' || s.stream_id, p_role);
 END $$;
 
+CREATE FUNCTION stream.grant_stream_access(stream_name text, role regrole, access text DEFAULT 'read')
+RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT stream._stream_access(true, stream_name, role, access) $$;
+
 CREATE FUNCTION stream.revoke_stream_access(stream_name text, role regrole, access text DEFAULT 'read_write')
-RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    s stream.streams := stream._stream(stream_name);
-    privs text := CASE access WHEN 'read' THEN 'SELECT' WHEN 'write' THEN 'INSERT'
-                              WHEN 'read_write' THEN 'SELECT, INSERT' END;
-BEGIN
-    IF privs IS NULL OR role IS NULL THEN
-        PERFORM stream._raise('InvalidArgumentException', 'access must be ''read'', ''write'' or ''read_write'' and role must not be null');
-    END IF;
-    EXECUTE format('REVOKE %s ON stream_data.%I FROM %s', privs, 's' || s.stream_id, role);
-END $$;
+RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT stream._stream_access(false, stream_name, role, access) $$;
 
 -- Managing streams is for administrators; they grant it on as they see fit.
 REVOKE ALL ON FUNCTION stream.create_stream(text, int, int), stream.delete_stream(text),
     stream.increase_stream_retention_period(text, int), stream.decrease_stream_retention_period(text, int),
     stream.grant_stream_access(text, regrole, text), stream.revoke_stream_access(text, regrole, text),
-    stream.run_maintenance(), stream._make_chunks(int), stream._trim_chunks(int) FROM PUBLIC;
+    stream.run_maintenance(), stream._make_chunks(int), stream._trim_chunks(int),
+    stream._set_retention(text, int, bool), stream._stream_access(bool, text, regrole, text) FROM PUBLIC;

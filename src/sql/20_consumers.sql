@@ -21,6 +21,14 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(has_table_privilege(to_regclass(format('stream_data.%I', 's' || p_stream_id)), 'SELECT'), false)
 $$;
 
+CREATE FUNCTION stream._require_read(s stream.streams) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT stream._can_read(s.stream_id) THEN
+        PERFORM stream._raise('AccessDeniedException', format('User %s is not authorized to read records from stream %s', current_user, s.stream_name), '42501');
+    END IF;
+END $$;
+
 CREATE TABLE stream.applications (
     application_name  text PRIMARY KEY,
     stream_id         int NOT NULL REFERENCES stream.streams ON DELETE CASCADE,
@@ -114,9 +122,7 @@ BEGIN
     IF application_name IS NULL OR application_name !~ '^[a-zA-Z0-9_.-]{1,128}$' THEN
         PERFORM stream._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''applicationName'' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]{1,128}', application_name));
     END IF;
-    IF NOT stream._can_read(s.stream_id) THEN
-        PERFORM stream._raise('AccessDeniedException', format('User %s is not authorized to read records from stream %s', current_user, s.stream_name), '42501');
-    END IF;
+    PERFORM stream._require_read(s);
     IF initial_position IS NULL OR initial_position NOT IN ('TRIM_HORIZON', 'LATEST', 'AT_TIMESTAMP') THEN
         PERFORM stream._raise('InvalidArgumentException', format('initial_position must be TRIM_HORIZON, LATEST or AT_TIMESTAMP, not %s', coalesce(initial_position, 'NULL')));
     END IF;

@@ -34,9 +34,7 @@ BEGIN
     IF consumer_name IS NULL OR consumer_name !~ '^[a-zA-Z0-9_.-]{1,128}$' THEN
         PERFORM stream._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''consumerName'' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+', consumer_name));
     END IF;
-    IF NOT stream._can_read(s.stream_id) THEN
-        PERFORM stream._raise('AccessDeniedException', format('User %s is not authorized to read records from stream %s', current_user, s.stream_name), '42501');
-    END IF;
+    PERFORM stream._require_read(s);
     PERFORM 1 FROM stream.streams x WHERE x.stream_id = s.stream_id FOR SHARE;
     IF (SELECT count(*) FROM stream.stream_consumers x WHERE x.stream_id = s.stream_id) >= 20 THEN
         PERFORM stream._raise('LimitExceededException', format('Stream %s under account 000000000000 already has the maximum of 20 registered consumers.', s.stream_name), '54000');
