@@ -10,7 +10,13 @@ OBJS = \
 	src/put.o \
 	src/iterator.o \
 	src/fanout.o \
-	src/worker.o
+	src/worker.o \
+	src/thrift.o \
+	src/codec.o \
+	src/parquet.o \
+	src/delivery.o \
+	src/delivery_format.o \
+	src/prefix.o
 
 EXTENSION = stream
 # The install script is assembled from one file per concern, in name order.
@@ -23,11 +29,15 @@ REGRESS = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
 CONTRIB_TESTDB = stream_regression
 
 PG_CPPFLAGS = -I$(srcdir)/src
+SHLIB_LINK += -lzstd -lsnappy -lz
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 
 PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS tracks no header dependencies: rebuild every object when a header changes
+$(OBJS): $(wildcard $(srcdir)/src/*.h)
 
 stream--0.1.sql: $(sort $(wildcard $(srcdir)/src/sql/*.sql))
 	cat $^ > $@

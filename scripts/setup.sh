@@ -30,6 +30,11 @@ PACKAGES=(
     zlib1g-dev
     python3-psycopg2
 )
+# Node runs the independent Parquet readers of the tests (DuckDB, hyparquet);
+# keep a newer node that is already there.
+if ! command -v node >/dev/null 2>&1; then
+    PACKAGES+=(nodejs npm)
+fi
 
 install_packages() {
     local missing=() p
@@ -73,6 +78,13 @@ if [ "${STREAM_SKIP_PACKAGES:-0}" != 1 ]; then
 fi
 if [ "${STREAM_SKIP_BUILD:-0}" != 1 ]; then
     build_and_install
+fi
+# npm packages of the tests, exactly as package-lock.json pins them.
+if [ -f package.json ] && command -v npm >/dev/null 2>&1; then
+    if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+        say "npm ci"
+        npm ci --no-audit --no-fund </dev/null
+    fi
 fi
 # Restart (not just start) so that a freshly installed stream.so is loaded.
 bash "$STREAM_ROOT/scripts/cluster.sh" restart

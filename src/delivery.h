@@ -110,7 +110,6 @@ extern void json_append_row(StringInfo out, RowMapper *m, Datum *values, bool *i
 extern void delivery_compress_file(DeliveryCompression c, StringInfo in, StringInfo out);
 extern const char *delivery_file_extension(DeliveryFormat f, DeliveryCompression c);
 extern void delivery_write_file(const char *path, const char *data, Size len);
-extern bool delivery_parquet_available(void);
 extern void *delivery_parquet_open(const char *path, RowMapper *m, DeliveryCompression c);
 extern void delivery_parquet_add(void *w, Datum *values, bool *isnull);
 extern uint64 delivery_parquet_finish(void *w);
@@ -124,9 +123,12 @@ extern int	stream_delivery_naptime_ms;
  * most one unit of work, each in transactions of its own.  flush_ids names
  * delivery streams to flush now (flush_all: all of them).  Returns true when
  * some delivery stream has more to deliver at once; *extension_missing when
- * the extension is gone.  Call outside a transaction.
+ * the extension is gone.  ticket numbers this round's flush requests;
+ * *done_ticket is the highest ticket whose flushes are all over.  Call
+ * outside a transaction.
  */
 extern bool delivery_run_round(const int32 *flush_ids, int nflush, bool flush_all,
+							   uint32 ticket, uint32 *done_ticket,
 							   bool *extension_missing);
 
 /* ---- worker.c: flush requests handed to the worker ---- */

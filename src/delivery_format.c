@@ -13,18 +13,21 @@
 #include "stream.h"
 
 #include <fcntl.h>
+#include <math.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/table.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
 #include "utils/builtins.h"
+#include "utils/formatting.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -33,20 +36,6 @@
 #include "codec.h"
 #include "parquet.h"
 #include "delivery.h"
-
-/*
- * The Parquet writer and the codecs are built by another part of the
- * extension; weak references let this file link (and report "not
- * available") in a build that does not have them yet.
- */
-#pragma weak parquet_writer_create
-#pragma weak parquet_writer_add_row
-#pragma weak parquet_writer_finish
-#pragma weak parquet_writer_abort
-#pragma weak codec_stream_create
-#pragma weak codec_stream_write
-#pragma weak codec_stream_finish
-#pragma weak codec_stream_free
 
 RowMapper *
 rowmapper_create(Oid typid, Oid relid)
@@ -327,22 +316,12 @@ to_codec(DeliveryCompression c)
 	}
 }
 
-static void
-not_available(const char *what)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("InvalidArgumentException: %s is not available in this build of the stream extension", what)));
-}
-
 /* Whole-file compression of JSON lines, CSV and raw files. */
 void
 delivery_compress_file(DeliveryCompression c, StringInfo in, StringInfo out)
 {
 	CodecStream *cs;
 
-	if (codec_stream_create == NULL)
-		not_available("whole-file compression");
 	cs = codec_stream_create(to_codec(c));
 	codec_stream_write(cs, in->data, in->len, out);
 	codec_stream_finish(cs, out);
@@ -411,17 +390,9 @@ delivery_write_file(const char *path, const char *data, Size len)
 				 errmsg("ServiceUnavailableException: could not close file \"%s\": %m", path)));
 }
 
-bool
-delivery_parquet_available(void)
-{
-	return parquet_writer_create != NULL && codec_stream_create != NULL;
-}
-
 void *
 delivery_parquet_open(const char *path, RowMapper *m, DeliveryCompression c)
 {
-	if (!delivery_parquet_available())
-		not_available("format parquet");
 	return parquet_writer_create(path, m->desc, to_codec(c), 0);
 }
 

@@ -28,15 +28,16 @@
  *   anything else        STRING holding the type's text output (arrays,
  *                        composites, enums, intervals, time, inet, ...)
  *   domains              as their base type
- * ±infinity in date and timestamps is clamped to the largest/smallest value
- * of the physical type (INT32/INT64 max and min), which is how DuckDB itself
- * stores infinite dates and timestamps, so DuckDB reads them back as
- * ±infinity.  Finite timestamps after 294246 AD, which overflow INT64 once
+ * ±infinity in date and timestamps is clamped to +/- the largest value of the
+ * physical type (INT32_MAX or INT64_MAX, negated for -infinity), which is how
+ * DuckDB itself stores infinite dates and timestamps, so DuckDB reads them
+ * back as ±infinity; other readers see far-away dates.  Finite timestamps after 294246 AD, which overflow INT64 once
  * moved to the Unix epoch, raise an error.  Text is written as UTF-8
  * (converted from the server encoding when that differs).
  *
  * Encodings: every column except BOOLEAN starts a chunk with a dictionary;
- * once the dictionary's PLAIN size passes dictionary_bytes, the page being
+ * once the dictionary's PLAIN size passes dictionary_bytes, or the first
+ * DICT_PROBE_VALUES values turn out nearly all distinct, the page being
  * built is finished with dictionary indices and the rest of the chunk (and
  * of later row groups of the file) is PLAIN.  Definition levels: RLE/bit-
  * packed hybrid with the 4-byte length prefix that v1 pages require.
@@ -55,12 +56,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "common/int.h"
+#include "executor/spi.h"
+#include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
+#include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/lsyscache.h"
@@ -82,6 +88,13 @@
 
 /* Byte-array statistics keep at most this many bytes. */
 #define STATS_PREFIX		64
+
+/*
+ * A chunk whose first DICT_PROBE_VALUES values are over 90% distinct (ids,
+ * timestamps, measurements) drops its dictionary early: it would only cost
+ * hashing and a dictionary page as large as the data.
+ */
+#define DICT_PROBE_VALUES	32768
 
 /* Smallest page and row group sizes accepted (tests go this low). */
 #define MIN_PAGE_BYTES		1024
@@ -212,6 +225,7 @@ typedef struct PqColumn
 	StringInfoData dict;		/* PLAIN body of the dictionary page */
 	uint32		ndict;
 	uint32		dict_cap;
+	int64		dict_values;	/* non-NULL values looked up in this chunk */
 	uint32	   *dict_off;		/* entry -> offset in dict */
 	uint32	   *dict_hash;		/* entry -> hash */
 	uint32	   *slots;			/* open addressing: entry + 1, 0 = free */
@@ -704,6 +718,7 @@ column_start_chunk(ParquetWriter *w, PqColumn *c)
 
 	c->dict_mode = c->use_dictionary;
 	c->ndict = 0;
+	c->dict_values = 0;
 	if (c->dict_mode)
 	{
 		initStringInfo(&c->dict);
@@ -1187,6 +1202,17 @@ hash_fixed(const void *p, int size)
 	return (uint32) x;
 }
 
+static inline bool
+memcmp8(const char *a, const char *b)
+{
+	uint64		x,
+				y;
+
+	memcpy(&x, a, 8);
+	memcpy(&y, b, 8);
+	return x == y;
+}
+
 static void
 dict_grow_slots(ParquetWriter *w, PqColumn *c)
 {
@@ -1237,7 +1263,7 @@ dict_lookup(ParquetWriter *w, PqColumn *c, const char *p, int len)
 				if (dl == (uint32) len && memcmp(d + 4, p, len) == 0)
 					return e;
 			}
-			else if (memcmp(d, p, len) == 0)
+			else if (len == 8 ? memcmp8(d, p) : memcmp(d, p, len) == 0)
 				return e;
 		}
 		s = (s + 1) & mask;
@@ -1281,15 +1307,24 @@ page_add_def(ParquetWriter *w, PqColumn *c, uint8 def)
 	w->rg_bytes += 1;
 }
 
-/* Buffers one non-NULL value (fixed: len = value_size) PLAIN or as an index. */
-static inline void
+/*
+ * Buffers one non-NULL value (fixed: len = value_size) PLAIN or as an index.
+ * Returns false for a value already in the dictionary, whose statistics the
+ * caller then need not look at again.
+ */
+static inline bool
 page_add_value(ParquetWriter *w, PqColumn *c, const char *p, int len)
 {
 	Size		plain = (c->physical == PQ_BYTE_ARRAY) ? (Size) len + 4 : (Size) len;
+	bool		is_new = true;
 
 	if (c->dict_mode)
 	{
+		uint32		ndict = c->ndict;
 		uint32		e = dict_lookup(w, c, p, len);
+
+		is_new = (c->ndict != ndict);
+		c->dict_values++;
 
 		if (c->nidx == c->idx_cap)
 		{
@@ -1316,6 +1351,7 @@ page_add_value(ParquetWriter *w, PqColumn *c, const char *p, int len)
 	}
 	c->page_bytes += plain;
 	w->rg_bytes += plain;
+	return is_new;
 }
 
 static inline void
@@ -1432,7 +1468,7 @@ convert_value(ParquetWriter *w, PqColumn *c, Datum d, PqValue *out)
 				DateADT		v = DatumGetDateADT(d);
 
 				if (DATE_IS_NOBEGIN(v))
-					out->v.i32 = PG_INT32_MIN;
+					out->v.i32 = -PG_INT32_MAX;
 				else if (DATE_IS_NOEND(v))
 					out->v.i32 = PG_INT32_MAX;
 				else
@@ -1444,7 +1480,7 @@ convert_value(ParquetWriter *w, PqColumn *c, Datum d, PqValue *out)
 				Timestamp	v = DatumGetTimestamp(d);
 
 				if (TIMESTAMP_IS_NOBEGIN(v))
-					out->v.i64 = PG_INT64_MIN;
+					out->v.i64 = -PG_INT64_MAX;
 				else if (TIMESTAMP_IS_NOEND(v))
 					out->v.i64 = PG_INT64_MAX;
 				else if (pg_add_s64_overflow(v, EPOCH_SHIFT_USECS, &out->v.i64) ||
@@ -1602,8 +1638,8 @@ append_value(ParquetWriter *w, PqColumn *c, PqValue *v)
 		case PQ_FLBA:
 			if (c->kind == PK_UUID)
 			{
-				stats_bytes(c, (const char *) v->v.uuid, UUID_LEN);
-				page_add_value(w, c, (const char *) v->v.uuid, UUID_LEN);
+				if (page_add_value(w, c, (const char *) v->v.uuid, UUID_LEN))
+					stats_bytes(c, (const char *) v->v.uuid, UUID_LEN);
 			}
 			else
 			{
@@ -1624,8 +1660,9 @@ append_value(ParquetWriter *w, PqColumn *c, PqValue *v)
 			return;
 
 		case PQ_BYTE_ARRAY:
-			stats_bytes(c, v->ptr, v->len);
-			page_add_value(w, c, v->ptr, v->len);
+			/* a repeated dictionary value cannot move the bounds */
+			if (page_add_value(w, c, v->ptr, v->len))
+				stats_bytes(c, v->ptr, v->len);
 			return;
 	}
 }
@@ -1688,7 +1725,10 @@ parquet_writer_add_row(ParquetWriter *w, Datum *values, bool *isnull)
 			append_value(w, c, v);
 		c->page_rows++;
 
-		if (c->dict_mode && (Size) c->dict.len > w->dict_bytes)
+		if (c->dict_mode &&
+			((Size) c->dict.len > w->dict_bytes ||
+			 (c->dict_values == DICT_PROBE_VALUES &&
+			  c->ndict > DICT_PROBE_VALUES * 9 / 10)))
 			dict_fallback(w, c);
 		else if (c->page_bytes >= w->page_bytes)
 			flush_page(w, c);
@@ -1890,4 +1930,230 @@ parquet_writer_finish(ParquetWriter *w, bool do_fsync)
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(w->cxt);
 	return size;
+}
+
+/* ---------------------------------------------------------------- SQL */
+
+/* Aim for this many bytes per cursor batch, so wide rows do not pile up. */
+#define WRITE_PARQUET_BATCH_BYTES	(8 * 1024 * 1024)
+#define WRITE_PARQUET_BATCH_ROWS	1000
+
+static char *
+arg_text(FunctionCallInfo fcinfo, int n, const char *what)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("InvalidArgumentException: %s must not be null", what)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+/* Marks the named result columns NOT NULL so that they become REQUIRED. */
+static void
+mark_not_null(TupleDesc desc, ArrayType *names)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n,
+				i,
+				a;
+
+	deconstruct_array(names, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (i = 0; i < n; i++)
+	{
+		char	   *name;
+		bool		found = false;
+
+		if (nulls[i])
+			continue;
+		name = TextDatumGetCString(elems[i]);
+		for (a = 0; a < desc->natts; a++)
+		{
+			if (strcmp(NameStr(TupleDescAttr(desc, a)->attname), name) == 0)
+			{
+				TupleDescAttr(desc, a)->attnotnull = true;
+				found = true;
+			}
+		}
+		if (!found)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("InvalidArgumentException: the query has no column \"%s\"", name)));
+	}
+}
+
+/*
+ * stream.write_parquet(query, path, compression): the query's result as a
+ * Parquet file on the server, like COPY (query) TO 'path'.  The internal
+ * variant stream._write_parquet_with adds row_group_bytes, page_bytes,
+ * dictionary on/off and columns to write as REQUIRED, for tests.
+ *
+ * The file is built as a hidden temporary file next to path, fsynced and
+ * renamed over path (then the directory is fsynced), so readers only ever
+ * see a complete file.
+ */
+PG_FUNCTION_INFO_V1(stream_write_parquet);
+Datum
+stream_write_parquet(PG_FUNCTION_ARGS)
+{
+	char	   *query = arg_text(fcinfo, 0, "query");
+	char	   *path = arg_text(fcinfo, 1, "path");
+	StreamCodec codec = codec_from_name(arg_text(fcinfo, 2, "compression"));
+	ParquetWriterOptions opts = {0};
+	ArrayType  *not_null = NULL;
+	MemoryContext caller_cxt = CurrentMemoryContext;
+	char	   *slash;
+	char	   *tmp;
+	SPIPlanPtr	plan;
+	Portal		portal;
+	TupleDesc	desc;
+	Datum	   *values;
+	bool	   *nulls;
+	int64		rows = 0;
+	int			batch = WRITE_PARQUET_BATCH_ROWS;
+	ParquetWriter *volatile w = NULL;
+	static uint32 tmp_counter = 0;
+
+	if (PG_NARGS() > 3)
+	{
+		if (!PG_ARGISNULL(3))
+			opts.row_group_bytes = (Size) Max(PG_GETARG_INT64(3), 0);
+		if (!PG_ARGISNULL(4))
+			opts.page_bytes = (Size) Max(PG_GETARG_INT32(4), 0);
+		if (!PG_ARGISNULL(5))
+			opts.no_dictionary = !PG_GETARG_BOOL(5);
+		if (!PG_ARGISNULL(6))
+		{
+			not_null = PG_GETARG_ARRAYTYPE_P(6);
+			opts.required_not_null = true;
+		}
+	}
+
+	/* the same rule as COPY ... TO 'file' */
+	if (!superuser() && !has_privs_of_role(GetUserId(), ROLE_PG_WRITE_SERVER_FILES))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("AccessDeniedException: must be superuser or have privileges of the pg_write_server_files role to write a file on the server"),
+				 errhint("Anyone can export with COPY ... TO STDOUT; an administrator can GRANT pg_write_server_files.")));
+	if (!is_absolute_path(path))
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: relative path \"%s\" not allowed for write_parquet", path),
+				 errhint("Give an absolute path on the database server.")));
+	slash = strrchr(path, '/');
+	if (slash == NULL || slash[1] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: path \"%s\" does not name a file", path)));
+	/* hidden, so that "*.parquet" globs never pick up a partial file */
+	tmp = psprintf("%.*s/.%s.%d.%u.tmp", (int) (slash - path), path, slash + 1,
+				   MyProcPid, ++tmp_counter);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	plan = SPI_prepare(query, 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	if (!SPI_is_cursor_plan(plan))
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: write_parquet needs a single query that returns rows"),
+				 errhint("Use SELECT, TABLE, VALUES or a statement with RETURNING.")));
+	portal = SPI_cursor_open(NULL, plan, NULL, NULL, false);
+	desc = CreateTupleDescCopy(portal->tupDesc);
+	if (not_null)
+		mark_not_null(desc, not_null);
+	values = palloc(sizeof(Datum) * Max(desc->natts, 1));
+	nulls = palloc(sizeof(bool) * Max(desc->natts, 1));
+
+	PG_TRY();
+	{
+		MemoryContext old = MemoryContextSwitchTo(caller_cxt);
+
+		/* outside SPI's memory, which SPI_finish frees */
+		w = parquet_writer_create_ext(tmp, desc, codec, &opts);
+		MemoryContextSwitchTo(old);
+
+		for (;;)
+		{
+			uint64		i;
+			uint64		bytes = 0;
+
+			CHECK_FOR_INTERRUPTS();
+			SPI_cursor_fetch(portal, true, batch);
+			if (SPI_processed == 0)
+				break;
+			for (i = 0; i < SPI_processed; i++)
+			{
+				HeapTuple	tup = SPI_tuptable->vals[i];
+
+				heap_deform_tuple(tup, desc, values, nulls);
+				parquet_writer_add_row(w, values, nulls);
+				bytes += tup->t_len;
+				if ((i & 1023) == 1023)
+					CHECK_FOR_INTERRUPTS();
+			}
+			rows += SPI_processed;
+			/* next batch: about WRITE_PARQUET_BATCH_BYTES of tuples */
+			batch = (int) Max(Min((uint64) WRITE_PARQUET_BATCH_BYTES * SPI_processed / Max(bytes, 1),
+								  WRITE_PARQUET_BATCH_ROWS), 1);
+			SPI_freetuptable(SPI_tuptable);
+		}
+		SPI_cursor_close(portal);
+
+		parquet_writer_finish(w, true);
+		w = NULL;
+		/* fsync of the file, rename, fsync of the directory */
+		durable_rename(tmp, path, ERROR);
+	}
+	PG_CATCH();
+	{
+		if (w != NULL)
+			parquet_writer_abort(w);
+		else
+			(void) unlink(tmp);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	SPI_finish();
+	PG_RETURN_INT64(rows);
+}
+
+/*
+ * stream._compress(data, compression): data compressed as a whole file
+ * (gzip member, zstd frame or snappy framing format), fed in uneven pieces
+ * to exercise the stream code; for tests of the delivery file formats.
+ */
+PG_FUNCTION_INFO_V1(stream_compress_file);
+Datum
+stream_compress_file(PG_FUNCTION_ARGS)
+{
+	bytea	   *data = PG_GETARG_BYTEA_PP(0);
+	StreamCodec codec = codec_from_name(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	const char *p = VARDATA_ANY(data);
+	size_t		left = VARSIZE_ANY_EXHDR(data);
+	size_t		piece = 1000;
+	StringInfoData out;
+	CodecStream *cs;
+	bytea	   *result;
+
+	initStringInfo(&out);
+	cs = codec_stream_create(codec);
+	while (left > 0)
+	{
+		size_t		n = Min(left, piece);
+
+		codec_stream_write(cs, p, n, &out);
+		p += n;
+		left -= n;
+		piece = piece * 3 + 7;	/* small and large writes */
+	}
+	codec_stream_finish(cs, &out);
+	codec_stream_free(cs);
+
+	result = palloc(VARHDRSZ + out.len);
+	SET_VARSIZE(result, VARHDRSZ + out.len);
+	memcpy(VARDATA(result), out.data, out.len);
+	PG_RETURN_BYTEA_P(result);
 }

@@ -12,6 +12,12 @@
  * stream.run_maintenance() every stream.maintenance_naptime seconds, each
  * time in a short transaction of its own.
  *
+ * The same worker runs the delivery streams (delivery.c) on a cadence of its
+ * own, every stream.delivery_naptime (default 1 s), and at once when
+ * stream.flush_delivery_stream() asks through the database's slot: each
+ * delivery stream gets one unit of work per round, in short transactions,
+ * and no snapshot is held between units.
+ *
  * DROP DATABASE, ALTER DATABASE RENAME / SET TABLESPACE and CREATE DATABASE
  * ... TEMPLATE wait at most five seconds for other sessions to leave the
  * database (CountOtherDBBackends() only signals autovacuum workers) and then
@@ -58,6 +64,8 @@
 #include "utils/timestamp.h"
 
 #include "worker.h"
+#include "stream.h"
+#include "delivery.h"
 
 #define STREAM_EXTENSION_NAME	"stream"
 #define STREAM_LIBRARY_NAME		"stream"
@@ -93,6 +101,12 @@ typedef struct StreamDbSlot
 	TimestampTz ext_missing_at; /* worker found no extension (0: no) */
 	pid_t		worker_pid;		/* attached worker, 0 if none */
 	Latch	   *worker_latch;
+	/* flush_delivery_stream() requests (delivery loop) */
+	uint32		flush_requested;	/* last ticket handed out */
+	uint32		flush_done;		/* last ticket whose flushes are over */
+	bool		flush_all;		/* more ids than fit: flush everything */
+	int			nflush;
+	int32		flush_ids[16];
 } StreamDbSlot;
 
 typedef struct StreamWorkerShmemData
@@ -183,6 +197,17 @@ stream_worker_define_gucs(void)
 							3600,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stream.delivery_naptime",
+							"Time between two delivery rounds of a database worker (delivery streams).",
+							"Each round checks every delivery stream's buffer and delivers those that are due.",
+							&stream_delivery_naptime_ms,
+							1000,
+							10,
+							INT_MAX / 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("stream.maintenance_naptime",
@@ -376,6 +401,166 @@ stream_wake_worker(PG_FUNCTION_ARGS)
 	wake_pending = true;
 
 	PG_RETURN_BOOL(true);
+}
+
+/* ----------------------------------------------------------------------
+ * Flush requests of stream.flush_delivery_stream() (delivery loop)
+ * ----------------------------------------------------------------------
+ */
+
+/*
+ * Ask this database's worker to flush a delivery stream; *ticket is what
+ * stream_worker_flush_done() waits for.  False when no worker runs here.
+ */
+bool
+stream_worker_request_flush(int32 delivery_stream_id, uint32 *ticket)
+{
+	StreamDbSlot *slot;
+	Latch	   *latch = NULL;
+
+	if (!stream_worker_available())
+		return false;
+	LWLockAcquire(&StreamWorkerShmem->lock, LW_EXCLUSIVE);
+	slot = slot_find(MyDatabaseId);
+	if (slot != NULL && slot->launched && slot->worker_pid != 0)
+	{
+		bool		listed = false;
+
+		for (int i = 0; i < slot->nflush; i++)
+			if (slot->flush_ids[i] == delivery_stream_id)
+				listed = true;
+		if (!listed)
+		{
+			if (slot->nflush < lengthof(slot->flush_ids))
+				slot->flush_ids[slot->nflush++] = delivery_stream_id;
+			else
+				slot->flush_all = true;
+		}
+		if (++slot->flush_requested == 0)
+			slot->flush_requested = 1;
+		*ticket = slot->flush_requested;
+		latch = slot->worker_latch;
+	}
+	LWLockRelease(&StreamWorkerShmem->lock);
+	if (latch == NULL)
+		return false;
+	SetLatch(latch);
+	return true;
+}
+
+/* True when the flush of ticket is over; *worker_gone when the worker left. */
+bool
+stream_worker_flush_done(uint32 ticket, bool *worker_gone)
+{
+	StreamDbSlot *slot;
+	bool		done = false;
+
+	*worker_gone = false;
+	LWLockAcquire(&StreamWorkerShmem->lock, LW_SHARED);
+	slot = slot_find(MyDatabaseId);
+	if (slot == NULL || slot->worker_pid == 0)
+		*worker_gone = true;
+	else
+		done = (int32) (slot->flush_done - ticket) >= 0;
+	LWLockRelease(&StreamWorkerShmem->lock);
+	return done;
+}
+
+/* worker side: take the pending flush requests */
+static uint32
+worker_take_flush_requests(int32 *ids, int *nids, bool *all)
+{
+	StreamDbSlot *slot;
+	uint32		ticket = 0;
+
+	*nids = 0;
+	*all = false;
+	LWLockAcquire(&StreamWorkerShmem->lock, LW_EXCLUSIVE);
+	slot = slot_find(worker_dboid);
+	if (slot != NULL && slot->generation == worker_generation)
+	{
+		memcpy(ids, slot->flush_ids, sizeof(int32) * slot->nflush);
+		*nids = slot->nflush;
+		*all = slot->flush_all;
+		slot->nflush = 0;
+		slot->flush_all = false;
+		ticket = slot->flush_requested;
+	}
+	LWLockRelease(&StreamWorkerShmem->lock);
+	return ticket;
+}
+
+static void
+worker_report_flush_done(uint32 done)
+{
+	StreamDbSlot *slot;
+
+	LWLockAcquire(&StreamWorkerShmem->lock, LW_EXCLUSIVE);
+	slot = slot_find(worker_dboid);
+	if (slot != NULL && slot->generation == worker_generation)
+		slot->flush_done = done;
+	LWLockRelease(&StreamWorkerShmem->lock);
+}
+
+/* worker side: is a flush request waiting? */
+static bool
+worker_flush_pending(void)
+{
+	StreamDbSlot *slot;
+	bool		pending = false;
+
+	LWLockAcquire(&StreamWorkerShmem->lock, LW_SHARED);
+	slot = slot_find(worker_dboid);
+	if (slot != NULL && slot->generation == worker_generation)
+		pending = slot->nflush > 0 || slot->flush_all;
+	LWLockRelease(&StreamWorkerShmem->lock);
+	return pending;
+}
+
+/*
+ * One delivery round (delivery.c), errors reported and swallowed like
+ * maintenance's.  Returns true when more is due at once; *missing when the
+ * extension is gone.
+ */
+static bool
+worker_delivery_round(MemoryContext round_context, bool *missing)
+{
+	int32		ids[16];
+	int			n;
+	bool		a;
+	uint32		t = worker_take_flush_requests(ids, &n, &a);
+	volatile int nids = n;
+	volatile bool all = a;
+	volatile uint32 ticket = t;
+	uint32		done = t;
+	volatile bool more = false;
+
+	*missing = false;
+	MemoryContextReset(round_context);
+	MemoryContextSwitchTo(round_context);
+	PG_TRY();
+	{
+		more = delivery_run_round(ids, nids, all, ticket, &done, missing);
+	}
+	PG_CATCH();
+	{
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		AbortCurrentTransaction();
+		FlushErrorState();
+		RESUME_INTERRUPTS();
+		ereport(WARNING,
+				(errmsg("stream delivery round failed in database \"%s\"",
+						worker_dbname)));
+		done = ticket;
+		more = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(round_context);
+	worker_report_flush_done(done);
+	pgstat_report_stat(true);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return more;
 }
 
 /* ----------------------------------------------------------------------
@@ -587,8 +772,10 @@ void
 stream_db_worker_main(Datum main_arg)
 {
 	MemoryContext round_context;
+	MemoryContext delivery_context;
 	TimestampTz last_round_end = 0;
 	TimestampTz next_round;
+	TimestampTz next_delivery;
 	bool		extension_present;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -643,8 +830,12 @@ stream_db_worker_main(Datum main_arg)
 	round_context = AllocSetContextCreate(TopMemoryContext,
 										  "stream maintenance round",
 										  ALLOCSET_DEFAULT_SIZES);
+	delivery_context = AllocSetContextCreate(TopMemoryContext,
+											 "stream delivery round",
+											 ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(round_context);
 	next_round = GetCurrentTimestamp();
+	next_delivery = next_round;
 
 	for (;;)
 	{
@@ -692,7 +883,31 @@ stream_db_worker_main(Datum main_arg)
 													 (int64) stream_maintenance_naptime * 1000);
 		}
 
+		/*
+		 * Delivery streams: a round of their own, on a short cadence; each
+		 * delivery is a unit in short transactions (delivery.c).  A flush
+		 * request sets our latch and runs a round at once.
+		 */
+		if (woken || now >= next_delivery || worker_flush_pending())
+		{
+			bool		missing = false;
+			bool		more = worker_delivery_round(delivery_context, &missing);
+
+			if (missing)
+			{
+				worker_report(REPORT_EXTENSION_MISSING);
+				ereport(LOG,
+						(errmsg("stream worker for database \"%s\" exits: extension \"%s\" was dropped",
+								worker_dbname, STREAM_EXTENSION_NAME)));
+				proc_exit(0);
+			}
+			now = GetCurrentTimestamp();
+			next_delivery = more ? now :
+				TimestampTzPlusMilliseconds(now, (int64) stream_delivery_naptime_ms);
+		}
+
 		timeout = TimestampDifferenceMilliseconds(now, next_round);
+		timeout = Min(timeout, TimestampDifferenceMilliseconds(now, next_delivery));
 		timeout = Min(timeout, DB_CONFLICT_POLL_MS);
 
 		(void) WaitLatch(MyLatch,

@@ -330,7 +330,9 @@ RETURNS TABLE(stream_name text, stream_arn text, stream_status text, stream_mode
               stream_creation_timestamp timestamptz)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT s.stream_name, stream._arn(s.stream_name), s.stream_status, s.stream_mode, s.created_at
-      FROM stream.streams s ORDER BY s.stream_name
+      FROM stream.streams s
+     WHERE s.stream_mode <> 'FIREHOSE_DIRECT_PUT'     -- internal buffers of delivery streams
+     ORDER BY s.stream_name
 $$;
 
 CREATE FUNCTION stream.list_shards(stream_name text)

@@ -3,10 +3,12 @@
 ---------------------------------------------------------------------------
 -- An application is a group of workers that together read every shard of
 -- a stream, each shard by one worker at a time.  Its state is one small row
--- per shard (the lease).  Lease rows are updated in place often, so the
--- table keeps free space on its pages (fillfactor) and indexes none of the
--- columns that change: every update is HOT and the table does not bloat
--- even while a long transaction holds back the xmin horizon.
+-- per shard (the lease).  Lease rows are updated often, so the table keeps
+-- free space on its pages (fillfactor) and indexes none of the columns
+-- that change: every update is HOT, the index never grows, and dead row
+-- versions are pruned page by page without VACUUM as soon as the xmin
+-- horizon allows.  While a long transaction holds the horizon back the heap
+-- still grows by the versions it pins (a few pages per thousand updates).
 --
 -- Access follows the stream: a role may see and change an application's
 -- leases when it may read the application's stream (row-level security).
@@ -60,7 +62,8 @@ CREATE POLICY leases_by_stream ON stream.leases USING (stream._can_read(stream_i
 GRANT SELECT, INSERT, UPDATE, DELETE ON stream.applications, stream.leases TO PUBLIC;
 
 -- A lease as the KCL shows it.
-CREATE VIEW stream.application_leases WITH (security_barrier) AS
+-- security_invoker: the caller's row-level security applies, not the owner's.
+CREATE VIEW stream.application_leases WITH (security_invoker = true) AS
 SELECT l.application_name,
        s.stream_name,
        stream._shard_id(l.shard_index) AS lease_key,
@@ -317,6 +320,9 @@ DECLARE
     a stream.applications := stream._application(application_name);
     n int;
 BEGIN
+    -- lock in shard order, as acquire_leases does, so the two never deadlock
+    PERFORM 1 FROM stream.leases l WHERE l.application_name = a.application_name
+     ORDER BY l.shard_index FOR UPDATE;
     UPDATE stream.leases l
        SET lease_owner = NULL, lease_expires_at = NULL, lease_counter = l.lease_counter + 1
      WHERE l.application_name = a.application_name AND l.lease_owner = worker_id;

@@ -35,7 +35,8 @@ BEGIN
         PERFORM stream._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''consumerName'' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+', consumer_name));
     END IF;
     PERFORM stream._require_read(s);
-    PERFORM 1 FROM stream.streams x WHERE x.stream_id = s.stream_id FOR SHARE;
+    -- serialise registrations per stream so that the limit of 20 holds
+    PERFORM pg_advisory_xact_lock(1398034003, s.stream_id);
     IF (SELECT count(*) FROM stream.stream_consumers x WHERE x.stream_id = s.stream_id) >= 20 THEN
         PERFORM stream._raise('LimitExceededException', format('Stream %s under account 000000000000 already has the maximum of 20 registered consumers.', s.stream_name), '54000');
     END IF;

@@ -1,0 +1,3082 @@
+/*
+ * delivery.c: delivery streams, Firehose's model inside the database.
+ *
+ * A delivery stream reads a data stream as a consumer with a checkpoint of
+ * its own per shard (a direct-put delivery stream reads an internal stream
+ * that put_delivery_record* writes to, so puts are transactional and
+ * commit-ordered like stream puts), buffers until buffer_size_mb or
+ * buffer_interval_seconds is reached, optionally transforms the records
+ * with a SQL function, and delivers them as files in a server directory or
+ * as rows of a table.
+ *
+ * Exactly once, for files (one batch in flight per delivery stream):
+ *   1. in a short transaction, the batch's source ranges (per shard
+ *      [from, to), every number below the shards' stable sequences, so
+ *      reading them again gives the same records) are recorded as the
+ *      delivery stream's pending batch;
+ *   2. the records are read, transformed and written to temporary files
+ *      in a staging directory, each fsynced; the list of final names is
+ *      committed into the pending row;
+ *   3. each temporary file is renamed to its final name and the
+ *      directories are fsynced;
+ *   4. in a short transaction, the manifest row is inserted, the
+ *      checkpoints advance and the pending row goes.
+ * After a crash, a pending batch without a file list is written again from
+ * scratch (its staging directory is emptied first: nothing of it was
+ * visible); one with a file list only finishes its renames.  A file thus
+ * appears atomically and every record lands in exactly one file.  For a
+ * table destination, the rows, the checkpoints and the manifest row are
+ * written in one transaction.
+ *
+ * Failures of the destination (a directory that cannot be written, a full
+ * disk, a missing table) leave the checkpoints where they were; the
+ * delivery stream retries with back-off and shows the error in
+ * stream.delivery_stream_status.
+ */
+#include "stream.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "access/detoast.h"
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "common/base64.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/fd.h"
+#include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "tcop/utility.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+#include "utils/typcache.h"
+#include "utils/regproc.h"
+#include "utils/varlena.h"
+
+#include "delivery.h"
+#include "md5.h"
+
+PG_FUNCTION_INFO_V1(stream_put_delivery_record);
+PG_FUNCTION_INFO_V1(stream_put_delivery_record_batch);
+PG_FUNCTION_INFO_V1(stream_delivery_stable_seq);
+PG_FUNCTION_INFO_V1(stream_delivery_validate);
+PG_FUNCTION_INFO_V1(stream_delivery_invoker);
+PG_FUNCTION_INFO_V1(stream_delivery_buffer);
+PG_FUNCTION_INFO_V1(stream_flush_delivery_stream);
+
+int			stream_delivery_naptime_ms = 1000;
+
+/* advisory lock key1 of a delivery stream's unit of work ("FH") */
+#define DELIVERY_LOCK_KEY	0x46480001
+#define BACKOFF_MAX_S		30
+#define TRANSFORM_CHUNK_BYTES	(3 * 1024 * 1024)
+#define TRANSFORM_CHUNK_RECORDS	10000
+#define GROUP_KEY_MAX		1024
+
+static void
+require_arg(bool isnull, const char *member)
+{
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("ValidationException: 1 validation error detected: Value null at '%s' failed to satisfy constraint: Member must not be null",
+						member)));
+}
+
+static void
+check_delivery_name(const char *name)
+{
+	int			n = strlen(name);
+
+	if (n < 1 || n > DELIVERY_NAME_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("ValidationException: 1 validation error detected: Value '%s' at 'deliveryStreamName' failed to satisfy constraint: Member must have length %s",
+						name, n < 1 ? "greater than or equal to 1" : "less than or equal to 64")));
+	for (int i = 0; i < n; i++)
+	{
+		char		c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+			ereport(ERROR,
+					(errcode(ERRCODE_STREAM_INVALID_ARG),
+					 errmsg("ValidationException: 1 validation error detected: Value '%s' at 'deliveryStreamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
+							name)));
+	}
+}
+
+static Oid
+stream_nsp(void)
+{
+	return get_namespace_oid("stream", false);
+}
+
+/* ----------------------------------------------------------------------
+ * Direct put: a backend-local cache of name -> internal stream
+ * ----------------------------------------------------------------------
+ */
+typedef struct DeliveryNameEntry
+{
+	char		name[DELIVERY_NAME_MAX + 1];
+	int32		delivery_stream_id;
+	int32		stream_id;
+	bool		direct_put;
+} DeliveryNameEntry;
+
+static HTAB *name_cache = NULL;
+static Oid	ds_relid = InvalidOid;
+static bool name_cache_callback = false;
+
+static void
+name_cache_invalidate(Datum arg, Oid relid)
+{
+	if (name_cache != NULL && (relid == InvalidOid || relid == ds_relid))
+	{
+		hash_destroy(name_cache);
+		name_cache = NULL;
+	}
+}
+
+static DeliveryNameEntry *
+delivery_lookup_name(const char *name)
+{
+	DeliveryNameEntry *e;
+	bool		found;
+	Datum		arg;
+	Oid			argtype = TEXTOID;
+	int			ret;
+	DeliveryNameEntry tmp;
+
+	check_delivery_name(name);
+	if (!name_cache_callback)
+	{
+		CacheRegisterRelcacheCallback(name_cache_invalidate, (Datum) 0);
+		name_cache_callback = true;
+	}
+	if (name_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = DELIVERY_NAME_MAX + 1;
+		ctl.entrysize = sizeof(DeliveryNameEntry);
+		ctl.hcxt = CacheMemoryContext;
+		name_cache = hash_create("stream delivery names", 16, &ctl,
+								 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		ds_relid = get_relname_relid("delivery_streams", stream_nsp());
+	}
+	e = hash_search(name_cache, name, HASH_FIND, &found);
+	if (found)
+		return e;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	arg = CStringGetTextDatum(name);
+	ret = SPI_execute_with_args("SELECT delivery_stream_id, source_stream_id, delivery_stream_type = 'DirectPut' "
+								"FROM stream.delivery_streams WHERE delivery_stream_name = $1",
+								1, &argtype, &arg, NULL, true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read stream.delivery_streams");
+	if (SPI_processed != 1)
+	{
+		SPI_finish();
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_NOT_FOUND),
+				 errmsg("ResourceNotFoundException: Firehose %s under account %s not found.",
+						name, STREAM_ACCOUNT)));
+	}
+	{
+		bool		isnull;
+
+		memset(&tmp, 0, sizeof(tmp));
+		tmp.delivery_stream_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		tmp.stream_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		tmp.direct_put = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	}
+	SPI_finish();
+	/* an invalidation during SPI may have dropped the table */
+	if (name_cache == NULL)
+		return memcpy(palloc(sizeof(tmp)), &tmp, sizeof(tmp));
+	e = hash_search(name_cache, name, HASH_ENTER, &found);
+	e->delivery_stream_id = tmp.delivery_stream_id;
+	e->stream_id = tmp.stream_id;
+	e->direct_put = tmp.direct_put;
+	return e;
+}
+
+static StreamInfo *
+direct_put_stream(const char *name)
+{
+	DeliveryNameEntry *e = delivery_lookup_name(name);
+	StreamInfo *info;
+
+	if (!e->direct_put)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: This operation is not permitted on KinesisStreamAsSource delivery stream type."),
+				 errdetail("Firehose %s reads a Kinesis stream; put records to that stream instead.", name)));
+	info = stream_lookup_by_id(e->stream_id, true);
+	if (info == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_NOT_FOUND),
+				 errmsg("ResourceNotFoundException: Firehose %s under account %s not found.",
+						name, STREAM_ACCOUNT)));
+	if (pg_class_aclcheck(info->relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("AccessDeniedException: User %s is not authorized to put records to Firehose %s",
+						GetUserNameFromId(GetUserId(), false), name),
+				 errhint("The delivery stream's owner can run stream.grant_delivery_stream_access('%s', role).",
+						 name)));
+	return info;
+}
+
+static void
+check_record_size(bytea *data, const char *path)
+{
+	Size		len = VARSIZE_ANY_EXHDR(data);
+
+	if (len > DELIVERY_RECORD_MAX_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("ValidationException: 1 validation error detected: Value at '%sdata' failed to satisfy constraint: Member must have length less than or equal to %d",
+						path, DELIVERY_RECORD_MAX_BYTES),
+				 errdetail("The record has %zu bytes.", len)));
+}
+
+static void
+direct_put(StreamInfo *info, PutItem *items, int n)
+{
+	StreamShard *shard = &info->shards[0];
+	TimestampTz arrival;
+	int64		first;
+
+	for (int i = 0; i < info->nshards; i++)
+		if (!info->shards[i].closed)
+		{
+			shard = &info->shards[i];
+			break;
+		}
+	first = seqalloc_reserve(info, shard, n, &arrival);
+	for (int i = 0; i < n; i++)
+	{
+		items[i].shard = shard;
+		items[i].seq = first + i;
+		items[i].arrival = arrival;
+	}
+	storage_insert(info, items, n);
+}
+
+/* stream.put_delivery_record(delivery_stream_name, data) RETURNS text (record id) */
+Datum
+stream_put_delivery_record(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	bytea	   *data;
+	StreamInfo *info;
+	PutItem		item;
+
+	PreventCommandIfReadOnly("stream.put_delivery_record()");
+	PreventCommandIfParallelMode("stream.put_delivery_record()");
+	require_arg(PG_ARGISNULL(0), "deliveryStreamName");
+	require_arg(PG_ARGISNULL(1), "record.data");
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	data = PG_GETARG_BYTEA_PP(1);
+	check_record_size(data, "record.");
+	info = direct_put_stream(name);
+
+	memset(&item, 0, sizeof(item));
+	item.partition_key = cstring_to_text("");
+	item.data = data;
+	direct_put(info, &item, 1);
+	PG_RETURN_TEXT_P(seq_to_text_datum(info->stream_id, item.shard->shard_index, item.seq));
+}
+
+/*
+ * stream.put_delivery_record_batch(delivery_stream_name, data bytea[])
+ *   RETURNS TABLE(record_id text, error_code text, error_message text)
+ */
+Datum
+stream_put_delivery_record_batch(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *name;
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	Size		total = 0;
+	PutItem    *items;
+	StreamInfo *info;
+	text	   *empty;
+
+	PreventCommandIfReadOnly("stream.put_delivery_record_batch()");
+	PreventCommandIfParallelMode("stream.put_delivery_record_batch()");
+	require_arg(PG_ARGISNULL(0), "deliveryStreamName");
+	require_arg(PG_ARGISNULL(1), "records");
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	arr = PG_GETARG_ARRAYTYPE_P(1);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("ValidationException: records must be a one-dimensional array")));
+	deconstruct_array(arr, BYTEAOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	if (n < 1 || n > DELIVERY_BATCH_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("ValidationException: 1 validation error detected: Value at 'records' failed to satisfy constraint: Member must have length %s",
+						n < 1 ? "greater than or equal to 1" : "less than or equal to 500"),
+				 errdetail("The request has %d records.", n)));
+	items = palloc0(sizeof(PutItem) * n);
+	empty = cstring_to_text("");
+	for (int i = 0; i < n; i++)
+	{
+		char		path[32];
+
+		snprintf(path, sizeof(path), "records.%d.", i + 1);
+		if (nulls[i])
+			require_arg(true, psprintf("%sdata", path));
+		items[i].input_index = i;
+		items[i].partition_key = empty;
+		items[i].data = (bytea *) PG_DETOAST_DATUM_PACKED(elems[i]);
+		check_record_size(items[i].data, path);
+		total += VARSIZE_ANY_EXHDR(items[i].data);
+	}
+	if (total > DELIVERY_BATCH_MAX_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: Records size exceeds 4 MiB limit"),
+				 errdetail("The request holds %zu bytes of data; at most %d are allowed.",
+						   total, DELIVERY_BATCH_MAX_BYTES)));
+	info = direct_put_stream(name);
+	direct_put(info, items, n);
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[3];
+		bool		isnull[3] = {false, true, true};
+
+		values[0] = PointerGetDatum(seq_to_text_datum(info->stream_id, items[i].shard->shard_index,
+													  items[i].seq));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+	}
+	return (Datum) 0;
+}
+
+/* ----------------------------------------------------------------------
+ * Control-plane helpers
+ * ----------------------------------------------------------------------
+ */
+
+/* stream._delivery_stable_seq(stream_id, shard_index) RETURNS bigint: LATEST */
+Datum
+stream_delivery_stable_seq(PG_FUNCTION_ARGS)
+{
+	StreamInfo *info = stream_lookup_by_id(PG_GETARG_INT32(0), false);
+	StreamShard *shard = stream_find_shard(info, psprintf("%d", PG_GETARG_INT32(1)), false);
+
+	PG_RETURN_INT64(seqalloc_stable_seq(info, shard));
+}
+
+/* stream._delivery_invoker() RETURNS oid: the role that called the SECURITY DEFINER function */
+Datum
+stream_delivery_invoker(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_OID(GetOuterUserId());
+}
+
+static Datum
+compile_jsonpath(const char *path)
+{
+	char	   *p = (path[0] == '.') ? psprintf("$%s", path) : pstrdup(path);
+
+	return DirectFunctionCall1(jsonpath_in, CStringGetDatum(p));
+}
+
+/*
+ * stream._delivery_validate(prefix, error_output_prefix, backup_prefix,
+ *                           partition_keys text[], has_transform bool)
+ * Firehose's rules for prefixes (kinesis-semantics.md 5.3, 5.6).
+ */
+Datum
+stream_delivery_validate(PG_FUNCTION_ARGS)
+{
+	char	   *prefix = PG_ARGISNULL(0) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *errprefix = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *backup = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	Datum	   *keys = NULL;
+	bool	   *keynulls;
+	int			nkeys = 0;
+	bool		has_transform = PG_GETARG_BOOL(4);
+	PrefixTemplate *t,
+			   *et = NULL;
+	PrefixValues v;
+
+	if (!PG_ARGISNULL(3))
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), TEXTOID, -1, false, TYPALIGN_INT,
+						  &keys, &keynulls, &nkeys);
+
+	t = prefix_parse(prefix, "Prefix");
+	if (t->has_error_type)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: Prefix must not contain !{firehose:error-output-type}")));
+	for (int i = 0; i < t->nsegs; i++)
+	{
+		bool		found = false;
+
+		if (t->segs[i].kind == PSEG_KEY_LAMBDA && !has_transform)
+			ereport(ERROR,
+					(errcode(ERRCODE_STREAM_INVALID_ARG),
+					 errmsg("InvalidArgumentException: !{partitionKeyFromLambda:%s} needs a transform_function that returns partition_keys",
+							t->segs[i].text)));
+		if (t->segs[i].kind != PSEG_KEY_QUERY)
+			continue;
+		for (int k = 0; k < nkeys; k++)
+			if (strcmp(TextDatumGetCString(keys[k]), t->segs[i].text) == 0)
+				found = true;
+		if (!found)
+			ereport(ERROR,
+					(errcode(ERRCODE_STREAM_INVALID_ARG),
+					 errmsg("InvalidArgumentException: !{partitionKeyFromQuery:%s} names a key that partition_key_queries does not define",
+							t->segs[i].text)));
+	}
+	if (errprefix != NULL)
+	{
+		et = prefix_parse(errprefix, "ErrorOutputPrefix");
+		if (!et->has_error_type)
+			ereport(ERROR,
+					(errcode(ERRCODE_STREAM_INVALID_ARG),
+					 errmsg("InvalidArgumentException: ErrorOutputPrefix must contain !{firehose:error-output-type}")));
+		if (et->has_query_keys || et->has_lambda_keys)
+			ereport(ERROR,
+					(errcode(ERRCODE_STREAM_INVALID_ARG),
+					 errmsg("InvalidArgumentException: ErrorOutputPrefix must not contain partitionKeyFromQuery or partitionKeyFromLambda expressions")));
+	}
+	else if (t->has_expressions)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: ErrorOutputPrefix cannot be null or empty when Prefix contains expressions")));
+	if (backup != NULL)
+	{
+		PrefixTemplate *bt = prefix_parse(backup, "S3BackupPrefix");
+
+		if (bt->has_error_type || bt->has_query_keys || bt->has_lambda_keys)
+			ereport(ERROR,
+					(errcode(ERRCODE_STREAM_INVALID_ARG),
+					 errmsg("InvalidArgumentException: the backup prefix may use only !{timestamp:...} and !{firehose:random-string}")));
+	}
+
+	/* try the evaluation once: catches literals that climb out of the destination */
+	memset(&v, 0, sizeof(v));
+	v.ts = GetCurrentTimestamp();
+	v.error_type = "processing-failed";
+	v.nkeys = 0;
+	{
+		int			n = t->nsegs;
+
+		v.key_names = palloc(sizeof(char *) * n);
+		v.key_values = palloc(sizeof(char *) * n);
+		for (int i = 0; i < n; i++)
+			if (t->segs[i].kind == PSEG_KEY_QUERY || t->segs[i].kind == PSEG_KEY_LAMBDA)
+			{
+				v.key_names[v.nkeys] = psprintf("%c:%s", t->segs[i].kind == PSEG_KEY_QUERY ? 'q' : 'l',
+												t->segs[i].text);
+				v.key_values[v.nkeys++] = "x";
+			}
+	}
+	(void) prefix_eval(prefix_parse(prefix_effective(prefix, false), "Prefix"), &v);
+	if (et)
+		(void) prefix_eval(prefix_parse(prefix_effective(errprefix, true), "ErrorOutputPrefix"), &v);
+	if (backup)
+		(void) prefix_eval(prefix_parse(prefix_effective(backup, false), "S3BackupPrefix"), &v);
+	PG_RETURN_VOID();
+}
+
+/* ----------------------------------------------------------------------
+ * Delivery stream configuration, as the worker sees it
+ * ----------------------------------------------------------------------
+ */
+typedef struct DeliveryConfig
+{
+	int32		id;
+	char	   *name;
+	bool		direct_put;
+	int32		source_stream_id;
+	char	   *destination;	/* NULL for a table destination */
+	char	   *destination_table;
+	DeliveryFormat format;
+	Oid			schema;
+	DeliveryCompression compression;
+	Size		buffer_bytes;
+	int			interval_s;
+	char	   *prefix;
+	char	   *error_prefix;	/* effective, never NULL */
+	char	   *backup_prefix;	/* NULL: no backup */
+	Oid			transform;
+	Oid			owner;
+	int32		version;
+	int			nkeys;
+	char	  **key_names;
+	Datum	   *key_paths;
+	PrefixTemplate *prefix_t;
+	PrefixTemplate *error_t;
+	PrefixTemplate *backup_t;
+} DeliveryConfig;
+
+static DeliveryFormat
+parse_format(const char *s)
+{
+	if (strcmp(s, "csv") == 0)
+		return DFMT_CSV;
+	if (strcmp(s, "parquet") == 0)
+		return DFMT_PARQUET;
+	if (strcmp(s, "raw") == 0)
+		return DFMT_RAW;
+	return DFMT_JSON;
+}
+
+static DeliveryCompression
+parse_compression(const char *s)
+{
+	if (strcmp(s, "gzip") == 0)
+		return DCOMP_GZIP;
+	if (strcmp(s, "snappy") == 0)
+		return DCOMP_SNAPPY;
+	if (strcmp(s, "zstd") == 0)
+		return DCOMP_ZSTD;
+	return DCOMP_NONE;
+}
+
+static char *
+spi_text(int row, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+static Datum
+spi_datum(int row, int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
+}
+
+/* Load a delivery stream's configuration into cxt; NULL if it is gone.  Needs SPI. */
+static DeliveryConfig *
+load_config(int32 id, MemoryContext cxt)
+{
+	Oid			argtype = INT4OID;
+	Datum		arg = Int32GetDatum(id);
+	DeliveryConfig *c;
+	MemoryContext old;
+	bool		isnull;
+	char	   *errprefix;
+	int			ret;
+
+	ret = SPI_execute_with_args("SELECT delivery_stream_name, delivery_stream_type = 'DirectPut', source_stream_id, "
+								"destination, destination_table, format, schema, compression, buffer_size_mb, "
+								"buffer_interval_seconds, prefix, error_output_prefix, backup_prefix, "
+								"transform_function, owner, version_id, "
+								"(SELECT array_agg(key ORDER BY key) FROM jsonb_each_text(partition_key_queries)), "
+								"(SELECT array_agg(value ORDER BY key) FROM jsonb_each_text(partition_key_queries)) "
+								"FROM stream.delivery_streams WHERE delivery_stream_id = $1",
+								1, &argtype, &arg, NULL, true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read stream.delivery_streams");
+	if (SPI_processed != 1)
+		return NULL;
+
+	old = MemoryContextSwitchTo(cxt);
+	c = palloc0(sizeof(DeliveryConfig));
+	c->id = id;
+	c->name = spi_text(0, 1);
+	c->direct_put = DatumGetBool(spi_datum(0, 2, &isnull));
+	c->source_stream_id = DatumGetInt32(spi_datum(0, 3, &isnull));
+	c->destination = spi_text(0, 4);
+	c->destination_table = spi_text(0, 5);
+	c->format = parse_format(spi_text(0, 6));
+	c->schema = DatumGetObjectId(spi_datum(0, 7, &isnull));
+	if (isnull)
+		c->schema = InvalidOid;
+	c->compression = parse_compression(spi_text(0, 8));
+	c->buffer_bytes = (Size) DatumGetInt32(spi_datum(0, 9, &isnull)) * 1024 * 1024;
+	c->interval_s = DatumGetInt32(spi_datum(0, 10, &isnull));
+	c->prefix = spi_text(0, 11);
+	if (c->prefix == NULL)
+		c->prefix = "";
+	errprefix = spi_text(0, 12);
+	c->backup_prefix = spi_text(0, 13);
+	c->transform = DatumGetObjectId(spi_datum(0, 14, &isnull));
+	if (isnull)
+		c->transform = InvalidOid;
+	c->owner = DatumGetObjectId(spi_datum(0, 15, &isnull));
+	c->version = DatumGetInt32(spi_datum(0, 16, &isnull));
+	{
+		Datum		kd = spi_datum(0, 17, &isnull);
+
+		if (!isnull)
+		{
+			Datum	   *names,
+					   *paths;
+			bool	   *nn;
+			int			n;
+			Datum		pd = spi_datum(0, 18, &isnull);
+
+			deconstruct_array(DatumGetArrayTypeP(kd), TEXTOID, -1, false, TYPALIGN_INT, &names, &nn, &n);
+			deconstruct_array(DatumGetArrayTypeP(pd), TEXTOID, -1, false, TYPALIGN_INT, &paths, &nn, &n);
+			c->nkeys = n;
+			c->key_names = palloc(sizeof(char *) * n);
+			c->key_paths = palloc(sizeof(Datum) * n);
+			for (int i = 0; i < n; i++)
+			{
+				c->key_names[i] = TextDatumGetCString(names[i]);
+				c->key_paths[i] = compile_jsonpath(TextDatumGetCString(paths[i]));
+			}
+		}
+	}
+	c->prefix_t = prefix_parse(prefix_effective(c->prefix, false), "Prefix");
+	if (errprefix == NULL)
+		errprefix = psprintf("%s!{firehose:error-output-type}/", c->prefix);
+	c->error_prefix = errprefix;
+	c->error_t = prefix_parse(prefix_effective(errprefix, true), "ErrorOutputPrefix");
+	if (c->backup_prefix)
+		c->backup_t = prefix_parse(prefix_effective(c->backup_prefix, false), "S3BackupPrefix");
+	MemoryContextSwitchTo(old);
+	return c;
+}
+
+/* ----------------------------------------------------------------------
+ * Reading a batch's records
+ * ----------------------------------------------------------------------
+ */
+typedef enum RecStatus
+{
+	REC_OK,
+	REC_DROPPED,
+	REC_FAILED
+} RecStatus;
+
+typedef struct SrcRec
+{
+	int32		shard_index;
+	int64		seq;
+	TimestampTz arrival;
+	char	   *data;
+	int			len;
+	char	   *pkey;
+	int			pkey_len;
+	/* after the transform */
+	RecStatus	status;
+	char	   *out;
+	int			outlen;
+	Jsonb	   *lambda_keys;
+	const char *error_type;
+	const char *error_code;
+	char	   *error_message;
+	int			attempts;
+} SrcRec;
+
+typedef struct Batch
+{
+	DeliveryConfig *cfg;
+	StreamInfo *info;
+	int64		batch_no;
+	int			nranges;
+	int32	   *shards;
+	int64	   *from;
+	int64	   *to;
+	TimestampTz min_arrival;
+	SrcRec	   *recs;
+	int			nrecs;
+	int			cap;
+	Size		bytes;
+	/* results */
+	int64		delivered;
+	int64		dropped;
+	int64		failed;
+	int64		out_bytes;
+	StringInfoData files;		/* jsonb array text of the files */
+	int			nfiles;
+} Batch;
+
+static void
+collect_record(void *arg, const StreamRecord *rec)
+{
+	Batch	   *b = arg;
+	SrcRec	   *r;
+	bytea	   *d = DatumGetByteaPP(rec->data);
+	text	   *k = DatumGetTextPP(rec->partition_key);
+
+	if (b->nrecs >= b->cap)
+	{
+		b->cap = Max(1024, b->cap * 2);
+		b->recs = b->recs ? repalloc_huge(b->recs, sizeof(SrcRec) * b->cap)
+			: palloc_extended(sizeof(SrcRec) * b->cap, MCXT_ALLOC_HUGE);
+	}
+	r = &b->recs[b->nrecs++];
+	memset(r, 0, sizeof(*r));
+	r->seq = rec->seq;
+	r->arrival = rec->arrival;
+	r->len = VARSIZE_ANY_EXHDR(d);
+	r->data = palloc(r->len + 1);
+	memcpy(r->data, VARDATA_ANY(d), r->len);
+	r->data[r->len] = '\0';
+	r->pkey_len = VARSIZE_ANY_EXHDR(k);
+	r->pkey = pnstrdup(VARDATA_ANY(k), r->pkey_len);
+	r->status = REC_OK;
+	r->out = r->data;
+	r->outlen = r->len;
+	r->attempts = 1;
+	b->bytes += r->len + r->pkey_len;
+	if ((Pointer) d != DatumGetPointer(rec->data))
+		pfree(d);
+}
+
+static void
+read_batch(Batch *b)
+{
+	for (int i = 0; i < b->nranges; i++)
+	{
+		StreamShard *shard = stream_find_shard(b->info, psprintf("%d", b->shards[i]), false);
+		int			first = b->nrecs;
+		int64		from = b->from[i];
+		int64		next;
+
+		while (from < b->to[i])
+		{
+			int			n;
+
+			n = storage_read(b->info, shard, from, b->to[i], b->min_arrival, INT_MAX,
+							 (Size) 1 << 40, collect_record, b, &next);
+			if (n == 0 || next <= from)
+				break;
+			from = next;
+		}
+		for (int j = first; j < b->nrecs; j++)
+			b->recs[j].shard_index = b->shards[i];
+	}
+}
+
+/* where record failures keep their messages: the current batch's context */
+static MemoryContext batch_cxt = NULL;
+
+static void
+fail_record(SrcRec *r, const char *type, const char *code, const char *message)
+{
+	r->status = REC_FAILED;
+	r->error_type = type;
+	r->error_code = code;
+	r->error_message = MemoryContextStrdup(batch_cxt ? batch_cxt : CurrentMemoryContext,
+										   message ? message : "");
+}
+
+/* Rethrow errors that must not be turned into record failures. */
+static ErrorData *
+catch_record_error(MemoryContext cxt)
+{
+	ErrorData  *ed;
+
+	MemoryContextSwitchTo(cxt);
+	ed = CopyErrorData();
+	if (ed->sqlerrcode == ERRCODE_QUERY_CANCELED || ed->sqlerrcode == ERRCODE_OUT_OF_MEMORY ||
+		ed->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+		PG_RE_THROW();
+	FlushErrorState();
+	return ed;
+}
+
+/* ----------------------------------------------------------------------
+ * Transform: Firehose's Lambda contract as a SQL function
+ *   f(stream.firehose_record[]) RETURNS SETOF stream.firehose_result
+ * ----------------------------------------------------------------------
+ */
+static Oid
+stream_type_oid(const char *name)
+{
+	Oid			t = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum(name),
+									ObjectIdGetDatum(stream_nsp()));
+
+	if (!OidIsValid(t))
+		elog(ERROR, "type stream.%s is missing", name);
+	return t;
+}
+
+typedef struct IdEntry
+{
+	char		k[SEQ_TEXT_LEN + 1];
+	int			idx;
+	bool		seen;
+} IdEntry;
+
+static void
+transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
+				Oid in_type, Oid in_array_type, MemoryContext cxt)
+{
+	DeliveryConfig *cfg = b->cfg;
+	Datum	   *elems = palloc(sizeof(Datum) * (hi - lo));
+	ArrayType  *arr;
+	HTAB	   *ids;
+	HASHCTL		ctl;
+	volatile int attempt;
+	char	   *volatile errmsg_text = NULL;
+	volatile bool done = false;
+
+	for (int i = lo; i < hi; i++)
+	{
+		SrcRec	   *r = &b->recs[i];
+		Datum		v[6];
+		bool		n[6] = {false, false, false, false, false, false};
+		bytea	   *d = palloc(VARHDRSZ + r->len);
+
+		SET_VARSIZE(d, VARHDRSZ + r->len);
+		memcpy(VARDATA(d), r->data, r->len);
+		v[0] = PointerGetDatum(seq_to_text_datum(b->info->stream_id, r->shard_index, r->seq));
+		v[1] = TimestampTzGetDatum(r->arrival);
+		v[2] = PointerGetDatum(d);
+		v[3] = PointerGetDatum(cstring_to_text_with_len(r->pkey, r->pkey_len));
+		v[4] = v[0];
+		v[5] = CStringGetTextDatum(psprintf("shardId-%012d", r->shard_index));
+		if (cfg->direct_put)
+			n[3] = n[4] = n[5] = true;
+		elems[i - lo] = heap_copy_tuple_as_datum(heap_form_tuple(in_desc, v, n), in_desc);
+	}
+	arr = construct_array(elems, hi - lo, in_type, -1, false, TYPALIGN_DOUBLE);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = SEQ_TEXT_LEN + 1;
+	ctl.entrysize = sizeof(IdEntry);
+	ctl.hcxt = cxt;
+
+	for (attempt = 1; attempt <= 1 + DELIVERY_TRANSFORM_RETRIES && !done; attempt++)
+	{
+		ResourceOwner oldowner = CurrentResourceOwner;
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			Oid			save_user;
+			int			save_sec;
+			Oid			argtype = in_array_type;
+			Datum		arg = PointerGetDatum(arr);
+			int			ret;
+
+			GetUserIdAndSecContext(&save_user, &save_sec);
+			SetUserIdAndSecContext(cfg->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+								   SECURITY_RESTRICTED_OPERATION);
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "SPI_connect failed");
+			ret = SPI_execute_with_args(fn_sql, 1, &argtype, &arg, NULL, false, 0);
+			if (ret != SPI_OK_SELECT)
+				elog(ERROR, "transform returned %s", SPI_result_code_string(ret));
+			SetUserIdAndSecContext(save_user, save_sec);
+
+			ids = hash_create("transform record ids", hi - lo, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+			for (int i = lo; i < hi; i++)
+			{
+				char	   *k = seq_to_text(b->info->stream_id, b->recs[i].shard_index, b->recs[i].seq);
+				IdEntry    *e = hash_search(ids, k, HASH_ENTER, NULL);
+
+				e->idx = i;
+				e->seen = false;
+			}
+			for (uint64 row = 0; row < SPI_processed; row++)
+			{
+				bool		isnull;
+				char	   *rid = spi_text(row, 1);
+				char	   *result = spi_text(row, 2);
+				Datum		dd = spi_datum(row, 3, &isnull);
+				IdEntry    *e;
+				SrcRec	   *r;
+
+				if (rid == NULL || strlen(rid) > SEQ_TEXT_LEN ||
+					(e = hash_search(ids, rid, HASH_FIND, NULL)) == NULL || e->seen)
+					continue;	/* unknown or repeated recordId: ignored */
+				e->seen = true;
+				r = &b->recs[e->idx];
+				r->attempts = attempt;
+				if (result != NULL && strcmp(result, "Ok") == 0)
+				{
+					if (isnull)
+					{
+						MemoryContext o = MemoryContextSwitchTo(cxt);
+
+						fail_record(r, "processing-failed", "Lambda.MissingData",
+									"The transform returned result Ok without data.");
+						MemoryContextSwitchTo(o);
+						continue;
+					}
+					else
+					{
+						bytea	   *od = DatumGetByteaPP(dd);
+						MemoryContext o = MemoryContextSwitchTo(cxt);
+						Datum		kd;
+
+						r->status = REC_OK;
+						r->outlen = VARSIZE_ANY_EXHDR(od);
+						r->out = palloc(r->outlen + 1);
+						memcpy(r->out, VARDATA_ANY(od), r->outlen);
+						r->out[r->outlen] = '\0';
+						kd = spi_datum(row, 4, &isnull);
+						r->lambda_keys = isnull ? NULL : DatumGetJsonbPCopy(kd);
+						MemoryContextSwitchTo(o);
+					}
+				}
+				else if (result != NULL && strcmp(result, "Dropped") == 0)
+					r->status = REC_DROPPED;
+				else
+				{
+					MemoryContext o = MemoryContextSwitchTo(cxt);
+
+					if (result != NULL && strcmp(result, "ProcessingFailed") == 0)
+						fail_record(r, "processing-failed", "Lambda.ProcessingFailed",
+									"The transform returned result ProcessingFailed.");
+					else
+						fail_record(r, "processing-failed", "Lambda.InvalidResult",
+									psprintf("The transform returned result '%s'; expected Ok, Dropped or ProcessingFailed.",
+											 result ? result : "null"));
+					MemoryContextSwitchTo(o);
+				}
+			}
+			{
+				MemoryContext o = MemoryContextSwitchTo(cxt);
+
+				for (int i = lo; i < hi; i++)
+				{
+					char	   *k = seq_to_text(b->info->stream_id, b->recs[i].shard_index, b->recs[i].seq);
+					IdEntry    *e = hash_search(ids, k, HASH_FIND, NULL);
+
+					if (e && !e->seen)
+						fail_record(&b->recs[i], "processing-failed", "Lambda.MissingRecordId",
+									"The transform did not return this recordId.");
+				}
+				MemoryContextSwitchTo(o);
+			}
+			SPI_finish();
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = oldowner;
+			done = true;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *ed = catch_record_error(cxt);
+
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = oldowner;
+			errmsg_text = pstrdup(ed->message);
+			ereport(WARNING,
+					(errmsg("Firehose %s: transform attempt %d failed: %s",
+							cfg->name, (int) attempt, ed->message)));
+		}
+		PG_END_TRY();
+	}
+	if (!done)
+	{
+		for (int i = lo; i < hi; i++)
+		{
+			fail_record(&b->recs[i], "processing-failed", "Lambda.FunctionError",
+						errmsg_text);
+			b->recs[i].attempts = 1 + DELIVERY_TRANSFORM_RETRIES;
+		}
+	}
+}
+
+static void
+run_transform(Batch *b, MemoryContext cxt)
+{
+	DeliveryConfig *cfg = b->cfg;
+	HeapTuple	proc;
+	char	   *fn_sql;
+	Oid			in_type = stream_type_oid("firehose_record");
+	Oid			in_array_type = get_array_type(in_type);
+	TupleDesc	in_desc = lookup_rowtype_tupdesc_copy(in_type, -1);
+	int			lo = 0;
+
+	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(cfg->transform));
+	if (!HeapTupleIsValid(proc))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("ResourceNotFoundException: the transform function of Firehose %s (oid %u) no longer exists",
+						cfg->name, cfg->transform)));
+	ReleaseSysCache(proc);
+	fn_sql = psprintf("SELECT record_id, result, data, partition_keys FROM %s.%s($1)",
+					  quote_identifier(get_namespace_name(get_func_namespace(cfg->transform))),
+					  quote_identifier(get_func_name(cfg->transform)));
+	BlessTupleDesc(in_desc);
+
+	while (lo < b->nrecs)
+	{
+		int			hi = lo;
+		Size		bytes = 0;
+
+		while (hi < b->nrecs && hi - lo < TRANSFORM_CHUNK_RECORDS &&
+			   (hi == lo || bytes + b->recs[hi].len <= TRANSFORM_CHUNK_BYTES))
+			bytes += b->recs[hi++].len;
+		transform_chunk(b, lo, hi, fn_sql, in_desc, in_type, in_array_type, cxt);
+		lo = hi;
+	}
+}
+
+/* ----------------------------------------------------------------------
+ * Output objects of a file batch
+ * ----------------------------------------------------------------------
+ */
+typedef enum ObjKind
+{
+	OBJ_DATA,
+	OBJ_ERROR,
+	OBJ_BACKUP
+} ObjKind;
+
+typedef struct OutObject
+{
+	char		key[GROUP_KEY_MAX]; /* hash key: kind + partition values */
+	ObjKind		kind;
+	const char *error_type;
+	int			nkeys;
+	char	  **key_names;
+	char	  **key_values;
+	TimestampTz oldest;
+	StringInfo	buf;
+	void	   *pw;				/* parquet writer */
+	char	   *tmp_path;
+	char	   *rel_path;
+	int64		records;
+	uint64		bytes;
+	int			index;
+} OutObject;
+
+typedef struct FileOutput
+{
+	Batch	   *b;
+	char	   *staging;
+	HTAB	   *objects;
+	OutObject **list;
+	int			nobjects;
+	int			cap;
+	RowMapper  *mapper;
+	MemoryContext cxt;
+} FileOutput;
+
+static OutObject *
+get_object(FileOutput *fo, ObjKind kind, const char *error_type, int nkeys,
+		   char **names, char **values, bool *toomany)
+{
+	char		key[GROUP_KEY_MAX];
+	StringInfoData k;
+	OutObject  *o;
+	bool		found;
+	MemoryContext old;
+
+	initStringInfo(&k);
+	appendStringInfo(&k, "%d\x1f%s", (int) kind, error_type ? error_type : "");
+	for (int i = 0; i < nkeys; i++)
+		appendStringInfo(&k, "\x1f%s", values[i]);
+	if (k.len >= GROUP_KEY_MAX)
+	{
+		*toomany = true;
+		return NULL;
+	}
+	memset(key, 0, sizeof(key));
+	memcpy(key, k.data, k.len);
+	pfree(k.data);
+	o = hash_search(fo->objects, key, HASH_FIND, &found);
+	if (found)
+		return o;
+	if (kind == OBJ_DATA && fo->nobjects >= DELIVERY_MAX_PARTITIONS)
+	{
+		*toomany = true;
+		return NULL;
+	}
+	o = hash_search(fo->objects, key, HASH_ENTER, &found);
+	old = MemoryContextSwitchTo(fo->cxt);
+	o->kind = kind;
+	o->error_type = error_type;
+	o->nkeys = nkeys;
+	o->key_names = names;
+	o->key_values = palloc(sizeof(char *) * Max(nkeys, 1));
+	for (int i = 0; i < nkeys; i++)
+		o->key_values[i] = pstrdup(values[i]);
+	o->oldest = DT_NOEND;
+	o->buf = makeStringInfo();
+	o->pw = NULL;
+	o->records = 0;
+	o->bytes = 0;
+	o->index = fo->nobjects;
+	o->tmp_path = psprintf("%s/%d.tmp", fo->staging, o->index);
+	o->rel_path = NULL;
+	if (fo->nobjects >= fo->cap)
+	{
+		fo->cap = Max(16, fo->cap * 2);
+		fo->list = fo->list ? repalloc(fo->list, sizeof(OutObject *) * fo->cap)
+			: palloc(sizeof(OutObject *) * fo->cap);
+	}
+	fo->list[fo->nobjects++] = o;
+	MemoryContextSwitchTo(old);
+	return o;
+}
+
+static int64
+unix_ms(TimestampTz ts)
+{
+	return (ts + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY) / 1000;
+}
+
+static void
+append_base64(StringInfo out, const char *data, int len)
+{
+	int			enclen = pg_b64_enc_len(len);
+	int			n;
+
+	enlargeStringInfo(out, enclen + 1);
+	n = pg_b64_encode(data, len, out->data + out->len, enclen);
+	if (n < 0)
+		elog(ERROR, "could not encode base64");
+	out->len += n;
+	out->data[out->len] = '\0';
+}
+
+/* Firehose's error envelope, one JSON line. */
+static void
+append_error_line(StringInfo out, Batch *b, SrcRec *r, TimestampTz now)
+{
+	appendStringInfo(out, "{\"attemptsMade\":%d,\"arrivalTimestamp\":" INT64_FORMAT ",\"errorCode\":",
+					 r->attempts, unix_ms(r->arrival));
+	escape_json(out, r->error_code ? r->error_code : "");
+	appendStringInfoString(out, ",\"errorMessage\":");
+	escape_json(out, r->error_message ? r->error_message : "");
+	appendStringInfo(out, ",\"attemptEndingTimestamp\":" INT64_FORMAT ",\"rawData\":\"", unix_ms(now));
+	append_base64(out, r->data, r->len);
+	appendStringInfoString(out, "\",\"sequenceNumber\":");
+	escape_json(out, seq_to_text(b->info->stream_id, r->shard_index, r->seq));
+	if (OidIsValid(b->cfg->transform) && strncmp(r->error_code ? r->error_code : "", "Lambda.", 7) == 0)
+	{
+		appendStringInfoString(out, ",\"lambdaArn\":");
+		escape_json(out, format_procedure_qualified(b->cfg->transform));
+	}
+	appendStringInfoString(out, "}\n");
+}
+
+/* Text of a jsonpath/partition value, or NULL. */
+static char *
+jsonb_scalar_text(Jsonb *jb)
+{
+	JsonbValue	v;
+
+	if (jb == NULL)
+		return NULL;
+	if (JB_ROOT_IS_SCALAR(jb) && JsonbExtractScalar(&jb->root, &v))
+	{
+		switch (v.type)
+		{
+			case jbvNull:
+				return NULL;
+			case jbvString:
+				return pnstrdup(v.val.string.val, v.val.string.len);
+			case jbvNumeric:
+				return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v.val.numeric)));
+			case jbvBool:
+				return pstrdup(v.val.boolean ? "true" : "false");
+			default:
+				break;
+		}
+	}
+	return JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+}
+
+static Jsonb *
+jsonpath_first(Jsonb *target, Datum path, Jsonb *vars)
+{
+	LOCAL_FCINFO(fcinfo, 4);
+	Datum		res;
+
+	InitFunctionCallInfoData(*fcinfo, NULL, 4, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = PointerGetDatum(target);
+	fcinfo->args[0].isnull = false;
+	fcinfo->args[1].value = path;
+	fcinfo->args[1].isnull = false;
+	fcinfo->args[2].value = PointerGetDatum(vars);
+	fcinfo->args[2].isnull = false;
+	fcinfo->args[3].value = BoolGetDatum(true);
+	fcinfo->args[3].isnull = false;
+	res = jsonb_path_query_first(fcinfo);
+	if (fcinfo->isnull)
+		return NULL;
+	return DatumGetJsonbP(res);
+}
+
+/*
+ * Partition values of one record (query keys from its JSON, lambda keys
+ * from the transform); false, with the record failed, when one is missing.
+ */
+static bool
+partition_values(Batch *b, SrcRec *r, char **names, char **values, int nkeys, Jsonb *vars)
+{
+	DeliveryConfig *cfg = b->cfg;
+	Jsonb	   *doc = NULL;
+
+	for (int i = 0; i < nkeys; i++)
+	{
+		char	   *raw = NULL;
+
+		if (names[i][0] == 'q')
+		{
+			int			k;
+
+			if (doc == NULL)
+				doc = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(pnstrdup(r->out, r->outlen))));
+			for (k = 0; k < cfg->nkeys; k++)
+				if (strcmp(cfg->key_names[k], names[i] + 2) == 0)
+					break;
+			if (k < cfg->nkeys)
+				raw = jsonb_scalar_text(jsonpath_first(doc, cfg->key_paths[k], vars));
+		}
+		else if (r->lambda_keys != NULL)
+		{
+			JsonbValue *v = getKeyJsonValueFromContainer(&r->lambda_keys->root, names[i] + 2,
+														 strlen(names[i] + 2), NULL);
+
+			if (v != NULL && v->type == jbvString)
+				raw = pnstrdup(v->val.string.val, v->val.string.len);
+			else if (v != NULL && v->type != jbvNull)
+				raw = jsonb_scalar_text(JsonbValueToJsonb(v));
+		}
+		values[i] = prefix_safe_component(raw);
+		if (values[i] == NULL)
+		{
+			fail_record(r, "processing-failed", "DynamicPartitioning.MetadataExtractionFailed",
+						psprintf("Partition key \"%s\" could not be extracted from the record.", names[i] + 2));
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Append one OK record to its object; errors here become record failures. */
+static void
+write_data_record(FileOutput *fo, OutObject *o, SrcRec *r, Datum *values, bool *isnull)
+{
+	DeliveryConfig *cfg = fo->b->cfg;
+
+	switch (cfg->format)
+	{
+		case DFMT_RAW:
+			appendBinaryStringInfo(o->buf, r->out, r->outlen);
+			break;
+		case DFMT_JSON:
+			if (fo->mapper == NULL)
+			{
+				appendBinaryStringInfo(o->buf, r->out, r->outlen);
+				if (r->outlen == 0 || r->out[r->outlen - 1] != '\n')
+					appendStringInfoChar(o->buf, '\n');
+				break;
+			}
+			rowmapper_json_to_row(fo->mapper, r->out, r->outlen, values, isnull, NULL);
+			json_append_row(o->buf, fo->mapper, values, isnull);
+			break;
+		case DFMT_CSV:
+			rowmapper_json_to_row(fo->mapper, r->out, r->outlen, values, isnull, NULL);
+			csv_append_row(o->buf, fo->mapper, values, isnull);
+			break;
+		case DFMT_PARQUET:
+			rowmapper_json_to_row(fo->mapper, r->out, r->outlen, values, isnull, NULL);
+			if (o->pw == NULL)
+			{
+				MemoryContext old = MemoryContextSwitchTo(fo->cxt);
+
+				o->pw = delivery_parquet_open(o->tmp_path, fo->mapper, cfg->compression);
+				MemoryContextSwitchTo(old);
+			}
+			delivery_parquet_add(o->pw, values, isnull);
+			break;
+	}
+	o->records++;
+	if (r->arrival < o->oldest)
+		o->oldest = r->arrival;
+}
+
+/*
+ * Route the OK records to their objects, converting each; a record that
+ * fails conversion is failed alone (the loop resumes after it in a new
+ * subtransaction).
+ */
+static void
+route_records(FileOutput *fo, MemoryContext cxt)
+{
+	Batch	   *b = fo->b;
+	DeliveryConfig *cfg = b->cfg;
+	PrefixTemplate *t = cfg->prefix_t;
+	int			nkeys = 0;
+	char	  **names;
+	Jsonb	   *vars = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	MemoryContext rec_cxt = AllocSetContextCreate(cxt, "delivery record", ALLOCSET_DEFAULT_SIZES);
+	Datum	   *values = NULL;
+	bool	   *isnull = NULL;
+	volatile int cur = 0;
+
+	names = palloc(sizeof(char *) * Max(t->nsegs, 1));
+	for (int i = 0; i < t->nsegs; i++)
+	{
+		if (t->segs[i].kind == PSEG_KEY_QUERY || t->segs[i].kind == PSEG_KEY_LAMBDA)
+		{
+			char	   *n = psprintf("%c:%s", t->segs[i].kind == PSEG_KEY_QUERY ? 'q' : 'l', t->segs[i].text);
+			bool		dup = false;
+
+			for (int k = 0; k < nkeys; k++)
+				if (strcmp(names[k], n) == 0)
+					dup = true;
+			if (!dup)
+				names[nkeys++] = n;
+		}
+	}
+	if (fo->mapper)
+	{
+		values = palloc(sizeof(Datum) * fo->mapper->desc->natts);
+		isnull = palloc(sizeof(bool) * fo->mapper->desc->natts);
+	}
+
+	while (cur < b->nrecs)
+	{
+		ResourceOwner oldowner = CurrentResourceOwner;
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			for (; cur < b->nrecs; cur++)
+			{
+				SrcRec	   *r = &b->recs[cur];
+				char	  **vals;
+				OutObject  *o;
+				bool		toomany = false;
+				MemoryContext old;
+
+				CHECK_FOR_INTERRUPTS();
+				if (r->status != REC_OK)
+					continue;
+				old = MemoryContextSwitchTo(rec_cxt);
+				vals = palloc(sizeof(char *) * Max(nkeys, 1));
+				if (nkeys > 0 && !partition_values(b, r, names, vals, nkeys, vars))
+				{
+					MemoryContextSwitchTo(old);
+					MemoryContextReset(rec_cxt);
+					continue;
+				}
+				MemoryContextSwitchTo(old);
+				o = get_object(fo, OBJ_DATA, NULL, nkeys, names, vals, &toomany);
+				if (o == NULL)
+				{
+					fail_record(r, "processing-failed", "DynamicPartitioning.PartitionLimitExceeded",
+								psprintf("More than %d active partitions in one buffer.", DELIVERY_MAX_PARTITIONS));
+					MemoryContextReset(rec_cxt);
+					continue;
+				}
+				old = MemoryContextSwitchTo(rec_cxt);
+				write_data_record(fo, o, r, values, isnull);
+				MemoryContextSwitchTo(old);
+				MemoryContextReset(rec_cxt);
+			}
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = oldowner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *ed = catch_record_error(cxt);
+
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = oldowner;
+			MemoryContextReset(rec_cxt);
+			fail_record(&b->recs[cur], "format-conversion-failed", "DataFormatConversion.MalformedData",
+						ed->message);
+			cur++;
+		}
+		PG_END_TRY();
+	}
+}
+
+static void
+object_name(StringInfo out, FileOutput *fo, OutObject *o)
+{
+	Batch	   *b = fo->b;
+	DeliveryConfig *cfg = b->cfg;
+	uint8		digest[16];
+	char	   *seedtext = psprintf("%u/%d/" INT64_FORMAT "/%s", MyDatabaseId, cfg->id, b->batch_no, o->key);
+	PrefixValues v;
+	char	   *ext;
+
+	stream_md5(seedtext, strlen(seedtext), digest);
+	memset(&v, 0, sizeof(v));
+	v.ts = o->oldest;
+	v.error_type = o->error_type;
+	v.nkeys = o->nkeys;
+	v.key_names = o->key_names;
+	v.key_values = o->key_values;
+	v.seed = ((uint32) digest[0] << 24) | (digest[1] << 16) | (digest[2] << 8) | digest[3];
+	appendStringInfoString(out, prefix_eval(o->kind == OBJ_DATA ? cfg->prefix_t :
+											o->kind == OBJ_ERROR ? cfg->error_t : cfg->backup_t, &v));
+	appendStringInfo(out, "%s-%d-", cfg->name, cfg->version);
+	prefix_format_timestamp(out, "yyyy-MM-dd-HH-mm-ss", o->oldest);
+	appendStringInfoChar(out, '-');
+	for (int i = 0; i < 16; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			appendStringInfoChar(out, '-');
+		appendStringInfo(out, "%02x", digest[i]);
+	}
+	if (o->kind == OBJ_DATA)
+		ext = (char *) delivery_file_extension(cfg->format, cfg->compression);
+	else if (o->kind == OBJ_ERROR)
+		ext = (char *) delivery_file_extension(DFMT_JSON, cfg->format == DFMT_PARQUET ? DCOMP_NONE : cfg->compression);
+	else
+		ext = (char *) delivery_file_extension(DFMT_RAW, cfg->format == DFMT_PARQUET ? DCOMP_NONE : cfg->compression);
+	appendStringInfoString(out, ext);
+}
+
+/* Finish every object into its fsynced temporary file; build the file list. */
+static void
+finish_objects(FileOutput *fo)
+{
+	Batch	   *b = fo->b;
+	DeliveryConfig *cfg = b->cfg;
+	bool		first = true;
+
+	initStringInfo(&b->files);
+	appendStringInfoChar(&b->files, '[');
+	for (int i = 0; i < fo->nobjects; i++)
+	{
+		OutObject  *o = fo->list[i];
+		StringInfoData name;
+
+		if (o->records == 0)
+			continue;
+		initStringInfo(&name);
+		object_name(&name, fo, o);
+		o->rel_path = name.data;
+		if (o->pw != NULL)
+		{
+			o->bytes = delivery_parquet_finish(o->pw);
+			o->pw = NULL;
+			if (chmod(o->tmp_path, 0644) != 0)
+				ereport(ERROR,
+						(errcode_for_file_access(),
+						 errmsg("ServiceUnavailableException: could not chmod \"%s\": %m", o->tmp_path)));
+		}
+		else
+		{
+			DeliveryCompression comp = cfg->compression;
+
+			if (cfg->format == DFMT_PARQUET && o->kind != OBJ_DATA)
+				comp = DCOMP_NONE;	/* parquet compresses pages, not error files */
+			if (comp != DCOMP_NONE)
+			{
+				StringInfoData z;
+
+				initStringInfo(&z);
+				delivery_compress_file(comp, o->buf, &z);
+				pfree(o->buf->data);
+				*o->buf = z;
+			}
+			delivery_write_file(o->tmp_path, o->buf->data, o->buf->len);
+			o->bytes = o->buf->len;
+			pfree(o->buf->data);
+			o->buf->data = NULL;
+		}
+		if (!first)
+			appendStringInfoChar(&b->files, ',');
+		first = false;
+		appendStringInfoString(&b->files, "{\"kind\":");
+		escape_json(&b->files, o->kind == OBJ_DATA ? "data" : o->kind == OBJ_ERROR ? "error" : "backup");
+		appendStringInfoString(&b->files, ",\"path\":");
+		escape_json(&b->files, o->rel_path);
+		appendStringInfoString(&b->files, ",\"tmp\":");
+		escape_json(&b->files, o->tmp_path);
+		appendStringInfo(&b->files, ",\"records\":" INT64_FORMAT ",\"bytes\":" UINT64_FORMAT "}",
+						 o->records, (uint64) o->bytes);
+		if (o->kind == OBJ_DATA)
+			b->out_bytes += o->bytes;
+		b->nfiles++;
+	}
+	appendStringInfoChar(&b->files, ']');
+}
+
+static void
+make_dir(const char *path)
+{
+	if (MakePGDirectory(path) != 0 && errno != EEXIST)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("ServiceUnavailableException: could not create directory \"%s\": %m", path)));
+	(void) chmod(path, 0755);
+}
+
+/* mkdir -p below base; fsyncs the parent of each directory it creates. */
+static void
+make_dirs(const char *base, const char *rel_dir)
+{
+	char	   *path = psprintf("%s/%s", base, rel_dir);
+	char	   *p = path + strlen(base) + 1;
+
+	for (;;)
+	{
+		char	   *slash = strchr(p, '/');
+		struct stat st;
+
+		if (slash)
+			*slash = '\0';
+		if (*p && stat(path, &st) != 0)
+		{
+			char	   *parent = pstrdup(path);
+
+			make_dir(path);
+			*strrchr(parent, '/') = '\0';
+			fsync_fname(parent, true);
+		}
+		if (!slash)
+			break;
+		*slash = '/';
+		p = slash + 1;
+	}
+}
+
+static void
+ensure_destination(const char *dest)
+{
+	struct stat st;
+
+	if (stat(dest, &st) != 0)
+	{
+		char	   *d = pstrdup(dest);
+		char	   *p = d + 1;
+
+		/* the destination itself may be created, as S3 creates prefixes */
+		for (;;)
+		{
+			char	   *slash = strchr(p, '/');
+
+			if (slash)
+				*slash = '\0';
+			if (stat(d, &st) != 0)
+				make_dir(d);
+			if (!slash)
+				break;
+			*slash = '/';
+			p = slash + 1;
+		}
+	}
+}
+
+static char *
+staging_dir(DeliveryConfig *cfg, int64 batch_no)
+{
+	/* the database's OID too: several databases may share a destination */
+	return psprintf("%s/.firehose-staging/%u-%d-" INT64_FORMAT, cfg->destination, MyDatabaseId,
+					cfg->id, batch_no);
+}
+
+/*
+ * Step 3: rename the temporary files of a committed file list into place.
+ * Returns false when a file has neither its temporary nor its final name
+ * (someone removed it): the batch is then written again.
+ */
+static bool
+publish_files(DeliveryConfig *cfg, const char *files_json)
+{
+	Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(files_json)));
+	JsonbIterator *it = JsonbIteratorInit(&jb->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	List	   *dirs = NIL;
+	ListCell   *lc;
+	char	   *path = NULL,
+			   *tmp = NULL,
+			   *key = NULL;
+	int			nfiles = 0;
+	int			expected = JB_ROOT_IS_ARRAY(jb) ? JB_ROOT_COUNT(jb) : -1;
+
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		if (tok == WJB_BEGIN_OBJECT)
+			path = tmp = NULL;
+		else if (tok == WJB_KEY)
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+		else if (tok == WJB_VALUE && v.type == jbvString)
+		{
+			if (strcmp(key, "path") == 0)
+				path = pnstrdup(v.val.string.val, v.val.string.len);
+			else if (strcmp(key, "tmp") == 0)
+				tmp = pnstrdup(v.val.string.val, v.val.string.len);
+		}
+		else if (tok == WJB_END_OBJECT && path && tmp)
+		{
+			char	   *final = psprintf("%s/%s", cfg->destination, path);
+			char	   *dir = pstrdup(final);
+			struct stat st;
+			bool		seen = false;
+
+			*strrchr(dir, '/') = '\0';
+			if (strchr(path, '/'))
+			{
+				char	   *rel_dir = pstrdup(path);
+
+				*strrchr(rel_dir, '/') = '\0';
+				make_dirs(cfg->destination, rel_dir);
+			}
+			if (stat(tmp, &st) == 0)
+			{
+				if (rename(tmp, final) != 0)
+					ereport(ERROR,
+							(errcode_for_file_access(),
+							 errmsg("ServiceUnavailableException: could not rename \"%s\" to \"%s\": %m", tmp, final)));
+			}
+			else if (stat(final, &st) != 0)
+				return false;
+			nfiles++;
+			foreach(lc, dirs)
+				if (strcmp(lfirst(lc), dir) == 0)
+					seen = true;
+			if (!seen)
+				dirs = lappend(dirs, dir);
+		}
+	}
+	foreach(lc, dirs)
+		fsync_fname(lfirst(lc), true);
+	if (nfiles != expected)
+		elog(ERROR, "file list of a pending batch is malformed: %d of %d files found", nfiles, expected);
+	return true;
+}
+
+/* ----------------------------------------------------------------------
+ * Table destination
+ * ----------------------------------------------------------------------
+ */
+static Oid
+resolve_table(DeliveryConfig *cfg)
+{
+	List	   *names = stringToQualifiedNameList(cfg->destination_table);
+	Oid			relid = RangeVarGetRelid(makeRangeVarFromNameList(names), NoLock, true);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("ResourceNotFoundException: destination table %s of Firehose %s does not exist",
+						cfg->destination_table, cfg->name)));
+	return relid;
+}
+
+typedef struct TableRow
+{
+	SrcRec	   *rec;
+	Datum		row;
+	uint64		mask;			/* defaulted columns the record named */
+} TableRow;
+
+static char *
+insert_sql(RowMapper *m, Oid relid, uint64 mask)
+{
+	StringInfoData cols,
+				sel;
+	int			bit = 0;
+
+	initStringInfo(&cols);
+	initStringInfo(&sel);
+	for (int i = 0; i < m->natts; i++)
+	{
+		const char *col = quote_identifier(NameStr(TupleDescAttr(m->desc, m->attnums[i] - 1)->attname));
+		bool		include = true;
+
+		if (m->is_generated[i])
+			include = false;
+		else if (m->has_default[i])
+		{
+			include = bit < 64 ? (mask & ((uint64) 1 << bit)) != 0 : true;
+			bit++;
+		}
+		if (!include)
+			continue;
+		if (cols.len > 0)
+		{
+			appendStringInfoString(&cols, ", ");
+			appendStringInfoString(&sel, ", ");
+		}
+		appendStringInfoString(&cols, col);
+		appendStringInfo(&sel, "r.%s", col);
+	}
+	if (cols.len == 0)
+		return psprintf("INSERT INTO %s.%s DEFAULT VALUES",
+						quote_identifier(get_namespace_name(get_rel_namespace(relid))),
+						quote_identifier(get_rel_name(relid)));
+	return psprintf("INSERT INTO %s.%s (%s) SELECT %s FROM unnest($1) r",
+					quote_identifier(get_namespace_name(get_rel_namespace(relid))),
+					quote_identifier(get_rel_name(relid)), cols.data, sel.data);
+}
+
+/* Insert rows (all with one mask) as the owner; true if it worked. */
+static bool
+insert_rows(DeliveryConfig *cfg, RowMapper *m, Oid relid, TableRow *rows, int n,
+			uint64 mask, MemoryContext cxt, char **errmsg_out)
+{
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool ok = false;
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	ArrayType  *arr;
+	Oid			arrtype = get_array_type(m->typid);
+
+	for (int i = 0; i < n; i++)
+		elems[i] = rows[i].row;
+	arr = construct_array(elems, n, m->typid, -1, false, TYPALIGN_DOUBLE);
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		Oid			save_user;
+		int			save_sec;
+		Datum		arg = PointerGetDatum(arr);
+		int			ret;
+
+		GetUserIdAndSecContext(&save_user, &save_sec);
+		SetUserIdAndSecContext(cfg->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		ret = SPI_execute_with_args(insert_sql(m, relid, mask), 1, &arrtype, &arg, NULL, false, 0);
+		if (ret != SPI_OK_INSERT)
+			elog(ERROR, "insert into the destination table returned %s", SPI_result_code_string(ret));
+		SPI_finish();
+		SetUserIdAndSecContext(save_user, save_sec);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = oldowner;
+		ok = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed = catch_record_error(cxt);
+
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = oldowner;
+		*errmsg_out = pstrdup(ed->message);
+		/* the table itself is the problem: retry the whole batch later */
+		if (ed->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE ||
+			ed->sqlerrcode == ERRCODE_UNDEFINED_TABLE ||
+			ed->sqlerrcode == ERRCODE_DISK_FULL ||
+			ed->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
+			ed->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+			ed->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
+			ed->sqlerrcode == ERRCODE_READ_ONLY_SQL_TRANSACTION)
+			ereport(ERROR,
+					(errcode(ed->sqlerrcode),
+					 errmsg("ServiceUnavailableException: cannot insert into %s: %s",
+							cfg->destination_table, ed->message)));
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+static int
+cmp_mask(const void *a, const void *b)
+{
+	uint64		x = ((const TableRow *) a)->mask;
+	uint64		y = ((const TableRow *) b)->mask;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* Convert, insert; failed records go to stream.delivery_errors. Same transaction. */
+static void
+deliver_to_table(Batch *b, MemoryContext cxt)
+{
+	DeliveryConfig *cfg = b->cfg;
+	Oid			relid = resolve_table(cfg);
+	RowMapper  *m = rowmapper_create(InvalidOid, relid);
+	TableRow   *rows = palloc_extended(sizeof(TableRow) * Max(b->nrecs, 1), MCXT_ALLOC_HUGE);
+	volatile int nrows = 0;	/* survives the longjmp of a failed record */
+	Datum	   *values = palloc(sizeof(Datum) * m->desc->natts);
+	bool	   *isnull = palloc(sizeof(bool) * m->desc->natts);
+	bool	   *present = palloc(sizeof(bool) * m->desc->natts);
+	volatile int cur = 0;
+
+	/* convert, resuming after a record that fails */
+	while (cur < b->nrecs)
+	{
+		ResourceOwner oldowner = CurrentResourceOwner;
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			for (; cur < b->nrecs; cur++)
+			{
+				SrcRec	   *r = &b->recs[cur];
+				HeapTuple	tup;
+				uint64		mask = 0;
+				int			bit = 0;
+
+				CHECK_FOR_INTERRUPTS();
+				if (r->status != REC_OK)
+					continue;
+				rowmapper_json_to_row(m, r->out, r->outlen, values, isnull, present);
+				for (int i = 0; i < m->natts; i++)
+				{
+					if (!m->has_default[i] || m->is_generated[i])
+						continue;
+					if (bit < 64 && present[m->attnums[i] - 1])
+						mask |= (uint64) 1 << bit;
+					bit++;
+				}
+				tup = heap_form_tuple(m->desc, values, isnull);
+				rows[nrows].rec = r;
+				rows[nrows].row = heap_copy_tuple_as_datum(tup, m->desc);
+				rows[nrows].mask = mask;
+				nrows++;
+				heap_freetuple(tup);
+			}
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = oldowner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *ed = catch_record_error(cxt);
+
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = oldowner;
+			fail_record(&b->recs[cur], "format-conversion-failed", "DataFormatConversion.MalformedData",
+						ed->message);
+			cur++;
+		}
+		PG_END_TRY();
+	}
+
+	/* insert per mask group; a group that fails is inserted row by row */
+	qsort(rows, nrows, sizeof(TableRow), cmp_mask);
+	for (int i = 0; i < nrows;)
+	{
+		int			j = i + 1;
+		char	   *msg = NULL;
+
+		while (j < nrows && rows[j].mask == rows[i].mask)
+			j++;
+		if (!insert_rows(cfg, m, relid, rows + i, j - i, rows[i].mask, cxt, &msg))
+		{
+			for (int k = i; k < j; k++)
+			{
+				char	   *msg1 = NULL;
+
+				if (!insert_rows(cfg, m, relid, rows + k, 1, rows[k].mask, cxt, &msg1))
+					fail_record(rows[k].rec, "table-insert-failed", "Table.InsertFailed", msg1);
+			}
+		}
+		i = j;
+	}
+
+	/* failed records: the error table, in this transaction */
+	{
+		StringInfoData env;
+		TimestampTz now = GetCurrentTimestamp();
+		int			nerr = 0;
+
+		initStringInfo(&env);
+		for (int i = 0; i < b->nrecs; i++)
+		{
+			SrcRec	   *r = &b->recs[i];
+
+			if (r->status == REC_OK)
+				b->delivered++;
+			else if (r->status == REC_DROPPED)
+				b->dropped++;
+			else
+			{
+				Datum		args[4];
+				Oid			types[4] = {INT4OID, INT8OID, TEXTOID, JSONBOID};
+
+				resetStringInfo(&env);
+				append_error_line(&env, b, r, now);
+				env.data[--env.len] = '\0';
+				args[0] = Int32GetDatum(cfg->id);
+				args[1] = Int64GetDatum(b->batch_no);
+				args[2] = CStringGetTextDatum(r->error_type);
+				args[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(env.data));
+				if (SPI_connect() != SPI_OK_CONNECT)
+					elog(ERROR, "SPI_connect failed");
+				if (SPI_execute_with_args("INSERT INTO stream.delivery_errors (delivery_stream_id, batch_no, error_output_type, envelope) "
+										  "VALUES ($1, $2, $3, $4)", 4, types, args, NULL, false, 0) != SPI_OK_INSERT)
+					elog(ERROR, "could not insert into stream.delivery_errors");
+				SPI_finish();
+				b->failed++;
+				nerr++;
+			}
+		}
+		appendStringInfo(&b->files, "[{\"kind\":\"table\",\"path\":");
+		escape_json(&b->files, cfg->destination_table);
+		appendStringInfo(&b->files, ",\"records\":" INT64_FORMAT "}", b->delivered);
+		if (nerr > 0)
+			appendStringInfo(&b->files, ",{\"kind\":\"error\",\"path\":\"stream.delivery_errors\",\"records\":%d}", nerr);
+		appendStringInfoChar(&b->files, ']');
+		b->nfiles = 1;
+	}
+}
+
+/* ----------------------------------------------------------------------
+ * A file batch: steps 2 and 3
+ * ----------------------------------------------------------------------
+ */
+static void
+write_file_batch(Batch *b, MemoryContext cxt)
+{
+	DeliveryConfig *cfg = b->cfg;
+	FileOutput	fo;
+	HASHCTL		ctl;
+	TimestampTz now = GetCurrentTimestamp();
+
+	memset(&fo, 0, sizeof(fo));
+	fo.b = b;
+	fo.cxt = cxt;
+	fo.staging = staging_dir(cfg, b->batch_no);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = GROUP_KEY_MAX;
+	ctl.entrysize = sizeof(OutObject);
+	ctl.hcxt = cxt;
+	fo.objects = hash_create("delivery objects", 64, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+	/* a fresh staging directory: whatever an interrupted attempt left goes */
+	ensure_destination(cfg->destination);
+	make_dirs(cfg->destination, ".firehose-staging");
+	{
+		struct stat st;
+
+		if (stat(fo.staging, &st) == 0)
+			(void) rmtree(fo.staging, true);
+	}
+	make_dir(fo.staging);
+
+	if (cfg->format == DFMT_CSV || cfg->format == DFMT_PARQUET ||
+		(cfg->format == DFMT_JSON && OidIsValid(cfg->schema)))
+		fo.mapper = rowmapper_create(cfg->schema, InvalidOid);
+
+	/* source record backup: the records as they came, before the transform */
+	if (cfg->backup_t != NULL)
+	{
+		bool		toomany = false;
+		OutObject  *o = get_object(&fo, OBJ_BACKUP, NULL, 0, NULL, NULL, &toomany);
+
+		for (int i = 0; i < b->nrecs; i++)
+		{
+			appendBinaryStringInfo(o->buf, b->recs[i].data, b->recs[i].len);
+			o->records++;
+			if (b->recs[i].arrival < o->oldest)
+				o->oldest = b->recs[i].arrival;
+		}
+	}
+
+	if (OidIsValid(cfg->transform))
+		run_transform(b, cxt);
+	route_records(&fo, cxt);
+
+	/* counts and error objects */
+	for (int i = 0; i < b->nrecs; i++)
+	{
+		SrcRec	   *r = &b->recs[i];
+
+		if (r->status == REC_OK)
+			b->delivered++;
+		else if (r->status == REC_DROPPED)
+			b->dropped++;
+		else
+		{
+			bool		toomany = false;
+			OutObject  *o = get_object(&fo, OBJ_ERROR, r->error_type, 0, NULL, NULL, &toomany);
+
+			append_error_line(o->buf, b, r, now);
+			o->records++;
+			if (r->arrival < o->oldest)
+				o->oldest = r->arrival;
+			b->failed++;
+		}
+	}
+	finish_objects(&fo);
+}
+
+/* ----------------------------------------------------------------------
+ * The worker's units of work
+ * ----------------------------------------------------------------------
+ */
+typedef struct ShardScan
+{
+	int32		shard_index;
+	int64		cp;				/* checkpoint the scan started from */
+	int64		scanned_to;
+	Size		bytes;
+	int64		count;
+	TimestampTz oldest;
+} ShardScan;
+
+typedef struct DsState
+{
+	int32		id;				/* hash key */
+	int			nshards;
+	ShardScan  *scans;
+	uint32		flush_ticket;	/* 0: no flush pending */
+	bool		seen;
+} DsState;
+
+static HTAB *ds_states = NULL;
+static MemoryContext ds_state_cxt = NULL;
+static uint32 latest_ticket = 0;
+
+typedef struct ScanCount
+{
+	Size		bytes;
+	int64		count;
+	TimestampTz first_arrival;
+} ScanCount;
+
+static void
+count_record(void *arg, const StreamRecord *rec)
+{
+	ScanCount  *c = arg;
+
+	if (c->count == 0)
+		c->first_arrival = rec->arrival;
+	c->count++;
+	c->bytes += toast_raw_datum_size(rec->partition_key) - VARHDRSZ +
+		toast_raw_datum_size(rec->data) - VARHDRSZ;
+}
+
+static DsState *
+ds_state(int32 id)
+{
+	bool		found;
+	DsState    *s;
+
+	if (ds_states == NULL)
+	{
+		HASHCTL		ctl;
+
+		ds_state_cxt = AllocSetContextCreate(TopMemoryContext, "stream delivery state",
+											 ALLOCSET_SMALL_SIZES);
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(int32);
+		ctl.entrysize = sizeof(DsState);
+		ctl.hcxt = ds_state_cxt;
+		ds_states = hash_create("stream delivery streams", 16, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	s = hash_search(ds_states, &id, HASH_ENTER, &found);
+	if (!found)
+	{
+		s->nshards = 0;
+		s->scans = NULL;
+		s->flush_ticket = 0;
+	}
+	return s;
+}
+
+static ShardScan *
+shard_scan(DsState *s, int32 shard_index, int64 cp)
+{
+	ShardScan  *sc = NULL;
+
+	for (int i = 0; i < s->nshards; i++)
+		if (s->scans[i].shard_index == shard_index)
+			sc = &s->scans[i];
+	if (sc == NULL)
+	{
+		s->scans = s->scans ? repalloc(s->scans, sizeof(ShardScan) * (s->nshards + 1))
+			: MemoryContextAlloc(ds_state_cxt, sizeof(ShardScan));
+		sc = &s->scans[s->nshards++];
+		sc->shard_index = shard_index;
+		sc->cp = -1;
+	}
+	if (sc->cp != cp)
+	{
+		sc->cp = cp;
+		sc->scanned_to = cp;
+		sc->bytes = 0;
+		sc->count = 0;
+		sc->oldest = 0;
+	}
+	return sc;
+}
+
+static void
+forget_scans(int32 id)
+{
+	DsState    *s = ds_state(id);
+
+	for (int i = 0; i < s->nshards; i++)
+		s->scans[i].cp = -1;
+}
+
+static int64
+checkpoint_of(int32 shard_index, int n, int32 *idx, int64 *cps, int64 dflt)
+{
+	for (int i = 0; i < n; i++)
+		if (idx[i] == shard_index)
+			return cps[i];
+	return dflt;
+}
+
+static void
+run_sql(const char *sql, int nargs, Oid *types, Datum *args, int expect)
+{
+	int			ret = SPI_execute_with_args(sql, nargs, types, args, NULL, false, 0);
+
+	if (ret != expect)
+		elog(ERROR, "delivery bookkeeping failed (%s): %s", SPI_result_code_string(ret), sql);
+}
+
+static ArrayType *
+int4_array(int32 *v, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int32GetDatum(v[i]);
+	return construct_array(d, n, INT4OID, 4, true, TYPALIGN_INT);
+}
+
+static ArrayType *
+int8_array(int64 *v, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int64GetDatum(v[i]);
+	return construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+}
+
+/* Step 4 (or the table's single transaction): manifest, checkpoints, progress. */
+static void
+finish_batch(Batch *b)
+{
+	Oid			types[11] = {INT4OID, INT8OID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, JSONBOID,
+	INT8OID, INT8OID, INT8OID, INT8OID, INT4OID};
+	Datum		args[11];
+
+	args[0] = Int32GetDatum(b->cfg->id);
+	args[1] = Int64GetDatum(b->batch_no);
+	args[2] = PointerGetDatum(int4_array(b->shards, b->nranges));
+	args[3] = PointerGetDatum(int8_array(b->from, b->nranges));
+	args[4] = PointerGetDatum(int8_array(b->to, b->nranges));
+	args[5] = DirectFunctionCall1(jsonb_in, CStringGetDatum(b->files.data));
+	args[6] = Int64GetDatum(b->nrecs);
+	args[7] = Int64GetDatum(b->delivered);
+	args[8] = Int64GetDatum(b->dropped);
+	args[9] = Int64GetDatum(b->failed);
+	args[10] = Int32GetDatum(b->nfiles);
+	run_sql("INSERT INTO stream.delivery_manifest (delivery_stream_id, batch_no, shard_indexes, from_seqs, to_seqs, "
+			"files, records_in, records_delivered, records_dropped, records_failed) "
+			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", 10, types, args, SPI_OK_INSERT);
+	run_sql("INSERT INTO stream.delivery_checkpoints AS c (delivery_stream_id, shard_index, next_seq) "
+			"SELECT $1, r.s, r.t FROM unnest($3, $5) AS r(s, t) "
+			"ON CONFLICT (delivery_stream_id, shard_index) DO UPDATE SET next_seq = EXCLUDED.next_seq",
+			5, types, args, SPI_OK_INSERT);
+	run_sql("DELETE FROM stream.delivery_pending WHERE delivery_stream_id = $1", 1, types, args, SPI_OK_DELETE);
+	{
+		Oid			t2[5] = {INT4OID, INT8OID, INT8OID, INT8OID, INT8OID};
+		Datum		a2[5];
+
+		a2[0] = args[0];
+		a2[1] = Int64GetDatum(b->nfiles);
+		a2[2] = Int64GetDatum(b->out_bytes);
+		a2[3] = Int64GetDatum(b->delivered);
+		a2[4] = Int64GetDatum(b->failed);
+		run_sql("UPDATE stream.delivery_progress SET files_delivered = files_delivered + $2, "
+				"bytes_delivered = bytes_delivered + $3, records_delivered = records_delivered + $4, "
+				"records_failed = records_failed + $5, last_delivery_at = clock_timestamp(), "
+				"failed_attempts = 0, next_attempt_at = NULL, last_error = NULL "
+				"WHERE delivery_stream_id = $1", 5, t2, a2, SPI_OK_UPDATE);
+	}
+}
+
+static void
+begin_step(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+static void
+end_step(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+typedef struct PendingRow
+{
+	bool		exists;
+	int64		batch_no;
+	int			n;
+	int32	   *shards;
+	int64	   *from;
+	int64	   *to;
+	TimestampTz min_arrival;
+	char	   *files;
+} PendingRow;
+
+static void
+load_pending(int32 id, PendingRow *p, MemoryContext cxt)
+{
+	Oid			argtype = INT4OID;
+	Datum		arg = Int32GetDatum(id);
+	bool		isnull;
+	MemoryContext old;
+
+	memset(p, 0, sizeof(*p));
+	if (SPI_execute_with_args("SELECT batch_no, shard_indexes, from_seqs, to_seqs, min_arrival, files::text "
+							  "FROM stream.delivery_pending WHERE delivery_stream_id = $1",
+							  1, &argtype, &arg, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read stream.delivery_pending");
+	if (SPI_processed == 0)
+		return;
+	old = MemoryContextSwitchTo(cxt);
+	p->exists = true;
+	p->batch_no = DatumGetInt64(spi_datum(0, 1, &isnull));
+	{
+		Datum	   *d;
+		bool	   *nn;
+		int			n;
+
+		deconstruct_array(DatumGetArrayTypeP(spi_datum(0, 2, &isnull)), INT4OID, 4, true, TYPALIGN_INT, &d, &nn, &n);
+		p->n = n;
+		p->shards = palloc(sizeof(int32) * Max(n, 1));
+		for (int i = 0; i < n; i++)
+			p->shards[i] = DatumGetInt32(d[i]);
+		deconstruct_array(DatumGetArrayTypeP(spi_datum(0, 3, &isnull)), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &d, &nn, &n);
+		p->from = palloc(sizeof(int64) * Max(n, 1));
+		for (int i = 0; i < n; i++)
+			p->from[i] = DatumGetInt64(d[i]);
+		deconstruct_array(DatumGetArrayTypeP(spi_datum(0, 4, &isnull)), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &d, &nn, &n);
+		p->to = palloc(sizeof(int64) * Max(n, 1));
+		for (int i = 0; i < n; i++)
+			p->to[i] = DatumGetInt64(d[i]);
+	}
+	p->min_arrival = DatumGetTimestampTz(spi_datum(0, 5, &isnull));
+	p->files = spi_text(0, 6);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Decide whether a delivery stream's buffer is due; if so fill the ranges.
+ * *full when the size limit cut the batch (more is waiting).
+ */
+static bool
+buffer_due(DeliveryConfig *cfg, StreamInfo *info, DsState *st, bool force,
+		   int ncp, int32 *cp_idx, int64 *cp_seq, Batch *b, bool *full)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz min_arrival;
+	int64		trim_seq = stream_trim_horizon_seq(info, now, &min_arrival);
+	Size		total = 0;
+	int64		count = 0;
+	TimestampTz oldest = DT_NOEND;
+
+	*full = false;
+	b->shards = palloc(sizeof(int32) * Max(info->nshards, 1));
+	b->from = palloc(sizeof(int64) * Max(info->nshards, 1));
+	b->to = palloc(sizeof(int64) * Max(info->nshards, 1));
+	b->nranges = 0;
+	b->min_arrival = min_arrival;
+
+	for (int i = 0; i < info->nshards; i++)
+	{
+		StreamShard *shard = &info->shards[i];
+		int64		cp = checkpoint_of(shard->shard_index, ncp, cp_idx, cp_seq, shard->starting_seq);
+		ShardScan  *sc = shard_scan(st, shard->shard_index, cp);
+		int64		stable,
+					to;
+
+		if (shard->closed && cp > shard->ending_seq)
+			continue;
+		if (!*full)
+		{
+			stable = seqalloc_stable_seq(info, shard);
+			to = shard->closed ? Min(stable, shard->ending_seq + 1) : stable;
+			if (sc->scanned_to < to && total + sc->bytes < cfg->buffer_bytes)
+			{
+				ScanCount	c;
+				int64		next;
+				int64		from = Max(sc->scanned_to, trim_seq);
+
+				memset(&c, 0, sizeof(c));
+				(void) storage_read(info, shard, from, to, min_arrival, INT_MAX,
+									cfg->buffer_bytes - total - sc->bytes, count_record, &c, &next);
+				if (c.count > 0 && sc->count == 0)
+					sc->oldest = c.first_arrival;
+				sc->count += c.count;
+				sc->bytes += c.bytes;
+				sc->scanned_to = Max(next, sc->scanned_to);
+				if (next < to)
+					*full = true;
+			}
+		}
+		if (sc->count > 0)
+		{
+			b->shards[b->nranges] = shard->shard_index;
+			b->from[b->nranges] = cp;
+			b->to[b->nranges] = sc->scanned_to;
+			b->nranges++;
+			total += sc->bytes;
+			count += sc->count;
+			if (sc->oldest < oldest)
+				oldest = sc->oldest;
+		}
+		if (total >= cfg->buffer_bytes)
+			*full = true;
+	}
+	if (count == 0)
+		return false;
+	if (*full || force || cfg->interval_s == 0)
+		return true;
+	return now - oldest >= (int64) cfg->interval_s * USECS_PER_SEC;
+}
+
+static void
+record_error(int32 id, const char *message)
+{
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		args[2];
+
+	begin_step();
+	args[0] = Int32GetDatum(id);
+	args[1] = CStringGetTextDatum(message);
+	run_sql("UPDATE stream.delivery_progress SET last_error = $2, last_error_at = clock_timestamp(), "
+			"failed_attempts = failed_attempts + 1, "
+			"next_attempt_at = clock_timestamp() + make_interval(secs => least(" CppAsString2(BACKOFF_MAX_S) ", power(2, least(failed_attempts, 10)))) "
+			"WHERE delivery_stream_id = $1", 2, types, args, SPI_OK_UPDATE);
+	end_step();
+}
+
+/* A copy of a stream's metadata that no cache invalidation frees. */
+static StreamInfo *
+copy_stream_info(StreamInfo *src, MemoryContext cxt)
+{
+	StreamInfo *dst = MemoryContextAlloc(cxt, sizeof(StreamInfo));
+
+	memcpy(dst, src, sizeof(StreamInfo));
+	dst->shards = MemoryContextAlloc(cxt, sizeof(StreamShard) * Max(src->nshards, 1));
+	memcpy(dst->shards, src->shards, sizeof(StreamShard) * src->nshards);
+	dst->open_shards = MemoryContextAlloc(cxt, sizeof(StreamShard *) * Max(src->nopen, 1));
+	for (int i = 0; i < src->nopen; i++)
+		dst->open_shards[i] = dst->shards + (src->open_shards[i] - src->shards);
+	return dst;
+}
+
+/* record_error, whose own failure is only logged */
+static void
+record_error_safely(int32 id, const char *msg)
+{
+	PG_TRY();
+	{
+		record_error(id, msg);
+	}
+	PG_CATCH();
+	{
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		RESUME_INTERRUPTS();
+	}
+	PG_END_TRY();
+}
+
+typedef enum UnitResult
+{
+	UNIT_IDLE,					/* nothing due */
+	UNIT_DELIVERED,				/* delivered; nothing more due at once */
+	UNIT_MORE					/* delivered and more is due */
+} UnitResult;
+
+/*
+ * One unit of work for a delivery stream: finish a pending batch, or cut and
+ * deliver a new one if its buffer is due.  Runs its own transactions.
+ */
+static UnitResult
+deliver_unit(int32 id, bool force, MemoryContext cxt)
+{
+	DeliveryConfig *cfg;
+	PendingRow	pending;
+	Batch	   *b = palloc0(sizeof(Batch));
+	StreamInfo *info;
+	bool		full = false;
+	int			ncp = 0;
+	int32	   *cp_idx = NULL;
+	int64	   *cp_seq = NULL;
+	bool		backing_off = false;
+	DsState    *st = ds_state(id);
+
+	batch_cxt = cxt;
+	/* step 1: look at the buffer; record the batch as pending */
+	begin_step();
+	cfg = load_config(id, cxt);
+	if (cfg == NULL)
+	{
+		end_step();
+		return UNIT_IDLE;
+	}
+	b->cfg = cfg;
+	load_pending(id, &pending, cxt);
+	{
+		Oid			argtype = INT4OID;
+		Datum		arg = Int32GetDatum(id);
+		bool		isnull;
+
+		if (SPI_execute_with_args("SELECT next_attempt_at > clock_timestamp() FROM stream.delivery_progress "
+								  "WHERE delivery_stream_id = $1", 1, &argtype, &arg, NULL, true, 1) == SPI_OK_SELECT &&
+			SPI_processed == 1)
+		{
+			Datum		d = spi_datum(0, 1, &isnull);
+
+			backing_off = !isnull && DatumGetBool(d);
+		}
+	}
+	if (backing_off && !force)
+	{
+		end_step();
+		return UNIT_IDLE;
+	}
+	info = stream_lookup_by_id(cfg->source_stream_id, true);
+	if (info == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_NOT_FOUND),
+				 errmsg("ResourceNotFoundException: the source stream of Firehose %s no longer exists", cfg->name)));
+	/* a private copy: the metadata cache may be rebuilt while the batch runs */
+	info = copy_stream_info(info, cxt);
+	b->info = info;
+
+	if (pending.exists)
+	{
+		b->batch_no = pending.batch_no;
+		b->nranges = pending.n;
+		b->shards = pending.shards;
+		b->from = pending.from;
+		b->to = pending.to;
+		b->min_arrival = pending.min_arrival;
+	}
+	else
+	{
+		Oid			argtype = INT4OID;
+		Datum		arg = Int32GetDatum(id);
+		MemoryContext old;
+
+		if (SPI_execute_with_args("SELECT shard_index, next_seq FROM stream.delivery_checkpoints "
+								  "WHERE delivery_stream_id = $1", 1, &argtype, &arg, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read stream.delivery_checkpoints");
+		old = MemoryContextSwitchTo(cxt);
+		ncp = SPI_processed;
+		cp_idx = palloc(sizeof(int32) * Max(ncp, 1));
+		cp_seq = palloc(sizeof(int64) * Max(ncp, 1));
+		for (int i = 0; i < ncp; i++)
+		{
+			bool		isnull;
+
+			cp_idx[i] = DatumGetInt32(spi_datum(i, 1, &isnull));
+			cp_seq[i] = DatumGetInt64(spi_datum(i, 2, &isnull));
+		}
+		if (!buffer_due(cfg, info, st, force, ncp, cp_idx, cp_seq, b, &full))
+		{
+			MemoryContextSwitchTo(old);
+			end_step();
+			if (force)
+				st->flush_ticket = 0;	/* nothing (more) to flush */
+			return UNIT_IDLE;
+		}
+		MemoryContextSwitchTo(old);
+
+		if (cfg->destination == NULL)
+		{
+			/* table destination: everything in this one transaction */
+			Oid			types[1] = {INT4OID};
+			Datum		args[1];
+
+			args[0] = Int32GetDatum(id);
+			if (SPI_execute_with_args("UPDATE stream.delivery_progress SET next_batch_no = next_batch_no + 1 "
+									  "WHERE delivery_stream_id = $1 RETURNING next_batch_no - 1",
+									  1, types, args, NULL, false, 1) != SPI_OK_UPDATE_RETURNING || SPI_processed != 1)
+				elog(ERROR, "stream.delivery_progress has no row for Firehose %s", cfg->name);
+			{
+				bool		isnull;
+
+				b->batch_no = DatumGetInt64(spi_datum(0, 1, &isnull));
+			}
+			old = MemoryContextSwitchTo(cxt);
+			initStringInfo(&b->files);
+			read_batch(b);
+			if (OidIsValid(cfg->transform))
+				run_transform(b, cxt);
+			deliver_to_table(b, cxt);
+			MemoryContextSwitchTo(old);
+			finish_batch(b);
+			end_step();
+			forget_scans(id);
+			if (force && !full)
+				st->flush_ticket = 0;
+			return full ? UNIT_MORE : UNIT_DELIVERED;
+		}
+		else
+		{
+			Oid			types[5] = {INT4OID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZOID};
+			Datum		args[5];
+			bool		isnull;
+
+			args[0] = Int32GetDatum(id);
+			if (SPI_execute_with_args("UPDATE stream.delivery_progress SET next_batch_no = next_batch_no + 1 "
+									  "WHERE delivery_stream_id = $1 RETURNING next_batch_no - 1",
+									  1, types, args, NULL, false, 1) != SPI_OK_UPDATE_RETURNING || SPI_processed != 1)
+				elog(ERROR, "stream.delivery_progress has no row for Firehose %s", cfg->name);
+			b->batch_no = DatumGetInt64(spi_datum(0, 1, &isnull));
+			args[1] = PointerGetDatum(int4_array(b->shards, b->nranges));
+			args[2] = PointerGetDatum(int8_array(b->from, b->nranges));
+			args[3] = PointerGetDatum(int8_array(b->to, b->nranges));
+			args[4] = TimestampTzGetDatum(b->min_arrival);
+			{
+				Oid			t6[6] = {INT4OID, INT8OID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZOID};
+				Datum		a6[6];
+
+				a6[0] = args[0];
+				a6[1] = Int64GetDatum(b->batch_no);
+				a6[2] = args[1];
+				a6[3] = args[2];
+				a6[4] = args[3];
+				a6[5] = args[4];
+				run_sql("INSERT INTO stream.delivery_pending (delivery_stream_id, batch_no, shard_indexes, from_seqs, to_seqs, min_arrival) "
+						"VALUES ($1, $2, $3, $4, $5, $6)", 6, t6, a6, SPI_OK_INSERT);
+			}
+		}
+	}
+	end_step();
+
+	/* step 2: write the temporary files, commit their names */
+	if (pending.files == NULL)
+	{
+		MemoryContext old;
+
+		begin_step();
+		old = MemoryContextSwitchTo(cxt);
+		read_batch(b);
+		write_file_batch(b, cxt);
+		MemoryContextSwitchTo(old);
+		{
+			Oid			types[2] = {INT4OID, JSONBOID};
+			Datum		args[2];
+
+			args[0] = Int32GetDatum(id);
+			args[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(b->files.data));
+			run_sql("UPDATE stream.delivery_pending SET files = $2 WHERE delivery_stream_id = $1",
+					2, types, args, SPI_OK_UPDATE);
+		}
+		end_step();
+		pending.files = b->files.data;
+	}
+	else
+	{
+		/* counts for the progress row come from the committed file list */
+		Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(pending.files)));
+		JsonbIterator *it = JsonbIteratorInit(&jb->root);
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+		char	   *key = NULL;
+		bool		is_data = false,
+					is_error = false;
+
+		initStringInfo(&b->files);
+		appendStringInfoString(&b->files, pending.files);
+		while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+		{
+			if (tok == WJB_BEGIN_OBJECT)
+				b->nfiles++;
+			else if (tok == WJB_KEY)
+				key = pnstrdup(v.val.string.val, v.val.string.len);
+			else if (tok == WJB_VALUE && strcmp(key, "kind") == 0 && v.type == jbvString)
+			{
+				is_data = v.val.string.len == 4 && strncmp(v.val.string.val, "data", 4) == 0;
+				is_error = v.val.string.len == 5 && strncmp(v.val.string.val, "error", 5) == 0;
+			}
+			else if (tok == WJB_VALUE && v.type == jbvNumeric)
+			{
+				int64		x = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v.val.numeric)));
+
+				if (strcmp(key, "records") == 0 && is_data)
+					b->delivered += x;
+				else if (strcmp(key, "records") == 0 && is_error)
+					b->failed += x;
+				else if (strcmp(key, "bytes") == 0 && is_data)
+					b->out_bytes += x;
+			}
+		}
+		/* records neither delivered nor failed were dropped */
+		b->nrecs = 0;
+	}
+
+	/* step 3: rename into place */
+	if (!publish_files(cfg, pending.files))
+	{
+		Oid			argtype = INT4OID;
+		Datum		arg = Int32GetDatum(id);
+
+		ereport(WARNING,
+				(errmsg("Firehose %s: a file of batch " INT64_FORMAT " vanished before it was published; writing the batch again",
+						cfg->name, b->batch_no)));
+		begin_step();
+		run_sql("UPDATE stream.delivery_pending SET files = NULL WHERE delivery_stream_id = $1",
+				1, &argtype, &arg, SPI_OK_UPDATE);
+		end_step();
+		return UNIT_MORE;
+	}
+	{
+		struct stat sst;
+		char	   *sd = staging_dir(cfg, b->batch_no);
+
+		if (stat(sd, &sst) == 0)
+			(void) rmtree(sd, true);
+	}
+
+	/* step 4: manifest, checkpoints, pending row gone */
+	begin_step();
+	if (b->nrecs == 0)
+	{
+		/* recovery: how many records the ranges held is not known here */
+		b->nrecs = b->delivered + b->failed;
+	}
+	finish_batch(b);
+	end_step();
+	forget_scans(id);
+	if (pending.exists)
+		return UNIT_MORE;		/* after recovery, look at the buffer at once */
+	if (force && !full)
+		st->flush_ticket = 0;
+	return full ? UNIT_MORE : UNIT_DELIVERED;
+}
+
+static bool
+try_unit_lock(int32 id)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, DELIVERY_LOCK_KEY, (uint32) id, 2);
+	return LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+static void
+unit_unlock(int32 id)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, DELIVERY_LOCK_KEY, (uint32) id, 2);
+	LockRelease(&tag, ExclusiveLock, true);
+}
+
+/*
+ * The worker's delivery round.  Flush requests (ticket) are remembered
+ * until each named delivery stream has drained; *done_ticket is the
+ * highest ticket all of whose flushes are over.
+ */
+bool
+delivery_run_round(const int32 *flush_ids, int nflush, bool flush_all, uint32 ticket,
+						uint32 *done_ticket, bool *extension_missing)
+{
+	static MemoryContext unit_cxt = NULL;
+	static bool configured = false;
+	int32	   *volatile ids = NULL;
+	volatile int nids = 0;
+	volatile bool more = false;
+
+	*extension_missing = false;
+	if (unit_cxt == NULL)
+		unit_cxt = AllocSetContextCreate(TopMemoryContext, "stream delivery unit",
+										 ALLOCSET_DEFAULT_SIZES);
+	if (!configured)
+	{
+		/* file contents must not depend on the server's settings */
+		SetConfigOption("TimeZone", "UTC", PGC_SUSET, PGC_S_SESSION);
+		SetConfigOption("DateStyle", "ISO, YMD", PGC_SUSET, PGC_S_SESSION);
+		SetConfigOption("IntervalStyle", "postgres", PGC_SUSET, PGC_S_SESSION);
+		SetConfigOption("extra_float_digits", "1", PGC_SUSET, PGC_S_SESSION);
+		/* a committed checkpoint must outlive a crash */
+		SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_SESSION);
+		configured = true;
+	}
+	MemoryContextReset(unit_cxt);
+
+	/* list the delivery streams */
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (!OidIsValid(get_namespace_oid("stream", true)) ||
+		!OidIsValid(get_relname_relid("delivery_streams", get_namespace_oid("stream", true))))
+	{
+		/* look it up while the transaction still allows catalog access */
+		*extension_missing = !OidIsValid(get_namespace_oid("stream", true));
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		*done_ticket = ticket;
+		return false;
+	}
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT delivery_stream_id FROM stream.delivery_streams ORDER BY 1", true, 0) == SPI_OK_SELECT)
+	{
+		MemoryContext old = MemoryContextSwitchTo(unit_cxt);
+
+		nids = SPI_processed;
+		ids = palloc(sizeof(int32) * Max(nids, 1));
+		for (int i = 0; i < nids; i++)
+		{
+			bool		isnull;
+
+			ids[i] = DatumGetInt32(spi_datum(i, 1, &isnull));
+		}
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(unit_cxt);
+
+	/* flush requests */
+	if (nflush > 0 || flush_all)
+	{
+		latest_ticket = ticket;
+		for (int i = 0; i < nids; i++)
+		{
+			bool		want = flush_all;
+
+			for (int k = 0; k < nflush && !want; k++)
+				if (flush_ids[k] == ids[i])
+					want = true;
+			if (want)
+				ds_state(ids[i])->flush_ticket = ticket;
+		}
+	}
+
+	/* forget state of deleted delivery streams */
+	if (ds_states != NULL)
+	{
+		HASH_SEQ_STATUS status;
+		DsState    *s;
+
+		hash_seq_init(&status, ds_states);
+		while ((s = hash_seq_search(&status)) != NULL)
+		{
+			s->seen = false;
+			for (int i = 0; i < nids; i++)
+				if (ids[i] == s->id)
+					s->seen = true;
+		}
+		hash_seq_init(&status, ds_states);
+		while ((s = hash_seq_search(&status)) != NULL)
+			if (!s->seen)
+			{
+				if (s->scans)
+					pfree(s->scans);
+				hash_search(ds_states, &s->id, HASH_REMOVE, NULL);
+			}
+	}
+
+	for (int i = 0; i < nids; i++)
+	{
+		int32		id = ids[i];
+		DsState    *st;
+		bool		force;
+		MemoryContext cxt;
+
+		CHECK_FOR_INTERRUPTS();
+		st = ds_state(id);
+		force = st->flush_ticket != 0;
+		if (!try_unit_lock(id))
+			continue;
+		cxt = AllocSetContextCreate(unit_cxt, "delivery batch", ALLOCSET_DEFAULT_SIZES);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			UnitResult	r = deliver_unit(id, force, cxt);
+
+			if (r == UNIT_MORE)
+				more = true;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *ed;
+			char	   *msg;
+
+			HOLD_INTERRUPTS();
+			MemoryContextSwitchTo(unit_cxt);
+			ed = CopyErrorData();
+			FlushErrorState();
+			ereport(WARNING,
+					(errmsg("delivery of Firehose %d failed: %s", id, ed->message),
+					 errdetail("The delivery is retried with back-off; nothing is lost.")));
+			AbortCurrentTransaction();
+			RESUME_INTERRUPTS();
+			msg = ed->message ? ed->message : "unknown error";
+			forget_scans(id);
+			st->flush_ticket = 0;	/* a flush does not wait for a broken destination */
+			record_error_safely(id, msg);
+		}
+		PG_END_TRY();
+		unit_unlock(id);
+		MemoryContextSwitchTo(unit_cxt);
+		MemoryContextDelete(cxt);
+		pgstat_report_stat(false);
+	}
+
+	/* which flush tickets are done */
+	{
+		uint32		done = latest_ticket;
+
+		if (ds_states != NULL)
+		{
+			HASH_SEQ_STATUS status;
+			DsState    *s;
+
+			hash_seq_init(&status, ds_states);
+			while ((s = hash_seq_search(&status)) != NULL)
+				if (s->flush_ticket != 0 && s->flush_ticket - 1 < done)
+					done = s->flush_ticket - 1;
+		}
+		*done_ticket = done;
+	}
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return more;
+}
+
+/* ----------------------------------------------------------------------
+ * Monitoring and flush
+ * ----------------------------------------------------------------------
+ */
+
+/*
+ * stream._delivery_buffer(delivery_stream_id) RETURNS TABLE(buffered_records
+ * bigint, buffered_bytes bigint, oldest_buffered timestamptz): what is
+ * past the checkpoints and not yet delivered (counted up to 1 GiB).
+ */
+Datum
+stream_delivery_buffer(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int32		id = PG_GETARG_INT32(0);
+	int32		stream_id;
+	StreamInfo *info;
+	Oid			argtype = INT4OID;
+	Datum		arg = Int32GetDatum(id);
+	int			ncp;
+	int32	   *cp_idx;
+	int64	   *cp_seq;
+	ScanCount	total;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, true};
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz min_arrival;
+	int64		trim_seq;
+	bool		isnull;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT source_stream_id FROM stream.delivery_streams WHERE delivery_stream_id = $1",
+							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	{
+		SPI_finish();
+		return (Datum) 0;
+	}
+	stream_id = DatumGetInt32(spi_datum(0, 1, &isnull));
+	if (SPI_execute_with_args("SELECT shard_index, next_seq FROM stream.delivery_checkpoints WHERE delivery_stream_id = $1",
+							  1, &argtype, &arg, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read stream.delivery_checkpoints");
+	ncp = SPI_processed;
+	cp_idx = MemoryContextAlloc(rsinfo->econtext->ecxt_per_query_memory, sizeof(int32) * Max(ncp, 1));
+	cp_seq = MemoryContextAlloc(rsinfo->econtext->ecxt_per_query_memory, sizeof(int64) * Max(ncp, 1));
+	for (int i = 0; i < ncp; i++)
+	{
+		cp_idx[i] = DatumGetInt32(spi_datum(i, 1, &isnull));
+		cp_seq[i] = DatumGetInt64(spi_datum(i, 2, &isnull));
+	}
+	SPI_finish();
+
+	info = stream_lookup_by_id(stream_id, true);
+	memset(&total, 0, sizeof(total));
+	total.first_arrival = DT_NOEND;
+	if (info != NULL)
+	{
+		trim_seq = stream_trim_horizon_seq(info, now, &min_arrival);
+		for (int i = 0; i < info->nshards; i++)
+		{
+			StreamShard *shard = &info->shards[i];
+			int64		cp = checkpoint_of(shard->shard_index, ncp, cp_idx, cp_seq, shard->starting_seq);
+			int64		stable = seqalloc_stable_seq(info, shard);
+			int64		to = shard->closed ? Min(stable, shard->ending_seq + 1) : stable;
+			ScanCount	c;
+			int64		next;
+
+			memset(&c, 0, sizeof(c));
+			if (cp >= to)
+				continue;
+			(void) storage_read(info, shard, Max(cp, trim_seq), to, min_arrival, INT_MAX,
+								(Size) 1024 * 1024 * 1024, count_record, &c, &next);
+			total.count += c.count;
+			total.bytes += c.bytes;
+			if (c.count > 0 && c.first_arrival < total.first_arrival)
+				total.first_arrival = c.first_arrival;
+		}
+	}
+	values[0] = Int64GetDatum(total.count);
+	values[1] = Int64GetDatum((int64) total.bytes);
+	if (total.count > 0)
+	{
+		values[2] = TimestampTzGetDatum(total.first_arrival);
+		nulls[2] = false;
+	}
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	return (Datum) 0;
+}
+
+/*
+ * stream.flush_delivery_stream(delivery_stream_name, timeout_seconds) RETURNS bool
+ * Asks the worker to deliver what is buffered now and waits for it; true
+ * when every record buffered at the call has been delivered.
+ */
+Datum
+stream_flush_delivery_stream(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	int			timeout_s = PG_ARGISNULL(1) ? 60 : PG_GETARG_INT32(1);
+	DeliveryNameEntry *e;
+	StreamInfo *info;
+	int			n;
+	int32	   *shards;
+	int64	   *targets;
+	uint32		ticket;
+	TimestampTz deadline;
+	bool		gone = false;
+	bool		ok = true;
+	Oid			owner = InvalidOid;
+
+	require_arg(PG_ARGISNULL(0), "deliveryStreamName");
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	e = delivery_lookup_name(name);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	{
+		Oid			argtype = INT4OID;
+		Datum		arg = Int32GetDatum(e->delivery_stream_id);
+		bool		isnull;
+
+		if (SPI_execute_with_args("SELECT owner FROM stream.delivery_streams WHERE delivery_stream_id = $1",
+								  1, &argtype, &arg, NULL, true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+			owner = DatumGetObjectId(spi_datum(0, 1, &isnull));
+	}
+	SPI_finish();
+	info = stream_lookup_by_id(e->stream_id, false);
+	if (!has_privs_of_role(GetUserId(), owner) &&
+		pg_class_aclcheck(info->relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("AccessDeniedException: User %s is not authorized to flush Firehose %s",
+						GetUserNameFromId(GetUserId(), false), name)));
+
+	n = info->nshards;
+	shards = palloc(sizeof(int32) * Max(n, 1));
+	targets = palloc(sizeof(int64) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		shards[i] = info->shards[i].shard_index;
+		targets[i] = seqalloc_stable_seq(info, &info->shards[i]);
+	}
+
+	if (!stream_worker_request_flush(e->delivery_stream_id, &ticket))
+	{
+		ereport(WARNING,
+				(errmsg("no stream worker runs for this database: nothing was flushed"),
+				 errhint("Add stream to shared_preload_libraries.")));
+		PG_RETURN_BOOL(false);
+	}
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) timeout_s * 1000);
+	while (!stream_worker_flush_done(ticket, &gone))
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (gone || GetCurrentTimestamp() >= deadline)
+		{
+			ok = false;
+			break;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 50,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	if (!ok)
+		PG_RETURN_BOOL(false);
+
+	/* delivered up to the targets?  (a fresh snapshot in READ COMMITTED) */
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	{
+		Oid			argtype = INT4OID;
+		Datum		arg = Int32GetDatum(e->delivery_stream_id);
+		bool		isnull;
+
+		if (SPI_execute_with_args("SELECT shard_index, next_seq FROM stream.delivery_checkpoints WHERE delivery_stream_id = $1",
+								  1, &argtype, &arg, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read stream.delivery_checkpoints");
+		for (int i = 0; i < n && ok; i++)
+		{
+			int64		cp = info->shards[i].starting_seq;
+			ScanCount	c;
+			int64		next;
+			TimestampTz min_arrival;
+			int64		trim_seq = stream_trim_horizon_seq(info, GetCurrentTimestamp(), &min_arrival);
+
+			for (uint64 r = 0; r < SPI_processed; r++)
+				if (DatumGetInt32(spi_datum(r, 1, &isnull)) == shards[i])
+					cp = DatumGetInt64(spi_datum(r, 2, &isnull));
+			if (cp >= targets[i])
+				continue;
+			/* numbers below the target that hold no record do not count */
+			memset(&c, 0, sizeof(c));
+			(void) storage_read(info, &info->shards[i], Max(cp, trim_seq), targets[i], min_arrival, 1,
+								(Size) 1 << 40, count_record, &c, &next);
+			if (c.count > 0)
+				ok = false;
+		}
+	}
+	SPI_finish();
+	PG_RETURN_BOOL(ok);
+}

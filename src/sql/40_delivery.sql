@@ -1,0 +1,500 @@
+---------------------------------------------------------------------------
+-- Delivery streams (Firehose): batches of a stream's records delivered as
+-- files in a server directory or as rows of a table.  See src/delivery.c.
+---------------------------------------------------------------------------
+
+-- What a transform function gets and returns (Firehose's Lambda contract):
+--   f(records stream.firehose_record[]) RETURNS SETOF stream.firehose_result
+-- with one result per input record_id: result 'Ok' (data replaced),
+-- 'Dropped' or 'ProcessingFailed'; partition_keys feeds
+-- !{partitionKeyFromLambda:key}.
+CREATE TYPE stream.firehose_record AS (
+    record_id text,
+    approximate_arrival_timestamp timestamptz,
+    data bytea,
+    partition_key text,         -- stream sources only
+    sequence_number text,       -- stream sources only
+    shard_id text               -- stream sources only
+);
+
+CREATE TYPE stream.firehose_result AS (
+    record_id text,
+    result text,
+    data bytea,
+    partition_keys jsonb
+);
+
+CREATE TABLE stream.delivery_streams (
+    delivery_stream_id      serial PRIMARY KEY,
+    delivery_stream_name    text NOT NULL UNIQUE,
+    delivery_stream_type    text NOT NULL,          -- DirectPut | KinesisStreamAsSource
+    delivery_stream_status  text NOT NULL DEFAULT 'ACTIVE',
+    source_stream_id        int NOT NULL,           -- read stream (an internal one for DirectPut)
+    destination             text,                   -- server directory (S3 bucket analogue)
+    destination_table       text,                   -- qualified table name (resolved at each delivery)
+    format                  text NOT NULL,
+    schema                  regtype,
+    compression             text NOT NULL,
+    buffer_size_mb          int NOT NULL,
+    buffer_interval_seconds int NOT NULL,
+    prefix                  text NOT NULL,
+    error_output_prefix     text,
+    partition_key_queries   jsonb,                  -- {"key": "jsonpath", ...}
+    transform_function      regprocedure,
+    backup_prefix           text,                   -- not NULL: source record backup
+    owner                   oid NOT NULL,
+    version_id              int NOT NULL DEFAULT 1,
+    created_at              timestamptz NOT NULL DEFAULT now()
+);
+
+-- Per source shard, the next sequence number to deliver.
+CREATE TABLE stream.delivery_checkpoints (
+    delivery_stream_id int NOT NULL REFERENCES stream.delivery_streams ON DELETE CASCADE,
+    shard_index        int NOT NULL,
+    next_seq           bigint NOT NULL,
+    PRIMARY KEY (delivery_stream_id, shard_index)
+) WITH (fillfactor = 50);
+
+-- The batch in flight (at most one per delivery stream): its source ranges,
+-- then, once its temporary files are written and fsynced, their names.
+CREATE TABLE stream.delivery_pending (
+    delivery_stream_id int PRIMARY KEY REFERENCES stream.delivery_streams ON DELETE CASCADE,
+    batch_no      bigint NOT NULL,
+    shard_indexes int[] NOT NULL,
+    from_seqs     bigint[] NOT NULL,
+    to_seqs       bigint[] NOT NULL,
+    min_arrival   timestamptz NOT NULL,
+    files         jsonb,
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+
+-- One row per delivered batch, committed together with the checkpoints.
+CREATE TABLE stream.delivery_manifest (
+    delivery_stream_id int NOT NULL REFERENCES stream.delivery_streams ON DELETE CASCADE,
+    batch_no          bigint NOT NULL,
+    shard_indexes     int[] NOT NULL,
+    from_seqs         bigint[] NOT NULL,
+    to_seqs           bigint[] NOT NULL,
+    files             jsonb NOT NULL,
+    records_in        bigint NOT NULL,
+    records_delivered bigint NOT NULL,
+    records_dropped   bigint NOT NULL,
+    records_failed    bigint NOT NULL,
+    delivered_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (delivery_stream_id, batch_no)
+);
+
+-- Counters and the last error; one small row per delivery stream.
+CREATE TABLE stream.delivery_progress (
+    delivery_stream_id int PRIMARY KEY REFERENCES stream.delivery_streams ON DELETE CASCADE,
+    next_batch_no     bigint NOT NULL DEFAULT 1,
+    files_delivered   bigint NOT NULL DEFAULT 0,
+    bytes_delivered   bigint NOT NULL DEFAULT 0,
+    records_delivered bigint NOT NULL DEFAULT 0,
+    records_failed    bigint NOT NULL DEFAULT 0,
+    last_delivery_at  timestamptz,
+    last_error        text,
+    last_error_at     timestamptz,
+    failed_attempts   int NOT NULL DEFAULT 0,
+    next_attempt_at   timestamptz
+) WITH (fillfactor = 50);
+
+-- Failed records of table destinations (files destinations write them
+-- under the error prefix), with Firehose's error envelope.
+CREATE TABLE stream.delivery_errors (
+    delivery_stream_id int NOT NULL REFERENCES stream.delivery_streams ON DELETE CASCADE,
+    batch_no          bigint NOT NULL,
+    error_output_type text NOT NULL,
+    envelope          jsonb NOT NULL,
+    created_at        timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX ON stream.delivery_errors (delivery_stream_id, batch_no);
+
+SELECT pg_catalog.pg_extension_config_dump('stream.delivery_streams', '');
+SELECT pg_catalog.pg_extension_config_dump('stream.delivery_streams_delivery_stream_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('stream.delivery_checkpoints', '');
+SELECT pg_catalog.pg_extension_config_dump('stream.delivery_pending', '');
+SELECT pg_catalog.pg_extension_config_dump('stream.delivery_manifest', '');
+SELECT pg_catalog.pg_extension_config_dump('stream.delivery_progress', '');
+SELECT pg_catalog.pg_extension_config_dump('stream.delivery_errors', '');
+GRANT SELECT ON stream.delivery_streams, stream.delivery_manifest, stream.delivery_progress TO PUBLIC;
+
+---------------------------------------------------------------------------
+-- C functions
+---------------------------------------------------------------------------
+
+CREATE FUNCTION stream.put_delivery_record(delivery_stream_name text, data bytea)
+    RETURNS text
+    AS 'MODULE_PATHNAME', 'stream_put_delivery_record' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION stream.put_delivery_record_batch(delivery_stream_name text, data bytea[])
+    RETURNS TABLE(record_id text, error_code text, error_message text)
+    AS 'MODULE_PATHNAME', 'stream_put_delivery_record_batch' LANGUAGE C VOLATILE ROWS 500;
+
+CREATE FUNCTION stream.flush_delivery_stream(delivery_stream_name text, timeout_seconds int DEFAULT 60)
+    RETURNS bool
+    AS 'MODULE_PATHNAME', 'stream_flush_delivery_stream' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION stream._delivery_buffer(delivery_stream_id int,
+                                        OUT buffered_records bigint, OUT buffered_bytes bigint,
+                                        OUT oldest_buffered timestamptz)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'stream_delivery_buffer' LANGUAGE C VOLATILE STRICT ROWS 1;
+CREATE FUNCTION stream._delivery_stable_seq(stream_id int, shard_index int) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'stream_delivery_stable_seq' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION stream._delivery_validate(prefix text, error_output_prefix text, backup_prefix text,
+                                          partition_keys text[], has_transform bool) RETURNS void
+    AS 'MODULE_PATHNAME', 'stream_delivery_validate' LANGUAGE C VOLATILE;
+CREATE FUNCTION stream._delivery_invoker() RETURNS oid
+    AS 'MODULE_PATHNAME', 'stream_delivery_invoker' LANGUAGE C STABLE;
+REVOKE ALL ON FUNCTION stream._delivery_stable_seq(int, int), stream._delivery_validate(text, text, text, text[], bool)
+    FROM PUBLIC;
+
+---------------------------------------------------------------------------
+-- Control plane
+---------------------------------------------------------------------------
+
+CREATE FUNCTION stream._delivery_arn(name text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
+AS $$ SELECT 'arn:aws:firehose:local:000000000000:deliverystream/' || name $$;
+
+CREATE FUNCTION stream._delivery_stream(p_name text) RETURNS stream.delivery_streams
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    d stream.delivery_streams;
+BEGIN
+    IF p_name IS NULL THEN
+        PERFORM stream._raise('ValidationException', '1 validation error detected: Value null at ''deliveryStreamName'' failed to satisfy constraint: Member must not be null', '22004');
+    END IF;
+    IF length(p_name) < 1 OR length(p_name) > 64 OR p_name !~ '^[a-zA-Z0-9_.-]+$' THEN
+        PERFORM stream._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''deliveryStreamName'' failed to satisfy constraint: Member must have length less than or equal to 64 and satisfy regular expression pattern: [a-zA-Z0-9_.-]+', p_name));
+    END IF;
+    SELECT * INTO d FROM stream.delivery_streams WHERE delivery_stream_name = p_name;
+    IF NOT FOUND THEN
+        PERFORM stream._raise('ResourceNotFoundException', format('Firehose %s under account 000000000000 not found.', p_name), '42704');
+    END IF;
+    RETURN d;
+END $$;
+
+CREATE FUNCTION stream.create_delivery_stream(
+    delivery_stream_name    text,
+    source_stream_name      text DEFAULT NULL,
+    destination             text DEFAULT NULL,
+    destination_table       regclass DEFAULT NULL,
+    format                  text DEFAULT 'json',
+    schema                  regtype DEFAULT NULL,
+    compression             text DEFAULT 'none',
+    buffer_size_mb          int DEFAULT 5,
+    buffer_interval_seconds int DEFAULT 300,
+    prefix                  text DEFAULT NULL,
+    error_output_prefix     text DEFAULT NULL,
+    partition_key_queries   jsonb DEFAULT NULL,
+    transform_function      regprocedure DEFAULT NULL,
+    backup_prefix           text DEFAULT NULL,
+    starting_position       text DEFAULT 'LATEST')
+RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_invoker oid := stream._delivery_invoker();
+    v_src stream.streams;
+    v_stream_id int;
+    v_id int;
+    v_now timestamptz := clock_timestamp();
+    v_table text;
+    v_schema regtype := schema;
+    v_keys text[];
+    v_fn record;
+    v_rectype oid := 'stream.firehose_record[]'::regtype;
+    v_restype oid := 'stream.firehose_result'::regtype;
+BEGIN
+    IF delivery_stream_name IS NULL THEN
+        PERFORM stream._raise('ValidationException', '1 validation error detected: Value null at ''deliveryStreamName'' failed to satisfy constraint: Member must not be null', '22004');
+    END IF;
+    IF length(delivery_stream_name) < 1 OR length(delivery_stream_name) > 64 OR delivery_stream_name !~ '^[a-zA-Z0-9_.-]+$' THEN
+        PERFORM stream._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''deliveryStreamName'' failed to satisfy constraint: Member must have length less than or equal to 64 and satisfy regular expression pattern: [a-zA-Z0-9_.-]+', delivery_stream_name));
+    END IF;
+    IF EXISTS (SELECT 1 FROM stream.delivery_streams d WHERE d.delivery_stream_name = create_delivery_stream.delivery_stream_name) THEN
+        PERFORM stream._raise('ResourceInUseException', format('Firehose %s under account 000000000000 already exists.', delivery_stream_name), '42710');
+    END IF;
+
+    -- destination: exactly one of a directory and a table
+    IF (destination IS NULL) = (destination_table IS NULL) THEN
+        PERFORM stream._raise('InvalidArgumentException', 'Specify exactly one of destination (a server directory) and destination_table.');
+    END IF;
+    IF destination IS NOT NULL THEN
+        IF destination !~ '^/' OR destination ~ '(^|/)\.\.?(/|$)' THEN
+            PERFORM stream._raise('InvalidArgumentException', format('destination %L must be an absolute directory path without . or .. components', destination));
+        END IF;
+        destination := rtrim(destination, '/');
+        IF destination = '' THEN
+            PERFORM stream._raise('InvalidArgumentException', 'destination must not be the root directory');
+        END IF;
+        -- writing files on the server is for roles that may do so anyway
+        IF NOT (SELECT rolsuper FROM pg_roles WHERE oid = v_invoker)
+           AND NOT pg_has_role(v_invoker, 'pg_write_server_files', 'MEMBER') THEN
+            PERFORM stream._raise('AccessDeniedException', 'only superusers and members of pg_write_server_files may deliver to a server directory', '42501');
+        END IF;
+    ELSE
+        IF NOT has_table_privilege(v_invoker, destination_table, 'INSERT') THEN
+            PERFORM stream._raise('AccessDeniedException', format('permission denied to insert into %s', destination_table), '42501');
+        END IF;
+        SELECT format('%I.%I', n.nspname, c.relname) INTO v_table
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.oid = destination_table;
+        IF v_schema IS NOT NULL THEN
+            PERFORM stream._raise('InvalidArgumentException', 'schema is taken from destination_table; do not give both');
+        END IF;
+        IF prefix IS NOT NULL OR error_output_prefix IS NOT NULL OR partition_key_queries IS NOT NULL OR backup_prefix IS NOT NULL THEN
+            PERFORM stream._raise('InvalidArgumentException', 'a table destination takes no prefix, error_output_prefix, partition_key_queries or backup_prefix (failed records go to stream.delivery_errors)');
+        END IF;
+        IF format IS DISTINCT FROM 'json' THEN
+            PERFORM stream._raise('InvalidArgumentException', 'a table destination reads JSON records (format ''json'')');
+        END IF;
+    END IF;
+
+    IF format IS NULL OR format NOT IN ('json', 'csv', 'parquet', 'raw') THEN
+        PERFORM stream._raise('InvalidArgumentException', format('format %L is not one of json, csv, parquet, raw', format));
+    END IF;
+    IF compression IS NULL OR compression NOT IN ('none', 'gzip', 'snappy', 'zstd') THEN
+        PERFORM stream._raise('InvalidArgumentException', format('compression %L is not one of none, gzip, snappy, zstd', compression));
+    END IF;
+    IF format IN ('csv', 'parquet') AND v_schema IS NULL THEN
+        PERFORM stream._raise('InvalidArgumentException', format('format %s needs a schema: a table or composite type whose columns define the output', format));
+    END IF;
+    IF format = 'raw' AND v_schema IS NOT NULL THEN
+        PERFORM stream._raise('InvalidArgumentException', 'format raw takes no schema');
+    END IF;
+    IF v_schema IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_type WHERE oid = v_schema AND typtype = 'c') THEN
+        PERFORM stream._raise('InvalidArgumentException', format('schema %s is not a table or composite type', v_schema));
+    END IF;
+    IF buffer_size_mb IS NULL OR buffer_size_mb < 1 OR buffer_size_mb > 128 THEN
+        PERFORM stream._raise('InvalidArgumentException', format('BufferingHints.SizeInMBs must be between 1 and 128, got %s', coalesce(buffer_size_mb::text, 'null')));
+    END IF;
+    IF buffer_interval_seconds IS NULL OR buffer_interval_seconds < 0 OR buffer_interval_seconds > 900 THEN
+        PERFORM stream._raise('InvalidArgumentException', format('BufferingHints.IntervalInSeconds must be between 0 and 900, got %s', coalesce(buffer_interval_seconds::text, 'null')));
+    END IF;
+    IF starting_position IS NULL OR starting_position NOT IN ('LATEST', 'TRIM_HORIZON') THEN
+        PERFORM stream._raise('InvalidArgumentException', 'starting_position must be LATEST or TRIM_HORIZON');
+    END IF;
+
+    -- dynamic partitioning
+    IF partition_key_queries IS NOT NULL THEN
+        IF jsonb_typeof(partition_key_queries) <> 'object' OR EXISTS (
+               SELECT 1 FROM jsonb_each(partition_key_queries) e WHERE jsonb_typeof(e.value) <> 'string') THEN
+            PERFORM stream._raise('InvalidArgumentException', 'partition_key_queries must be a JSON object of key name to JSON path, e.g. {"customer_id": "$.customer_id"}');
+        END IF;
+        SELECT array_agg(k ORDER BY k) INTO v_keys FROM jsonb_object_keys(partition_key_queries) k;
+        -- JSON paths: SQL/JSON path, or jq's leading '.'
+        PERFORM (CASE WHEN left(e.value, 1) = '.' THEN '$' || e.value ELSE e.value END)::jsonpath
+           FROM jsonb_each_text(partition_key_queries) e;
+    END IF;
+    IF (partition_key_queries IS NOT NULL OR coalesce(prefix, '') ~ '!\{partitionKeyFrom')
+       AND error_output_prefix IS NULL THEN
+        PERFORM stream._raise('InvalidArgumentException', 'ErrorOutputPrefix is required when dynamic partitioning is used');
+    END IF;
+
+    -- transform function: Firehose's contract
+    IF transform_function IS NOT NULL THEN
+        SELECT p.pronargs, p.proargtypes[0] AS arg0, p.prorettype, p.proretset INTO v_fn FROM pg_proc p WHERE p.oid = transform_function;
+        IF v_fn.pronargs <> 1 OR v_fn.arg0 <> v_rectype OR v_fn.prorettype <> v_restype OR NOT v_fn.proretset THEN
+            PERFORM stream._raise('InvalidArgumentException', format('transform_function %s must take (stream.firehose_record[]) and return SETOF stream.firehose_result', transform_function));
+        END IF;
+        IF NOT has_function_privilege(v_invoker, transform_function, 'EXECUTE') THEN
+            PERFORM stream._raise('AccessDeniedException', format('permission denied for function %s', transform_function), '42501');
+        END IF;
+    END IF;
+
+    IF destination IS NOT NULL THEN
+        PERFORM stream._delivery_validate(prefix, error_output_prefix, backup_prefix, v_keys, transform_function IS NOT NULL);
+    END IF;
+
+    -- the source: a stream read as a consumer, or an internal stream for direct put
+    IF source_stream_name IS NOT NULL THEN
+        v_src := stream._stream(source_stream_name);
+        IF NOT (SELECT rolsuper FROM pg_roles WHERE oid = v_invoker)
+           AND NOT has_table_privilege(v_invoker, format('stream_data.%I', 's' || v_src.stream_id), 'SELECT') THEN
+            PERFORM stream._raise('AccessDeniedException', format('User is not authorized to read records from stream %s', source_stream_name), '42501');
+        END IF;
+        v_stream_id := v_src.stream_id;
+    ELSE
+        INSERT INTO stream.streams (stream_name, retention_hours, chunk_hours, stream_mode, created_at, next_shard_index)
+        VALUES ('firehose:' || delivery_stream_name, 24, 1, 'FIREHOSE_DIRECT_PUT', v_now, 1)
+        RETURNING stream_id INTO v_stream_id;
+        INSERT INTO stream.shards (stream_id, shard_index, starting_hash_key, ending_hash_key, starting_seq, created_at)
+        VALUES (v_stream_id, 0, 0, 340282366920938463463374607431768211455,
+                (floor(extract(epoch FROM v_now) / 3600)::bigint) << 32, v_now);
+        EXECUTE format('CREATE TABLE stream_data.%I ('
+                       'shard_id int4 NOT NULL, seq int8 NOT NULL, arrival timestamptz NOT NULL, '
+                       'partition_key text NOT NULL, data bytea NOT NULL, '
+                       'PRIMARY KEY (shard_id, seq)) PARTITION BY RANGE (seq)', 's' || v_stream_id);
+        EXECUTE format('COMMENT ON TABLE stream_data.%I IS %L', 's' || v_stream_id,
+                       'records put to delivery stream ' || delivery_stream_name);
+        PERFORM stream._make_chunks(v_stream_id);
+        PERFORM stream._catalog_changed();
+        IF NOT (SELECT rolsuper FROM pg_roles WHERE oid = v_invoker) THEN
+            EXECUTE format('GRANT INSERT ON stream_data.%I TO %I', 's' || v_stream_id,
+                           (SELECT rolname FROM pg_roles WHERE oid = v_invoker));
+        END IF;
+        starting_position := 'TRIM_HORIZON';
+    END IF;
+
+    INSERT INTO stream.delivery_streams (delivery_stream_name, delivery_stream_type, source_stream_id,
+        destination, destination_table, format, schema, compression, buffer_size_mb,
+        buffer_interval_seconds, prefix, error_output_prefix, partition_key_queries,
+        transform_function, backup_prefix, owner, created_at)
+    VALUES (delivery_stream_name, CASE WHEN source_stream_name IS NULL THEN 'DirectPut' ELSE 'KinesisStreamAsSource' END,
+        v_stream_id, destination, v_table, format, v_schema, compression, buffer_size_mb,
+        buffer_interval_seconds, coalesce(prefix, ''), error_output_prefix, partition_key_queries,
+        transform_function, backup_prefix, v_invoker, v_now)
+    RETURNING delivery_stream_id INTO v_id;
+    INSERT INTO stream.delivery_progress (delivery_stream_id) VALUES (v_id);
+    INSERT INTO stream.delivery_checkpoints (delivery_stream_id, shard_index, next_seq)
+    SELECT v_id, sh.shard_index,
+           CASE WHEN starting_position = 'LATEST' AND sh.ending_seq IS NULL
+                THEN stream._delivery_stable_seq(v_stream_id, sh.shard_index)
+                ELSE sh.starting_seq END
+      FROM stream.shards sh WHERE sh.stream_id = v_stream_id;
+    PERFORM stream._wake_worker();
+    RETURN stream._delivery_arn(delivery_stream_name);
+END $$;
+
+CREATE FUNCTION stream.delete_delivery_stream(delivery_stream_name text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    d stream.delivery_streams := stream._delivery_stream(delivery_stream_name);
+BEGIN
+    IF NOT pg_has_role(stream._delivery_invoker(), d.owner, 'MEMBER') THEN
+        PERFORM stream._raise('AccessDeniedException', format('only the owner of Firehose %s may delete it', d.delivery_stream_name), '42501');
+    END IF;
+    -- waits for a delivery of this stream that is under way (src/delivery.c DELIVERY_LOCK_KEY)
+    PERFORM pg_advisory_xact_lock(1179123713, d.delivery_stream_id);
+    DELETE FROM stream.delivery_streams WHERE delivery_stream_id = d.delivery_stream_id;
+    IF d.delivery_stream_type = 'DirectPut' THEN
+        EXECUTE format('DROP TABLE IF EXISTS stream_data.%I', 's' || d.source_stream_id);
+        DELETE FROM stream.streams WHERE stream_id = d.source_stream_id;
+        PERFORM stream._forget_stream(d.source_stream_id);
+        PERFORM stream._catalog_changed();
+    END IF;
+END $$;
+
+CREATE FUNCTION stream.list_delivery_streams(delivery_stream_type text DEFAULT NULL)
+RETURNS TABLE(delivery_stream_name text, delivery_stream_arn text, delivery_stream_type text,
+              delivery_stream_status text, create_timestamp timestamptz)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT d.delivery_stream_name, stream._delivery_arn(d.delivery_stream_name), d.delivery_stream_type,
+           d.delivery_stream_status, d.created_at
+      FROM stream.delivery_streams d
+     WHERE $1 IS NULL OR d.delivery_stream_type = $1
+     ORDER BY d.delivery_stream_name
+$$;
+
+CREATE FUNCTION stream.describe_delivery_stream(delivery_stream_name text) RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    d stream.delivery_streams := stream._delivery_stream(delivery_stream_name);
+    v_source jsonb;
+    v_dest jsonb;
+    v_comp text := CASE d.compression WHEN 'none' THEN 'UNCOMPRESSED' WHEN 'gzip' THEN 'GZIP'
+                                      WHEN 'snappy' THEN 'Snappy' ELSE 'ZSTD' END;
+BEGIN
+    IF d.delivery_stream_type = 'KinesisStreamAsSource' THEN
+        v_source := jsonb_build_object('KinesisStreamSourceDescription', jsonb_build_object(
+            'KinesisStreamARN', (SELECT stream._arn(s.stream_name) FROM stream.streams s WHERE s.stream_id = d.source_stream_id),
+            'DeliveryStartTimestamp', round(extract(epoch FROM d.created_at), 3)));
+    END IF;
+    IF d.destination IS NOT NULL THEN
+        v_dest := jsonb_build_object('ExtendedS3DestinationDescription', jsonb_strip_nulls(jsonb_build_object(
+            'BucketARN', 'file://' || d.destination,
+            'Prefix', d.prefix,
+            'ErrorOutputPrefix', d.error_output_prefix,
+            'BufferingHints', jsonb_build_object('SizeInMBs', d.buffer_size_mb, 'IntervalInSeconds', d.buffer_interval_seconds),
+            'CompressionFormat', CASE WHEN d.format = 'parquet' THEN 'UNCOMPRESSED' ELSE v_comp END,
+            'ProcessingConfiguration', jsonb_build_object('Enabled', d.transform_function IS NOT NULL,
+                'Processors', CASE WHEN d.transform_function IS NULL THEN '[]'::jsonb ELSE jsonb_build_array(jsonb_build_object(
+                    'Type', 'Lambda', 'Parameters', jsonb_build_array(jsonb_build_object(
+                        'ParameterName', 'LambdaArn', 'ParameterValue', d.transform_function::text)))) END),
+            'DataFormatConversionConfiguration', CASE WHEN d.format IN ('parquet', 'csv') OR d.schema IS NOT NULL THEN jsonb_build_object(
+                'Enabled', true,
+                'SchemaConfiguration', jsonb_build_object('TableName', d.schema::text),
+                'InputFormatConfiguration', jsonb_build_object('Deserializer', jsonb_build_object('OpenXJsonSerDe', '{}'::jsonb)),
+                'OutputFormatConfiguration', jsonb_build_object('Serializer',
+                    CASE d.format WHEN 'parquet' THEN jsonb_build_object('ParquetSerDe', jsonb_build_object('Compression', upper(CASE WHEN d.compression = 'none' THEN 'UNCOMPRESSED' ELSE d.compression END)))
+                                  WHEN 'csv' THEN jsonb_build_object('CsvSerDe', '{}'::jsonb)
+                                  ELSE jsonb_build_object('JsonSerDe', '{}'::jsonb) END)) END,
+            'DynamicPartitioningConfiguration', CASE WHEN d.partition_key_queries IS NOT NULL OR d.prefix ~ '!\{partitionKeyFrom'
+                THEN jsonb_build_object('Enabled', true, 'PartitionKeyQueries', d.partition_key_queries) END,
+            'S3BackupMode', CASE WHEN d.backup_prefix IS NULL THEN 'Disabled' ELSE 'Enabled' END,
+            'S3BackupDescription', CASE WHEN d.backup_prefix IS NOT NULL THEN jsonb_build_object('Prefix', d.backup_prefix) END,
+            'FileFormat', d.format)));
+    ELSE
+        v_dest := jsonb_build_object('TableDestinationDescription', jsonb_build_object(
+            'DataTableName', d.destination_table,
+            'BufferingHints', jsonb_build_object('SizeInMBs', d.buffer_size_mb, 'IntervalInSeconds', d.buffer_interval_seconds),
+            'ProcessingConfiguration', jsonb_build_object('Enabled', d.transform_function IS NOT NULL)));
+    END IF;
+    RETURN jsonb_strip_nulls(jsonb_build_object(
+        'DeliveryStreamName', d.delivery_stream_name,
+        'DeliveryStreamARN', stream._delivery_arn(d.delivery_stream_name),
+        'DeliveryStreamStatus', d.delivery_stream_status,
+        'DeliveryStreamType', d.delivery_stream_type,
+        'VersionId', d.version_id::text,
+        'CreateTimestamp', round(extract(epoch FROM d.created_at), 3),
+        'Source', v_source,
+        'Destinations', jsonb_build_array(jsonb_build_object('DestinationId', 'destinationId-000000000001') || v_dest),
+        'HasMoreDestinations', false));
+END $$;
+
+-- Direct put privileges, per delivery stream.
+CREATE FUNCTION stream.grant_delivery_stream_access(delivery_stream_name text, role regrole)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    d stream.delivery_streams := stream._delivery_stream(delivery_stream_name);
+BEGIN
+    IF NOT pg_has_role(stream._delivery_invoker(), d.owner, 'MEMBER') THEN
+        PERFORM stream._raise('AccessDeniedException', format('only the owner of Firehose %s may grant access to it', d.delivery_stream_name), '42501');
+    END IF;
+    IF d.delivery_stream_type <> 'DirectPut' THEN
+        PERFORM stream._raise('InvalidArgumentException', 'This operation is not permitted on KinesisStreamAsSource delivery stream type.');
+    END IF;
+    EXECUTE format('GRANT INSERT ON stream_data.%I TO %s', 's' || d.source_stream_id, role);
+END $$;
+
+CREATE FUNCTION stream.revoke_delivery_stream_access(delivery_stream_name text, role regrole)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    d stream.delivery_streams := stream._delivery_stream(delivery_stream_name);
+BEGIN
+    IF NOT pg_has_role(stream._delivery_invoker(), d.owner, 'MEMBER') THEN
+        PERFORM stream._raise('AccessDeniedException', format('only the owner of Firehose %s may revoke access to it', d.delivery_stream_name), '42501');
+    END IF;
+    IF d.delivery_stream_type = 'DirectPut' THEN
+        EXECUTE format('REVOKE INSERT ON stream_data.%I FROM %s', 's' || d.source_stream_id, role);
+    END IF;
+END $$;
+
+-- One row per delivery stream: what is buffered, what was delivered, the last error.
+CREATE VIEW stream.delivery_stream_status AS
+SELECT d.delivery_stream_name,
+       d.delivery_stream_type,
+       d.delivery_stream_status,
+       b.buffered_records,
+       b.buffered_bytes,
+       clock_timestamp() - b.oldest_buffered AS oldest_buffered_age,
+       p.files_delivered,
+       p.bytes_delivered,
+       p.records_delivered,
+       p.records_failed,
+       p.last_delivery_at,
+       p.last_error,
+       p.last_error_at,
+       p.failed_attempts,
+       p.next_attempt_at,
+       (SELECT pe.batch_no FROM stream.delivery_pending pe WHERE pe.delivery_stream_id = d.delivery_stream_id) AS pending_batch
+  FROM stream.delivery_streams d
+  JOIN stream.delivery_progress p USING (delivery_stream_id)
+  LEFT JOIN LATERAL stream._delivery_buffer(d.delivery_stream_id) b ON true;
+GRANT SELECT ON stream.delivery_stream_status TO PUBLIC;
+
+-- Creating and deleting delivery streams is for administrators.
+REVOKE ALL ON FUNCTION stream.create_delivery_stream(text, text, text, regclass, text, regtype, text, int, int,
+                                                      text, text, jsonb, regprocedure, text, text),
+    stream.delete_delivery_stream(text) FROM PUBLIC;
