@@ -93,6 +93,25 @@ notify_put(StreamInfo *info, StreamShard *shard)
 	Async_Notify(channel, shard_id_text(shard));
 }
 
+/* The blessed result descriptor, looked up once per call site. */
+static TupleDesc
+cached_result_desc(FunctionCallInfo fcinfo)
+{
+	TupleDesc	desc = (TupleDesc) fcinfo->flinfo->fn_extra;
+
+	if (desc == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "function must return a composite type");
+		desc = BlessTupleDesc(CreateTupleDescCopy(desc));
+		fcinfo->flinfo->fn_extra = desc;
+		MemoryContextSwitchTo(old);
+	}
+	return desc;
+}
+
 /*
  * stream.put_record(stream_name, partition_key, data, explicit_hash_key)
  *   RETURNS (shard_id text, sequence_number text)
@@ -136,11 +155,10 @@ stream_put_record(PG_FUNCTION_ARGS)
 	storage_insert(info, &item, 1);
 	notify_put(info, item.shard);
 
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "put_record must return a composite type");
+	desc = cached_result_desc(fcinfo);
 	values[0] = CStringGetTextDatum(shard_id_text(item.shard));
 	values[1] = CStringGetTextDatum(seq_to_text(info->stream_id, item.shard->shard_index, item.seq));
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 
 /* Counting sort of the items by shard, stable, so input order holds within a shard. */
@@ -278,7 +296,15 @@ stream_put_records(PG_FUNCTION_ARGS)
 		}
 		i = j;
 	}
-	storage_insert(info, items, nkeys);
+	{
+		/* insert in (shard, sequence) order: each index insert lands next to the last */
+		PutItem    *ordered = palloc(sizeof(PutItem) * nkeys);
+
+		for (int i = 0; i < nkeys; i++)
+			ordered[i] = *by_shard[i];
+		storage_insert(info, ordered, nkeys);
+		pfree(ordered);
+	}
 
 	InitMaterializedSRF(fcinfo, 0);
 	for (int i = 0; i < nkeys; i++)

@@ -59,9 +59,15 @@ CREATE TYPE stream.record AS (
 CREATE FUNCTION stream.hash_key(partition_key text) RETURNS numeric
     AS 'MODULE_PATHNAME', 'stream_hash_key' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
+-- Named result types: the server caches their descriptors, which matters
+-- for a function called once per record.
+CREATE TYPE stream.put_record_result AS (shard_id text, sequence_number text);
+CREATE TYPE stream.get_records_result AS (records stream.record[], next_shard_iterator text,
+                                          millis_behind_latest bigint);
+
 CREATE FUNCTION stream.put_record(stream_name text, partition_key text, data bytea,
-                                  explicit_hash_key text DEFAULT NULL,
-                                  OUT shard_id text, OUT sequence_number text)
+                                  explicit_hash_key text DEFAULT NULL)
+    RETURNS stream.put_record_result
     AS 'MODULE_PATHNAME', 'stream_put_record' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION stream.put_records(stream_name text, partition_keys text[], data bytea[],
@@ -75,9 +81,8 @@ CREATE FUNCTION stream.get_shard_iterator(stream_name text, shard_id text, shard
     RETURNS text
     AS 'MODULE_PATHNAME', 'stream_get_shard_iterator' LANGUAGE C VOLATILE;
 
-CREATE FUNCTION stream.get_records(shard_iterator text, "limit" int DEFAULT 10000,
-                                   OUT records stream.record[], OUT next_shard_iterator text,
-                                   OUT millis_behind_latest bigint)
+CREATE FUNCTION stream.get_records(shard_iterator text, "limit" int DEFAULT 10000)
+    RETURNS stream.get_records_result
     AS 'MODULE_PATHNAME', 'stream_get_records' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION stream.read_shard(stream_name text, shard_id text,
