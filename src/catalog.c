@@ -79,16 +79,21 @@ stream_cache_reset_if_stale(void)
 	streams_relid = get_relname_relid("streams", get_namespace_oid("stream", false));
 }
 
+/*
+ * Validate a resource name as Kinesis and Firehose do: 1 to maxlen
+ * characters of [a-zA-Z0-9_.-]; member names the field in the message.
+ */
 void
-stream_check_name(const char *name)
+stream_check_resource_name(const char *name, const char *member, int maxlen)
 {
 	int			n = strlen(name);
 
-	if (n < 1 || n > STREAM_NAME_MAX)
+	if (n < 1 || n > maxlen)
 		ereport(ERROR,
 				(errcode(ERRCODE_STREAM_INVALID_ARG),
-				 errmsg("ValidationException: 1 validation error detected: Value '%s' at 'streamName' failed to satisfy constraint: Member must have length %s",
-						name, n < 1 ? "greater than or equal to 1" : "less than or equal to 128")));
+				 errmsg("ValidationException: 1 validation error detected: Value '%s' at '%s' failed to satisfy constraint: Member must have length %s %d",
+						name, member, n < 1 ? "greater than or equal to" : "less than or equal to",
+						n < 1 ? 1 : maxlen)));
 	for (int i = 0; i < n; i++)
 	{
 		char		c = name[i];
@@ -97,9 +102,26 @@ stream_check_name(const char *name)
 			  (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
 			ereport(ERROR,
 					(errcode(ERRCODE_STREAM_INVALID_ARG),
-					 errmsg("ValidationException: 1 validation error detected: Value '%s' at 'streamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
-							name)));
+					 errmsg("ValidationException: 1 validation error detected: Value '%s' at '%s' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
+							name, member)));
 	}
+}
+
+void
+stream_check_name(const char *name)
+{
+	stream_check_resource_name(name, "streamName", STREAM_NAME_MAX);
+}
+
+/* A required argument of a SQL function, reported as Kinesis' validation does. */
+void
+stream_require_arg(bool isnull, const char *member)
+{
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("ValidationException: 1 validation error detected: Value null at '%s' failed to satisfy constraint: Member must not be null",
+						member)));
 }
 
 static int

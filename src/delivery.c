@@ -95,36 +95,9 @@ int			stream_delivery_naptime_ms = 1000;
 #define GROUP_KEY_MAX		1024
 
 static void
-require_arg(bool isnull, const char *member)
-{
-	if (isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("ValidationException: 1 validation error detected: Value null at '%s' failed to satisfy constraint: Member must not be null",
-						member)));
-}
-
-static void
 check_delivery_name(const char *name)
 {
-	int			n = strlen(name);
-
-	if (n < 1 || n > DELIVERY_NAME_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_STREAM_INVALID_ARG),
-				 errmsg("ValidationException: 1 validation error detected: Value '%s' at 'deliveryStreamName' failed to satisfy constraint: Member must have length %s",
-						name, n < 1 ? "greater than or equal to 1" : "less than or equal to 64")));
-	for (int i = 0; i < n; i++)
-	{
-		char		c = name[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			  (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
-			ereport(ERROR,
-					(errcode(ERRCODE_STREAM_INVALID_ARG),
-					 errmsg("ValidationException: 1 validation error detected: Value '%s' at 'deliveryStreamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
-							name)));
-	}
+	stream_check_resource_name(name, "deliveryStreamName", DELIVERY_NAME_MAX);
 }
 
 static Oid
@@ -300,8 +273,8 @@ stream_put_delivery_record(PG_FUNCTION_ARGS)
 
 	PreventCommandIfReadOnly("stream.put_delivery_record()");
 	PreventCommandIfParallelMode("stream.put_delivery_record()");
-	require_arg(PG_ARGISNULL(0), "deliveryStreamName");
-	require_arg(PG_ARGISNULL(1), "record.data");
+	stream_require_arg(PG_ARGISNULL(0), "deliveryStreamName");
+	stream_require_arg(PG_ARGISNULL(1), "record.data");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	data = PG_GETARG_BYTEA_PP(1);
 	check_record_size(data, "record.");
@@ -334,8 +307,8 @@ stream_put_delivery_record_batch(PG_FUNCTION_ARGS)
 
 	PreventCommandIfReadOnly("stream.put_delivery_record_batch()");
 	PreventCommandIfParallelMode("stream.put_delivery_record_batch()");
-	require_arg(PG_ARGISNULL(0), "deliveryStreamName");
-	require_arg(PG_ARGISNULL(1), "records");
+	stream_require_arg(PG_ARGISNULL(0), "deliveryStreamName");
+	stream_require_arg(PG_ARGISNULL(1), "records");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	arr = PG_GETARG_ARRAYTYPE_P(1);
 	if (ARR_NDIM(arr) > 1)
@@ -357,7 +330,7 @@ stream_put_delivery_record_batch(PG_FUNCTION_ARGS)
 
 		snprintf(path, sizeof(path), "records.%d.", i + 1);
 		if (nulls[i])
-			require_arg(true, psprintf("%sdata", path));
+			stream_require_arg(true, psprintf("%sdata", path));
 		items[i].input_index = i;
 		items[i].partition_key = empty;
 		items[i].data = (bytea *) PG_DETOAST_DATUM_PACKED(elems[i]);
@@ -2989,7 +2962,7 @@ stream_flush_delivery_stream(PG_FUNCTION_ARGS)
 	bool		ok = true;
 	Oid			owner = InvalidOid;
 
-	require_arg(PG_ARGISNULL(0), "deliveryStreamName");
+	stream_require_arg(PG_ARGISNULL(0), "deliveryStreamName");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	e = delivery_lookup_name(name);
 

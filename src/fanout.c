@@ -86,11 +86,11 @@ stream_subscribe_to_shard(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
 
-	read_require_arg(PG_ARGISNULL(0), "streamName");
-	read_require_arg(PG_ARGISNULL(1), "consumerName");
-	read_require_arg(PG_ARGISNULL(2), "shardId");
-	read_require_arg(PG_ARGISNULL(3), "startingPosition.type");
-	read_require_arg(PG_ARGISNULL(5), "waitTimeout");
+	stream_require_arg(PG_ARGISNULL(0), "streamName");
+	stream_require_arg(PG_ARGISNULL(1), "consumerName");
+	stream_require_arg(PG_ARGISNULL(2), "shardId");
+	stream_require_arg(PG_ARGISNULL(3), "startingPosition.type");
+	stream_require_arg(PG_ARGISNULL(5), "waitTimeout");
 	stream_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	consumer_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	wait_ms = interval_ms(PG_GETARG_INTERVAL_P(5));

@@ -137,16 +137,6 @@ iterator_decode(const char *text, ShardIterator *it)
 	it->created_ms = (int64) get_be(raw + 17, 8);
 }
 
-void
-read_require_arg(bool isnull, const char *member)
-{
-	if (isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("ValidationException: 1 validation error detected: Value null at '%s' failed to satisfy constraint: Member must not be null",
-						member)));
-}
-
 static int64
 parse_starting_seq(const char *seqtext, StreamInfo *info, StreamShard *shard)
 {
@@ -381,9 +371,9 @@ iterator_start(const char *name, const char *shard_id, const char *type,
 static ShardIterator
 make_iterator(FunctionCallInfo fcinfo)
 {
-	read_require_arg(PG_ARGISNULL(0), "streamName");
-	read_require_arg(PG_ARGISNULL(1), "shardId");
-	read_require_arg(PG_ARGISNULL(2), "shardIteratorType");
+	stream_require_arg(PG_ARGISNULL(0), "streamName");
+	stream_require_arg(PG_ARGISNULL(1), "shardId");
+	stream_require_arg(PG_ARGISNULL(2), "shardIteratorType");
 	return iterator_start(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 						  text_to_cstring(PG_GETARG_TEXT_PP(1)),
 						  text_to_cstring(PG_GETARG_TEXT_PP(2)),
@@ -480,8 +470,8 @@ stream_get_records(PG_FUNCTION_ARGS)
 	bool		nulls[3] = {false, false, false};
 	int			limit;
 
-	read_require_arg(PG_ARGISNULL(0), "shardIterator");
-	read_require_arg(PG_ARGISNULL(1), "limit");
+	stream_require_arg(PG_ARGISNULL(0), "shardIterator");
+	stream_require_arg(PG_ARGISNULL(1), "limit");
 	limit = PG_GETARG_INT32(1);
 	read_check_limit(limit);
 	iterator_decode(text_to_cstring(PG_GETARG_TEXT_PP(0)), &it);
@@ -515,7 +505,7 @@ stream_read_shard(PG_FUNCTION_ARGS)
 	RecordCollector c;
 	int			limit;
 
-	read_require_arg(PG_ARGISNULL(5), "limit");
+	stream_require_arg(PG_ARGISNULL(5), "limit");
 	limit = PG_GETARG_INT32(5);
 	read_check_limit(limit);
 	it = make_iterator(fcinfo);

@@ -1545,6 +1545,21 @@ convert_value(ParquetWriter *w, PqColumn *c, Datum d, PqValue *out)
 }
 
 /* Phase 2 of add_row: buffers a converted value and updates the statistics. */
+
+/* Widen a column chunk's min/max statistics by one (non-NaN) value. */
+#define TRACK_MINMAX(c, member, x) \
+	do { \
+		if (!(c)->has_minmax) \
+		{ \
+			(c)->min.member = (c)->max.member = (x); \
+			(c)->has_minmax = true; \
+		} \
+		else if ((x) < (c)->min.member) \
+			(c)->min.member = (x); \
+		else if ((x) > (c)->max.member) \
+			(c)->max.member = (x); \
+	} while (0)
+
 static void
 append_value(ParquetWriter *w, PqColumn *c, PqValue *v)
 {
@@ -1565,15 +1580,7 @@ append_value(ParquetWriter *w, PqColumn *c, PqValue *v)
 			{
 				int32		x = (c->kind == PK_DECIMAL) ? (int32) v->v.dec : v->v.i32;
 
-				if (!c->has_minmax)
-				{
-					c->min.i32 = c->max.i32 = x;
-					c->has_minmax = true;
-				}
-				else if (x < c->min.i32)
-					c->min.i32 = x;
-				else if (x > c->max.i32)
-					c->max.i32 = x;
+				TRACK_MINMAX(c, i32, x);
 				page_add_value(w, c, (const char *) &x, 4);
 				return;
 			}
@@ -1582,15 +1589,7 @@ append_value(ParquetWriter *w, PqColumn *c, PqValue *v)
 			{
 				int64		x = (c->kind == PK_DECIMAL) ? (int64) v->v.dec : v->v.i64;
 
-				if (!c->has_minmax)
-				{
-					c->min.i64 = c->max.i64 = x;
-					c->has_minmax = true;
-				}
-				else if (x < c->min.i64)
-					c->min.i64 = x;
-				else if (x > c->max.i64)
-					c->max.i64 = x;
+				TRACK_MINMAX(c, i64, x);
 				page_add_value(w, c, (const char *) &x, 8);
 				return;
 			}
@@ -1601,15 +1600,7 @@ append_value(ParquetWriter *w, PqColumn *c, PqValue *v)
 
 				if (!isnan(x))
 				{
-					if (!c->has_minmax)
-					{
-						c->min.f4 = c->max.f4 = x;
-						c->has_minmax = true;
-					}
-					else if (x < c->min.f4)
-						c->min.f4 = x;
-					else if (x > c->max.f4)
-						c->max.f4 = x;
+					TRACK_MINMAX(c, f4, x);
 				}
 				page_add_value(w, c, (const char *) &x, 4);
 				return;
@@ -1621,15 +1612,7 @@ append_value(ParquetWriter *w, PqColumn *c, PqValue *v)
 
 				if (!isnan(x))
 				{
-					if (!c->has_minmax)
-					{
-						c->min.f8 = c->max.f8 = x;
-						c->has_minmax = true;
-					}
-					else if (x < c->min.f8)
-						c->min.f8 = x;
-					else if (x > c->max.f8)
-						c->max.f8 = x;
+					TRACK_MINMAX(c, f8, x);
 				}
 				page_add_value(w, c, (const char *) &x, 8);
 				return;
@@ -1645,15 +1628,7 @@ append_value(ParquetWriter *w, PqColumn *c, PqValue *v)
 			{
 				char		be[16];
 
-				if (!c->has_minmax)
-				{
-					c->min.dec = c->max.dec = v->v.dec;
-					c->has_minmax = true;
-				}
-				else if (v->v.dec < c->min.dec)
-					c->min.dec = v->v.dec;
-				else if (v->v.dec > c->max.dec)
-					c->max.dec = v->v.dec;
+				TRACK_MINMAX(c, dec, v->v.dec);
 				decimal_to_be16(v->v.dec, be);
 				page_add_value(w, c, be, 16);
 			}

@@ -25,16 +25,6 @@
 PG_FUNCTION_INFO_V1(stream_put_record);
 PG_FUNCTION_INFO_V1(stream_put_records);
 
-static void
-require_arg(bool isnull, const char *member)
-{
-	if (isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("ValidationException: 1 validation error detected: Value null at '%s' failed to satisfy constraint: Member must not be null",
-						member)));
-}
-
 /* Validate one record's key, data and optional explicit hash key; return its hash key. */
 static uint128
 validate_record(text *key, bytea *data, text *ehk, const char *path)
@@ -132,9 +122,9 @@ stream_put_record(PG_FUNCTION_ARGS)
 
 	PreventCommandIfReadOnly("stream.put_record()");
 	PreventCommandIfParallelMode("stream.put_record()");
-	require_arg(PG_ARGISNULL(0), "streamName");
-	require_arg(PG_ARGISNULL(1), "partitionKey");
-	require_arg(PG_ARGISNULL(2), "data");
+	stream_require_arg(PG_ARGISNULL(0), "streamName");
+	stream_require_arg(PG_ARGISNULL(1), "partitionKey");
+	stream_require_arg(PG_ARGISNULL(2), "data");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	key = PG_GETARG_TEXT_PP(1);
 	data = PG_GETARG_BYTEA_PP(2);
@@ -219,9 +209,9 @@ stream_put_records(PG_FUNCTION_ARGS)
 
 	PreventCommandIfReadOnly("stream.put_records()");
 	PreventCommandIfParallelMode("stream.put_records()");
-	require_arg(PG_ARGISNULL(0), "streamName");
-	require_arg(PG_ARGISNULL(1), "records.partitionKey");
-	require_arg(PG_ARGISNULL(2), "records.data");
+	stream_require_arg(PG_ARGISNULL(0), "streamName");
+	stream_require_arg(PG_ARGISNULL(1), "records.partitionKey");
+	stream_require_arg(PG_ARGISNULL(2), "records.data");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	stream_check_name(name);
 
@@ -253,9 +243,9 @@ stream_put_records(PG_FUNCTION_ARGS)
 		CHECK_FOR_INTERRUPTS();
 		snprintf(path, sizeof(path), "records.%d.", i + 1);
 		if (key_nulls[i])
-			require_arg(true, psprintf("%spartitionKey", path));
+			stream_require_arg(true, psprintf("%spartitionKey", path));
 		if (data_nulls[i])
-			require_arg(true, psprintf("%sdata", path));
+			stream_require_arg(true, psprintf("%sdata", path));
 		items[i].input_index = i;
 		items[i].partition_key = (text *) PG_DETOAST_DATUM_PACKED(keys[i]);
 		items[i].data = (bytea *) PG_DETOAST_DATUM_PACKED(datas[i]);

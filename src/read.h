@@ -58,7 +58,6 @@ extern ReadResult read_records(ShardIterator *it, int limit, bool check_expiry,
 extern void collector_init_array(RecordCollector *c, Oid rectype, int limit);
 extern Datum collector_array(RecordCollector *c);
 extern void collect_datum(void *arg, const StreamRecord *rec);
-extern void read_require_arg(bool isnull, const char *member);
 extern void read_check_limit(int limit);
 
 #endif							/* STREAM_READ_H */

@@ -78,6 +78,8 @@ extern StreamShard *stream_find_shard(StreamInfo *info, const char *shard_id,
 									  bool missing_ok);
 extern void stream_check_access(StreamInfo *info, AclMode mode);
 extern void stream_check_name(const char *name);
+extern void stream_check_resource_name(const char *name, const char *member, int maxlen);
+extern void stream_require_arg(bool isnull, const char *member);
 extern const uint8 *stream_iterator_secret(int *len);
 extern void stream_catalog_init(void);
 
