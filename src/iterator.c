@@ -172,31 +172,91 @@ collect_first(void *arg, const StreamRecord *rec)
 		c->first_seq = rec->seq;
 }
 
-static void
-record_values(RecordCollector *c, const StreamRecord *rec, Datum *values)
+/*
+ * The sequence number of rec as a text datum in the collector's buffer,
+ * valid until the next record.  Only the 19 sequence digits change within
+ * a read, so the stream and shard digits are formatted once.
+ */
+static Datum
+record_seq_text(RecordCollector *c, const StreamRecord *rec)
 {
-	values[0] = PointerGetDatum(seq_to_text_datum(c->stream_id, c->shard_index, rec->seq));
-	values[1] = TimestampTzGetDatum(rec->arrival);
-	values[2] = rec->partition_key;
-	values[3] = rec->data;
+	if (c->count == 0)
+	{
+		SET_VARSIZE(&c->seqbuf, VARHDRSZ + SEQ_TEXT_LEN);
+		seq_format(c->seqbuf.digits, c->stream_id, c->shard_index, rec->seq);
+	}
+	else
+		seq_format_seq(c->seqbuf.digits, rec->seq);
 	c->last_arrival = rec->arrival;
 	c->last_seq = rec->seq;
+	return PointerGetDatum(&c->seqbuf);
+}
+
+/*
+ * get_records builds its stream.record[] in a buffer that lives as long as
+ * the backend.  A fresh buffer of 1.5 MB per call costs more in page faults
+ * than filling it does: the allocator maps blocks that large anew and hands
+ * them back to the kernel when they are freed.  A buffer that grew past
+ * ARRAY_SCRATCH_KEEP (records near the 10 MiB cap) is given back at the
+ * start of the next read.
+ */
+#define ARRAY_SCRATCH_KEEP	((Size) 4 * 1024 * 1024)
+
+static char *array_scratch;
+static Size array_scratch_cap;
+
+static void
+array_scratch_reserve(RecordCollector *c, Size need)
+{
+	Size		cap = Max(need, array_scratch_cap * 2);
+
+	if (need <= array_scratch_cap)
+		return;
+	if (array_scratch == NULL)
+		array_scratch = MemoryContextAlloc(TopMemoryContext, cap);
+	else
+		array_scratch = repalloc(array_scratch, cap);
+	array_scratch_cap = cap;
+	c->array = array_scratch;
+	c->array_cap = cap;
 }
 
 /* Prepare c to collect up to limit records into a stream.record[]. */
 void
 collector_init_array(RecordCollector *c, Oid rectype, int limit)
 {
+	TupleDesc	desc;
+
 	memset(c, 0, sizeof(*c));
 	c->rectype = rectype;
-	c->desc = BlessTupleDesc(lookup_rowtype_tupdesc_copy(rectype, -1));
+	desc = lookup_rowtype_tupdesc_copy(rectype, -1);
+	/* collect_datum fills records itself and relies on this layout */
+	if (desc->natts != 4 ||
+		TupleDescAttr(desc, 0)->atttypid != TEXTOID ||
+		TupleDescAttr(desc, 1)->atttypid != TIMESTAMPTZOID ||
+		TupleDescAttr(desc, 2)->atttypid != TEXTOID ||
+		TupleDescAttr(desc, 3)->atttypid != BYTEAOID)
+		elog(ERROR, "type stream.record does not have the expected columns");
+	c->desc = BlessTupleDesc(desc);
 	c->array_used = ARR_OVERHEAD_NONULLS(1);
+
+	if (array_scratch_cap > ARRAY_SCRATCH_KEEP)
+	{
+		pfree(array_scratch);
+		array_scratch = NULL;
+		array_scratch_cap = 0;
+	}
 	/* room for limit small records up front: growing a large buffer copies it */
-	c->array_cap = c->array_used + (Size) limit * 192;
-	c->array = palloc(c->array_cap);
+	array_scratch_reserve(c, c->array_used + (Size) limit * 192);
+	c->array = array_scratch;
+	c->array_cap = array_scratch_cap;
 }
 
-/* The stream.record[] collected so far. */
+/*
+ * The stream.record[] collected so far.  It lies in the backend's scratch
+ * buffer and stays valid only until the next read: callers copy it into
+ * their result (heap_form_tuple does) before reading again.
+ */
 Datum
 collector_array(RecordCollector *c)
 {
@@ -214,64 +274,95 @@ collector_array(RecordCollector *c)
 }
 
 /*
+ * Write a text or bytea value at p as heap_fill_tuple stores it in a
+ * tuple's data area (p lies at the same alignment as the data area's
+ * offset would) and return the end.  Values are never external here:
+ * storage_read fetched them.
+ */
+static inline char *
+fill_varlena(char *p, Datum d)
+{
+	struct varlena *v = (struct varlena *) DatumGetPointer(d);
+	Size		n;
+
+	Assert(!VARATT_IS_EXTERNAL(v));
+	if (VARATT_IS_SHORT(v))
+	{
+		n = VARSIZE_SHORT(v);
+		memcpy(p, v, n);
+	}
+	else if (VARATT_CAN_MAKE_SHORT(v))
+	{
+		/* as heap_fill_tuple: a small value gets a 1-byte header */
+		n = VARATT_CONVERTED_SHORT_SIZE(v);
+		SET_VARSIZE_SHORT(p, n);
+		memcpy(p + 1, VARDATA(v), n - 1);
+	}
+	else
+	{
+		p = (char *) INTALIGN(p);	/* text and bytea align on int */
+		n = VARSIZE(v);
+		memcpy(p, v, n);
+	}
+	return p + n;
+}
+
+/*
  * Append a record to the stream.record[] being built, formed in place in
  * the array's buffer.  The first record goes through heap_form_tuple; its
  * header (whatever the server stamps on composite datums) is the template
- * for the rest, so later records cost no allocation and no extra copy.
+ * for the rest, whose data areas are filled here directly, as
+ * heap_fill_tuple would for (text, timestamptz, text, bytea) without nulls,
+ * so a record costs no allocation and is copied once.
  */
 void
 collect_datum(void *arg, const StreamRecord *rec)
 {
 	RecordCollector *c = arg;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
-	struct
-	{
-		int32		vl_len_;
-		char		digits[SEQ_TEXT_LEN];
-	}			seqbuf;
-	Size		data_len;
-	Size		len;
+	Datum		seq = record_seq_text(c, rec);
 	Size		start;
+	Size		bound;
+	char	   *data;
+	char	   *p;
 	HeapTupleHeader td;
 
-	/* the sequence number as a text datum on the stack */
-	SET_VARSIZE(&seqbuf, VARHDRSZ + SEQ_TEXT_LEN);
-	if (c->count == 0)
-		seq_format(c->seqtext, c->stream_id, c->shard_index, rec->seq);
-	else
-		seq_format_seq(c->seqtext, rec->seq);	/* stream and shard digits stay */
-	memcpy(seqbuf.digits, c->seqtext, SEQ_TEXT_LEN);
-	values[0] = PointerGetDatum(&seqbuf);
-	values[1] = TimestampTzGetDatum(rec->arrival);
-	values[2] = rec->partition_key;
-	values[3] = rec->data;
-	c->last_arrival = rec->arrival;
-	c->last_seq = rec->seq;
-
 	if (c->count == 0)
 	{
-		HeapTuple	tup = heap_form_tuple(c->desc, values, nulls);
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, false};
+		HeapTuple	tup;
 
+		values[0] = seq;
+		values[1] = TimestampTzGetDatum(rec->arrival);
+		values[2] = rec->partition_key;
+		values[3] = rec->data;
+		tup = heap_form_tuple(c->desc, values, nulls);
 		c->hoff = tup->t_data->t_hoff;
-		Assert(c->hoff <= sizeof(c->header));
+		Assert(c->hoff <= sizeof(c->header) && c->hoff == MAXALIGN(c->hoff));
 		memcpy(c->header, tup->t_data, c->hoff);
 		heap_freetuple(tup);
 	}
 
-	data_len = heap_compute_data_size(c->desc, values, nulls);
-	len = c->hoff + data_len;
+	/* at most: header, sequence text, timestamp, two values, their padding */
 	start = TYPEALIGN(ALIGNOF_DOUBLE, c->array_used);
-	if (start + len > c->array_cap)
-	{
-		c->array_cap = Max(c->array_cap * 2, start + len);
-		c->array = repalloc(c->array, c->array_cap);
-	}
+	bound = c->hoff + VARHDRSZ + SEQ_TEXT_LEN + 2 * sizeof(int64) +
+		VARSIZE_ANY(DatumGetPointer(rec->partition_key)) + ALIGNOF_INT +
+		VARSIZE_ANY(DatumGetPointer(rec->data)) + ALIGNOF_INT;
+	if (start + bound > c->array_cap)
+		array_scratch_reserve(c, start + bound);
+
+	/* the data area starts MAXALIGNed, like that of a palloc'd tuple */
 	td = (HeapTupleHeader) (c->array + start);
 	memcpy(td, c->header, c->hoff);
-	HeapTupleHeaderSetDatumLength(td, len);
-	heap_fill_tuple(c->desc, values, nulls, (char *) td + c->hoff, data_len, &td->t_infomask, NULL);
-	c->array_used = start + len;
+	data = (char *) td + c->hoff;
+	p = fill_varlena(data, seq);
+	p = (char *) TYPEALIGN(ALIGNOF_DOUBLE, p);	/* timestamptz */
+	memcpy(p, &rec->arrival, sizeof(TimestampTz));
+	p += sizeof(TimestampTz);
+	p = fill_varlena(p, rec->partition_key);
+	p = fill_varlena(p, rec->data);
+	HeapTupleHeaderSetDatumLength(td, p - (char *) td);
+	c->array_used = p - c->array;
 	c->count++;
 }
 
@@ -282,7 +373,10 @@ collect_row(void *arg, const StreamRecord *rec)
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 
-	record_values(c, rec, values);
+	values[0] = record_seq_text(c, rec);
+	values[1] = TimestampTzGetDatum(rec->arrival);
+	values[2] = rec->partition_key;
+	values[3] = rec->data;
 	tuplestore_putvalues(c->store, c->desc, values, nulls);
 	c->count++;
 }

@@ -60,7 +60,10 @@
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "common/int.h"
-#include "executor/spi.h"
+#include "access/xact.h"
+#include "executor/executor.h"
+#include "tcop/tcopprot.h"
+#include "utils/snapmgr.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -69,6 +72,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -149,6 +153,7 @@ typedef enum PqKind
 	PK_DATE,
 	PK_TIMESTAMP,
 	PK_UUID,
+	PK_JSONB,					/* jsonb: its text form, printed without fmgr */
 	PK_OUTPUT					/* type output function, as STRING or JSON */
 } PqKind;
 
@@ -158,6 +163,10 @@ typedef struct PqValue
 	bool		isnull;
 	int			len;			/* BYTE_ARRAY length */
 	const char *ptr;			/* BYTE_ARRAY bytes */
+	int32		entry;			/* PK_JSONB: known dictionary entry, or -1 */
+	uint32		raw_hash;		/* PK_JSONB: hash of raw_ptr/raw_len */
+	const char *raw_ptr;		/* PK_JSONB: stored bytes, to remember */
+	int			raw_len;
 	union
 	{
 		int32		i32;
@@ -168,6 +177,24 @@ typedef struct PqValue
 		uint8		uuid[16];
 	}			v;
 } PqValue;
+
+/*
+ * Stored jsonb bytes -> dictionary entry of their text, for the chunk being
+ * built: a repeated jsonb value then costs a hash lookup instead of being
+ * printed again (same bytes, same text).  Open addressing like the
+ * dictionary; it stops growing at the dictionary's byte limit.
+ */
+typedef struct PqMemo
+{
+	StringInfoData bytes;		/* per entry: uint32 length, then the bytes */
+	uint32		n;
+	uint32		cap;
+	uint32	   *off;			/* entry -> offset in bytes */
+	uint32	   *hash;			/* entry -> hash */
+	uint32	   *dict_entry;		/* entry -> dictionary entry */
+	uint32	   *slots;			/* entry + 1, 0 = free */
+	uint32		nslots;
+} PqMemo;
 
 /* A finished page (header + stored body) waiting for its row group's flush. */
 typedef struct PqPiece
@@ -196,6 +223,10 @@ typedef struct PqColumn
 	int128		dec_limit;		/* 10^precision */
 	bool		to_utf8;		/* re-encode text from the server encoding */
 	FmgrInfo	outfunc;
+	StringInfoData text;		/* PK_JSONB: text of the current row's value */
+	PqMemo	   *memo;			/* PK_JSONB in dictionary mode, else NULL */
+	char	   *aligned;		/* PK_JSONB: 4-byte header copy of short values */
+	int			aligned_cap;
 	bool		use_dictionary; /* try a dictionary for the next chunk */
 
 	/* current page (row group memory) */
@@ -438,7 +469,16 @@ column_init(ParquetWriter *w, PqColumn *c, Form_pg_attribute att, bool required)
 			break;
 		case JSONOID:
 		case JSONBOID:
-			c->kind = (typid == JSONOID) ? PK_VARLENA_TEXT : PK_OUTPUT;
+			c->kind = (typid == JSONOID) ? PK_VARLENA_TEXT : PK_JSONB;
+			if (typid == JSONBOID)
+			{
+				MemoryContext old = MemoryContextSwitchTo(w->cxt);
+
+				initStringInfo(&c->text);
+				c->aligned_cap = 256;
+				c->aligned = palloc(c->aligned_cap);
+				MemoryContextSwitchTo(old);
+			}
 			c->physical = PQ_BYTE_ARRAY;
 			c->converted = CT_JSON;
 			c->logical = LT_JSON;
@@ -730,6 +770,18 @@ column_start_chunk(ParquetWriter *w, PqColumn *c)
 		c->idx_cap = 1024;
 		c->idx = palloc(sizeof(uint32) * c->idx_cap);
 	}
+	c->memo = NULL;
+	if (c->dict_mode && c->kind == PK_JSONB)
+	{
+		c->memo = palloc0(sizeof(PqMemo));
+		initStringInfo(&c->memo->bytes);
+		c->memo->cap = 256;
+		c->memo->off = palloc(sizeof(uint32) * c->memo->cap);
+		c->memo->hash = palloc(sizeof(uint32) * c->memo->cap);
+		c->memo->dict_entry = palloc(sizeof(uint32) * c->memo->cap);
+		c->memo->nslots = 1024;
+		c->memo->slots = palloc0(sizeof(uint32) * c->memo->nslots);
+	}
 
 	c->has_minmax = false;
 	c->max_unbounded = false;
@@ -864,14 +916,21 @@ put_le32(char *p, uint32 v)
 }
 
 /* Compresses w->body, appends header + stored body to the column's pieces. */
+/*
+ * The page body is w->body followed by tail/tail_len (PLAIN values, kept
+ * where they were buffered so that an uncompressed page copies them once).
+ */
 static void
 emit_page(ParquetWriter *w, PqColumn *c, bool dictionary_page, int num_values,
-		  int encoding, int64 *uncompressed, PqPiece **piece_out)
+		  int encoding, const char *tail, int tail_len,
+		  int64 *uncompressed, PqPiece **piece_out)
 {
 	ThriftWriter tw;
 	const char *stored;
 	int			stored_len;
+	int			body_len = w->body.len + tail_len;
 	PqPiece    *piece;
+	char	   *dst;
 
 	if (w->codec == STREAM_CODEC_NONE)
 	{
@@ -880,6 +939,9 @@ emit_page(ParquetWriter *w, PqColumn *c, bool dictionary_page, int num_values,
 	}
 	else
 	{
+		if (tail_len > 0)
+			appendBinaryStringInfo(&w->body, tail, tail_len);
+		tail_len = 0;
 		resetStringInfo(&w->packed);
 		codec_compress(w->codec, w->body.data, w->body.len, &w->packed);
 		stored = w->packed.data;
@@ -889,8 +951,8 @@ emit_page(ParquetWriter *w, PqColumn *c, bool dictionary_page, int num_values,
 	resetStringInfo(&w->header);
 	thrift_begin(&tw, &w->header);
 	thrift_field_i32(&tw, 1, dictionary_page ? PAGE_DICTIONARY : PAGE_DATA);
-	thrift_field_i32(&tw, 2, w->body.len);
-	thrift_field_i32(&tw, 3, stored_len);
+	thrift_field_i32(&tw, 2, body_len);
+	thrift_field_i32(&tw, 3, stored_len + tail_len);
 	if (dictionary_page)
 	{
 		thrift_struct_begin(&tw, 7);
@@ -909,13 +971,18 @@ emit_page(ParquetWriter *w, PqColumn *c, bool dictionary_page, int num_values,
 	}
 	thrift_end(&tw);
 
-	piece = MemoryContextAlloc(w->rg_cxt,
-							   offsetof(PqPiece, data) + w->header.len + stored_len);
+	piece = MemoryContextAlloc(w->rg_cxt, offsetof(PqPiece, data) +
+							   w->header.len + stored_len + tail_len);
 	piece->next = NULL;
-	piece->len = w->header.len + stored_len;
-	memcpy(piece->data, w->header.data, w->header.len);
-	memcpy(piece->data + w->header.len, stored, stored_len);
-	*uncompressed += w->header.len + w->body.len;
+	piece->len = w->header.len + stored_len + tail_len;
+	dst = piece->data;
+	memcpy(dst, w->header.data, w->header.len);
+	dst += w->header.len;
+	memcpy(dst, stored, stored_len);
+	dst += stored_len;
+	if (tail_len > 0)
+		memcpy(dst, tail, tail_len);
+	*uncompressed += w->header.len + body_len;
 	*piece_out = piece;
 }
 
@@ -953,11 +1020,10 @@ flush_page(ParquetWriter *w, PqColumn *c)
 		appendStringInfoCharMacro(&w->body, (char) bw);
 		rle_encode_u32(&w->body, c->idx, c->nidx, bw);
 	}
-	else
-		appendBinaryStringInfo(&w->body, c->values.data, c->values.len);
 
 	emit_page(w, c, false, c->page_rows,
 			  dict_page ? ENC_RLE_DICTIONARY : ENC_PLAIN,
+			  dict_page ? NULL : c->values.data, dict_page ? 0 : c->values.len,
 			  &c->chunk_uncompressed, &piece);
 	if (c->last_piece)
 		c->last_piece->next = piece;
@@ -1202,6 +1268,45 @@ hash_fixed(const void *p, int size)
 	return (uint32) x;
 }
 
+/* Dictionary hash of a byte array: 8 bytes per multiply, inlined. */
+static inline uint32
+hash_byte_array(const char *p, int len)
+{
+	uint64		h = (uint64) len * UINT64CONST(0x9E3779B97F4A7C15);
+	uint64		x;
+
+	while (len >= 8)
+	{
+		memcpy(&x, p, 8);
+		h = (h ^ x) * UINT64CONST(0xbf58476d1ce4e5b9);
+		h ^= h >> 31;
+		p += 8;
+		len -= 8;
+	}
+	if (len > 0)
+	{
+		x = 0;
+		if (len >= 4)
+		{
+			uint32		a,
+						b;
+
+			memcpy(&a, p, 4);
+			memcpy(&b, p + len - 4, 4);
+			x = ((uint64) a << 32) | b;
+		}
+		else
+			x = ((uint64) (unsigned char) p[0] << 16) |
+				((uint64) (unsigned char) p[len >> 1] << 8) |
+				(unsigned char) p[len - 1];
+		h = (h ^ x) * UINT64CONST(0x94d049bb133111eb);
+	}
+	h ^= h >> 32;
+	h *= UINT64CONST(0xff51afd7ed558ccd);
+	h ^= h >> 29;
+	return (uint32) h;
+}
+
 static inline bool
 memcmp8(const char *a, const char *b)
 {
@@ -1243,7 +1348,7 @@ static uint32
 dict_lookup(ParquetWriter *w, PqColumn *c, const char *p, int len)
 {
 	bool		ba = (c->physical == PQ_BYTE_ARRAY);
-	uint32		h = ba ? hash_bytes((const unsigned char *) p, len) : hash_fixed(p, len);
+	uint32		h = ba ? hash_byte_array(p, len) : hash_fixed(p, len);
 	uint32		mask = c->nslots - 1;
 	uint32		s = h & mask;
 	uint32		e;
@@ -1292,6 +1397,81 @@ dict_lookup(ParquetWriter *w, PqColumn *c, const char *p, int len)
 	return e;
 }
 
+/* Dictionary entry remembered for these stored bytes, or -1. */
+static inline int32
+memo_find(PqMemo *m, const char *p, int len, uint32 h)
+{
+	uint32		mask = m->nslots - 1;
+	uint32		s = h & mask;
+	uint32		e;
+
+	while ((e = m->slots[s]) != 0)
+	{
+		e--;
+		if (m->hash[e] == h)
+		{
+			const char *d = m->bytes.data + m->off[e];
+			uint32		dl;
+
+			memcpy(&dl, d, 4);
+			if (dl == (uint32) len && memcmp(d + 4, p, len) == 0)
+				return (int32) m->dict_entry[e];
+		}
+		s = (s + 1) & mask;
+	}
+	return -1;
+}
+
+static void
+memo_add(ParquetWriter *w, PqMemo *m, const char *p, int len, uint32 h,
+		 uint32 dict_entry)
+{
+	MemoryContext old;
+	uint32		mask;
+	uint32		s;
+	uint32		e;
+	uint32		l = len;
+
+	if ((Size) m->bytes.len + len > w->dict_bytes || memo_find(m, p, len, h) >= 0)
+		return;
+	old = MemoryContextSwitchTo(w->rg_cxt);
+	if (m->n == m->cap)
+	{
+		m->cap *= 2;
+		m->off = repalloc(m->off, sizeof(uint32) * m->cap);
+		m->hash = repalloc(m->hash, sizeof(uint32) * m->cap);
+		m->dict_entry = repalloc(m->dict_entry, sizeof(uint32) * m->cap);
+	}
+	if ((m->n + 1) * 2 > m->nslots)
+	{
+		uint32		nslots = m->nslots * 2;
+		uint32	   *slots = palloc0(sizeof(uint32) * nslots);
+
+		for (e = 0; e < m->n; e++)
+		{
+			s = m->hash[e] & (nslots - 1);
+			while (slots[s] != 0)
+				s = (s + 1) & (nslots - 1);
+			slots[s] = e + 1;
+		}
+		pfree(m->slots);
+		m->slots = slots;
+		m->nslots = nslots;
+	}
+	e = m->n++;
+	m->off[e] = m->bytes.len;
+	m->hash[e] = h;
+	m->dict_entry[e] = dict_entry;
+	appendBinaryStringInfo(&m->bytes, (const char *) &l, 4);
+	appendBinaryStringInfo(&m->bytes, p, len);
+	mask = m->nslots - 1;
+	s = h & mask;
+	while (m->slots[s] != 0)
+		s = (s + 1) & mask;
+	m->slots[s] = e + 1;
+	MemoryContextSwitchTo(old);
+}
+
 /* ---------------------------------------------------------------- values */
 
 static inline void
@@ -1337,7 +1517,8 @@ page_add_value(ParquetWriter *w, PqColumn *c, const char *p, int len)
 	{
 		StringInfo	s = &c->values;
 
-		enlargeStringInfo(s, (int) plain);
+		if ((Size) s->len + plain + 1 > (Size) s->maxlen)
+			enlargeStringInfo(s, (int) plain);
 		if (c->physical == PQ_BYTE_ARRAY)
 		{
 			uint32		l = len;
@@ -1352,6 +1533,26 @@ page_add_value(ParquetWriter *w, PqColumn *c, const char *p, int len)
 	c->page_bytes += plain;
 	w->rg_bytes += plain;
 	return is_new;
+}
+
+/* A value known to be dictionary entry e: what page_add_value would do. */
+static inline void
+page_add_index(ParquetWriter *w, PqColumn *c, uint32 e)
+{
+	uint32		dl;
+	Size		plain;
+
+	memcpy(&dl, c->dict.data + c->dict_off[e], 4);
+	plain = (Size) dl + 4;
+	c->dict_values++;
+	if (c->nidx == c->idx_cap)
+	{
+		c->idx_cap *= 2;
+		c->idx = repalloc(c->idx, sizeof(uint32) * c->idx_cap);
+	}
+	c->idx[c->nidx++] = e;
+	c->page_bytes += plain;
+	w->rg_bytes += plain;
 }
 
 static inline void
@@ -1426,6 +1627,141 @@ out_of_range:
 	return 0;					/* keep compiler quiet */
 }
 
+/*
+ * The same value as decimal_from_text(numeric_out(d)), read straight from
+ * the numeric's stored form: sign, weight, display scale and base-10000
+ * digits (the on-disk format, which pg_upgrade keeps stable).  Returns false
+ * for NaN, infinities, values out of the column's range and anything
+ * unexpected; the caller then takes the text path, which raises the error.
+ */
+/* u below 10^34 can take 4 more digits without overflowing int128 */
+#define U_GUARD		((int128) 100000000000000000LL * 100000000000000000LL)
+
+static bool
+decimal_from_numeric(PqColumn *c, Datum d, int128 *out)
+{
+	static const int pow10[5] = {1, 10, 100, 1000, 10000};
+	struct varlena *t = (struct varlena *) DatumGetPointer(d);
+	const char *p;
+	const char *digits;
+	int			len;
+	int			ndigits;
+	uint16		hdr;
+	int			weight;
+	int			dscale;
+	bool		neg;
+	int			f;
+	int			i;
+	int			last;
+	int			pending;
+	int128		u = 0;
+	int128		v;
+
+	if (VARATT_IS_EXTERNAL(t) || VARATT_IS_COMPRESSED(t))
+		return false;
+	p = VARDATA_ANY(t);
+	len = VARSIZE_ANY_EXHDR(t);
+	if (len < 2)
+		return false;
+	memcpy(&hdr, p, sizeof(uint16));
+	switch (hdr & 0xC000)
+	{
+		case 0x8000:			/* short format */
+			neg = (hdr & 0x2000) != 0;
+			dscale = (hdr & 0x1F80) >> 7;
+			weight = hdr & 0x003F;
+			if (hdr & 0x0040)
+				weight |= ~0x003F;
+			digits = p + 2;
+			ndigits = (len - 2) / 2;
+			break;
+		case 0x0000:			/* long format, positive */
+		case 0x4000:			/* long format, negative */
+			{
+				int16		w16;
+
+				if (len < 4)
+					return false;
+				neg = (hdr & 0xC000) == 0x4000;
+				dscale = hdr & 0x3FFF;
+				memcpy(&w16, p + 2, sizeof(int16));
+				weight = w16;
+				digits = p + 4;
+				ndigits = (len - 4) / 2;
+				break;
+			}
+		default:				/* NaN, +-Infinity */
+			return false;
+	}
+	/* 10000^10 is beyond any DECIMAL(38) */
+	if (weight > 9)
+		return false;
+
+	/*
+	 * u: the digits down to decimal exponent -f, where f is one past the
+	 * column's scale (the rounding digit) unless numeric_out prints fewer
+	 * (dscale).  Base-10000 digit i covers exponents b .. b + 3, b = 4 *
+	 * (weight - i).  Anything suspicious returns false: the text path is
+	 * always exact.
+	 */
+	f = Min(c->scale + 1, dscale);
+	last = 4 * (weight + 1);	/* lowest exponent taken into u so far */
+	for (i = 0; i < ndigits; i++)
+	{
+		int			b = 4 * (weight - i);
+		int16		nd;
+
+		if (b + 4 <= -f)
+			break;
+		memcpy(&nd, digits + 2 * i, sizeof(int16));
+		if (u >= U_GUARD || nd < 0 || nd >= 10000)
+			return false;
+		if (b >= -f)
+		{
+			u = u * 10000 + nd;
+			last = b;
+		}
+		else
+		{
+			/* the group straddles -f: keep its upper digits */
+			u = u * pow10[b + 4 + f] + nd / pow10[-f - b];
+			last = -f;
+			break;
+		}
+	}
+	/* scale u to exponent -(scale + 1) */
+	for (pending = last + c->scale + 1; pending > 0; pending -= 4)
+	{
+		if (u >= U_GUARD)
+			return false;
+		u *= pow10[Min(pending, 4)];
+	}
+	{
+		/* digits below -f were left out, so past dscale this is 0 */
+		int			rd;
+
+		if (u <= (int128) PG_INT64_MAX)
+		{
+			int64		u64 = (int64) u;
+
+			rd = (int) (u64 % 10);
+			v = u64 / 10;
+		}
+		else
+		{
+			rd = (int) (u % 10);
+			v = u / 10;
+		}
+		/* the first digit past the scale rounds half away from zero */
+		if (rd >= 5)
+			v += 1;
+	}
+	if (v >= c->dec_limit)
+		return false;
+	*out = neg ? -v : v;
+	return true;
+}
+
 static const char *
 to_utf8(PqColumn *c, const char *p, int *len)
 {
@@ -1496,9 +1832,12 @@ convert_value(ParquetWriter *w, PqColumn *c, Datum d, PqValue *out)
 			break;
 		case PK_DECIMAL:
 			{
-				MemoryContext old = MemoryContextSwitchTo(w->row_cxt);
+				MemoryContext old;
 				char	   *s;
 
+				if (decimal_from_numeric(c, d, &out->v.dec))
+					break;
+				old = MemoryContextSwitchTo(w->row_cxt);
 				w->row_cxt_dirty = true;
 				s = OutputFunctionCall(&c->outfunc, d);
 				out->v.dec = decimal_from_text(c, s);
@@ -1525,6 +1864,69 @@ convert_value(ParquetWriter *w, PqColumn *c, Datum d, PqValue *out)
 					MemoryContext old = MemoryContextSwitchTo(w->row_cxt);
 
 					w->row_cxt_dirty = true;
+					out->ptr = to_utf8(c, out->ptr, &out->len);
+					MemoryContextSwitchTo(old);
+				}
+				break;
+			}
+		case PK_JSONB:
+			{
+				struct varlena *t = (struct varlena *) DatumGetPointer(d);
+				Jsonb	   *jb;
+
+				out->entry = -1;
+				out->raw_ptr = NULL;
+				if (c->memo != NULL && c->dict_mode && !VARATT_IS_EXTERNAL(t) &&
+					!VARATT_IS_COMPRESSED(t))
+				{
+					out->raw_ptr = VARDATA_ANY(t);
+					out->raw_len = VARSIZE_ANY_EXHDR(t);
+					out->raw_hash = hash_byte_array(out->raw_ptr, out->raw_len);
+					out->entry = memo_find(c->memo, out->raw_ptr, out->raw_len,
+										   out->raw_hash);
+					if (out->entry >= 0)
+						break;
+				}
+				if (VARATT_IS_EXTENDED(t) && !VARATT_IS_SHORT(t))
+				{
+					MemoryContext old = MemoryContextSwitchTo(w->row_cxt);
+
+					w->row_cxt_dirty = true;
+					jb = (Jsonb *) pg_detoast_datum(t);
+					MemoryContextSwitchTo(old);
+				}
+				else if (VARATT_IS_SHORT(t))
+				{
+					/* jsonb wants its 4-byte header and int alignment */
+					Size		n = VARSIZE_SHORT(t) - VARHDRSZ_SHORT;
+
+					if (n + VARHDRSZ > (Size) c->aligned_cap)
+					{
+						c->aligned_cap = (int) Max(n + VARHDRSZ, (Size) c->aligned_cap * 2);
+						c->aligned = repalloc(c->aligned, c->aligned_cap);
+					}
+					SET_VARSIZE(c->aligned, n + VARHDRSZ);
+					memcpy(VARDATA(c->aligned), VARDATA_SHORT(t), n);
+					jb = (Jsonb *) c->aligned;
+				}
+				else
+					jb = (Jsonb *) t;
+				/* what jsonb_out prints, into a buffer kept between rows */
+				if (c->text.maxlen > 8 * 1024 * 1024)
+				{
+					pfree(c->text.data);
+					c->text.data = MemoryContextAlloc(w->cxt, 1024);
+					c->text.maxlen = 1024;
+				}
+				resetStringInfo(&c->text);
+				{
+					/* the printer's own allocations (iterators, numbers) */
+					MemoryContext old = MemoryContextSwitchTo(w->row_cxt);
+
+					w->row_cxt_dirty = true;
+					(void) JsonbToCString(&c->text, &jb->root, VARSIZE(jb));
+					out->ptr = c->text.data;
+					out->len = c->text.len;
 					out->ptr = to_utf8(c, out->ptr, &out->len);
 					MemoryContextSwitchTo(old);
 				}
@@ -1635,6 +2037,21 @@ append_value(ParquetWriter *w, PqColumn *c, PqValue *v)
 			return;
 
 		case PQ_BYTE_ARRAY:
+			if (c->kind == PK_JSONB && c->dict_mode)
+			{
+				if (v->entry >= 0)
+				{
+					/* seen before in this chunk: its text is in the dictionary */
+					page_add_index(w, c, (uint32) v->entry);
+					return;
+				}
+				if (page_add_value(w, c, v->ptr, v->len))
+					stats_bytes(c, v->ptr, v->len);
+				if (v->raw_ptr != NULL)
+					memo_add(w, c->memo, v->raw_ptr, v->raw_len, v->raw_hash,
+							 c->idx[c->nidx - 1]);
+				return;
+			}
 			/* a repeated dictionary value cannot move the bounds */
 			if (page_add_value(w, c, v->ptr, v->len))
 				stats_bytes(c, v->ptr, v->len);
@@ -1737,8 +2154,8 @@ write_column_chunk(ParquetWriter *w, ThriftWriter *tw, PqColumn *c,
 		PqPiece    *piece;
 
 		resetStringInfo(&w->body);
-		appendBinaryStringInfo(&w->body, c->dict.data, c->dict.len);
-		emit_page(w, c, true, c->ndict, ENC_PLAIN, &uncompressed, &piece);
+		emit_page(w, c, true, c->ndict, ENC_PLAIN, c->dict.data, c->dict.len,
+				  &uncompressed, &piece);
 		dict_offset = w->offset;
 		write_all(w, piece->data, piece->len);
 		pfree(piece);
@@ -1909,10 +2326,6 @@ parquet_writer_finish(ParquetWriter *w, bool do_fsync)
 
 /* ---------------------------------------------------------------- SQL */
 
-/* Aim for this many bytes per cursor batch, so wide rows do not pile up. */
-#define WRITE_PARQUET_BATCH_BYTES	(8 * 1024 * 1024)
-#define WRITE_PARQUET_BATCH_ROWS	1000
-
 static char *
 arg_text(FunctionCallInfo fcinfo, int n, const char *what)
 {
@@ -1958,10 +2371,123 @@ mark_not_null(TupleDesc desc, ArrayType *names)
 }
 
 /*
+ * The executor hands each result row to this receiver, which passes the
+ * slot's values to the writer as they are: no copy into a tuple table.
+ */
+typedef struct ParquetDest
+{
+	DestReceiver pub;
+	ParquetWriter *writer;
+	int64		rows;
+} ParquetDest;
+
+static bool
+parquet_dest_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	ParquetDest *d = (ParquetDest *) self;
+
+	slot_getallattrs(slot);
+	parquet_writer_add_row(d->writer, slot->tts_values, slot->tts_isnull);
+	d->rows++;
+	return true;
+}
+
+static void
+parquet_dest_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+}
+
+static void
+parquet_dest_shutdown(DestReceiver *self)
+{
+}
+
+static void
+parquet_dest_destroy(DestReceiver *self)
+{
+}
+
+static void
+reject_query(const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_STREAM_INVALID_ARG),
+			 errmsg("InvalidArgumentException: write_parquet needs a single query that returns rows"),
+			 errdetail("%s", why),
+			 errhint("Use SELECT, TABLE, VALUES or WITH ... SELECT, as in COPY (query) TO.")));
+}
+
+/* Points a syntax error's cursor into the query text, not the call. */
+static void
+export_query_error_callback(void *arg)
+{
+	const char *query = (const char *) arg;
+	int			pos = geterrposition();
+
+	if (pos > 0)
+	{
+		errposition(0);
+		internalerrposition(pos);
+		internalerrquery(query);
+	}
+	else
+		errcontext("write_parquet query: %s", query);
+}
+
+/*
+ * Parses, checks and plans the query text like COPY (query) TO: one
+ * read-only SELECT-like statement, no parameters.
+ */
+static PlannedStmt *
+plan_export_query(const char *query)
+{
+	ErrorContextCallback errcb;
+	List	   *raw;
+	RawStmt    *rs;
+	List	   *rewritten;
+	Query	   *q;
+	PlannedStmt *plan;
+
+	errcb.callback = export_query_error_callback;
+	errcb.arg = unconstify(char *, query);
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	raw = pg_parse_query(query);
+
+	if (list_length(raw) != 1)
+		reject_query("The text holds no statement or more than one.");
+	rs = linitial_node(RawStmt, raw);
+	if (!IsA(rs->stmt, SelectStmt))
+		reject_query("Only SELECT, TABLE, VALUES and WITH ... SELECT can be written.");
+	if (((SelectStmt *) rs->stmt)->intoClause != NULL)
+		reject_query("SELECT INTO creates a table; it cannot be written.");
+
+	rewritten = pg_analyze_and_rewrite_fixedparams(rs, query, NULL, 0, NULL);
+	if (list_length(rewritten) != 1)
+		reject_query("The query was rewritten into more than one statement.");
+	q = linitial_node(Query, rewritten);
+	if (q->commandType != CMD_SELECT || q->utilityStmt != NULL)
+		reject_query("Only SELECT, TABLE, VALUES and WITH ... SELECT can be written.");
+	if (q->hasModifyingCTE)
+		reject_query("WITH clauses that modify data are not allowed.");
+
+	plan = pg_plan_query(q, query, CURSOR_OPT_PARALLEL_OK, NULL);
+
+	error_context_stack = errcb.previous;
+	return plan;
+}
+
+/*
  * stream.write_parquet(query, path, compression): the query's result as a
  * Parquet file on the server, like COPY (query) TO 'path'.  The internal
  * variant stream._write_parquet_with adds row_group_bytes, page_bytes,
  * dictionary on/off and columns to write as REQUIRED, for tests.
+ *
+ * The query is planned and run by the executor here, as COPY (query) TO
+ * does, with the caller's privileges and a fresh snapshot (as SPI gives a
+ * volatile function); a DestReceiver feeds each result slot to the writer,
+ * which flushes its row groups by size, so memory stays bounded.
  *
  * The file is built as a hidden temporary file next to path, fsynced and
  * renamed over path (then the directory is fsynced), so readers only ever
@@ -1976,16 +2502,13 @@ stream_write_parquet(PG_FUNCTION_ARGS)
 	StreamCodec codec = codec_from_name(arg_text(fcinfo, 2, "compression"));
 	ParquetWriterOptions opts = {0};
 	ArrayType  *not_null = NULL;
-	MemoryContext caller_cxt = CurrentMemoryContext;
 	char	   *slash;
 	char	   *tmp;
-	SPIPlanPtr	plan;
-	Portal		portal;
+	PlannedStmt *plan;
+	QueryDesc  *qd;
+	ParquetDest *dest;
 	TupleDesc	desc;
-	Datum	   *values;
-	bool	   *nulls;
-	int64		rows = 0;
-	int			batch = WRITE_PARQUET_BATCH_ROWS;
+	int64		rows;
 	ParquetWriter *volatile w = NULL;
 	static uint32 tmp_counter = 0;
 
@@ -2024,57 +2547,38 @@ stream_write_parquet(PG_FUNCTION_ARGS)
 	tmp = psprintf("%.*s/.%s.%d.%u.tmp", (int) (slash - path), path, slash + 1,
 				   MyProcPid, ++tmp_counter);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	plan = SPI_prepare(query, 0, NULL);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	if (!SPI_is_cursor_plan(plan))
-		ereport(ERROR,
-				(errcode(ERRCODE_STREAM_INVALID_ARG),
-				 errmsg("InvalidArgumentException: write_parquet needs a single query that returns rows"),
-				 errhint("Use SELECT, TABLE, VALUES or a statement with RETURNING.")));
-	portal = SPI_cursor_open(NULL, plan, NULL, NULL, false);
-	desc = CreateTupleDescCopy(portal->tupDesc);
+	plan = plan_export_query(query);
+
+	/* see changes made so far in this transaction, as SPI would */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	dest = palloc0(sizeof(ParquetDest));
+	dest->pub.receiveSlot = parquet_dest_receive;
+	dest->pub.rStartup = parquet_dest_startup;
+	dest->pub.rShutdown = parquet_dest_shutdown;
+	dest->pub.rDestroy = parquet_dest_destroy;
+	dest->pub.mydest = DestNone;
+
+	qd = CreateQueryDesc(plan, query, GetActiveSnapshot(), InvalidSnapshot,
+						 (DestReceiver *) dest, NULL, NULL, 0);
+	ExecutorStart(qd, 0);
+
+	desc = CreateTupleDescCopy(qd->tupDesc);
 	if (not_null)
 		mark_not_null(desc, not_null);
-	values = palloc(sizeof(Datum) * Max(desc->natts, 1));
-	nulls = palloc(sizeof(bool) * Max(desc->natts, 1));
 
 	PG_TRY();
 	{
-		MemoryContext old = MemoryContextSwitchTo(caller_cxt);
-
-		/* outside SPI's memory, which SPI_finish frees */
 		w = parquet_writer_create_ext(tmp, desc, codec, &opts);
-		MemoryContextSwitchTo(old);
+		dest->writer = w;
 
-		for (;;)
-		{
-			uint64		i;
-			uint64		bytes = 0;
-
-			CHECK_FOR_INTERRUPTS();
-			SPI_cursor_fetch(portal, true, batch);
-			if (SPI_processed == 0)
-				break;
-			for (i = 0; i < SPI_processed; i++)
-			{
-				HeapTuple	tup = SPI_tuptable->vals[i];
-
-				heap_deform_tuple(tup, desc, values, nulls);
-				parquet_writer_add_row(w, values, nulls);
-				bytes += tup->t_len;
-				if ((i & 1023) == 1023)
-					CHECK_FOR_INTERRUPTS();
-			}
-			rows += SPI_processed;
-			/* next batch: about WRITE_PARQUET_BATCH_BYTES of tuples */
-			batch = (int) Max(Min((uint64) WRITE_PARQUET_BATCH_BYTES * SPI_processed / Max(bytes, 1),
-								  WRITE_PARQUET_BATCH_ROWS), 1);
-			SPI_freetuptable(SPI_tuptable);
-		}
-		SPI_cursor_close(portal);
+		ExecutorRun(qd, ForwardScanDirection, 0, true);
+		ExecutorFinish(qd);
+		ExecutorEnd(qd);
+		FreeQueryDesc(qd);
+		PopActiveSnapshot();
+		rows = dest->rows;
 
 		parquet_writer_finish(w, true);
 		w = NULL;
@@ -2083,6 +2587,7 @@ stream_write_parquet(PG_FUNCTION_ARGS)
 	}
 	PG_CATCH();
 	{
+		/* the executor's resources go with the (sub)transaction's abort */
 		if (w != NULL)
 			parquet_writer_abort(w);
 		else
@@ -2091,7 +2596,6 @@ stream_write_parquet(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
-	SPI_finish();
 	PG_RETURN_INT64(rows);
 }
 

@@ -33,10 +33,15 @@ typedef struct RecordCollector
 	int64		last_seq;
 	TupleDesc	desc;			/* of stream.record */
 	Oid			rectype;
-	char	   *array;			/* get_records: the result array, built in place */
+	char	   *array;			/* get_records: the result array, built in place
+								 * in the backend's scratch buffer */
 	char		header[64];		/* composite datum header of the first record */
 	Size		hoff;
-	char		seqtext[SEQ_TEXT_LEN];	/* last sequence number's text */
+	struct
+	{
+		int32		vl_len_;
+		char		digits[SEQ_TEXT_LEN];
+	}			seqbuf;			/* last sequence number as a text datum */
 	Size		array_used;
 	Size		array_cap;
 	Tuplestorestate *store;		/* read_shard */

@@ -34,12 +34,24 @@
 
 #define CHUNK_NATTS 5			/* shard_id, seq, arrival, partition_key, data */
 
-static Datum
-fetch_inline(Datum d)
+/*
+ * Payload bytes of a varlena column value as the 10 MiB cap counts them
+ * (uncompressed, without header).  Records are small and stored inline
+ * with short headers, so the common cases are answered here without a
+ * call; compressed or out-of-line values ask the toaster.
+ */
+static inline Size
+record_value_size(Datum d)
 {
-	if (VARATT_IS_EXTERNAL(DatumGetPointer(d)))
-		return PointerGetDatum(detoast_external_attr((struct varlena *) DatumGetPointer(d)));
-	return d;
+	struct varlena *v = (struct varlena *) DatumGetPointer(d);
+
+	if (VARATT_IS_EXTERNAL(v))	/* also has a 1-byte header */
+		return toast_raw_datum_size(d) - VARHDRSZ;
+	if (VARATT_IS_SHORT(v))
+		return VARSIZE_SHORT(v) - VARHDRSZ_SHORT;
+	if (VARATT_IS_4B_U(v))
+		return VARSIZE(v) - VARHDRSZ;
+	return toast_raw_datum_size(d) - VARHDRSZ;
 }
 
 static int64
@@ -216,8 +228,11 @@ storage_read(StreamInfo *info, StreamShard *shard, int64 from_seq,
 		{
 			StreamRecord rec;
 			Size		size;
+			Datum		key,
+						data;
 
 			CHECK_FOR_INTERRUPTS();
+			/* columns 2-5; shard_id is fixed by the scan key */
 			slot_getallattrs(slot);
 			rec.seq = DatumGetInt64(slot->tts_values[1]);
 			if (rec.seq >= to_seq)
@@ -229,18 +244,30 @@ storage_read(StreamInfo *info, StreamShard *shard, int64 from_seq,
 			if (rec.arrival < min_arrival)
 				continue;		/* past retention, chunk not yet dropped */
 
-			size = toast_raw_datum_size(slot->tts_values[3]) - VARHDRSZ +
-				toast_raw_datum_size(slot->tts_values[4]) - VARHDRSZ;
+			key = slot->tts_values[3];
+			data = slot->tts_values[4];
+			size = record_value_size(key) + record_value_size(data);
 			if (count > 0 && bytes + size > max_bytes)
 			{
 				*next_from = rec.seq;
 				done = true;
 				break;
 			}
-			/* out-of-line values are fetched now, while the chunk is locked */
-			rec.partition_key = fetch_inline(slot->tts_values[3]);
-			rec.data = fetch_inline(slot->tts_values[4]);
+
+			/*
+			 * Out-of-line values are fetched now, while the chunk is locked;
+			 * the copies are freed after the sink, which must not keep them,
+			 * so a long read does not accumulate them.
+			 */
+			rec.partition_key = VARATT_IS_EXTERNAL(DatumGetPointer(key)) ?
+				PointerGetDatum(detoast_external_attr((struct varlena *) DatumGetPointer(key))) : key;
+			rec.data = VARATT_IS_EXTERNAL(DatumGetPointer(data)) ?
+				PointerGetDatum(detoast_external_attr((struct varlena *) DatumGetPointer(data))) : data;
 			sink(arg, &rec);
+			if (rec.partition_key != key)
+				pfree(DatumGetPointer(rec.partition_key));
+			if (rec.data != data)
+				pfree(DatumGetPointer(rec.data));
 			bytes += size;
 			count++;
 			if (count >= limit)

@@ -121,6 +121,43 @@ test('dictionary encoding, fallback to PLAIN, and PLAIN only', async () => {
   }
 });
 
+test('repeated jsonb values: dictionary entries reused, across row groups and the PLAIN fallback', async () => {
+  // few distinct documents (printed once per chunk), then distinct ones (dictionary gives up)
+  const q = `SELECT id, CASE WHEN id <= 40000 THEN jsonb_build_object('k', id % 7, 'tag', 'v' || (id % 3), 'n', NULL)
+                            ELSE jsonb_build_object('id', id, 'pad', repeat('y', id % 50)) END AS j
+               FROM pq_big ORDER BY id`;
+  const want = sqlRows(`SELECT id, j::text AS j FROM (${q}) s`);
+  for (const [name, opts] of [['json_rg', { codec: 'zstd', rowGroupBytes: 200000, pageBytes: 8192 }],
+                              ['json_one', { codec: 'none' }]]) {
+    const file = path.join(DIR, `${name}.parquet`);
+    assert.equal(writeParquetWith(q, file, opts), N);
+    const got = await duck(`SELECT id::BIGINT AS id, j::VARCHAR AS j FROM read_parquet(${lit(file)}) ORDER BY id`);
+    assert.equal(got.length, N);
+    for (let i = 0; i < N; i += 997)
+      assert.deepEqual({ id: Number(got[i].id), j: got[i].j }, want[i], name);
+    assert.deepEqual(got.map(r => r.j), want.map(r => r.j), name);
+  }
+});
+
+test('only SELECT, TABLE, VALUES and WITH queries are written', () => {
+  const f = path.join(DIR, 'kinds.parquet');
+  for (const q of ['INSERT INTO pq_big (id) VALUES (-1) RETURNING id',
+                   'WITH d AS (DELETE FROM pq_big WHERE id = 1 RETURNING id) SELECT * FROM d',
+                   'SELECT 1 INTO pq_into', 'SELECT 1; SELECT 2', '']) {
+    assert.match(sqlError(`SELECT stream.write_parquet(${lit(q)}, ${lit(f)})`) ?? '',
+      /needs a single query that returns rows/, q);
+    assert.ok(!fs.existsSync(f));
+  }
+  assert.equal(sql('SELECT count(*) FROM pq_big'), String(N));
+  assert.equal(writeParquet('TABLE pq_big', f), N);
+  assert.equal(writeParquet('VALUES (1), (2)', path.join(DIR, 'kinds2.parquet')), 2);
+  assert.equal(writeParquet('WITH x AS (SELECT 1 AS a) SELECT * FROM x', path.join(DIR, 'kinds3.parquet')), 1);
+  // rows written earlier in the same transaction are seen
+  assert.equal(sql(`BEGIN; CREATE TEMP TABLE pq_tx (a int); INSERT INTO pq_tx VALUES (1), (2), (3);
+                    SELECT stream.write_parquet('TABLE pq_tx', ${lit(path.join(DIR, 'kinds4.parquet'))}); COMMIT`)
+    .split('\n').filter(l => /^\d+$/.test(l)).pop(), '3');
+});
+
 test('large values: 1 MB texts and bytea, truncated statistics', async () => {
   const file = path.join(DIR, 'large.parquet');
   const q = `SELECT g AS id, repeat(chr(233) || 'x', 350000 + g) AS t, decode(repeat('ff', 1048576), 'hex') AS b
