@@ -10,7 +10,8 @@
 #   bash scripts/cluster.sh destroy   stop and delete the data directory
 #   bash scripts/cluster.sh log [N]   print the last N (default 50) lines of the server log
 #
-# Location/port come from scripts/env.sh (STREAM_PGDATA, STREAM_PGSOCK, STREAM_PGPORT),
+# Location/port come from scripts/env.sh (STREAM_PGDATA, STREAM_PGSOCK, STREAM_PGPORT);
+# STREAM_PRELOAD overrides shared_preload_libraries (default 'stream,pg_cron'),
 # so a second private cluster is e.g.
 #   STREAM_PGDATA=/tmp/c2/data STREAM_PGSOCK=/tmp/c2/sock STREAM_PGPORT=5497 bash scripts/cluster.sh start
 #
@@ -78,7 +79,7 @@ write_config() {
 port = $STREAM_PGPORT
 listen_addresses = ''
 unix_socket_directories = '$STREAM_PGSOCK'
-shared_preload_libraries = 'stream,pg_cron'
+shared_preload_libraries = '${STREAM_PRELOAD-stream,pg_cron}'
 cron.database_name = 'postgres'
 # pg_cron connects over libpq: use the unix socket (no TCP listener here).
 cron.host = '$STREAM_PGSOCK'
