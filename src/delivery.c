@@ -57,6 +57,7 @@
 #include "storage/lock.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
+#include "catalog/pg_authid.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -730,9 +731,37 @@ collect_record(void *arg, const StreamRecord *rec)
 		pfree(d);
 }
 
+/*
+ * The delivery stream's owner must still hold what creating it required:
+ * read access to a source stream, and the right to write server files for a
+ * directory destination.  Checked for every batch, so a revoke stops
+ * delivery (the batch waits, with the error shown) rather than leaking.
+ */
+static void
+check_owner_privileges(Batch *b)
+{
+	DeliveryConfig *cfg = b->cfg;
+
+	if (!cfg->direct_put &&
+		pg_class_aclcheck(b->info->relid, cfg->owner, ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("AccessDeniedException: the owner of delivery stream %s may no longer read stream %s",
+						cfg->name, b->info->name),
+				 errhint("Grant it again with stream.grant_stream_access(), or delete the delivery stream.")));
+	if (cfg->destination != NULL && !superuser_arg(cfg->owner) &&
+		!has_privs_of_role(cfg->owner, ROLE_PG_WRITE_SERVER_FILES))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("AccessDeniedException: the owner of delivery stream %s may no longer write server files",
+						cfg->name),
+				 errhint("Grant it pg_write_server_files again, or delete the delivery stream.")));
+}
+
 static void
 read_batch(Batch *b)
 {
+	check_owner_privileges(b);
 	for (int i = 0; i < b->nranges; i++)
 	{
 		StreamShard *shard = stream_find_shard(b->info, psprintf("%d", b->shards[i]), false);
@@ -1343,6 +1372,18 @@ route_records(FileOutput *fo, MemoryContext cxt)
 		MemoryContextSwitchTo(cxt);
 		PG_TRY();
 		{
+			Oid			save_user;
+			int			save_sec;
+
+			/*
+			 * Converting records runs type input and output functions (a
+			 * domain's CHECK, a cast to json): run them as the delivery
+			 * stream's owner, never as the worker's superuser.  Aborting the
+			 * subtransaction restores the user on error.
+			 */
+			GetUserIdAndSecContext(&save_user, &save_sec);
+			SetUserIdAndSecContext(b->cfg->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+								   SECURITY_RESTRICTED_OPERATION);
 			for (; cur < b->nrecs; cur++)
 			{
 				SrcRec	   *r = &b->recs[cur];
@@ -1376,6 +1417,7 @@ route_records(FileOutput *fo, MemoryContext cxt)
 				MemoryContextSwitchTo(old);
 				MemoryContextReset(rec_cxt);
 			}
+			SetUserIdAndSecContext(save_user, save_sec);
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
 			CurrentResourceOwner = oldowner;
@@ -1808,6 +1850,13 @@ deliver_to_table(Batch *b, MemoryContext cxt)
 		MemoryContextSwitchTo(cxt);
 		PG_TRY();
 		{
+			Oid			save_user;
+			int			save_sec;
+
+			/* input functions (domain checks) run as the owner, see deliver_files */
+			GetUserIdAndSecContext(&save_user, &save_sec);
+			SetUserIdAndSecContext(cfg->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+								   SECURITY_RESTRICTED_OPERATION);
 			for (; cur < b->nrecs; cur++)
 			{
 				SrcRec	   *r = &b->recs[cur];
@@ -1834,6 +1883,7 @@ deliver_to_table(Batch *b, MemoryContext cxt)
 				nrows++;
 				heap_freetuple(tup);
 			}
+			SetUserIdAndSecContext(save_user, save_sec);
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
 			CurrentResourceOwner = oldowner;

@@ -349,7 +349,15 @@ delivery_write_file(const char *path, const char *data, Size len)
 	int			fd;
 	Size		done = 0;
 
-	fd = OpenTransientFilePerm(path, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY, 0644);
+	/*
+	 * Never write through something planted at our temp name (a symlink,
+	 * say): remove what is there and create the file exclusively.
+	 */
+	if (unlink(path) != 0 && errno != ENOENT)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("ServiceUnavailableException: could not remove \"%s\": %m", path)));
+	fd = OpenTransientFilePerm(path, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY, 0644);
 	if (fd < 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),

@@ -2510,6 +2510,7 @@ stream_write_parquet(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	int64		rows;
 	ParquetWriter *volatile w = NULL;
+	volatile bool created = false;
 	static uint32 tmp_counter = 0;
 
 	if (PG_NARGS() > 3)
@@ -2560,6 +2561,7 @@ stream_write_parquet(PG_FUNCTION_ARGS)
 	dest->pub.rDestroy = parquet_dest_destroy;
 	dest->pub.mydest = DestNone;
 
+	created = false;
 	qd = CreateQueryDesc(plan, query, GetActiveSnapshot(), InvalidSnapshot,
 						 (DestReceiver *) dest, NULL, NULL, 0);
 	ExecutorStart(qd, 0);
@@ -2571,6 +2573,7 @@ stream_write_parquet(PG_FUNCTION_ARGS)
 	PG_TRY();
 	{
 		w = parquet_writer_create_ext(tmp, desc, codec, &opts);
+		created = true;
 		dest->writer = w;
 
 		ExecutorRun(qd, ForwardScanDirection, 0, true);
@@ -2590,8 +2593,8 @@ stream_write_parquet(PG_FUNCTION_ARGS)
 		/* the executor's resources go with the (sub)transaction's abort */
 		if (w != NULL)
 			parquet_writer_abort(w);
-		else
-			(void) unlink(tmp);
+		else if (created)
+			(void) unlink(tmp);	/* finished but not renamed; never a file we did not create */
 		PG_RE_THROW();
 	}
 	PG_END_TRY();

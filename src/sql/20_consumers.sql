@@ -36,11 +36,12 @@ CREATE TABLE stream.applications (
     stream_id         int NOT NULL REFERENCES stream.streams ON DELETE CASCADE,
     initial_position  text NOT NULL,
     initial_timestamp timestamptz,
-    created_at        timestamptz NOT NULL DEFAULT now()
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (application_name, stream_id)
 );
 
 CREATE TABLE stream.leases (
-    application_name text NOT NULL REFERENCES stream.applications ON DELETE CASCADE,
+    application_name text NOT NULL,
     shard_index      int NOT NULL,
     stream_id        int NOT NULL,
     lease_owner      text,              -- NULL: not held
@@ -49,7 +50,11 @@ CREATE TABLE stream.leases (
     checkpoint       text NOT NULL,     -- sequence number, TRIM_HORIZON, LATEST, AT_TIMESTAMP or SHARD_END
     owner_switches_since_checkpoint int NOT NULL DEFAULT 0,
     parent_shard_indexes int[] NOT NULL DEFAULT '{}',
-    PRIMARY KEY (application_name, shard_index)
+    PRIMARY KEY (application_name, shard_index),
+    -- a lease belongs to its application's stream: row-level security on
+    -- stream_id then also guards the application
+    FOREIGN KEY (application_name, stream_id)
+        REFERENCES stream.applications (application_name, stream_id) ON DELETE CASCADE
 ) WITH (fillfactor = 50);
 
 SELECT pg_catalog.pg_extension_config_dump('stream.applications', '');

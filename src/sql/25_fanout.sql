@@ -14,6 +14,21 @@ ALTER TABLE stream.stream_consumers ENABLE ROW LEVEL SECURITY;
 CREATE POLICY consumers_by_stream ON stream.stream_consumers USING (stream._can_read(stream_id));
 GRANT SELECT, INSERT, UPDATE, DELETE ON stream.stream_consumers TO PUBLIC;
 
+-- At most 20 consumers per stream, also for rows inserted directly (the
+-- count must see every row, whatever the inserting role may read).
+CREATE FUNCTION stream._consumer_limit() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(1398034003, NEW.stream_id);
+    IF (SELECT count(*) FROM stream.stream_consumers c WHERE c.stream_id = NEW.stream_id) >= 20 THEN
+        PERFORM stream._raise('LimitExceededException', format('Stream %s under account 000000000000 already has the maximum of 20 registered consumers.',
+                              (SELECT stream_name FROM stream.streams s WHERE s.stream_id = NEW.stream_id)), '54000');
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER consumer_limit BEFORE INSERT ON stream.stream_consumers
+    FOR EACH ROW EXECUTE FUNCTION stream._consumer_limit();
+
 CREATE FUNCTION stream._consumer_json(s stream.streams, c stream.stream_consumers) RETURNS jsonb
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT jsonb_build_object(
@@ -35,11 +50,7 @@ BEGIN
         PERFORM stream._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''consumerName'' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+', consumer_name));
     END IF;
     PERFORM stream._require_read(s);
-    -- serialise registrations per stream so that the limit of 20 holds
-    PERFORM pg_advisory_xact_lock(1398034003, s.stream_id);
-    IF (SELECT count(*) FROM stream.stream_consumers x WHERE x.stream_id = s.stream_id) >= 20 THEN
-        PERFORM stream._raise('LimitExceededException', format('Stream %s under account 000000000000 already has the maximum of 20 registered consumers.', s.stream_name), '54000');
-    END IF;
+    -- the limit of 20 consumers is enforced by the consumer_limit trigger
     BEGIN
         INSERT INTO stream.stream_consumers (stream_id, consumer_name) VALUES (s.stream_id, consumer_name)
         RETURNING * INTO c;

@@ -139,7 +139,9 @@ CREATE FUNCTION stream._delivery_buffer(delivery_stream_id int,
                                         OUT buffered_records bigint, OUT buffered_bytes bigint,
                                         OUT oldest_buffered timestamptz)
     RETURNS SETOF record
-    AS 'MODULE_PATHNAME', 'stream_delivery_buffer' LANGUAGE C VOLATILE STRICT ROWS 1;
+    AS 'MODULE_PATHNAME', 'stream_delivery_buffer' LANGUAGE C VOLATILE STRICT ROWS 1
+    -- reads the delivery catalog, which only its owner may: the status view calls it for any role
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 CREATE FUNCTION stream._delivery_stable_seq(stream_id int, shard_index int) RETURNS bigint
     AS 'MODULE_PATHNAME', 'stream_delivery_stable_seq' LANGUAGE C VOLATILE STRICT;
 CREATE FUNCTION stream._delivery_validate(prefix text, error_output_prefix text, backup_prefix text,
@@ -471,8 +473,9 @@ BEGIN
     END IF;
 END $$;
 
--- One row per delivery stream: what is buffered, what was delivered, the last error.
-CREATE VIEW stream.delivery_stream_status AS
+-- One row per delivery stream the caller owns (or, for superusers, every one):
+-- what is buffered, what was delivered, the last error.
+CREATE VIEW stream.delivery_stream_status WITH (security_barrier) AS
 SELECT d.delivery_stream_name,
        d.delivery_stream_type,
        d.delivery_stream_status,
@@ -491,7 +494,8 @@ SELECT d.delivery_stream_name,
        (SELECT pe.batch_no FROM stream.delivery_pending pe WHERE pe.delivery_stream_id = d.delivery_stream_id) AS pending_batch
   FROM stream.delivery_streams d
   JOIN stream.delivery_progress p USING (delivery_stream_id)
-  LEFT JOIN LATERAL stream._delivery_buffer(d.delivery_stream_id) b ON true;
+  LEFT JOIN LATERAL stream._delivery_buffer(d.delivery_stream_id) b ON true
+ WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = d.owner AND pg_has_role(r.oid, 'USAGE'));
 GRANT SELECT ON stream.delivery_stream_status TO PUBLIC;
 
 -- Creating and deleting delivery streams is for administrators.
