@@ -94,6 +94,7 @@ int			stream_delivery_naptime_ms = 1000;
 #define TRANSFORM_CHUNK_BYTES	(3 * 1024 * 1024)
 #define TRANSFORM_CHUNK_RECORDS	10000
 #define GROUP_KEY_MAX		1024
+#define PARTITION_VALUE_MAX	128	/* encoded bytes; a path component may hold 255 */
 
 static void
 check_delivery_name(const char *name)
@@ -805,8 +806,15 @@ catch_record_error(MemoryContext cxt)
 
 	MemoryContextSwitchTo(cxt);
 	ed = CopyErrorData();
-	if (ed->sqlerrcode == ERRCODE_QUERY_CANCELED || ed->sqlerrcode == ERRCODE_OUT_OF_MEMORY ||
-		ed->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+	/*
+	 * Cancels, shutdown, and system or resource errors (I/O, disk full, out
+	 * of memory: classes 53 and 58) concern the batch, not the record; they
+	 * may also leave a file writer half way through a row.  The batch fails
+	 * and is retried whole.
+	 */
+	if (ed->sqlerrcode == ERRCODE_QUERY_CANCELED || ed->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
+		ERRCODE_TO_CATEGORY(ed->sqlerrcode) == ERRCODE_INSUFFICIENT_RESOURCES ||
+		ERRCODE_TO_CATEGORY(ed->sqlerrcode) == ERRCODE_SYSTEM_ERROR)
 		PG_RE_THROW();
 	FlushErrorState();
 	return ed;
@@ -1277,6 +1285,18 @@ partition_values(Batch *b, SrcRec *r, char **names, char **values, int nkeys, Js
 						psprintf("Partition key \"%s\" could not be extracted from the record.", names[i] + 2));
 			return false;
 		}
+		/*
+		 * A value becomes (part of) a directory name once the batch is
+		 * committed; one too long for the file system would make the rename
+		 * fail on every retry.  Refuse it now, as a record failure.
+		 */
+		if (strlen(values[i]) > PARTITION_VALUE_MAX)
+		{
+			fail_record(r, "processing-failed", "DynamicPartitioning.MetadataExtractionFailed",
+						psprintf("Partition key \"%s\" is %zu bytes once encoded for a path; at most %d are allowed.",
+								 names[i] + 2, strlen(values[i]), PARTITION_VALUE_MAX));
+			return false;
+		}
 	}
 	return true;
 }
@@ -1573,7 +1593,8 @@ make_dirs(const char *base, const char *rel_dir)
 
 			make_dir(path);
 			*strrchr(parent, '/') = '\0';
-			fsync_fname(parent, true);
+			/* the destination is outside the data directory: an error, not a PANIC */
+			(void) fsync_fname_ext(parent, true, false, ERROR);
 		}
 		if (!slash)
 			break;
@@ -1683,7 +1704,7 @@ publish_files(DeliveryConfig *cfg, const char *files_json)
 		}
 	}
 	foreach(lc, dirs)
-		fsync_fname(lfirst(lc), true);
+		(void) fsync_fname_ext(lfirst(lc), true, false, ERROR);
 	if (nfiles != expected)
 		elog(ERROR, "file list of a pending batch is malformed: %d of %d files found", nfiles, expected);
 	return true;
@@ -3003,6 +3024,7 @@ stream_flush_delivery_stream(PG_FUNCTION_ARGS)
 	int			timeout_s = PG_ARGISNULL(1) ? 60 : PG_GETARG_INT32(1);
 	DeliveryNameEntry *e;
 	StreamInfo *info;
+	DeliveryNameEntry entry;
 	int			n;
 	int32	   *shards;
 	int64	   *targets;
@@ -3014,7 +3036,9 @@ stream_flush_delivery_stream(PG_FUNCTION_ARGS)
 
 	stream_require_arg(PG_ARGISNULL(0), "deliveryStreamName");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	e = delivery_lookup_name(name);
+	/* a copy: an invalidation during the SPI calls below frees the cache */
+	entry = *delivery_lookup_name(name);
+	e = &entry;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -657,6 +657,8 @@ seqalloc_wait_for_records(StreamInfo *info, StreamShard *shard, int64 from_seq,
 	}
 	PG_FINALLY();
 	{
+		/* off the wait list before the entry may be removed */
+		ConditionVariableCancelSleep();
 		SpinLockAcquire(&st->mutex);
 		st->subscribers--;
 		SpinLockRelease(&st->mutex);

@@ -23,6 +23,7 @@
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "catalog/pg_inherits.h"
+#include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "nodes/execnodes.h"
@@ -79,9 +80,22 @@ open_chunk(StreamInfo *info, int64 chunk_no, LOCKMODE mode)
 		return NULL;
 	/* a concurrent trim may drop it between the name lookup and the lock */
 	rel = try_relation_open(relid, mode);
-	if (rel != NULL && RelationGetDescr(rel)->natts != CHUNK_NATTS)
-		elog(ERROR, "chunk \"%s\" does not have the layout of a stream chunk",
-			 RelationGetRelationName(rel));
+	if (rel != NULL)
+	{
+		static const Oid types[CHUNK_NATTS] = {INT4OID, INT8OID, TIMESTAMPTZOID, TEXTOID, BYTEAOID};
+		TupleDesc	desc = RelationGetDescr(rel);
+		bool		ok = desc->natts == CHUNK_NATTS;
+
+		/* the direct insert and scan paths rely on exactly this layout */
+		for (int i = 0; ok && i < CHUNK_NATTS; i++)
+			ok = !TupleDescAttr(desc, i)->attisdropped && TupleDescAttr(desc, i)->atttypid == types[i];
+		if (!ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("InternalFailure: chunk \"%s\" does not have the layout of a stream chunk",
+							RelationGetRelationName(rel)),
+					 errdetail("Expected (shard_id int4, seq int8, arrival timestamptz, partition_key text, data bytea).")));
+	}
 	return rel;
 }
 
@@ -132,6 +146,18 @@ insert_run(StreamInfo *info, int64 chunk_no, PutItem *items, int n)
 		Relation	idx = index_open(lfirst_oid(lc), RowExclusiveLock);
 		IndexInfo  *ii = BuildIndexInfo(idx);
 		IndexUniqueCheck check = idx->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO;
+
+		if (!ii->ii_ReadyForInserts)
+		{
+			/* being built by CREATE INDEX CONCURRENTLY: it catches up by itself */
+			index_close(idx, NoLock);
+			continue;
+		}
+		if (ii->ii_ExclusionOps != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("exclusion constraint index \"%s\" on a stream chunk is not supported",
+							RelationGetRelationName(idx))));
 
 		if (ii->ii_Expressions != NIL || ii->ii_Predicate != NIL)
 			ereport(ERROR,
