@@ -100,10 +100,18 @@ static bool xact_put = false;	/* this transaction put records */
 
 #define STREAM_LOCKTAG_FIELD4 0x5354	/* tells our advisory locks from users' */
 
+/* GUC stream.max_shards_per_transaction (stream.c) */
+extern int	stream_max_shards_per_xact;
+
+/*
+ * Room for every backend to have puts in flight on 64 shards at once; one
+ * transaction may hold at most stream.max_shards_per_transaction of them,
+ * so that no single producer can exhaust the pool for everyone.
+ */
 static int
 inflight_node_count(void)
 {
-	return MaxBackends * 16;
+	return MaxBackends * 64;
 }
 
 Size
@@ -496,6 +504,15 @@ seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 
 	st = shard_state_locked(info, shard);
 	existing = held_node_for(st);
+	if (existing == NULL && nheld >= stream_max_shards_per_xact)
+	{
+		LWLockRelease(shared->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_LIMIT),
+				 errmsg("LimitExceededException: a transaction may put to at most %d shards",
+						stream_max_shards_per_xact),
+				 errhint("Commit more often, or raise stream.max_shards_per_transaction.")));
+	}
 	if (existing == NULL)
 	{
 		/* registered below, under the shard's mutex, with the first number */

@@ -17,6 +17,7 @@ PG_MODULE_MAGIC;
 int			stream_iterator_lifetime_ms = 300000;
 int			stream_chunk_premake = 4;
 int			stream_max_shards = 8192;
+int			stream_max_shards_per_xact = 1024;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -68,6 +69,13 @@ _PG_init(void)
 							&stream_max_shards,
 							8192, 16, 1000000,
 							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("stream.max_shards_per_transaction",
+							"Most shards one transaction may have puts in flight on.",
+							"Bounds each transaction's share of the shared in-flight pool.",
+							&stream_max_shards_per_xact,
+							1024, 1, 100000,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	stream_worker_define_gucs();
 	MarkGUCPrefixReserved("stream");
