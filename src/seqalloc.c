@@ -28,6 +28,7 @@
 #include "stream.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "lib/ilist.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
@@ -549,11 +550,28 @@ seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
  * The shard's stable sequence: every number below it belongs to a
  * transaction that has ended.  Call before taking the snapshot to read with.
  */
+/*
+ * A standby cannot know which numbers are still in flight on the primary,
+ * so it could not read without skipping: refuse rather than guess.
+ */
+static void
+refuse_in_recovery(void)
+{
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("reading a stream on a hot standby is not supported"),
+				 errdetail("A standby does not know which sequence numbers are still in flight on the primary."),
+				 errhint("Read streams on the primary.")));
+}
+
 int64
 seqalloc_stable_seq(StreamInfo *info, StreamShard *shard)
 {
 	ShardState *st;
 	int64		stable;
+
+	refuse_in_recovery();
 
 	if (shared == NULL)
 	{
@@ -567,23 +585,6 @@ seqalloc_stable_seq(StreamInfo *info, StreamShard *shard)
 	SpinLockRelease(&st->mutex);
 	LWLockRelease(shared->lock);
 	return stable;
-}
-
-/* The next number the shard will hand out (an upper bound of what exists). */
-int64
-seqalloc_next_seq(StreamInfo *info, StreamShard *shard)
-{
-	ShardState *st;
-	int64		next;
-
-	if (shared == NULL)
-		return storage_max_seq(info, shard) + 1;
-	st = shard_state_locked(info, shard);
-	SpinLockAcquire(&st->mutex);
-	next = st->next_seq;
-	SpinLockRelease(&st->mutex);
-	LWLockRelease(shared->lock);
-	return next;
 }
 
 /*
@@ -630,6 +631,8 @@ seqalloc_wait_for_records(StreamInfo *info, StreamShard *shard, int64 from_seq,
 	ShardState *st;
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	bool		found = false;
+
+	refuse_in_recovery();
 
 	if (shared == NULL)
 	{

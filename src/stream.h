@@ -90,7 +90,6 @@ extern void seqalloc_init(void);
 extern int64 seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 							  TimestampTz *arrival);
 extern int64 seqalloc_stable_seq(StreamInfo *info, StreamShard *shard);
-extern int64 seqalloc_next_seq(StreamInfo *info, StreamShard *shard);
 extern void seqalloc_forget_stream(int32 stream_id);
 extern bool seqalloc_wait_for_records(StreamInfo *info, StreamShard *shard,
 									  int64 from_seq, long timeout_ms);

@@ -35,6 +35,10 @@ import traceback
 
 import psycopg2
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
+from streamtest import T0 as T_START, configure, connect, fail, failures, log  # noqa: E402
+from streamtest import create_db, drop_db, get_records_sql, main_wrapper  # noqa: E402
+
 DB = 'stream_conc_test'
 STREAM = 'conc'
 NSHARDS = 4
@@ -46,36 +50,10 @@ LONG_TXN_SECONDS = 5.0      # and stays open this long
 PUT_LATENCY_LIMIT = 1.0     # seconds, for puts while the long transaction is open
 READ_LATENCY_LIMIT = 2.0    # seconds, for any get_records call
 DRAIN_SECONDS = 30.0
-T_START = time.monotonic()
 DEADLINE = T_START + 110.0  # nothing may run past this
 
-failures = []
-failures_lock = threading.Lock()
+configure(DB, statement_timeout='30s', lock_timeout='30s')
 abort = threading.Event()
-
-
-def log(msg):
-    print(f'[10_concurrency {time.monotonic() - T_START:6.2f}s] {msg}', flush=True)
-
-
-def fail(msg):
-    with failures_lock:
-        failures.append(msg)
-        n = len(failures)
-    if n <= 60:
-        print(f'FAIL: {msg}', flush=True)
-    elif n == 61:
-        print('FAIL: (more failures not printed)', flush=True)
-
-
-def connect(dbname=DB):
-    conn = psycopg2.connect(dbname=dbname, connect_timeout=10,
-                            application_name='stream_conc_test')
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("SET statement_timeout = '30s'")
-        cur.execute("SET lock_timeout = '30s'")
-    return conn
 
 
 def seq_ok(seq, shard_index):
@@ -92,14 +70,8 @@ def shard_index(shard_id):
 # set-up
 
 def setup():
-    admin = connect('postgres')
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS {DB} WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE {DB}')
-    admin.close()
-    conn = connect()
+    conn = create_db(extension=True)
     with conn.cursor() as cur:
-        cur.execute('CREATE EXTENSION stream')
         cur.execute('SELECT stream.create_stream(%s, %s)', (STREAM, NSHARDS))
         cur.execute('SELECT shard_id, starting_hash_key, ending_hash_key '
                     'FROM stream.list_shards(%s) ORDER BY shard_id', (STREAM,))
@@ -108,16 +80,6 @@ def setup():
     if len(shards) != NSHARDS:
         raise SystemExit(f'FAIL: list_shards returned {len(shards)} shards, expected {NSHARDS}')
     return shards
-
-
-def drop_db():
-    try:
-        admin = connect('postgres')
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS {DB} WITH (FORCE)')
-        admin.close()
-    except Exception as e:  # noqa: BLE001
-        fail(f'could not drop database {DB}: {e}')
 
 
 # --------------------------------------------------------------------------
@@ -324,13 +286,9 @@ def long_transaction(state):
 # --------------------------------------------------------------------------
 # readers
 
-GET_RECORDS_SQL = (
-    'SELECT g.next_shard_iterator, g.millis_behind_latest, '
-    '       r.sequence_number, r.approximate_arrival_timestamp, r.partition_key, r.data '
-    'FROM stream.get_records(%s, %s) AS g '
-    'LEFT JOIN LATERAL unnest(g.records) WITH ORDINALITY '
-    '     AS r(sequence_number, approximate_arrival_timestamp, partition_key, data, ord) ON true '
-    'ORDER BY r.ord')
+GET_RECORDS_SQL = get_records_sql(
+    'g.next_shard_iterator, g.millis_behind_latest, '
+    'r.sequence_number, r.approximate_arrival_timestamp, r.partition_key, r.data')
 
 
 class Reader:
@@ -686,18 +644,4 @@ def main():
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except SystemExit:
-        raise
-    except Exception as e:  # noqa: BLE001
-        fail(f'unexpected error: {e!r}\n{traceback.format_exc()}')
-    finally:
-        if os.environ.get('STREAM_TEST_KEEP_DB') != '1':
-            drop_db()
-    elapsed = time.monotonic() - T_START
-    if failures:
-        print(f'10_concurrency: FAILED ({len(failures)} failure(s), {elapsed:.1f}s)', flush=True)
-        sys.exit(1)
-    print(f'10_concurrency: OK ({elapsed:.1f}s)', flush=True)
-    sys.exit(0)
+    main_wrapper(main, drop_db)

@@ -24,52 +24,19 @@ import traceback
 
 import psycopg2
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
+from streamtest import configure, connect, create_db, drop_db, fail, get_records_sql, log  # noqa: E402
+from streamtest import main_wrapper, q, q1  # noqa: E402
+
 DB = 'stream_2pc_test'
-T_START = time.monotonic()
 LATENCY_LIMIT = 1.0
 SH0 = 'shardId-000000000000'
 SH1 = 'shardId-000000000001'
 GID = 'stream_2pc_test_gid'
 
-failures = []
+configure(DB, statement_timeout='20s', lock_timeout='20s')
 
-
-def log(msg):
-    print(f'[40_prepared {time.monotonic() - T_START:6.2f}s] {msg}', flush=True)
-
-
-def fail(msg):
-    failures.append(msg)
-    if len(failures) <= 60:
-        print(f'FAIL: {msg}', flush=True)
-
-
-def connect(dbname=DB):
-    conn = psycopg2.connect(dbname=dbname, connect_timeout=10, application_name='stream_2pc_test')
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("SET statement_timeout = '20s'")
-        cur.execute("SET lock_timeout = '20s'")
-    return conn
-
-
-def q(conn, sql, args=None):
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        return cur.fetchall() if cur.description else None
-
-
-def q1(conn, sql, args=None):
-    rows = q(conn, sql, args)
-    return rows[0][0] if rows else None
-
-
-GET_RECORDS_SQL = (
-    'SELECT g.next_shard_iterator, r.sequence_number, r.data '
-    'FROM stream.get_records(%s, %s) AS g '
-    'LEFT JOIN LATERAL unnest(g.records) WITH ORDINALITY '
-    '     AS r(sequence_number, approximate_arrival_timestamp, partition_key, data, ord) ON true '
-    'ORDER BY r.ord')
+GET_RECORDS_SQL = get_records_sql('g.next_shard_iterator, r.sequence_number, r.data')
 
 
 class Follower:
@@ -111,12 +78,7 @@ def put(conn, stream, pk, data, ehk=None, shard=None):
 
 
 def setup():
-    admin = connect('postgres')
-    q(admin, f'DROP DATABASE IF EXISTS {DB} WITH (FORCE)')
-    q(admin, f'CREATE DATABASE {DB}')
-    admin.close()
-    conn = connect()
-    q(conn, 'CREATE EXTENSION stream')
+    conn = create_db(extension=True)
     q(conn, "SELECT stream.create_stream('twopc', 2)")
     q(conn, "SELECT stream.create_stream('indep', 2)")
     rows = q(conn, "SELECT shard_id, starting_hash_key FROM stream.list_shards('indep') ORDER BY shard_id")
@@ -304,21 +266,4 @@ def main():
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except Exception as e:  # noqa: BLE001
-        fail(f'unexpected error: {e!r}\n{traceback.format_exc()}')
-    finally:
-        if os.environ.get('STREAM_TEST_KEEP_DB') != '1':
-            try:
-                admin = connect('postgres')
-                q(admin, f'DROP DATABASE IF EXISTS {DB} WITH (FORCE)')
-                admin.close()
-            except Exception as e:  # noqa: BLE001
-                fail(f'could not drop database {DB}: {e}')
-    elapsed = time.monotonic() - T_START
-    if failures:
-        print(f'40_prepared: FAILED ({len(failures)} failure(s), {elapsed:.1f}s)', flush=True)
-        sys.exit(1)
-    print(f'40_prepared: OK ({elapsed:.1f}s)', flush=True)
-    sys.exit(0)
+    main_wrapper(main, drop_db)

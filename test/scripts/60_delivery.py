@@ -23,13 +23,15 @@ import shutil
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'delivery'))
-from dlib import (check, connect, delivered_files, drop_db, duckdb, expect_error, finish,  # noqa: E402
-                  fresh_db, q, q1, say, wait_for, workdir)
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
+from streamtest import KEEP_DB, check, configure, create_db, delivered_files, drop_db, duckdb  # noqa: E402
+from streamtest import expect_error_mentioning, finish, q, q1, wait_for, warn, workdir  # noqa: E402
+from streamtest import log as say  # noqa: E402
 
 DB = 'stream_delivery_test'
+configure(DB, statement_timeout='120s', client_min_messages='warning')
 WORK = workdir('delivery')
-conn = fresh_db(DB)
+conn = create_db(extension=True)
 
 
 def status(name):
@@ -63,27 +65,27 @@ def put_batch(name, payloads):
 try:
     # ------------------------------------------------------------------ control plane
     say('control plane: validation, create, describe, list')
-    expect_error(conn, "SELECT stream.create_delivery_stream('bad', destination => %s, buffer_size_mb => 0)",
+    expect_error_mentioning(conn, "SELECT stream.create_delivery_stream('bad', destination => %s, buffer_size_mb => 0)",
                  (WORK,), 'SizeInMBs', 'buffer_size_mb 0')
-    expect_error(conn, "SELECT stream.create_delivery_stream('bad', destination => %s, buffer_interval_seconds => 901)",
+    expect_error_mentioning(conn, "SELECT stream.create_delivery_stream('bad', destination => %s, buffer_interval_seconds => 901)",
                  (WORK,), 'IntervalInSeconds', 'interval 901')
-    expect_error(conn, "SELECT stream.create_delivery_stream('bad', destination => %s, format => 'parquet')",
+    expect_error_mentioning(conn, "SELECT stream.create_delivery_stream('bad', destination => %s, format => 'parquet')",
                  (WORK,), 'needs a schema', 'parquet without schema')
-    expect_error(conn, "SELECT stream.create_delivery_stream('bad', destination => 'relative/dir')",
+    expect_error_mentioning(conn, "SELECT stream.create_delivery_stream('bad', destination => 'relative/dir')",
                  None, 'absolute', 'relative destination')
-    expect_error(conn, "SELECT stream.create_delivery_stream('bad', destination => %s, prefix => '!{timestamp:yyyy}/')",
+    expect_error_mentioning(conn, "SELECT stream.create_delivery_stream('bad', destination => %s, prefix => '!{timestamp:yyyy}/')",
                  (WORK,), 'ErrorOutputPrefix', 'expressions without error prefix')
-    expect_error(conn, "SELECT stream.create_delivery_stream('bad', destination => %s, prefix => 'x/', "
+    expect_error_mentioning(conn, "SELECT stream.create_delivery_stream('bad', destination => %s, prefix => 'x/', "
                        "error_output_prefix => 'err/')", (WORK,), 'error-output-type', 'error prefix without type')
-    expect_error(conn, "SELECT stream.create_delivery_stream('bad', destination => %s, prefix => '!{partitionKeyFromQuery:k}/', "
+    expect_error_mentioning(conn, "SELECT stream.create_delivery_stream('bad', destination => %s, prefix => '!{partitionKeyFromQuery:k}/', "
                        "error_output_prefix => 'e/!{firehose:error-output-type}/')", (WORK,),
                  'partition_key_queries', 'undefined partition key')
-    expect_error(conn, "SELECT stream.create_delivery_stream('bad', destination => %s, prefix => '!{timestamp:''..''}/', "
+    expect_error_mentioning(conn, "SELECT stream.create_delivery_stream('bad', destination => %s, prefix => '!{timestamp:''..''}/', "
                        "error_output_prefix => 'e/!{firehose:error-output-type}/')", (WORK,),
                  "'..'", 'prefix climbing out')
-    expect_error(conn, "SELECT stream.create_delivery_stream('bad', source_stream_name => 'nope', destination => %s)",
+    expect_error_mentioning(conn, "SELECT stream.create_delivery_stream('bad', source_stream_name => 'nope', destination => %s)",
                  (WORK,), 'ResourceNotFoundException', 'missing source stream')
-    expect_error(conn, "SELECT stream.describe_delivery_stream('nope')", None, 'ResourceNotFoundException',
+    expect_error_mentioning(conn, "SELECT stream.describe_delivery_stream('nope')", None, 'ResourceNotFoundException',
                  'describe missing')
 
     # ------------------------------------------------------------------ interval trigger
@@ -141,17 +143,17 @@ try:
 
     # ------------------------------------------------------------------ direct put limits and privileges
     say('direct put limits and privileges')
-    expect_error(conn, "SELECT stream.put_delivery_record('b_size', %s)", (b'x' * (1000 * 1024 + 1),),
+    expect_error_mentioning(conn, "SELECT stream.put_delivery_record('b_size', %s)", (b'x' * (1000 * 1024 + 1),),
                  'less than or equal to 1024000', 'record over 1000 KiB')
-    expect_error(conn, "SELECT * FROM stream.put_delivery_record_batch('b_size', %s::bytea[])", ([b'x'] * 501,),
+    expect_error_mentioning(conn, "SELECT * FROM stream.put_delivery_record_batch('b_size', %s::bytea[])", ([b'x'] * 501,),
                  'less than or equal to 500', 'batch of 501')
-    expect_error(conn, "SELECT * FROM stream.put_delivery_record_batch('b_size', %s::bytea[])",
+    expect_error_mentioning(conn, "SELECT * FROM stream.put_delivery_record_batch('b_size', %s::bytea[])",
                  ([b'x' * 900000] * 5,), '4 MiB', 'batch over 4 MiB')
-    expect_error(conn, "SELECT stream.put_delivery_record('nope', 'x')", None, 'ResourceNotFoundException',
+    expect_error_mentioning(conn, "SELECT stream.put_delivery_record('nope', 'x')", None, 'ResourceNotFoundException',
                  'put to missing')
     q(conn, "DROP ROLE IF EXISTS dl_app; CREATE ROLE dl_app")
     q(conn, "GRANT USAGE ON SCHEMA stream TO dl_app")
-    expect_error(conn, "SET ROLE dl_app; SELECT stream.put_delivery_record('b_size', 'x')", None,
+    expect_error_mentioning(conn, "SET ROLE dl_app; SELECT stream.put_delivery_record('b_size', 'x')", None,
                  'AccessDeniedException', 'put without grant')
     q(conn, "RESET ROLE")
     q(conn, "SELECT stream.grant_delivery_stream_access('b_size', 'dl_app')")
@@ -390,22 +392,16 @@ LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'transform is broken'; END $$""")
     man = q(conn, "SELECT count(*), sum(records_in), bool_and(jsonb_array_length(files) >= 1) FROM stream.delivery_manifest m "
                   "JOIN stream.delivery_streams d USING (delivery_stream_id) WHERE d.delivery_stream_name = 'h_failing'")[0]
     check(man[1] == 150 and man[2], 'manifest %r' % (man,))
-    expect_error(conn, "SELECT stream.put_delivery_record('c_csv', 'x')", None, 'KinesisStreamAsSource', 'put to stream-sourced')
+    expect_error_mentioning(conn, "SELECT stream.put_delivery_record('c_csv', 'x')", None, 'KinesisStreamAsSource', 'put to stream-sourced')
     q(conn, "SELECT stream.delete_delivery_stream('a_interval')")
     check(q1(conn, "SELECT count(*) FROM stream.streams WHERE stream_name = 'firehose:a_interval'") == 0, 'internal stream dropped')
-    expect_error(conn, "SELECT stream.put_delivery_record('a_interval', 'x')", None, 'ResourceNotFoundException', 'put after delete')
+    expect_error_mentioning(conn, "SELECT stream.put_delivery_record('a_interval', 'x')", None, 'ResourceNotFoundException', 'put after delete')
     check(delivered_files(d_int) != [], 'delete keeps delivered files')
     check(not [p for p in delivered_files(WORK) if p.endswith('.tmp')], 'no temporary file outside staging')
 finally:
     conn.close()
-    if os.environ.get('STREAM_TEST_KEEP_DB') != '1':
-        drop_db(DB)
-        try:
-            admin = connect('postgres')
-            q(admin, 'DROP ROLE IF EXISTS dl_app')
-            admin.close()
-        except Exception as e:      # noqa: BLE001
-            print('warning: %s' % e)
+    if not KEEP_DB:
+        drop_db(roles=('dl_app',), on_error=warn)
         shutil.rmtree(WORK, ignore_errors=True)
     else:
         print('kept database %s and files in %s' % (DB, WORK))

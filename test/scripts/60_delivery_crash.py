@@ -26,11 +26,13 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'delivery'))
-from dlib import (ROOT, check, connect, delivered_files, drop_db, duckdb, finish,  # noqa: E402
-                  fresh_db, q, q1, say, wait_for, workdir)
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
+from streamtest import KEEP_DB, ROOT, check, configure, connect, create_db, delivered_files, drop_db  # noqa: E402
+from streamtest import duckdb, finish, q, q1, wait_for, warn, workdir  # noqa: E402
+from streamtest import log as say  # noqa: E402
 
 DB = 'stream_delivery_crash'
+configure(DB, statement_timeout='120s', client_min_messages='warning')
 ROUNDS = int(os.environ.get('STREAM_DELIVERY_CRASH_ROUNDS', '6'))
 PER_ROUND = int(os.environ.get('STREAM_DELIVERY_CRASH_RECORDS', '12000'))
 PGDATA = os.environ['STREAM_PGDATA']
@@ -117,7 +119,7 @@ def read_ids(root):
 
 
 try:
-    conn = fresh_db(DB)
+    conn = create_db(extension=True)
     setup(conn)
     total = 0
     pending_seen = 0
@@ -174,8 +176,8 @@ finally:
         start_cluster()
     except Exception as e:      # noqa: BLE001
         print('warning: %s' % e)
-    if os.environ.get('STREAM_TEST_KEEP_DB') != '1':
-        drop_db(DB)
+    if not KEEP_DB:
+        drop_db(on_error=warn)
         shutil.rmtree(WORK, ignore_errors=True)
     else:
         print('kept database %s and files in %s' % (DB, WORK))

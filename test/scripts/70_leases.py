@@ -62,66 +62,18 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 
 import psycopg2
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
+from streamtest import ROOT, check, configure, connect, create_db, drop_db, expect_error  # noqa: E402
+from streamtest import fail, finish, log, q, q1, run_subtests, shard_id  # noqa: E402
 
 DB = 'stream_leases_test'
 STREAM = 'leases'
 NSHARDS = 12
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-T0 = time.monotonic()
-failures = []
 
-
-def log(msg):
-    print(f'[70_leases {time.monotonic() - T0:6.2f}s] {msg}', flush=True)
-
-
-def fail(msg):
-    failures.append(msg)
-    print(f'FAIL: {msg}', flush=True)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-    return cond
-
-
-def connect(dbname=DB):
-    conn = psycopg2.connect(dbname=dbname, connect_timeout=10, application_name='stream_leases_test')
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("SET statement_timeout = '20s'")
-    return conn
-
-
-def q(conn, sql, args=None):
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        return cur.fetchall() if cur.description else None
-
-
-def q1(conn, sql, args=None):
-    rows = q(conn, sql, args)
-    return rows[0][0] if rows else None
-
-
-def expect_error(conn, sql, args, sqlstate, text, what):
-    """Run sql expecting an error with that SQLSTATE whose message contains text."""
-    try:
-        q(conn, sql, args)
-    except psycopg2.Error as e:
-        check(e.pgcode == sqlstate and text in (e.pgerror or ''),
-              f'{what}: expected SQLSTATE {sqlstate} with "{text}", got {e.pgcode}: {(e.pgerror or "").strip()}')
-        return e
-    fail(f'{what}: expected an error {sqlstate} ({text}), but it succeeded')
-    return None
-
-
-def shard_id(i):
-    return f'shardId-{i:012d}'
+configure(DB, statement_timeout='20s')
 
 
 # ---------------------------------------------------------------- records
@@ -857,52 +809,30 @@ def test_example_split(admin, producer):
 
 
 def main():
-    admin0 = psycopg2.connect(dbname='postgres', connect_timeout=10)
-    admin0.autocommit = True
-    q(admin0, 'SET client_min_messages = warning')
-    q(admin0, f'DROP DATABASE IF EXISTS {DB} WITH (FORCE)')
-    for role in (ROLE_R, ROLE_N):
-        q(admin0, f'DROP ROLE IF EXISTS {role}')
-    q(admin0, f'CREATE DATABASE {DB}')
-    admin = producer = None
+    admin = create_db(roles=(ROLE_R, ROLE_N), extension=True)
+    producer = None
     try:
-        admin = connect()
-        q(admin, 'CREATE EXTENSION stream')
         q(admin, 'SELECT stream.create_stream(%s, %s)', (STREAM, NSHARDS))
         producer = connect()
         put_many(producer, 1200)
-        for name, fn, args in (('convergence', test_convergence, (admin,)),
-                               ('failover', test_failover, (admin, producer)),
-                               ('fencing', test_fencing, (admin,)),
-                               ('monotonic', test_monotonic, (admin,)),
-                               ('parents', test_parents, (admin, producer)),
-                               ('concurrency', test_concurrency, (admin,)),
-                               ('hot', test_hot, (admin,)),
-                               ('privileges', test_privileges, (admin,)),
-                               ('example', test_example, (admin, producer)),
-                               ('example_split', test_example_split, (admin, producer))):
-            t = time.monotonic()
-            n = len(failures)
-            try:
-                fn(*args)
-            except Exception:
-                fail(f'{name}: exception\n{traceback.format_exc()}')
-            log(f'{name}: {"ok" if len(failures) == n else "FAILED"} ({time.monotonic() - t:.1f} s)')
+        run_subtests((('convergence', test_convergence, (admin,)),
+                      ('failover', test_failover, (admin, producer)),
+                      ('fencing', test_fencing, (admin,)),
+                      ('monotonic', test_monotonic, (admin,)),
+                      ('parents', test_parents, (admin, producer)),
+                      ('concurrency', test_concurrency, (admin,)),
+                      ('hot', test_hot, (admin,)),
+                      ('privileges', test_privileges, (admin,)),
+                      ('example', test_example, (admin, producer)),
+                      ('example_split', test_example_split, (admin, producer))))
     finally:
         for c in (admin, producer):
             if c is not None:
                 c.close()
         shutil.rmtree(TMP, ignore_errors=True)
-        q(admin0, f'DROP DATABASE IF EXISTS {DB} WITH (FORCE)')
-        for role in (ROLE_R, ROLE_N):
-            q(admin0, f'DROP ROLE IF EXISTS {role}')
-        admin0.close()
-    if failures:
-        log(f'{len(failures)} failure(s)')
-        return 1
-    log('all passed')
-    return 0
+        drop_db(roles=(ROLE_R, ROLE_N))
+    finish()
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main()

@@ -46,72 +46,24 @@ Connection parameters come from PGHOST/PGPORT/PGUSER (scripts/env.sh).
 Exit status 0 = pass, 1 = failure.
 """
 
+import os
 import select
 import statistics
 import sys
 import threading
 import time
-import traceback
 
 import psycopg2
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
+from streamtest import check, configure, connect, create_db, drop_db, expect_error, fail  # noqa: E402
+from streamtest import finish, log, q, q1, run_subtests, shard_id  # noqa: E402
 
 DB = 'stream_fanout_test'
 STREAM = 'fan'
 NSHARDS = 4
-T0 = time.monotonic()
-failures = []
-flock = threading.Lock()
 
-
-def log(msg):
-    print(f'[71_fanout {time.monotonic() - T0:6.2f}s] {msg}', flush=True)
-
-
-def fail(msg):
-    with flock:
-        failures.append(msg)
-    print(f'FAIL: {msg}', flush=True)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-    return cond
-
-
-def connect(dbname=DB, user=None):
-    kw = {'user': user} if user else {}
-    conn = psycopg2.connect(dbname=dbname, connect_timeout=10, application_name='stream_fanout_test', **kw)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("SET statement_timeout = '30s'")
-    return conn
-
-
-def q(conn, sql, args=None):
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        return cur.fetchall() if cur.description else None
-
-
-def q1(conn, sql, args=None):
-    rows = q(conn, sql, args)
-    return rows[0][0] if rows else None
-
-
-def expect_error(conn, sql, args, sqlstate, text, what):
-    try:
-        q(conn, sql, args)
-    except psycopg2.Error as e:
-        check(e.pgcode == sqlstate and text in (e.pgerror or ''),
-              f'{what}: expected SQLSTATE {sqlstate} with "{text}", got {e.pgcode}: {(e.pgerror or "").strip()}')
-        return e
-    fail(f'{what}: expected an error {sqlstate} ({text}), but it succeeded')
-    return None
-
-
-def shard_id(i):
-    return f'shardId-{i:012d}'
+configure(DB, statement_timeout='30s')
 
 
 HASH = {}   # shard index -> an explicit hash key inside it
@@ -542,48 +494,25 @@ def test_privileges(admin):
 
 
 def main():
-    admin0 = psycopg2.connect(dbname='postgres', connect_timeout=10)
-    admin0.autocommit = True
-    q(admin0, 'SET client_min_messages = warning')
-    q(admin0, f'DROP DATABASE IF EXISTS {DB} WITH (FORCE)')
-    for role in (ROLE_R, ROLE_N):
-        q(admin0, f'DROP ROLE IF EXISTS {role}')
-    q(admin0, f'CREATE DATABASE {DB}')
-    admin = None
+    admin = create_db(roles=(ROLE_R, ROLE_N), extension=True)
     try:
-        admin = connect()
-        q(admin, 'CREATE EXTENSION stream')
         q(admin, 'SELECT stream.create_stream(%s, %s)', (STREAM, NSHARDS))
         for sh, lo in q(admin, 'SELECT shard_index, starting_hash_key::text FROM stream.shards s '
                                'JOIN stream.streams USING (stream_id) WHERE stream_name = %s', (STREAM,)):
             HASH[sh] = lo
         for i in range(40):
             put(admin, i % NSHARDS, f'initial-{i}')
-        for name, fn in (('consumers', test_consumers), ('wake', test_wake), ('rollback', test_rollback),
-                         ('held_back', test_held_back), ('cancel', test_cancel),
-                         ('fanout', test_fanout), ('independent', test_independent),
-                         ('shard_end', test_shard_end), ('notify', test_notify),
-                         ('privileges', test_privileges)):
-            t = time.monotonic()
-            n = len(failures)
-            try:
-                fn(admin)
-            except Exception:
-                fail(f'{name}: exception\n{traceback.format_exc()}')
-            log(f'{name}: {"ok" if len(failures) == n else "FAILED"} ({time.monotonic() - t:.1f} s)')
+        run_subtests((name, fn, (admin,)) for name, fn in (
+            ('consumers', test_consumers), ('wake', test_wake), ('rollback', test_rollback),
+            ('held_back', test_held_back), ('cancel', test_cancel),
+            ('fanout', test_fanout), ('independent', test_independent),
+            ('shard_end', test_shard_end), ('notify', test_notify),
+            ('privileges', test_privileges)))
     finally:
-        if admin is not None:
-            admin.close()
-        q(admin0, f'DROP DATABASE IF EXISTS {DB} WITH (FORCE)')
-        for role in (ROLE_R, ROLE_N):
-            q(admin0, f'DROP ROLE IF EXISTS {role}')
-        admin0.close()
-    if failures:
-        log(f'{len(failures)} failure(s)')
-        return 1
-    log('all passed')
-    return 0
+        admin.close()
+        drop_db(roles=(ROLE_R, ROLE_N))
+    finish()
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main()

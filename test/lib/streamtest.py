@@ -1,0 +1,263 @@
+"""Helpers shared by the Python test scripts in test/scripts/.
+
+Not a test itself: scripts/test.sh runs only the executable files directly in
+test/scripts/, and this module lives outside that directory.  A script uses it
+with
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
+    import streamtest as st          # or: from streamtest import ...
+    st.configure(DB, statement_timeout='30s')
+
+Connection parameters come from PGHOST/PGPORT/PGUSER (scripts/env.sh), read
+by libpq.  Output style: progress lines "[<script> <seconds>s] message",
+failures "FAIL: message", and a last line "<script>: OK (<seconds>s)" or
+"<script>: FAILED (<n> failure(s), <seconds>s)"; exit status 0 = pass,
+1 = failure.
+
+Files written by the delivery tests are read back with Python's own modules
+and with DuckDB (test/delivery/duckdb_query.mjs), never with the extension's
+code.
+"""
+
+import glob
+import json
+import os
+import pwd
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+import psycopg2
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..'))
+NAME = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+T0 = time.monotonic()
+MAX_PRINTED = 60            # failures printed; the rest are only counted
+KEEP_DB = os.environ.get('STREAM_TEST_KEEP_DB') == '1'
+
+failures = []
+_failures_lock = threading.Lock()
+_config = {'db': None, 'settings': {}}
+
+
+def configure(db, **settings):
+    """Set the test database (also the application_name of every connection)
+    and the GUCs every connection sets, e.g. statement_timeout='30s'."""
+    _config['db'] = db
+    _config['settings'] = settings
+
+
+# ---------------------------------------------------------------- reporting
+
+def elapsed():
+    return time.monotonic() - T0
+
+
+def log(msg):
+    print(f'[{NAME} {elapsed():6.2f}s] {msg}', flush=True)
+
+
+def fail(msg):
+    with _failures_lock:
+        failures.append(msg)
+        n = len(failures)
+    if n <= MAX_PRINTED:
+        print(f'FAIL: {msg}', flush=True)
+    elif n == MAX_PRINTED + 1:
+        print('FAIL: (more failures not printed)', flush=True)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+    return cond
+
+
+def warn(msg):
+    print(f'warning: {msg}', flush=True)
+
+
+def finish():
+    """Print the summary line and exit: 0 without failures, else 1."""
+    if failures:
+        print(f'{NAME}: FAILED ({len(failures)} failure(s), {elapsed():.1f}s)', flush=True)
+        sys.exit(1)
+    print(f'{NAME}: OK ({elapsed():.1f}s)', flush=True)
+    sys.exit(0)
+
+
+def run_subtests(tests):
+    """Run (name, function, args) in order; an exception fails that sub-test only."""
+    for name, fn, args in tests:
+        t = time.monotonic()
+        n = len(failures)
+        try:
+            fn(*args)
+        except Exception:  # noqa: BLE001
+            fail(f'{name}: exception\n{traceback.format_exc()}')
+        log(f'{name}: {"ok" if len(failures) == n else "FAILED"} ({time.monotonic() - t:.1f} s)')
+
+
+def main_wrapper(main, cleanup):
+    """Run main(); an unexpected exception is a failure; cleanup() always runs
+    (unless STREAM_TEST_KEEP_DB=1); then finish()."""
+    try:
+        main()
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001
+        fail(f'unexpected error: {e!r}\n{traceback.format_exc()}')
+    finally:
+        if not KEEP_DB:
+            cleanup()
+    finish()
+
+
+def wait_for(pred, timeout, what):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.2)
+    check(False, 'timed out after %ss waiting for %s' % (timeout, what))
+    return None
+
+
+# ---------------------------------------------------------------- SQL
+
+def connect(dbname=None, user=None, retries=1):
+    """An autocommit connection to dbname (default: the test database)."""
+    kw = {'user': user} if user else {}
+    for i in range(retries):
+        try:
+            conn = psycopg2.connect(dbname=dbname or _config['db'], connect_timeout=10,
+                                    application_name=_config['db'] or NAME, **kw)
+            break
+        except psycopg2.OperationalError:
+            if i == retries - 1:
+                raise
+            time.sleep(0.5)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for name, value in _config['settings'].items():
+            cur.execute(f"SET {name} = '{value}'")
+    return conn
+
+
+def q(conn, sql, args=None):
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchall() if cur.description else None
+
+
+def q1(conn, sql, args=None):
+    rows = q(conn, sql, args)
+    return rows[0][0] if rows else None
+
+
+def expect_error(conn, sql, args, sqlstate, text, what):
+    """Run sql expecting an error with that SQLSTATE whose message contains text."""
+    try:
+        q(conn, sql, args)
+    except psycopg2.Error as e:
+        check(e.pgcode == sqlstate and text in (e.pgerror or ''),
+              f'{what}: expected SQLSTATE {sqlstate} with "{text}", got {e.pgcode}: {(e.pgerror or "").strip()}')
+        return e
+    fail(f'{what}: expected an error {sqlstate} ({text}), but it succeeded')
+    return None
+
+
+def expect_error_mentioning(conn, sql, args, fragment, label):
+    """Run sql expecting an error whose text mentions fragment."""
+    try:
+        q(conn, sql, args)
+    except psycopg2.Error as e:
+        return check(fragment in str(e), '%s: error %r does not mention %r' % (label, str(e).strip(), fragment))
+    return check(False, '%s: no error (expected %r)' % (label, fragment))
+
+
+def create_db(db=None, roles=(), extension=False):
+    """Drop db (and the roles) if they exist, create db again.  Returns an open
+    connection to postgres, or with extension=True one to db with the stream
+    extension created."""
+    db = db or _config['db']
+    admin = connect('postgres')
+    q(admin, 'SET client_min_messages = warning')
+    q(admin, f'DROP DATABASE IF EXISTS {db} WITH (FORCE)')
+    for role in roles:
+        q(admin, f'DROP ROLE IF EXISTS {role}')
+    q(admin, f'CREATE DATABASE {db}')
+    if not extension:
+        return admin
+    admin.close()
+    conn = connect(db)
+    q(conn, 'CREATE EXTENSION stream')
+    return conn
+
+
+def drop_db(db=None, roles=(), admin=None, on_error=None):
+    """Drop db and the roles (through admin if given, which is then closed).
+    An error is a test failure unless on_error says otherwise (e.g. warn)."""
+    db = db or _config['db']
+    try:
+        if admin is None:
+            admin = connect('postgres')
+        q(admin, 'SET client_min_messages = warning')
+        q(admin, f'DROP DATABASE IF EXISTS {db} WITH (FORCE)')
+        for role in roles:
+            q(admin, f'DROP ROLE IF EXISTS {role}')
+        admin.close()
+    except Exception as e:  # noqa: BLE001
+        (on_error or fail)(f'could not drop database {db}: {e}')
+
+
+# ---------------------------------------------------------------- streams
+
+def shard_id(i):
+    return f'shardId-{i:012d}'
+
+
+def get_records_sql(columns):
+    """get_records(iterator, limit) one row per record (g: the call, r: the record)."""
+    return ('SELECT ' + columns + ' '
+            'FROM stream.get_records(%s, %s) AS g '
+            'LEFT JOIN LATERAL unnest(g.records) WITH ORDINALITY '
+            '     AS r(sequence_number, approximate_arrival_timestamp, partition_key, data, ord) ON true '
+            'ORDER BY r.ord')
+
+
+# ---------------------------------------------------------------- files
+
+def workdir(tag):
+    """A directory the server (OS user postgres) can write into."""
+    d = tempfile.mkdtemp(prefix='stream_%s.' % tag)
+    os.chmod(d, 0o755)
+    if os.getuid() == 0:
+        pw = pwd.getpwnam('postgres')
+        os.chown(d, pw.pw_uid, pw.pw_gid)
+    return d
+
+
+def delivered_files(root, pattern='**/*'):
+    """Published files below root (the staging directory is not delivery output)."""
+    out = []
+    for p in glob.glob(os.path.join(root, pattern), recursive=True):
+        if os.path.isfile(p) and '/.firehose-staging/' not in p:
+            out.append(p)
+    return sorted(out)
+
+
+def duckdb(sql):
+    """Rows (dicts) of a DuckDB query, through test/delivery/duckdb_query.mjs."""
+    if not os.path.isdir(os.path.join(ROOT, 'node_modules', '@duckdb', 'node-api')):
+        subprocess.run(['npm', 'ci', '--no-audit', '--no-fund'], cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL)
+    r = subprocess.run(['node', os.path.join(ROOT, 'test', 'delivery', 'duckdb_query.mjs'), sql],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError('duckdb failed: %s' % r.stderr.strip())
+    return json.loads(r.stdout)
