@@ -344,6 +344,38 @@ seqalloc_init(void)
 /* ---- shard counters ---- */
 
 /*
+ * Make room in a full table: drop every entry with nothing in flight and no
+ * subscriber (streams deleted, databases dropped, shards unused).  That is
+ * safe because an entry is rebuilt above everything it ever handed out
+ * (see shard_state_locked).  Caller holds shared->lock exclusively.
+ */
+static InflightNode *held_node_for(ShardState *st);
+
+static int
+evict_idle_entries(void)
+{
+	HASH_SEQ_STATUS status;
+	ShardState *st;
+	int			evicted = 0;
+
+	hash_seq_init(&status, shard_table);
+	while ((st = hash_seq_search(&status)) != NULL)
+	{
+		bool		idle;
+
+		SpinLockAcquire(&st->mutex);
+		idle = dlist_is_empty(&st->inflight) && st->subscribers == 0;
+		SpinLockRelease(&st->mutex);
+		if (idle && held_node_for(st) == NULL)
+		{
+			hash_search(shard_table, &st->key, HASH_REMOVE, NULL);
+			evicted++;
+		}
+	}
+	return evicted;
+}
+
+/*
  * Find (or create and initialise) a shard's counter.  Returns with
  * shared->lock held in shared mode, so that seqalloc_forget_stream cannot
  * remove the entry while the caller uses it.
@@ -374,6 +406,8 @@ shard_state_locked(StreamInfo *info, StreamShard *shard)
 		{
 			LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 			st = hash_search(shard_table, &key, HASH_ENTER_NULL, &found);
+			if (st == NULL && evict_idle_entries() > 0)
+				st = hash_search(shard_table, &key, HASH_ENTER_NULL, &found);
 			if (st == NULL)
 			{
 				LWLockRelease(shared->lock);
@@ -396,8 +430,16 @@ shard_state_locked(StreamInfo *info, StreamShard *shard)
 			LWLockRelease(shared->lock);
 		}
 
-		/* first use since start-up: continue above what was committed */
+		/*
+		 * First use since start-up (or since the entry was evicted).  The
+		 * committed maximum is not enough: numbers taken by transactions
+		 * that aborted were stable, so a reader's iterator may already
+		 * point past them.  Start in the next hour bucket, above anything
+		 * handed out before (its chunk exists: maintenance keeps chunks
+		 * ahead), and above the committed maximum in any case.
+		 */
 		max_seq = storage_max_seq(info, shard);
+		max_seq = Max(max_seq, SEQ_FROM_BUCKET(seq_bucket_now(GetCurrentTimestamp()) + 1) - 1);
 
 		LWLockAcquire(shared->lock, LW_SHARED);
 		st = hash_search(shard_table, &key, HASH_FIND, &found);
