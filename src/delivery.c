@@ -820,6 +820,56 @@ catch_record_error(MemoryContext cxt)
 	return ed;
 }
 
+/*
+ * The subtransaction protocol every per-record or per-call step of a batch
+ * follows (transform calls, record conversions, table inserts): begin in
+ * cxt, and on the way out, whether committed or rolled back, come back to cxt
+ * and to the caller's resource owner.  Kept in one place so the steps cannot
+ * drift apart.
+ */
+static ResourceOwner
+subxact_begin(MemoryContext cxt)
+{
+	ResourceOwner oldowner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	return oldowner;
+}
+
+static void
+subxact_commit(MemoryContext cxt, ResourceOwner oldowner)
+{
+	ReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = oldowner;
+}
+
+/* In PG_CATCH: copy the error (or rethrow it, see above), then roll back. */
+static ErrorData *
+subxact_abort(MemoryContext cxt, ResourceOwner oldowner)
+{
+	ErrorData  *ed = catch_record_error(cxt);
+
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = oldowner;
+	return ed;
+}
+
+/*
+ * Become the delivery stream's owner, restricted, saving the current user for
+ * the caller to restore with SetUserIdAndSecContext(); aborting the enclosing
+ * subtransaction also restores it.
+ */
+static void
+become_owner(DeliveryConfig *cfg, Oid *save_user, int *save_sec)
+{
+	GetUserIdAndSecContext(save_user, save_sec);
+	SetUserIdAndSecContext(cfg->owner, *save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+}
+
 /* ----------------------------------------------------------------------
  * Transform: Firehose's Lambda contract as a SQL function
  *   f(stream.firehose_record[]) RETURNS SETOF stream.firehose_result
@@ -884,10 +934,8 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 
 	for (attempt = 1; attempt <= 1 + DELIVERY_TRANSFORM_RETRIES && !done; attempt++)
 	{
-		ResourceOwner oldowner = CurrentResourceOwner;
+		ResourceOwner oldowner = subxact_begin(cxt);
 
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
 		PG_TRY();
 		{
 			Oid			save_user;
@@ -896,9 +944,7 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 			Datum		arg = PointerGetDatum(arr);
 			int			ret;
 
-			GetUserIdAndSecContext(&save_user, &save_sec);
-			SetUserIdAndSecContext(cfg->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
-								   SECURITY_RESTRICTED_OPERATION);
+			become_owner(cfg, &save_user, &save_sec);
 			if (SPI_connect() != SPI_OK_CONNECT)
 				elog(ERROR, "SPI_connect failed");
 			ret = SPI_execute_with_args(fn_sql, 1, &argtype, &arg, NULL, false, 0);
@@ -988,18 +1034,13 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 				MemoryContextSwitchTo(o);
 			}
 			SPI_finish();
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = oldowner;
+			subxact_commit(cxt, oldowner);
 			done = true;
 		}
 		PG_CATCH();
 		{
-			ErrorData  *ed = catch_record_error(cxt);
+			ErrorData  *ed = subxact_abort(cxt, oldowner);
 
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = oldowner;
 			errmsg_text = pstrdup(ed->message);
 			ereport(WARNING,
 					(errmsg("Firehose %s: transform attempt %d failed: %s",
@@ -1344,10 +1385,107 @@ write_data_record(FileOutput *fo, OutObject *o, SrcRec *r, Datum *values, bool *
 		o->oldest = r->arrival;
 }
 
+/* Converts one OK record; an error it raises fails that record alone. */
+typedef void (*ConvertRecordFn) (SrcRec *r, void *arg);
+
+/*
+ * Run convert on each OK record of the batch, for the file and the table
+ * destinations alike.  Converting records runs type input and output
+ * functions (a domain's CHECK, a cast to json): they run as the delivery
+ * stream's owner, never as the worker's superuser, inside a subtransaction;
+ * aborting it restores the user on error.  A record whose conversion fails
+ * is failed alone and the loop resumes after it in a new subtransaction.
+ * scratch, if not NULL, is reset after a failure (convert's per-record
+ * allocations).
+ */
+static void
+convert_records(Batch *b, MemoryContext cxt, MemoryContext scratch,
+				ConvertRecordFn convert, void *arg)
+{
+	volatile int cur = 0;
+
+	while (cur < b->nrecs)
+	{
+		ResourceOwner oldowner = subxact_begin(cxt);
+
+		PG_TRY();
+		{
+			Oid			save_user;
+			int			save_sec;
+
+			become_owner(b->cfg, &save_user, &save_sec);
+			for (; cur < b->nrecs; cur++)
+			{
+				CHECK_FOR_INTERRUPTS();
+				if (b->recs[cur].status != REC_OK)
+					continue;
+				convert(&b->recs[cur], arg);
+			}
+			SetUserIdAndSecContext(save_user, save_sec);
+			subxact_commit(cxt, oldowner);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *ed = subxact_abort(cxt, oldowner);
+
+			if (scratch)
+				MemoryContextReset(scratch);
+			fail_record(&b->recs[cur], "format-conversion-failed", "DataFormatConversion.MalformedData",
+						ed->message);
+			cur++;
+		}
+		PG_END_TRY();
+	}
+}
+
+/* route_records' state for route_record */
+typedef struct RouteState
+{
+	FileOutput *fo;
+	int			nkeys;
+	char	  **names;
+	Jsonb	   *vars;
+	MemoryContext rec_cxt;
+	Datum	   *values;
+	bool	   *isnull;
+} RouteState;
+
+/* Convert one record into the object its partition values name. */
+static void
+route_record(SrcRec *r, void *arg)
+{
+	RouteState *rs = (RouteState *) arg;
+	char	  **vals;
+	OutObject  *o;
+	bool		toomany = false;
+	MemoryContext old;
+
+	old = MemoryContextSwitchTo(rs->rec_cxt);
+	vals = palloc(sizeof(char *) * Max(rs->nkeys, 1));
+	if (rs->nkeys > 0 && !partition_values(rs->fo->b, r, rs->names, vals, rs->nkeys, rs->vars))
+	{
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(rs->rec_cxt);
+		return;
+	}
+	MemoryContextSwitchTo(old);
+	o = get_object(rs->fo, OBJ_DATA, NULL, rs->nkeys, rs->names, vals, &toomany);
+	if (o == NULL)
+	{
+		fail_record(r, "processing-failed", "DynamicPartitioning.PartitionLimitExceeded",
+					psprintf("More than %d active partitions in one buffer.", DELIVERY_MAX_PARTITIONS));
+		MemoryContextReset(rs->rec_cxt);
+		return;
+	}
+	old = MemoryContextSwitchTo(rs->rec_cxt);
+	write_data_record(rs->fo, o, r, rs->values, rs->isnull);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(rs->rec_cxt);
+}
+
 /*
  * Route the OK records to their objects, converting each; a record that
- * fails conversion is failed alone (the loop resumes after it in a new
- * subtransaction).
+ * fails conversion is failed alone (see convert_records).
  */
 static void
 route_records(FileOutput *fo, MemoryContext cxt)
@@ -1355,15 +1493,15 @@ route_records(FileOutput *fo, MemoryContext cxt)
 	Batch	   *b = fo->b;
 	DeliveryConfig *cfg = b->cfg;
 	PrefixTemplate *t = cfg->prefix_t;
-	int			nkeys = 0;
-	char	  **names;
-	Jsonb	   *vars = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
-	MemoryContext rec_cxt = AllocSetContextCreate(cxt, "delivery record", ALLOCSET_DEFAULT_SIZES);
-	Datum	   *values = NULL;
-	bool	   *isnull = NULL;
-	volatile int cur = 0;
+	RouteState	rs;
 
-	names = palloc(sizeof(char *) * Max(t->nsegs, 1));
+	rs.fo = fo;
+	rs.nkeys = 0;
+	rs.vars = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	rs.rec_cxt = AllocSetContextCreate(cxt, "delivery record", ALLOCSET_DEFAULT_SIZES);
+	rs.values = NULL;
+	rs.isnull = NULL;
+	rs.names = palloc(sizeof(char *) * Max(t->nsegs, 1));
 	for (int i = 0; i < t->nsegs; i++)
 	{
 		if (t->segs[i].kind == PSEG_KEY_QUERY || t->segs[i].kind == PSEG_KEY_LAMBDA)
@@ -1371,91 +1509,20 @@ route_records(FileOutput *fo, MemoryContext cxt)
 			char	   *n = psprintf("%c:%s", t->segs[i].kind == PSEG_KEY_QUERY ? 'q' : 'l', t->segs[i].text);
 			bool		dup = false;
 
-			for (int k = 0; k < nkeys; k++)
-				if (strcmp(names[k], n) == 0)
+			for (int k = 0; k < rs.nkeys; k++)
+				if (strcmp(rs.names[k], n) == 0)
 					dup = true;
 			if (!dup)
-				names[nkeys++] = n;
+				rs.names[rs.nkeys++] = n;
 		}
 	}
 	if (fo->mapper)
 	{
-		values = palloc(sizeof(Datum) * fo->mapper->desc->natts);
-		isnull = palloc(sizeof(bool) * fo->mapper->desc->natts);
+		rs.values = palloc(sizeof(Datum) * fo->mapper->desc->natts);
+		rs.isnull = palloc(sizeof(bool) * fo->mapper->desc->natts);
 	}
 
-	while (cur < b->nrecs)
-	{
-		ResourceOwner oldowner = CurrentResourceOwner;
-
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
-		PG_TRY();
-		{
-			Oid			save_user;
-			int			save_sec;
-
-			/*
-			 * Converting records runs type input and output functions (a
-			 * domain's CHECK, a cast to json): run them as the delivery
-			 * stream's owner, never as the worker's superuser.  Aborting the
-			 * subtransaction restores the user on error.
-			 */
-			GetUserIdAndSecContext(&save_user, &save_sec);
-			SetUserIdAndSecContext(b->cfg->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
-								   SECURITY_RESTRICTED_OPERATION);
-			for (; cur < b->nrecs; cur++)
-			{
-				SrcRec	   *r = &b->recs[cur];
-				char	  **vals;
-				OutObject  *o;
-				bool		toomany = false;
-				MemoryContext old;
-
-				CHECK_FOR_INTERRUPTS();
-				if (r->status != REC_OK)
-					continue;
-				old = MemoryContextSwitchTo(rec_cxt);
-				vals = palloc(sizeof(char *) * Max(nkeys, 1));
-				if (nkeys > 0 && !partition_values(b, r, names, vals, nkeys, vars))
-				{
-					MemoryContextSwitchTo(old);
-					MemoryContextReset(rec_cxt);
-					continue;
-				}
-				MemoryContextSwitchTo(old);
-				o = get_object(fo, OBJ_DATA, NULL, nkeys, names, vals, &toomany);
-				if (o == NULL)
-				{
-					fail_record(r, "processing-failed", "DynamicPartitioning.PartitionLimitExceeded",
-								psprintf("More than %d active partitions in one buffer.", DELIVERY_MAX_PARTITIONS));
-					MemoryContextReset(rec_cxt);
-					continue;
-				}
-				old = MemoryContextSwitchTo(rec_cxt);
-				write_data_record(fo, o, r, values, isnull);
-				MemoryContextSwitchTo(old);
-				MemoryContextReset(rec_cxt);
-			}
-			SetUserIdAndSecContext(save_user, save_sec);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = oldowner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *ed = catch_record_error(cxt);
-
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = oldowner;
-			MemoryContextReset(rec_cxt);
-			fail_record(&b->recs[cur], "format-conversion-failed", "DataFormatConversion.MalformedData",
-						ed->message);
-			cur++;
-		}
-		PG_END_TRY();
-	}
+	convert_records(b, cxt, rs.rec_cxt, route_record, &rs);
 }
 
 static void
@@ -1780,7 +1847,7 @@ static bool
 insert_rows(DeliveryConfig *cfg, RowMapper *m, Oid relid, TableRow *rows, int n,
 			uint64 mask, MemoryContext cxt, char **errmsg_out)
 {
-	ResourceOwner oldowner = CurrentResourceOwner;
+	ResourceOwner oldowner;
 	volatile bool ok = false;
 	Datum	   *elems = palloc(sizeof(Datum) * n);
 	ArrayType  *arr;
@@ -1790,8 +1857,7 @@ insert_rows(DeliveryConfig *cfg, RowMapper *m, Oid relid, TableRow *rows, int n,
 		elems[i] = rows[i].row;
 	arr = construct_array(elems, n, m->typid, -1, false, TYPALIGN_DOUBLE);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
+	oldowner = subxact_begin(cxt);
 	PG_TRY();
 	{
 		Oid			save_user;
@@ -1799,9 +1865,7 @@ insert_rows(DeliveryConfig *cfg, RowMapper *m, Oid relid, TableRow *rows, int n,
 		Datum		arg = PointerGetDatum(arr);
 		int			ret;
 
-		GetUserIdAndSecContext(&save_user, &save_sec);
-		SetUserIdAndSecContext(cfg->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
-							   SECURITY_RESTRICTED_OPERATION);
+		become_owner(cfg, &save_user, &save_sec);
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		ret = SPI_execute_with_args(insert_sql(m, relid, mask), 1, &arrtype, &arg, NULL, false, 0);
@@ -1809,18 +1873,13 @@ insert_rows(DeliveryConfig *cfg, RowMapper *m, Oid relid, TableRow *rows, int n,
 			elog(ERROR, "insert into the destination table returned %s", SPI_result_code_string(ret));
 		SPI_finish();
 		SetUserIdAndSecContext(save_user, save_sec);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = oldowner;
+		subxact_commit(cxt, oldowner);
 		ok = true;
 	}
 	PG_CATCH();
 	{
-		ErrorData  *ed = catch_record_error(cxt);
+		ErrorData  *ed = subxact_abort(cxt, oldowner);
 
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = oldowner;
 		*errmsg_out = pstrdup(ed->message);
 		/* the table itself is the problem: retry the whole batch later */
 		if (ed->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE ||
@@ -1848,6 +1907,44 @@ cmp_mask(const void *a, const void *b)
 	return x < y ? -1 : x > y ? 1 : 0;
 }
 
+/* deliver_to_table's state for table_record */
+typedef struct TableState
+{
+	RowMapper  *m;
+	TableRow   *rows;
+	int			nrows;
+	Datum	   *values;
+	bool	   *isnull;
+	bool	   *present;
+} TableState;
+
+/* Convert one record into a row of the destination table. */
+static void
+table_record(SrcRec *r, void *arg)
+{
+	TableState *ts = (TableState *) arg;
+	RowMapper  *m = ts->m;
+	HeapTuple	tup;
+	uint64		mask = 0;
+	int			bit = 0;
+
+	rowmapper_json_to_row(m, r->out, r->outlen, ts->values, ts->isnull, ts->present);
+	for (int i = 0; i < m->natts; i++)
+	{
+		if (!m->has_default[i] || m->is_generated[i])
+			continue;
+		if (bit < 64 && ts->present[m->attnums[i] - 1])
+			mask |= (uint64) 1 << bit;
+		bit++;
+	}
+	tup = heap_form_tuple(m->desc, ts->values, ts->isnull);
+	ts->rows[ts->nrows].rec = r;
+	ts->rows[ts->nrows].row = heap_copy_tuple_as_datum(tup, m->desc);
+	ts->rows[ts->nrows].mask = mask;
+	ts->nrows++;
+	heap_freetuple(tup);
+}
+
 /* Convert, insert; failed records go to stream.delivery_errors. Same transaction. */
 static void
 deliver_to_table(Batch *b, MemoryContext cxt)
@@ -1856,72 +1953,21 @@ deliver_to_table(Batch *b, MemoryContext cxt)
 	Oid			relid = resolve_table(cfg);
 	RowMapper  *m = rowmapper_create(InvalidOid, relid);
 	TableRow   *rows = palloc_extended(sizeof(TableRow) * Max(b->nrecs, 1), MCXT_ALLOC_HUGE);
-	volatile int nrows = 0;	/* survives the longjmp of a failed record */
-	Datum	   *values = palloc(sizeof(Datum) * m->desc->natts);
-	bool	   *isnull = palloc(sizeof(bool) * m->desc->natts);
-	bool	   *present = palloc(sizeof(bool) * m->desc->natts);
-	volatile int cur = 0;
+	TableState	ts;
+	int			nrows;
 
-	/* convert, resuming after a record that fails */
-	while (cur < b->nrecs)
-	{
-		ResourceOwner oldowner = CurrentResourceOwner;
-
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
-		PG_TRY();
-		{
-			Oid			save_user;
-			int			save_sec;
-
-			/* input functions (domain checks) run as the owner, see deliver_files */
-			GetUserIdAndSecContext(&save_user, &save_sec);
-			SetUserIdAndSecContext(cfg->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
-								   SECURITY_RESTRICTED_OPERATION);
-			for (; cur < b->nrecs; cur++)
-			{
-				SrcRec	   *r = &b->recs[cur];
-				HeapTuple	tup;
-				uint64		mask = 0;
-				int			bit = 0;
-
-				CHECK_FOR_INTERRUPTS();
-				if (r->status != REC_OK)
-					continue;
-				rowmapper_json_to_row(m, r->out, r->outlen, values, isnull, present);
-				for (int i = 0; i < m->natts; i++)
-				{
-					if (!m->has_default[i] || m->is_generated[i])
-						continue;
-					if (bit < 64 && present[m->attnums[i] - 1])
-						mask |= (uint64) 1 << bit;
-					bit++;
-				}
-				tup = heap_form_tuple(m->desc, values, isnull);
-				rows[nrows].rec = r;
-				rows[nrows].row = heap_copy_tuple_as_datum(tup, m->desc);
-				rows[nrows].mask = mask;
-				nrows++;
-				heap_freetuple(tup);
-			}
-			SetUserIdAndSecContext(save_user, save_sec);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = oldowner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *ed = catch_record_error(cxt);
-
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = oldowner;
-			fail_record(&b->recs[cur], "format-conversion-failed", "DataFormatConversion.MalformedData",
-						ed->message);
-			cur++;
-		}
-		PG_END_TRY();
-	}
+	/*
+	 * convert, resuming after a record that fails; ts lives in memory (not a
+	 * register of convert_records' frame), so nrows survives the longjmp
+	 */
+	ts.m = m;
+	ts.rows = rows;
+	ts.nrows = 0;
+	ts.values = palloc(sizeof(Datum) * m->desc->natts);
+	ts.isnull = palloc(sizeof(bool) * m->desc->natts);
+	ts.present = palloc(sizeof(bool) * m->desc->natts);
+	convert_records(b, cxt, NULL, table_record, &ts);
+	nrows = ts.nrows;
 
 	/* insert per mask group; a group that fails is inserted row by row */
 	qsort(rows, nrows, sizeof(TableRow), cmp_mask);

@@ -375,6 +375,19 @@ decimal_from_typmod(int32 typmod, int *precision, int *scale)
 	*scale = s;
 }
 
+/*
+ * A column's value kind and Parquet types, set in one call so that each type
+ * mapping of column_init reads as one line (CT_NONE, LT_NONE: no annotation).
+ */
+static inline void
+column_set_type(PqColumn *c, PqKind kind, int physical, int converted, int logical)
+{
+	c->kind = kind;
+	c->physical = physical;
+	c->converted = converted;
+	c->logical = logical;
+}
+
 static void
 column_init(ParquetWriter *w, PqColumn *c, Form_pg_attribute att, bool required)
 {
@@ -399,77 +412,55 @@ column_init(ParquetWriter *w, PqColumn *c, Form_pg_attribute att, bool required)
 	switch (typid)
 	{
 		case BOOLOID:
-			c->kind = PK_BOOL;
-			c->physical = PQ_BOOLEAN;
+			column_set_type(c, PK_BOOL, PQ_BOOLEAN, CT_NONE, LT_NONE);
 			c->use_dictionary = false;
 			break;
 		case INT2OID:
-			c->kind = PK_INT16;
-			c->physical = PQ_INT32;
-			c->converted = CT_INT_16;
-			c->logical = LT_INTEGER;
+			column_set_type(c, PK_INT16, PQ_INT32, CT_INT_16, LT_INTEGER);
 			c->int_bits = 16;
 			break;
 		case INT4OID:
-			c->kind = PK_INT32;
-			c->physical = PQ_INT32;
-			c->converted = CT_INT_32;
-			c->logical = LT_INTEGER;
+			column_set_type(c, PK_INT32, PQ_INT32, CT_INT_32, LT_INTEGER);
 			c->int_bits = 32;
 			break;
 		case INT8OID:
-			c->kind = PK_INT64;
-			c->physical = PQ_INT64;
-			c->converted = CT_INT_64;
-			c->logical = LT_INTEGER;
+			column_set_type(c, PK_INT64, PQ_INT64, CT_INT_64, LT_INTEGER);
 			c->int_bits = 64;
 			break;
 		case FLOAT4OID:
-			c->kind = PK_FLOAT4;
-			c->physical = PQ_FLOAT;
+			column_set_type(c, PK_FLOAT4, PQ_FLOAT, CT_NONE, LT_NONE);
 			break;
 		case FLOAT8OID:
-			c->kind = PK_FLOAT8;
-			c->physical = PQ_DOUBLE;
+			column_set_type(c, PK_FLOAT8, PQ_DOUBLE, CT_NONE, LT_NONE);
 			break;
 		case NUMERICOID:
 			decimal_from_typmod(typmod, &c->precision, &c->scale);
 			if (c->precision > DECIMAL_MAX_PRECISION)
 			{
-				c->kind = PK_OUTPUT;
-				c->physical = PQ_BYTE_ARRAY;
-				c->converted = CT_UTF8;
-				c->logical = LT_STRING;
+				column_set_type(c, PK_OUTPUT, PQ_BYTE_ARRAY, CT_UTF8, LT_STRING);
 				break;
 			}
-			c->kind = PK_DECIMAL;
+			column_set_type(c, PK_DECIMAL,
+							c->precision <= 9 ? PQ_INT32 :
+							c->precision <= 18 ? PQ_INT64 : PQ_FLBA,
+							CT_DECIMAL, LT_DECIMAL);
+			if (c->physical == PQ_FLBA)
+				c->type_length = 16;
 			c->dec_limit = 1;
 			for (int k = 0; k < c->precision; k++)
 				c->dec_limit *= 10;
-			c->converted = CT_DECIMAL;
-			c->logical = LT_DECIMAL;
-			if (c->precision <= 9)
-				c->physical = PQ_INT32;
-			else if (c->precision <= 18)
-				c->physical = PQ_INT64;
-			else
-			{
-				c->physical = PQ_FLBA;
-				c->type_length = 16;
-			}
 			break;
 		case TEXTOID:
 		case VARCHAROID:
 		case BPCHAROID:
 		case NAMEOID:
-			c->kind = (typid == NAMEOID) ? PK_OUTPUT : PK_VARLENA_TEXT;
-			c->physical = PQ_BYTE_ARRAY;
-			c->converted = CT_UTF8;
-			c->logical = LT_STRING;
+			column_set_type(c, (typid == NAMEOID) ? PK_OUTPUT : PK_VARLENA_TEXT,
+							PQ_BYTE_ARRAY, CT_UTF8, LT_STRING);
 			break;
 		case JSONOID:
 		case JSONBOID:
-			c->kind = (typid == JSONOID) ? PK_VARLENA_TEXT : PK_JSONB;
+			column_set_type(c, (typid == JSONOID) ? PK_VARLENA_TEXT : PK_JSONB,
+							PQ_BYTE_ARRAY, CT_JSON, LT_JSON);
 			if (typid == JSONBOID)
 			{
 				MemoryContext old = MemoryContextSwitchTo(w->cxt);
@@ -479,39 +470,24 @@ column_init(ParquetWriter *w, PqColumn *c, Form_pg_attribute att, bool required)
 				c->aligned = palloc(c->aligned_cap);
 				MemoryContextSwitchTo(old);
 			}
-			c->physical = PQ_BYTE_ARRAY;
-			c->converted = CT_JSON;
-			c->logical = LT_JSON;
 			break;
 		case BYTEAOID:
-			c->kind = PK_BYTEA;
-			c->physical = PQ_BYTE_ARRAY;
+			column_set_type(c, PK_BYTEA, PQ_BYTE_ARRAY, CT_NONE, LT_NONE);
 			break;
 		case DATEOID:
-			c->kind = PK_DATE;
-			c->physical = PQ_INT32;
-			c->converted = CT_DATE;
-			c->logical = LT_DATE;
+			column_set_type(c, PK_DATE, PQ_INT32, CT_DATE, LT_DATE);
 			break;
 		case TIMESTAMPOID:
 		case TIMESTAMPTZOID:
-			c->kind = PK_TIMESTAMP;
-			c->physical = PQ_INT64;
-			c->converted = CT_TIMESTAMP_MICROS;
-			c->logical = LT_TIMESTAMP;
+			column_set_type(c, PK_TIMESTAMP, PQ_INT64, CT_TIMESTAMP_MICROS, LT_TIMESTAMP);
 			c->ts_utc = (typid == TIMESTAMPTZOID);
 			break;
 		case UUIDOID:
-			c->kind = PK_UUID;
-			c->physical = PQ_FLBA;
+			column_set_type(c, PK_UUID, PQ_FLBA, CT_NONE, LT_UUID);
 			c->type_length = UUID_LEN;
-			c->logical = LT_UUID;
 			break;
 		default:
-			c->kind = PK_OUTPUT;
-			c->physical = PQ_BYTE_ARRAY;
-			c->converted = CT_UTF8;
-			c->logical = LT_STRING;
+			column_set_type(c, PK_OUTPUT, PQ_BYTE_ARRAY, CT_UTF8, LT_STRING);
 			break;
 	}
 
@@ -1135,6 +1111,21 @@ decimal_to_be16(int128 v, char *out)
 	}
 }
 
+/*
+ * stats_fixed_bytes for a number of C type T kept in min/max.member: copy
+ * its memory image (PLAIN is little-endian) to out and return its size;
+ * signed_zero writes a zero bound as -0 (min) or +0 (max), for floats.
+ */
+#define STATS_FIXED(T, member, signed_zero) \
+	do { \
+		T			v = want_max ? c->max.member : c->min.member; \
+		\
+		if ((signed_zero) && v == 0) \
+			v = want_max ? (T) 0 : -(T) 0; \
+		memcpy(out, &v, sizeof(T)); \
+		return sizeof(T); \
+	} while (0)
+
 /* PLAIN bytes of a fixed-width min or max for the Statistics struct. */
 static int
 stats_fixed_bytes(PqColumn *c, bool want_max, char *out)
@@ -1145,38 +1136,14 @@ stats_fixed_bytes(PqColumn *c, bool want_max, char *out)
 			out[0] = (char) (want_max ? c->max.i32 : c->min.i32);
 			return 1;
 		case PQ_INT32:
-			{
-				int32		v = want_max ? c->max.i32 : c->min.i32;
-
-				memcpy(out, &v, 4);
-				return 4;
-			}
+			STATS_FIXED(int32, i32, false);
 		case PQ_INT64:
-			{
-				int64		v = want_max ? c->max.i64 : c->min.i64;
-
-				memcpy(out, &v, 8);
-				return 8;
-			}
+			STATS_FIXED(int64, i64, false);
 		case PQ_FLOAT:
-			{
-				float4		v = want_max ? c->max.f4 : c->min.f4;
-
-				/* zero bounds are written as -0.0 (min) and +0.0 (max) */
-				if (v == 0)
-					v = want_max ? 0.0f : -0.0f;
-				memcpy(out, &v, 4);
-				return 4;
-			}
+			/* zero bounds are written as -0.0 (min) and +0.0 (max) */
+			STATS_FIXED(float4, f4, true);
 		case PQ_DOUBLE:
-			{
-				float8		v = want_max ? c->max.f8 : c->min.f8;
-
-				if (v == 0)
-					v = want_max ? 0.0 : -0.0;
-				memcpy(out, &v, 8);
-				return 8;
-			}
+			STATS_FIXED(float8, f8, true);
 		case PQ_FLBA:
 			if (c->kind == PK_DECIMAL)
 			{
@@ -1775,6 +1742,19 @@ to_utf8(PqColumn *c, const char *p, int *len)
 	return u;
 }
 
+/*
+ * Switch to the writer's per-row context (reset before the next row because
+ * it is marked dirty); returns the context to switch back to.  Every
+ * conversion that allocates (detoasting, output functions, re-encoding) goes
+ * through here so none can forget the mark.
+ */
+static inline MemoryContext
+row_cxt_enter(ParquetWriter *w)
+{
+	w->row_cxt_dirty = true;
+	return MemoryContextSwitchTo(w->row_cxt);
+}
+
 /* Phase 1 of add_row: may raise errors, changes nothing in the writer. */
 static void
 convert_value(ParquetWriter *w, PqColumn *c, Datum d, PqValue *out)
@@ -1837,8 +1817,7 @@ convert_value(ParquetWriter *w, PqColumn *c, Datum d, PqValue *out)
 
 				if (decimal_from_numeric(c, d, &out->v.dec))
 					break;
-				old = MemoryContextSwitchTo(w->row_cxt);
-				w->row_cxt_dirty = true;
+				old = row_cxt_enter(w);
 				s = OutputFunctionCall(&c->outfunc, d);
 				out->v.dec = decimal_from_text(c, s);
 				MemoryContextSwitchTo(old);
@@ -1851,9 +1830,8 @@ convert_value(ParquetWriter *w, PqColumn *c, Datum d, PqValue *out)
 
 				if (VARATT_IS_COMPRESSED(t) || VARATT_IS_EXTERNAL(t))
 				{
-					MemoryContext old = MemoryContextSwitchTo(w->row_cxt);
+					MemoryContext old = row_cxt_enter(w);
 
-					w->row_cxt_dirty = true;
 					t = pg_detoast_datum_packed(t);
 					MemoryContextSwitchTo(old);
 				}
@@ -1861,9 +1839,8 @@ convert_value(ParquetWriter *w, PqColumn *c, Datum d, PqValue *out)
 				out->len = VARSIZE_ANY_EXHDR(t);
 				if (c->kind == PK_VARLENA_TEXT && c->to_utf8)
 				{
-					MemoryContext old = MemoryContextSwitchTo(w->row_cxt);
+					MemoryContext old = row_cxt_enter(w);
 
-					w->row_cxt_dirty = true;
 					out->ptr = to_utf8(c, out->ptr, &out->len);
 					MemoryContextSwitchTo(old);
 				}
@@ -1889,9 +1866,8 @@ convert_value(ParquetWriter *w, PqColumn *c, Datum d, PqValue *out)
 				}
 				if (VARATT_IS_EXTENDED(t) && !VARATT_IS_SHORT(t))
 				{
-					MemoryContext old = MemoryContextSwitchTo(w->row_cxt);
+					MemoryContext old = row_cxt_enter(w);
 
-					w->row_cxt_dirty = true;
 					jb = (Jsonb *) pg_detoast_datum(t);
 					MemoryContextSwitchTo(old);
 				}
@@ -1921,9 +1897,8 @@ convert_value(ParquetWriter *w, PqColumn *c, Datum d, PqValue *out)
 				resetStringInfo(&c->text);
 				{
 					/* the printer's own allocations (iterators, numbers) */
-					MemoryContext old = MemoryContextSwitchTo(w->row_cxt);
+					MemoryContext old = row_cxt_enter(w);
 
-					w->row_cxt_dirty = true;
 					(void) JsonbToCString(&c->text, &jb->root, VARSIZE(jb));
 					out->ptr = c->text.data;
 					out->len = c->text.len;
@@ -1934,9 +1909,8 @@ convert_value(ParquetWriter *w, PqColumn *c, Datum d, PqValue *out)
 			}
 		case PK_OUTPUT:
 			{
-				MemoryContext old = MemoryContextSwitchTo(w->row_cxt);
+				MemoryContext old = row_cxt_enter(w);
 
-				w->row_cxt_dirty = true;
 				out->ptr = OutputFunctionCall(&c->outfunc, d);
 				out->len = strlen(out->ptr);
 				out->ptr = to_utf8(c, out->ptr, &out->len);
@@ -1962,6 +1936,20 @@ convert_value(ParquetWriter *w, PqColumn *c, Datum d, PqValue *out)
 			(c)->max.member = (x); \
 	} while (0)
 
+/*
+ * Buffer one fixed-width value (PLAIN: its little-endian memory image, the
+ * size of type T), widening the statistics when track holds; track may test
+ * the value as x (NaN stays out of the bounds).
+ */
+#define APPEND_FIXED(w, c, T, member, value, track) \
+	do { \
+		T			x = (value); \
+		\
+		if (track) \
+			TRACK_MINMAX(c, member, x); \
+		page_add_value(w, c, (const char *) &x, sizeof(T)); \
+	} while (0)
+
 static void
 append_value(ParquetWriter *w, PqColumn *c, PqValue *v)
 {
@@ -1979,46 +1967,22 @@ append_value(ParquetWriter *w, PqColumn *c, PqValue *v)
 			return;
 
 		case PQ_INT32:
-			{
-				int32		x = (c->kind == PK_DECIMAL) ? (int32) v->v.dec : v->v.i32;
-
-				TRACK_MINMAX(c, i32, x);
-				page_add_value(w, c, (const char *) &x, 4);
-				return;
-			}
+			APPEND_FIXED(w, c, int32, i32,
+						 (c->kind == PK_DECIMAL) ? (int32) v->v.dec : v->v.i32, true);
+			return;
 
 		case PQ_INT64:
-			{
-				int64		x = (c->kind == PK_DECIMAL) ? (int64) v->v.dec : v->v.i64;
-
-				TRACK_MINMAX(c, i64, x);
-				page_add_value(w, c, (const char *) &x, 8);
-				return;
-			}
+			APPEND_FIXED(w, c, int64, i64,
+						 (c->kind == PK_DECIMAL) ? (int64) v->v.dec : v->v.i64, true);
+			return;
 
 		case PQ_FLOAT:
-			{
-				float4		x = v->v.f4;
-
-				if (!isnan(x))
-				{
-					TRACK_MINMAX(c, f4, x);
-				}
-				page_add_value(w, c, (const char *) &x, 4);
-				return;
-			}
+			APPEND_FIXED(w, c, float4, f4, v->v.f4, !isnan(x));
+			return;
 
 		case PQ_DOUBLE:
-			{
-				float8		x = v->v.f8;
-
-				if (!isnan(x))
-				{
-					TRACK_MINMAX(c, f8, x);
-				}
-				page_add_value(w, c, (const char *) &x, 8);
-				return;
-			}
+			APPEND_FIXED(w, c, float8, f8, v->v.f8, !isnan(x));
+			return;
 
 		case PQ_FLBA:
 			if (c->kind == PK_UUID)
