@@ -25,6 +25,7 @@
 #include "utils/snapmgr.h"
 
 PG_FUNCTION_INFO_V1(stream_catalog_changed);
+PG_FUNCTION_INFO_V1(stream_check_name_sql);
 
 typedef struct StreamCacheEntry
 {
@@ -450,5 +451,19 @@ stream_catalog_changed(PG_FUNCTION_ARGS)
 	Oid			relid = get_relname_relid("streams", get_namespace_oid("stream", false));
 
 	CacheInvalidateRelcacheByRelid(relid);
+	PG_RETURN_VOID();
+}
+
+/*
+ * stream._check_name(name text, member text, max_length int): the same
+ * validation for names checked in SQL (streams, delivery streams).
+ */
+Datum
+stream_check_name_sql(PG_FUNCTION_ARGS)
+{
+	char	   *member = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	stream_require_arg(PG_ARGISNULL(0), member);
+	stream_check_resource_name(text_to_cstring(PG_GETARG_TEXT_PP(0)), member, PG_GETARG_INT32(2));
 	PG_RETURN_VOID();
 }

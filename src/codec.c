@@ -61,23 +61,6 @@ codec_from_name(const char *name)
 }
 
 const char *
-codec_name(StreamCodec codec)
-{
-	switch (codec)
-	{
-		case STREAM_CODEC_NONE:
-			return "none";
-		case STREAM_CODEC_GZIP:
-			return "gzip";
-		case STREAM_CODEC_SNAPPY:
-			return "snappy";
-		case STREAM_CODEC_ZSTD:
-			return "zstd";
-	}
-	return "?";
-}
-
-const char *
 codec_file_suffix(StreamCodec codec)
 {
 	switch (codec)

@@ -27,7 +27,6 @@ typedef enum StreamCodec
 
 /* none|gzip|snappy|zstd (case-insensitive, "uncompressed" = none). */
 extern StreamCodec codec_from_name(const char *name);
-extern const char *codec_name(StreamCodec codec);
 /* File name suffix for whole-file compression: "", ".gz", ".snappy", ".zst". */
 extern const char *codec_file_suffix(StreamCodec codec);
 

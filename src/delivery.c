@@ -75,6 +75,7 @@
 #include "utils/regproc.h"
 #include "utils/varlena.h"
 
+#include "codec.h"
 #include "delivery.h"
 #include "md5.h"
 
@@ -505,7 +506,7 @@ typedef struct DeliveryConfig
 	char	   *destination_table;
 	DeliveryFormat format;
 	Oid			schema;
-	DeliveryCompression compression;
+	StreamCodec compression;
 	Size		buffer_bytes;
 	int			interval_s;
 	char	   *prefix;
@@ -532,18 +533,6 @@ parse_format(const char *s)
 	if (strcmp(s, "raw") == 0)
 		return DFMT_RAW;
 	return DFMT_JSON;
-}
-
-static DeliveryCompression
-parse_compression(const char *s)
-{
-	if (strcmp(s, "gzip") == 0)
-		return DCOMP_GZIP;
-	if (strcmp(s, "snappy") == 0)
-		return DCOMP_SNAPPY;
-	if (strcmp(s, "zstd") == 0)
-		return DCOMP_ZSTD;
-	return DCOMP_NONE;
 }
 
 static char *
@@ -598,7 +587,7 @@ load_config(int32 id, MemoryContext cxt)
 	c->schema = DatumGetObjectId(spi_datum(0, 7, &isnull));
 	if (isnull)
 		c->schema = InvalidOid;
-	c->compression = parse_compression(spi_text(0, 8));
+	c->compression = codec_from_name(spi_text(0, 8));
 	c->buffer_bytes = (Size) DatumGetInt32(spi_datum(0, 9, &isnull)) * 1024 * 1024;
 	c->interval_s = DatumGetInt32(spi_datum(0, 10, &isnull));
 	c->prefix = spi_text(0, 11);
@@ -1557,9 +1546,9 @@ object_name(StringInfo out, FileOutput *fo, OutObject *o)
 	if (o->kind == OBJ_DATA)
 		ext = (char *) delivery_file_extension(cfg->format, cfg->compression);
 	else if (o->kind == OBJ_ERROR)
-		ext = (char *) delivery_file_extension(DFMT_JSON, cfg->format == DFMT_PARQUET ? DCOMP_NONE : cfg->compression);
+		ext = (char *) delivery_file_extension(DFMT_JSON, cfg->format == DFMT_PARQUET ? STREAM_CODEC_NONE : cfg->compression);
 	else
-		ext = (char *) delivery_file_extension(DFMT_RAW, cfg->format == DFMT_PARQUET ? DCOMP_NONE : cfg->compression);
+		ext = (char *) delivery_file_extension(DFMT_RAW, cfg->format == DFMT_PARQUET ? STREAM_CODEC_NONE : cfg->compression);
 	appendStringInfoString(out, ext);
 }
 
@@ -1594,11 +1583,11 @@ finish_objects(FileOutput *fo)
 		}
 		else
 		{
-			DeliveryCompression comp = cfg->compression;
+			StreamCodec comp = cfg->compression;
 
 			if (cfg->format == DFMT_PARQUET && o->kind != OBJ_DATA)
-				comp = DCOMP_NONE;	/* parquet compresses pages, not error files */
-			if (comp != DCOMP_NONE)
+				comp = STREAM_CODEC_NONE;	/* parquet compresses pages, not error files */
+			if (comp != STREAM_CODEC_NONE)
 			{
 				StringInfoData z;
 

@@ -13,6 +13,8 @@
 #include "lib/stringinfo.h"
 #include "utils/timestamp.h"
 
+#include "codec.h"
+
 /* Firehose limits (kinesis-semantics.md 5.1, 5.2, 5.6) */
 #define DELIVERY_NAME_MAX			64
 #define DELIVERY_RECORD_MAX_BYTES	(1000 * 1024)
@@ -30,13 +32,6 @@ typedef enum DeliveryFormat
 	DFMT_RAW
 } DeliveryFormat;
 
-typedef enum DeliveryCompression
-{
-	DCOMP_NONE,
-	DCOMP_GZIP,
-	DCOMP_SNAPPY,
-	DCOMP_ZSTD
-} DeliveryCompression;
 
 /* ---- prefix.c: object key templates ---- */
 typedef enum PrefixSegKind
@@ -107,13 +102,12 @@ extern void rowmapper_json_to_row(RowMapper *m, const char *data, int len,
 								  Datum *values, bool *isnull, bool *present);
 extern void csv_append_row(StringInfo out, RowMapper *m, Datum *values, bool *isnull);
 extern void json_append_row(StringInfo out, RowMapper *m, Datum *values, bool *isnull);
-extern void delivery_compress_file(DeliveryCompression c, StringInfo in, StringInfo out);
-extern const char *delivery_file_extension(DeliveryFormat f, DeliveryCompression c);
+extern void delivery_compress_file(StreamCodec c, StringInfo in, StringInfo out);
+extern const char *delivery_file_extension(DeliveryFormat f, StreamCodec c);
 extern void delivery_write_file(const char *path, const char *data, Size len);
-extern void *delivery_parquet_open(const char *path, RowMapper *m, DeliveryCompression c);
+extern void *delivery_parquet_open(const char *path, RowMapper *m, StreamCodec c);
 extern void delivery_parquet_add(void *w, Datum *values, bool *isnull);
 extern uint64 delivery_parquet_finish(void *w);
-extern void delivery_parquet_abort(void *w);
 
 /* ---- delivery.c: called by the background worker ---- */
 extern int	stream_delivery_naptime_ms;

@@ -300,46 +300,26 @@ json_append_row(StringInfo out, RowMapper *m, Datum *values, bool *isnull)
 	heap_freetuple(tup);
 }
 
-static StreamCodec
-to_codec(DeliveryCompression c)
-{
-	switch (c)
-	{
-		case DCOMP_GZIP:
-			return STREAM_CODEC_GZIP;
-		case DCOMP_SNAPPY:
-			return STREAM_CODEC_SNAPPY;
-		case DCOMP_ZSTD:
-			return STREAM_CODEC_ZSTD;
-		default:
-			return STREAM_CODEC_NONE;
-	}
-}
-
 /* Whole-file compression of JSON lines, CSV and raw files. */
 void
-delivery_compress_file(DeliveryCompression c, StringInfo in, StringInfo out)
+delivery_compress_file(StreamCodec c, StringInfo in, StringInfo out)
 {
 	CodecStream *cs;
 
-	cs = codec_stream_create(to_codec(c));
+	cs = codec_stream_create(c);
 	codec_stream_write(cs, in->data, in->len, out);
 	codec_stream_finish(cs, out);
 	codec_stream_free(cs);
 }
 
 const char *
-delivery_file_extension(DeliveryFormat f, DeliveryCompression c)
+delivery_file_extension(DeliveryFormat f, StreamCodec c)
 {
+	/* Parquet compresses inside its pages; other files are compressed whole */
 	if (f == DFMT_PARQUET)
 		return ".parquet";
-	{
-		const char *base = f == DFMT_JSON ? ".json" : f == DFMT_CSV ? ".csv" : "";
-		const char *suffix = c == DCOMP_GZIP ? ".gz" : c == DCOMP_SNAPPY ? ".snappy" :
-		c == DCOMP_ZSTD ? ".zst" : "";
-
-		return psprintf("%s%s", base, suffix);
-	}
+	return psprintf("%s%s", f == DFMT_JSON ? ".json" : f == DFMT_CSV ? ".csv" : "",
+					codec_file_suffix(c));
 }
 
 /* Write a whole file, fsync it, readable by others (0644). */
@@ -399,9 +379,9 @@ delivery_write_file(const char *path, const char *data, Size len)
 }
 
 void *
-delivery_parquet_open(const char *path, RowMapper *m, DeliveryCompression c)
+delivery_parquet_open(const char *path, RowMapper *m, StreamCodec c)
 {
-	return parquet_writer_create(path, m->desc, to_codec(c), 0);
+	return parquet_writer_create(path, m->desc, c, 0);
 }
 
 void
@@ -416,8 +396,3 @@ delivery_parquet_finish(void *w)
 	return parquet_writer_finish((ParquetWriter *) w, true);
 }
 
-void
-delivery_parquet_abort(void *w)
-{
-	parquet_writer_abort((ParquetWriter *) w);
-}

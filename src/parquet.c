@@ -694,18 +694,6 @@ parquet_writer_abort(ParquetWriter *w)
 	MemoryContextDelete(w->cxt);
 }
 
-int64
-parquet_writer_rows(ParquetWriter *w)
-{
-	return w->rows;
-}
-
-uint64
-parquet_writer_size_estimate(ParquetWriter *w)
-{
-	return w->offset + w->rg_bytes;
-}
-
 /* ---------------------------------------------------------------- chunks */
 
 static void

@@ -53,8 +53,6 @@ extern uint64 parquet_writer_finish(ParquetWriter *w, bool do_fsync);
 extern void parquet_writer_abort(ParquetWriter *w);
 
 /* Rows added so far. */
-extern int64 parquet_writer_rows(ParquetWriter *w);
 /* Bytes written to the file so far plus the uncompressed bytes buffered. */
-extern uint64 parquet_writer_size_estimate(ParquetWriter *w);
 
 #endif							/* STREAM_PARQUET_H */

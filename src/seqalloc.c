@@ -154,12 +154,6 @@ seqalloc_shmem_init(void)
 								&info, HASH_ELEM | HASH_BLOBS);
 }
 
-bool
-stream_shmem_ready(void)
-{
-	return shared != NULL;
-}
-
 /* ---- text form of sequence numbers ---- */
 
 static void

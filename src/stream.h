@@ -138,6 +138,5 @@ extern int64 stream_trim_horizon_seq(StreamInfo *info, TimestampTz now,
 /* ---- stream.c ---- */
 extern int	stream_iterator_lifetime_ms;
 extern int	stream_chunk_premake;
-extern bool stream_shmem_ready(void);
 
 #endif							/* STREAM_H */

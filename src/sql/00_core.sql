@@ -93,6 +93,8 @@ CREATE FUNCTION stream.read_shard(stream_name text, shard_id text,
     RETURNS SETOF stream.record
     AS 'MODULE_PATHNAME', 'stream_read_shard' LANGUAGE C VOLATILE ROWS 1000;
 
+CREATE FUNCTION stream._check_name(name text, member text, max_length int) RETURNS void
+    AS 'MODULE_PATHNAME', 'stream_check_name_sql' LANGUAGE C IMMUTABLE;
 CREATE FUNCTION stream._catalog_changed() RETURNS void
     AS 'MODULE_PATHNAME', 'stream_catalog_changed' LANGUAGE C VOLATILE;
 CREATE FUNCTION stream._sequence_text(stream_id int, shard_index int, seq bigint) RETURNS text
@@ -132,16 +134,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     s stream.streams;
 BEGIN
-    IF p_name IS NULL THEN
-        PERFORM stream._raise('ValidationException', '1 validation error detected: Value null at ''streamName'' failed to satisfy constraint: Member must not be null', '22004');
-    END IF;
-    IF length(p_name) < 1 OR length(p_name) > 128 THEN
-        PERFORM stream._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''streamName'' failed to satisfy constraint: Member must have length %s',
-            p_name, CASE WHEN length(p_name) < 1 THEN 'greater than or equal to 1' ELSE 'less than or equal to 128' END));
-    END IF;
-    IF p_name !~ '^[a-zA-Z0-9_.-]+$' THEN
-        PERFORM stream._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''streamName'' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+', p_name));
-    END IF;
+    PERFORM stream._check_name(p_name, 'streamName', 128);
     SELECT * INTO s FROM stream.streams WHERE stream_name = p_name;
     IF NOT FOUND THEN
         PERFORM stream._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', p_name), '42704');
@@ -166,20 +159,16 @@ END $$;
 ---------------------------------------------------------------------------
 
 -- Make sure the chunks from the current one to stream.chunk_premake ahead exist.
-CREATE FUNCTION stream._make_chunks(p_stream_id int) RETURNS int
+CREATE FUNCTION stream._make_chunks(s stream.streams) RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    s stream.streams;
+    p_stream_id int := s.stream_id;
     k bigint;
     k_now bigint;
     ahead int := coalesce(nullif(current_setting('stream.chunk_premake', true), '')::int, 4);
     made int := 0;
     chunk text;
 BEGIN
-    SELECT * INTO s FROM stream.streams WHERE stream_id = p_stream_id;
-    IF NOT FOUND THEN
-        RETURN 0;
-    END IF;
     -- one maintainer per stream at a time
     PERFORM pg_advisory_xact_lock(1398034002, p_stream_id);
     k_now := (floor(extract(epoch FROM clock_timestamp()) / 3600)::bigint) / s.chunk_hours;
@@ -201,18 +190,14 @@ END $$;
 
 -- Drop the chunks whose every record is past retention.  A chunk that is
 -- in use right now (a reader, pg_dump) is left for the next round.
-CREATE FUNCTION stream._trim_chunks(p_stream_id int) RETURNS int
+CREATE FUNCTION stream._trim_chunks(s stream.streams) RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    s stream.streams;
+    p_stream_id int := s.stream_id;
     cutoff bigint;
     dropped int := 0;
     c record;
 BEGIN
-    SELECT * INTO s FROM stream.streams WHERE stream_id = p_stream_id;
-    IF NOT FOUND THEN
-        RETURN 0;
-    END IF;
     cutoff := floor(extract(epoch FROM clock_timestamp() - make_interval(hours => s.retention_hours)) / 3600)::bigint;
     FOR c IN
         SELECT cl.relname, substring(cl.relname FROM '_([0-9]+)$')::bigint AS k
@@ -245,13 +230,13 @@ SET search_path = pg_catalog, pg_temp SET lock_timeout = '1s' AS $$
 DECLARE
     s record;
 BEGIN
-    FOR s IN SELECT st.stream_id, st.stream_name FROM stream.streams st ORDER BY st.stream_id LOOP
-        stream_name := s.stream_name;
+    FOR s IN SELECT st FROM stream.streams st ORDER BY st.stream_id LOOP
+        stream_name := (s.st).stream_name;
         BEGIN
-            chunks_created := stream._make_chunks(s.stream_id);
-            chunks_dropped := stream._trim_chunks(s.stream_id);
+            chunks_created := stream._make_chunks(s.st);
+            chunks_dropped := stream._trim_chunks(s.st);
         EXCEPTION WHEN lock_not_available THEN
-            RAISE WARNING 'stream %: maintenance skipped this round: %', s.stream_name, SQLERRM;
+            RAISE WARNING 'stream %: maintenance skipped this round: %', (s.st).stream_name, SQLERRM;
             chunks_created := 0;
             chunks_dropped := 0;
         END;
@@ -272,12 +257,7 @@ DECLARE
     v_now timestamptz := clock_timestamp();
     v_start bigint;
 BEGIN
-    IF stream_name IS NULL THEN
-        PERFORM stream._raise('ValidationException', '1 validation error detected: Value null at ''streamName'' failed to satisfy constraint: Member must not be null', '22004');
-    END IF;
-    IF length(stream_name) < 1 OR length(stream_name) > 128 OR stream_name !~ '^[a-zA-Z0-9_.-]+$' THEN
-        PERFORM stream._stream(stream_name);    -- raises the ValidationException
-    END IF;
+    PERFORM stream._check_name(stream_name, 'streamName', 128);
     IF shard_count IS NULL THEN
         PERFORM stream._raise('ValidationException', '1 validation error detected: Value null at ''shardCount'' failed to satisfy constraint: Member must not be null', '22004');
     ELSIF shard_count < 1 THEN
@@ -314,7 +294,7 @@ BEGIN
                    'partition_key text NOT NULL, data bytea NOT NULL, '
                    'PRIMARY KEY (shard_id, seq)) PARTITION BY RANGE (seq)', 's' || v_id);
     EXECUTE format('COMMENT ON TABLE stream_data.%I IS %L', 's' || v_id, 'records of stream ' || stream_name);
-    PERFORM stream._make_chunks(v_id);
+    PERFORM stream._make_chunks(x) FROM stream.streams x WHERE x.stream_id = v_id;
     PERFORM stream._catalog_changed();
     PERFORM stream._wake_worker();
 END $$;
@@ -461,5 +441,5 @@ AS $$ SELECT stream._stream_access(false, stream_name, role, access) $$;
 REVOKE ALL ON FUNCTION stream.create_stream(text, int, int), stream.delete_stream(text),
     stream.increase_stream_retention_period(text, int), stream.decrease_stream_retention_period(text, int),
     stream.grant_stream_access(text, regrole, text), stream.revoke_stream_access(text, regrole, text),
-    stream.run_maintenance(), stream._make_chunks(int), stream._trim_chunks(int),
+    stream.run_maintenance(), stream._make_chunks(stream.streams), stream._trim_chunks(stream.streams),
     stream._set_retention(text, int, bool), stream._stream_access(bool, text, regrole, text) FROM PUBLIC;

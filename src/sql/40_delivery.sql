@@ -165,12 +165,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     d stream.delivery_streams;
 BEGIN
-    IF p_name IS NULL THEN
-        PERFORM stream._raise('ValidationException', '1 validation error detected: Value null at ''deliveryStreamName'' failed to satisfy constraint: Member must not be null', '22004');
-    END IF;
-    IF length(p_name) < 1 OR length(p_name) > 64 OR p_name !~ '^[a-zA-Z0-9_.-]+$' THEN
-        PERFORM stream._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''deliveryStreamName'' failed to satisfy constraint: Member must have length less than or equal to 64 and satisfy regular expression pattern: [a-zA-Z0-9_.-]+', p_name));
-    END IF;
+    PERFORM stream._check_name(p_name, 'deliveryStreamName', 64);
     SELECT * INTO d FROM stream.delivery_streams WHERE delivery_stream_name = p_name;
     IF NOT FOUND THEN
         PERFORM stream._raise('ResourceNotFoundException', format('Firehose %s under account 000000000000 not found.', p_name), '42704');
@@ -330,7 +325,7 @@ BEGIN
                        'PRIMARY KEY (shard_id, seq)) PARTITION BY RANGE (seq)', 's' || v_stream_id);
         EXECUTE format('COMMENT ON TABLE stream_data.%I IS %L', 's' || v_stream_id,
                        'records put to delivery stream ' || delivery_stream_name);
-        PERFORM stream._make_chunks(v_stream_id);
+        PERFORM stream._make_chunks(x) FROM stream.streams x WHERE x.stream_id = v_stream_id;
         PERFORM stream._catalog_changed();
         IF NOT (SELECT rolsuper FROM pg_roles WHERE oid = v_invoker) THEN
             EXECUTE format('GRANT INSERT ON stream_data.%I TO %I', 's' || v_stream_id,
@@ -445,33 +440,35 @@ BEGIN
         'HasMoreDestinations', false));
 END $$;
 
--- Direct put privileges, per delivery stream.
-CREATE FUNCTION stream.grant_delivery_stream_access(delivery_stream_name text, role regrole)
-RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Direct put privileges, per delivery stream: INSERT on its internal stream.
+-- Granting on a stream-fed delivery stream is refused; revoking there is a no-op.
+CREATE FUNCTION stream._delivery_access(p_grant bool, p_name text, p_role regrole)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    d stream.delivery_streams := stream._delivery_stream(delivery_stream_name);
+    d stream.delivery_streams := stream._delivery_stream(p_name);
 BEGIN
     IF NOT pg_has_role(stream._delivery_invoker(), d.owner, 'MEMBER') THEN
-        PERFORM stream._raise('AccessDeniedException', format('only the owner of Firehose %s may grant access to it', d.delivery_stream_name), '42501');
+        PERFORM stream._raise('AccessDeniedException', format('only the owner of Firehose %s may %s access to it',
+                              d.delivery_stream_name, CASE WHEN p_grant THEN 'grant' ELSE 'revoke' END), '42501');
     END IF;
     IF d.delivery_stream_type <> 'DirectPut' THEN
-        PERFORM stream._raise('InvalidArgumentException', 'This operation is not permitted on KinesisStreamAsSource delivery stream type.');
+        IF p_grant THEN
+            PERFORM stream._raise('InvalidArgumentException', 'This operation is not permitted on KinesisStreamAsSource delivery stream type.');
+        END IF;
+        RETURN;
     END IF;
-    EXECUTE format('GRANT INSERT ON stream_data.%I TO %s', 's' || d.source_stream_id, role);
+    EXECUTE format(CASE WHEN p_grant THEN 'GRANT INSERT ON stream_data.%I TO %s' ELSE 'REVOKE INSERT ON stream_data.%I FROM %s' END,
+                   's' || d.source_stream_id, p_role);
 END $$;
+REVOKE ALL ON FUNCTION stream._delivery_access(bool, text, regrole) FROM PUBLIC;
+
+CREATE FUNCTION stream.grant_delivery_stream_access(delivery_stream_name text, role regrole)
+RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT stream._delivery_access(true, delivery_stream_name, role) $$;
 
 CREATE FUNCTION stream.revoke_delivery_stream_access(delivery_stream_name text, role regrole)
-RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    d stream.delivery_streams := stream._delivery_stream(delivery_stream_name);
-BEGIN
-    IF NOT pg_has_role(stream._delivery_invoker(), d.owner, 'MEMBER') THEN
-        PERFORM stream._raise('AccessDeniedException', format('only the owner of Firehose %s may revoke access to it', d.delivery_stream_name), '42501');
-    END IF;
-    IF d.delivery_stream_type = 'DirectPut' THEN
-        EXECUTE format('REVOKE INSERT ON stream_data.%I FROM %s', 's' || d.source_stream_id, role);
-    END IF;
-END $$;
+RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT stream._delivery_access(false, delivery_stream_name, role) $$;
 
 -- One row per delivery stream the caller owns (or, for superusers, every one):
 -- what is buffered, what was delivered, the last error.
