@@ -269,15 +269,6 @@ codec_stream_create(StreamCodec codec)
 	return cs;
 }
 
-static void
-put_le32(char *p, uint32 v)
-{
-	p[0] = (char) (v & 0xFF);
-	p[1] = (char) ((v >> 8) & 0xFF);
-	p[2] = (char) ((v >> 16) & 0xFF);
-	p[3] = (char) ((v >> 24) & 0xFF);
-}
-
 /* One framing-format chunk holding src (at most 64 KiB). */
 static void
 snappy_frame(CodecStream *cs, const char *src, size_t len, StringInfo out)

@@ -26,6 +26,16 @@ typedef enum StreamCodec
 } StreamCodec;
 
 /* none|gzip|snappy|zstd (case-insensitive, "uncompressed" = none). */
+/* Little-endian uint32, as Parquet and the snappy framing format store them. */
+static inline void
+put_le32(char *p, uint32 v)
+{
+	p[0] = (char) (v & 0xFF);
+	p[1] = (char) ((v >> 8) & 0xFF);
+	p[2] = (char) ((v >> 16) & 0xFF);
+	p[3] = (char) ((v >> 24) & 0xFF);
+}
+
 extern StreamCodec codec_from_name(const char *name);
 /* File name suffix for whole-file compression: "", ".gz", ".snappy", ".zst". */
 extern const char *codec_file_suffix(StreamCodec codec);

@@ -870,19 +870,10 @@ bit_width(uint32 maxval)
 
 /* ---------------------------------------------------------------- pages */
 
-static void
-put_le32(char *p, uint32 v)
-{
-	p[0] = (char) (v & 0xFF);
-	p[1] = (char) ((v >> 8) & 0xFF);
-	p[2] = (char) ((v >> 16) & 0xFF);
-	p[3] = (char) ((v >> 24) & 0xFF);
-}
-
-/* Compresses w->body, appends header + stored body to the column's pieces. */
 /*
- * The page body is w->body followed by tail/tail_len (PLAIN values, kept
- * where they were buffered so that an uncompressed page copies them once).
+ * Compress a page and append its header and stored body to the column's
+ * pieces.  The page body is w->body followed by tail/tail_len (PLAIN values,
+ * kept where they were buffered so that an uncompressed page copies them once).
  */
 static void
 emit_page(ParquetWriter *w, PqColumn *c, bool dictionary_page, int num_values,
