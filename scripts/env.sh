@@ -13,7 +13,9 @@ STREAM_ROOT="$(cd "$(dirname "$_stream_env_src")/.." && pwd -P)"
 unset _stream_env_src
 export STREAM_ROOT
 
-export PG_BIN=/usr/lib/postgresql/15/bin
+# STREAM_PG_BIN: server binaries to use (default Debian's); a relocated copy made
+# by scripts/private-pg.sh lets several checkouts install and test side by side.
+export PG_BIN="${STREAM_PG_BIN:-/usr/lib/postgresql/15/bin}"
 export PG_CONFIG="$PG_BIN/pg_config"
 
 _stream_abs() {
