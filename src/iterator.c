@@ -162,6 +162,15 @@ parse_starting_seq(const char *seqtext, StreamInfo *info, StreamShard *shard)
 	return seq;
 }
 
+/* Zero the alignment padding from p up to end; returns end. */
+static inline char *
+zero_pad(char *p, char *end)
+{
+	while (p < end)
+		*p++ = 0;
+	return end;
+}
+
 /* Record sinks (see RecordCollector in read.h). */
 static void
 collect_first(void *arg, const StreamRecord *rec)
@@ -262,8 +271,19 @@ collector_array(RecordCollector *c)
 {
 	ArrayType  *arr = (ArrayType *) c->array;
 
+	Size		end;
+
 	if (c->count == 0)
 		return PointerGetDatum(construct_empty_array(c->rectype));
+	/* as construct_array, the last element is padded to its alignment too */
+	end = TYPEALIGN(ALIGNOF_DOUBLE, c->array_used);
+	if (end > c->array_cap)
+	{
+		array_scratch_reserve(c, end);
+		arr = (ArrayType *) c->array;
+	}
+	zero_pad(c->array + c->array_used, c->array + end);
+	c->array_used = end;
 	SET_VARSIZE(arr, c->array_used);
 	arr->ndim = 1;
 	arr->dataoffset = 0;		/* no null bitmap */
@@ -300,7 +320,13 @@ fill_varlena(char *p, Datum d)
 	}
 	else
 	{
-		p = (char *) INTALIGN(p);	/* text and bytea align on int */
+		/*
+		 * Text and bytea align on int.  The padding must be zero: a reader
+		 * (att_align_pointer) takes a non-zero byte there for the 1-byte
+		 * header of an unaligned short value, and the scratch buffer holds
+		 * whatever an earlier read left in it.
+		 */
+		p = zero_pad(p, (char *) INTALIGN(p));
 		n = VARSIZE(v);
 		memcpy(p, v, n);
 	}
@@ -351,12 +377,18 @@ collect_datum(void *arg, const StreamRecord *rec)
 	if (start + bound > c->array_cap)
 		array_scratch_reserve(c, start + bound);
 
-	/* the data area starts MAXALIGNed, like that of a palloc'd tuple */
+	/*
+	 * The data area starts MAXALIGNed, like that of a palloc'd tuple.  Every
+	 * padding byte is zeroed: the buffer is reused across reads, and the
+	 * array must be byte-for-byte what construct_array would have built
+	 * (record comparison and hashing look at the bytes).
+	 */
+	zero_pad(c->array + c->array_used, c->array + start);
 	td = (HeapTupleHeader) (c->array + start);
 	memcpy(td, c->header, c->hoff);
 	data = (char *) td + c->hoff;
 	p = fill_varlena(data, seq);
-	p = (char *) TYPEALIGN(ALIGNOF_DOUBLE, p);	/* timestamptz */
+	p = zero_pad(p, (char *) TYPEALIGN(ALIGNOF_DOUBLE, p));	/* timestamptz */
 	memcpy(p, &rec->arrival, sizeof(TimestampTz));
 	p += sizeof(TimestampTz);
 	p = fill_varlena(p, rec->partition_key);
