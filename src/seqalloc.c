@@ -17,18 +17,33 @@
  *    snapshot and reads only below it.  Every number below it belongs to a
  *    transaction that has committed (visible in that snapshot) or aborted.
  *
- * Counters are not persisted: after a restart a shard's counter starts
- * above the highest committed number in its table (and above the current
- * hour bucket), which keeps numbers strictly increasing across crashes.
+ * No number is ever handed out twice, also across crashes and for numbers
+ * that aborted transactions took (a reader may have moved past those: they
+ * were stable once the transaction ended).  As PostgreSQL's own sequences
+ * log ahead, a durable high-water mark per database lies above every number
+ * handed out: the sequence stream.sequence_mark.  A shard's counter never
+ * passes the mark it knows (ShardState.reserved); to go further a producer
+ * moves the mark ahead by SEQ_MARK_AHEAD numbers with setval and flushes
+ * that WAL record before it takes any number above the old mark.  After a
+ * restart, or when an evicted counter is rebuilt, a counter starts at the
+ * mark (or above the shard's highest committed number).  Moving the mark
+ * costs one WAL flush per SEQ_MARK_AHEAD numbers of the busiest shard and
+ * one per hour bucket; a crash skips at most that many numbers.
  *
  * Without shared_preload_libraries there is no shared memory; producers then
  * serialise per shard with a transaction-scoped lock and take the highest
- * committed number plus one, so numbers still become visible in order.
+ * committed number plus one (and at least the mark), so numbers still become
+ * visible in order and readers, who then read only committed numbers, never
+ * pass a number that is handed out again.
  */
 #include "stream.h"
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "commands/sequence.h"
+#include "utils/lsyscache.h"
 #include "lib/ilist.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
@@ -70,6 +85,7 @@ typedef struct ShardState
 	slock_t		mutex;
 	bool		initialized;
 	int64		next_seq;
+	int64		reserved;		/* next_seq never passes this durable mark */
 	TimestampTz last_arrival;
 	dlist_head	inflight;
 	int			subscribers;	/* sessions waiting on wakeup; keeps the entry alive */
@@ -85,6 +101,24 @@ typedef struct SeqallocShared
 	InflightNode nodes[FLEXIBLE_ARRAY_MEMBER];
 } SeqallocShared;
 
+/*
+ * Per database: where counters rebuilt in this server's life may start.
+ * Every number handed out before start-up lies below startup_mark (the
+ * durable mark when the database's first counter was built), and every
+ * number handed out by a counter since dropped from the table lies below
+ * dropped_max.  A rebuilt counter starts at the larger of the two (or above
+ * its shard's committed maximum), not at the current mark, so building many
+ * counters does not push the mark ahead for each.
+ */
+typedef struct DatabaseMarks
+{
+	Oid			dbid;
+	int64		startup_mark;
+	int64		dropped_max;
+} DatabaseMarks;
+
+#define MAX_DATABASE_MARKS	1024
+
 /* What this backend's current transaction holds in flight. */
 typedef struct HeldNode
 {
@@ -94,12 +128,20 @@ typedef struct HeldNode
 
 static SeqallocShared *shared = NULL;
 static HTAB *shard_table = NULL;
+static HTAB *database_marks = NULL;	/* under shared->lock */
 static HeldNode *held = NULL;
 static int	nheld = 0;
 static int	held_cap = 0;
 static bool xact_put = false;	/* this transaction put records */
 
 #define STREAM_LOCKTAG_FIELD4 0x5354	/* tells our advisory locks from users' */
+#define STREAM_LOCKTAG_MARK		0x5355	/* moving a database's sequence mark */
+
+/*
+ * How far ahead of the numbers in use the durable mark is moved: the most
+ * numbers one crash can skip, and the numbers per WAL flush on the put path.
+ */
+#define SEQ_MARK_AHEAD			((int64) 1 << 20)
 
 /* GUC stream.max_shards_per_transaction (stream.c) */
 extern int	stream_max_shards_per_xact;
@@ -123,6 +165,7 @@ seqalloc_shmem_size(void)
 	size = add_size(offsetof(SeqallocShared, nodes),
 					mul_size(inflight_node_count(), sizeof(InflightNode)));
 	size = add_size(size, hash_estimate_size(stream_max_shards, sizeof(ShardState)));
+	size = add_size(size, hash_estimate_size(MAX_DATABASE_MARKS, sizeof(DatabaseMarks)));
 	return size;
 }
 
@@ -152,6 +195,12 @@ seqalloc_shmem_init(void)
 	shard_table = ShmemInitHash("stream shard counters",
 								stream_max_shards, stream_max_shards,
 								&info, HASH_ELEM | HASH_BLOBS);
+	memset(&info, 0, sizeof(info));
+	info.keysize = sizeof(Oid);
+	info.entrysize = sizeof(DatabaseMarks);
+	database_marks = ShmemInitHash("stream database marks",
+								   MAX_DATABASE_MARKS, MAX_DATABASE_MARKS,
+								   &info, HASH_ELEM | HASH_BLOBS);
 }
 
 /* ---- text form of sequence numbers ---- */
@@ -335,6 +384,81 @@ seqalloc_init(void)
 	RegisterXactCallback(seqalloc_xact_callback, NULL);
 }
 
+/* ---- the durable high-water mark ---- */
+
+static Oid
+mark_relid(void)
+{
+	Oid			nsp = get_namespace_oid("stream", false);
+	Oid			relid = get_relname_relid("sequence_mark", nsp);
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "sequence stream.sequence_mark is missing");
+	return relid;
+}
+
+/*
+ * The database's durable mark: every number ever handed out in it lies
+ * below.  The sequence belongs to the extension and no role but its owner
+ * may touch it, so it is read and moved as the bootstrap superuser; no
+ * user code runs in between (sequences have no triggers).
+ */
+static int64
+mark_read(void)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	Datum		d;
+	FunctionCallInfo fcinfo;
+	LOCAL_FCINFO(call, 1);
+
+	fcinfo = call;
+	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = ObjectIdGetDatum(mark_relid());
+	fcinfo->args[0].isnull = false;
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	d = pg_sequence_last_value(fcinfo);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	/* NULL until the first setval */
+	return fcinfo->isnull ? 0 : DatumGetInt64(d);
+}
+
+/*
+ * Make the mark at least needed and durable; returns the mark.  Producers
+ * needing it at the same time queue on a lock of our own (never one a user
+ * can hold), released as soon as the WAL record is flushed, so no producer
+ * waits for another's transaction.
+ */
+static int64
+mark_advance(int64 needed)
+{
+	LOCKTAG		tag;
+	int64		mark;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, 0, STREAM_LOCKTAG_MARK);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	mark = mark_read();
+	if (mark < needed)
+	{
+		Oid			save_userid;
+		int			save_sec_context;
+
+		mark = needed + SEQ_MARK_AHEAD;
+		GetUserIdAndSecContext(&save_userid, &save_sec_context);
+		SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+		(void) DirectFunctionCall3(setval3_oid, ObjectIdGetDatum(mark_relid()),
+								   Int64GetDatum(mark), BoolGetDatum(true));
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		/* durable before any number above the old mark is handed out */
+		XLogFlush(XactLastRecEnd);
+	}
+	LockRelease(&tag, ExclusiveLock, false);
+	return mark;
+}
+
 /* ---- shard counters ---- */
 
 /*
@@ -344,6 +468,22 @@ seqalloc_init(void)
  * (see shard_state_locked).  Caller holds shared->lock exclusively.
  */
 static InflightNode *held_node_for(ShardState *st);
+
+/*
+ * Remove a counter from the table, remembering how far it got so that a
+ * rebuilt one starts above.  Caller holds shared->lock exclusively and
+ * knows that nothing is in flight on it.
+ */
+static void
+drop_entry(ShardState *st)
+{
+	DatabaseMarks *dm = hash_search(database_marks, &st->key.dbid, HASH_FIND, NULL);
+
+	if (dm != NULL)
+		dm->dropped_max = Max(dm->dropped_max, st->next_seq);
+	/* without an entry, rebuilt counters start at the current mark */
+	hash_search(shard_table, &st->key, HASH_REMOVE, NULL);
+}
 
 static int
 evict_idle_entries(void)
@@ -362,11 +502,40 @@ evict_idle_entries(void)
 		SpinLockRelease(&st->mutex);
 		if (idle && held_node_for(st) == NULL)
 		{
-			hash_search(shard_table, &st->key, HASH_REMOVE, NULL);
+			drop_entry(st);
 			evicted++;
 		}
 	}
 	return evicted;
+}
+
+/*
+ * Where a counter of this database built now may start, given the current
+ * durable mark: see DatabaseMarks.  The first counter built in a database
+ * since start-up records the mark it saw as the database's start-up mark.
+ */
+static int64
+database_start(int64 current_mark)
+{
+	DatabaseMarks *dm;
+	bool		found;
+	int64		start;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	dm = hash_search(database_marks, &MyDatabaseId, HASH_ENTER_NULL, &found);
+	if (dm == NULL)
+		start = current_mark;	/* table full: the safe, wasteful answer */
+	else
+	{
+		if (!found)
+		{
+			dm->startup_mark = current_mark;
+			dm->dropped_max = 0;
+		}
+		start = Max(dm->startup_mark, dm->dropped_max);
+	}
+	LWLockRelease(shared->lock);
+	return start;
 }
 
 /*
@@ -389,6 +558,8 @@ shard_state_locked(StreamInfo *info, StreamShard *shard)
 	for (;;)
 	{
 		int64		max_seq;
+		int64		mark;
+		int64		start;
 
 		LWLockAcquire(shared->lock, LW_SHARED);
 		st = hash_search(shard_table, &key, HASH_FIND, &found);
@@ -416,6 +587,7 @@ shard_state_locked(StreamInfo *info, StreamShard *shard)
 				SpinLockInit(&st->mutex);
 				st->initialized = false;
 				st->next_seq = 0;
+				st->reserved = 0;
 				st->last_arrival = 0;
 				dlist_init(&st->inflight);
 				st->subscribers = 0;
@@ -428,12 +600,11 @@ shard_state_locked(StreamInfo *info, StreamShard *shard)
 		 * First use since start-up (or since the entry was evicted).  The
 		 * committed maximum is not enough: numbers taken by transactions
 		 * that aborted were stable, so a reader's iterator may already
-		 * point past them.  Start in the next hour bucket, above anything
-		 * handed out before (its chunk exists: maintenance keeps chunks
-		 * ahead), and above the committed maximum in any case.
+		 * point past them.  The durable mark lies above all of them.
 		 */
 		max_seq = storage_max_seq(info, shard);
-		max_seq = Max(max_seq, SEQ_FROM_BUCKET(seq_bucket_now(GetCurrentTimestamp()) + 1) - 1);
+		mark = mark_read();
+		start = database_start(mark);
 
 		LWLockAcquire(shared->lock, LW_SHARED);
 		st = hash_search(shard_table, &key, HASH_FIND, &found);
@@ -442,7 +613,8 @@ shard_state_locked(StreamInfo *info, StreamShard *shard)
 			SpinLockAcquire(&st->mutex);
 			if (!st->initialized)
 			{
-				st->next_seq = Max(max_seq + 1, shard->starting_seq);
+				st->next_seq = Max(Max(max_seq + 1, shard->starting_seq), start);
+				st->reserved = mark;	/* durable, and at least start */
 				st->initialized = true;
 			}
 			SpinLockRelease(&st->mutex);
@@ -507,7 +679,8 @@ reserve_without_shmem(StreamInfo *info, StreamShard *shard, int count,
 
 	/* holding the lock until commit, the committed maximum is exact */
 	now = GetCurrentTimestamp();
-	first = first_seq(Max(storage_max_seq(info, shard) + 1, shard->starting_seq),
+	first = first_seq(Max(Max(storage_max_seq(info, shard) + 1, shard->starting_seq),
+						  mark_read()),
 					  seq_bucket_now(now), count);
 	*arrival = now;
 	return first;
@@ -522,10 +695,11 @@ seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 				 TimestampTz *arrival)
 {
 	ShardState *st;
-	InflightNode *node;
+	InflightNode *node = NULL;
 	InflightNode *existing;
 	TimestampTz now;
 	int64		first;
+	int64		known_mark = 0;
 
 	xact_put = true;
 	if (shared == NULL)
@@ -539,44 +713,66 @@ seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 	}
 	now = GetCurrentTimestamp();
 
-	st = shard_state_locked(info, shard);
-	existing = held_node_for(st);
-	if (existing == NULL && nheld >= stream_max_shards_per_xact)
+	for (;;)
 	{
-		LWLockRelease(shared->lock);
-		ereport(ERROR,
-				(errcode(ERRCODE_STREAM_LIMIT),
-				 errmsg("LimitExceededException: a transaction may put to at most %d shards",
-						stream_max_shards_per_xact),
-				 errhint("Commit more often, or raise stream.max_shards_per_transaction.")));
-	}
-	if (existing == NULL)
-	{
-		/* registered below, under the shard's mutex, with the first number */
-		node = take_free_node();
-		held[nheld].shard = st;
-		held[nheld].node = node;
-		nheld++;
-	}
-	else
-		node = NULL;			/* already in flight with a lower number */
+		int64		need;
 
-	SpinLockAcquire(&st->mutex);
-	first = first_seq(st->next_seq, seq_bucket_now(now), count);
-	st->next_seq = first + count;
-	if (now < st->last_arrival)
-		now = st->last_arrival;
-	st->last_arrival = now;
-	if (node != NULL)
-	{
-		node->min_seq = first;
-		node->max_seq = first + count - 1;
-		dlist_push_tail(&st->inflight, &node->link);
+		st = shard_state_locked(info, shard);
+		existing = held_node_for(st);
+		if (existing == NULL && nheld >= stream_max_shards_per_xact)
+		{
+			LWLockRelease(shared->lock);
+			ereport(ERROR,
+					(errcode(ERRCODE_STREAM_LIMIT),
+					 errmsg("LimitExceededException: a transaction may put to at most %d shards",
+							stream_max_shards_per_xact),
+					 errhint("Commit more often, or raise stream.max_shards_per_transaction.")));
+		}
+		/* registered below, under the shard's mutex, with the first number */
+		if (existing == NULL && node == NULL)
+			node = take_free_node();
+
+		SpinLockAcquire(&st->mutex);
+		st->reserved = Max(st->reserved, known_mark);
+		first = first_seq(st->next_seq, seq_bucket_now(now), count);
+		need = first + count;
+		if (need <= st->reserved)
+		{
+			st->next_seq = need;
+			if (now < st->last_arrival)
+				now = st->last_arrival;
+			st->last_arrival = now;
+			if (existing == NULL)
+			{
+				node->min_seq = first;
+				node->max_seq = need - 1;
+				dlist_push_tail(&st->inflight, &node->link);
+			}
+			else
+				existing->max_seq = need - 1;	/* in flight with a lower number */
+			SpinLockRelease(&st->mutex);
+			if (existing == NULL)
+			{
+				held[nheld].shard = st;
+				held[nheld].node = node;
+				nheld++;
+			}
+			LWLockRelease(shared->lock);
+			break;
+		}
+		SpinLockRelease(&st->mutex);
+		LWLockRelease(shared->lock);
+
+		/* past the durable mark: move it (rare), holding nothing shared */
+		if (node != NULL)
+		{
+			SpinLockAcquire(&shared->pool_mutex);
+			dlist_push_head(&shared->free_nodes, &node->link);
+			SpinLockRelease(&shared->pool_mutex);
+			node = NULL;
+		}
+		known_mark = mark_advance(need);
 	}
-	else
-		existing->max_seq = first + count - 1;
-	SpinLockRelease(&st->mutex);
-	LWLockRelease(shared->lock);
 
 	*arrival = now;
 	return first;
@@ -649,7 +845,7 @@ seqalloc_forget_stream(int32 stream_id)
 		idle = dlist_is_empty(&st->inflight) && st->subscribers == 0;
 		SpinLockRelease(&st->mutex);
 		if (idle && held_node_for(st) == NULL)
-			hash_search(shard_table, &st->key, HASH_REMOVE, NULL);
+			drop_entry(st);
 	}
 	LWLockRelease(shared->lock);
 }

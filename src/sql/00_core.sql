@@ -38,6 +38,12 @@ SELECT pg_catalog.pg_extension_config_dump('stream.shards', '');
 SELECT pg_catalog.pg_extension_config_dump('stream.streams_stream_id_seq', '');
 GRANT SELECT ON stream.streams, stream.shards TO PUBLIC;
 
+-- The durable high-water mark of sequence numbers (seqalloc.c): every
+-- number handed out in this database lies below it, so none is handed out
+-- again after a crash.  Moved only by the extension's C code.
+CREATE SEQUENCE stream.sequence_mark AS bigint MINVALUE 0 START 0 CACHE 1 NO CYCLE;
+REVOKE ALL ON stream.sequence_mark FROM PUBLIC;
+
 -- The key that signs shard iterators.  Not dumped: a restored database
 -- gets a new key, so old iterators stop working, as they would expire anyway.
 CREATE TABLE stream.secret (key bytea NOT NULL);

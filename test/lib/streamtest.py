@@ -30,6 +30,8 @@ import threading
 import time
 import traceback
 
+import signal
+
 import psycopg2
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..'))
@@ -261,3 +263,61 @@ def duckdb(sql):
     if r.returncode != 0:
         raise RuntimeError('duckdb failed: %s' % r.stderr.strip())
     return json.loads(r.stdout)
+
+
+# ---------------------------------------------------------------- crashes
+
+def postmaster_pid():
+    try:
+        with open(os.path.join(os.environ['STREAM_PGDATA'], 'postmaster.pid')) as f:
+            return int(f.readline().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def start_cluster():
+    r = subprocess.run(['bash', os.path.join(ROOT, 'scripts', 'cluster.sh'), 'start'],
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        print(r.stdout, r.stderr)
+        raise RuntimeError('could not start the cluster')
+
+
+def crash(how='kill'):
+    """Crash the cluster and start it again.  how: 'kill' (SIGKILL of the
+    postmaster), 'immediate' (pg_ctl stop -m immediate) or 'backend' (SIGKILL
+    of one client backend: the postmaster then resets shared memory and runs
+    crash recovery itself)."""
+    pgdata = os.environ['STREAM_PGDATA']
+    pid = postmaster_pid()
+    if how == 'immediate':
+        pg_ctl = [os.path.join(os.environ['PG_BIN'], 'pg_ctl'), '-D', pgdata, 'stop', '-m', 'immediate', '-w']
+        subprocess.run((['runuser', '-u', 'postgres', '--'] if os.getuid() == 0 else []) + pg_ctl,
+                       capture_output=True, timeout=120, cwd='/')
+    elif how == 'backend' and pid:
+        r = subprocess.run(['pgrep', '-P', str(pid), '-f', 'postgres: .*(idle|SELECT|COMMIT|BEGIN|INSERT)'],
+                           capture_output=True, text=True)
+        kids = [int(x) for x in r.stdout.split()]
+        if kids:
+            os.kill(kids[0], signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            how = 'kill'
+    elif pid:
+        os.kill(pid, signal.SIGKILL)
+    if how == 'kill' and pid:
+        end = time.time() + 30
+        while pid_alive(pid) and time.time() < end:
+            time.sleep(0.05)
+        # children notice the postmaster's death and leave
+        time.sleep(0.5)
+    if how != 'backend':
+        start_cluster()

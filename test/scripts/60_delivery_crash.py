@@ -21,64 +21,20 @@ import json
 import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
 from streamtest import KEEP_DB, ROOT, check, configure, connect, create_db, delivered_files, drop_db  # noqa: E402
-from streamtest import duckdb, finish, q, q1, wait_for, warn, workdir  # noqa: E402
+from streamtest import crash, duckdb, finish, q, q1, start_cluster, wait_for, warn, workdir  # noqa: E402
 from streamtest import log as say  # noqa: E402
 
 DB = 'stream_delivery_crash'
 configure(DB, statement_timeout='120s', client_min_messages='warning')
 ROUNDS = int(os.environ.get('STREAM_DELIVERY_CRASH_ROUNDS', '6'))
 PER_ROUND = int(os.environ.get('STREAM_DELIVERY_CRASH_RECORDS', '12000'))
-PGDATA = os.environ['STREAM_PGDATA']
 WORK = workdir('delivery_crash')
 random.seed(int(os.environ.get('STREAM_DELIVERY_CRASH_SEED', str(int(time.time())))))
-
-
-def postmaster_pid():
-    try:
-        with open(os.path.join(PGDATA, 'postmaster.pid')) as f:
-            return int(f.readline().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-        return True
-    except OSError:
-        return False
-
-
-def start_cluster():
-    r = subprocess.run(['bash', os.path.join(ROOT, 'scripts', 'cluster.sh'), 'start'],
-                       capture_output=True, text=True, timeout=300)
-    if r.returncode != 0:
-        print(r.stdout, r.stderr)
-        raise RuntimeError('could not start the cluster')
-
-
-def crash(how):
-    pid = postmaster_pid()
-    if how == 'immediate':
-        subprocess.run(['runuser', '-u', 'postgres', '--', os.path.join(os.environ['PG_BIN'], 'pg_ctl'),
-                        '-D', PGDATA, 'stop', '-m', 'immediate', '-w'] if os.getuid() == 0 else
-                       [os.path.join(os.environ['PG_BIN'], 'pg_ctl'), '-D', PGDATA, 'stop', '-m', 'immediate', '-w'],
-                       capture_output=True, timeout=120, cwd='/')
-    elif pid:
-        os.kill(pid, signal.SIGKILL)
-        end = time.time() + 30
-        while pid_alive(pid) and time.time() < end:
-            time.sleep(0.05)
-    # children notice the postmaster's death and leave
-    time.sleep(0.5)
-    start_cluster()
 
 
 def setup(conn):
