@@ -570,8 +570,11 @@ shard_state_locked(StreamInfo *info, StreamShard *shard)
 		if (st == NULL)
 		{
 			LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-			st = hash_search(shard_table, &key, HASH_ENTER_NULL, &found);
-			if (st == NULL && evict_idle_entries() > 0)
+			/* stream.max_shards bounds the table (shared memory has slack beyond) */
+			st = hash_search(shard_table, &key, HASH_FIND, &found);
+			if (st == NULL && hash_get_num_entries(shard_table) >= stream_max_shards)
+				(void) evict_idle_entries();
+			if (st == NULL && hash_get_num_entries(shard_table) < stream_max_shards)
 				st = hash_search(shard_table, &key, HASH_ENTER_NULL, &found);
 			if (st == NULL)
 			{
