@@ -28,6 +28,9 @@ PGFILEDESC = "stream - Kinesis-style data streams"
 REGRESS = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
 CONTRIB_TESTDB = stream_regression
 
+# isolation tester: every specs/*.spec (concurrency invariants), expected/*.out
+ISOLATION = $(sort $(basename $(notdir $(wildcard specs/*.spec))))
+
 PG_CPPFLAGS = -I$(srcdir)/src
 SHLIB_LINK += -lzstd -lsnappy -lz
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
@@ -35,6 +38,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers 
 PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+ISOLATION_TESTDB = stream_isolation
 
 # PGXS tracks no header dependencies: rebuild every object when a header changes
 $(OBJS): $(wildcard $(srcdir)/src/*.h)
