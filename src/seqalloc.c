@@ -49,6 +49,8 @@
 #include "storage/ipc.h"
 #include "storage/lock.h"
 #include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "access/twophase.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "storage/condition_variable.h"
@@ -147,15 +149,28 @@ static bool xact_put = false;	/* this transaction put records */
 extern int	stream_max_shards_per_xact;
 
 /*
- * Room for every backend to have puts in flight on 64 shards at once; one
- * transaction may hold at most stream.max_shards_per_transaction of them,
- * so that no single producer can exhaust the pool for everyone.
+ * In-flight registrations.  Every process slot owns OWN_NODES of its own,
+ * so that no other role's open transactions can deny it puts on that many
+ * shards; transactions on more shards draw on a shared pool of
+ * POOL_NODES_PER_BACKEND per backend, of which one transaction may hold at
+ * most stream.max_shards_per_transaction.
  */
+#define OWN_NODES				32
+#define POOL_NODES_PER_BACKEND	32
+
+static int
+process_slots(void)
+{
+	return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
+}
+
 static int
 inflight_node_count(void)
 {
-	return MaxBackends * 64;
+	return process_slots() * OWN_NODES + MaxBackends * POOL_NODES_PER_BACKEND;
 }
+
+static uint32 own_in_use = 0;	/* bit i: this backend's own node i is held */
 
 Size
 seqalloc_shmem_size(void)
@@ -185,7 +200,7 @@ seqalloc_shmem_init(void)
 		SpinLockInit(&shared->pool_mutex);
 		dlist_init(&shared->free_nodes);
 		shared->nnodes = n;
-		for (int i = 0; i < n; i++)
+		for (int i = process_slots() * OWN_NODES; i < n; i++)
 			dlist_push_tail(&shared->free_nodes, &shared->nodes[i].link);
 	}
 
@@ -298,6 +313,8 @@ seq_bucket_now(TimestampTz now)
 
 /* ---- transaction bookkeeping ---- */
 
+static void return_node(InflightNode *node);
+
 /* Lowest number in flight, or the next to hand out; caller holds st->mutex. */
 static int64
 stable_locked(ShardState *st)
@@ -339,9 +356,7 @@ release_inflight(bool committed)
 		if (wake)
 			ConditionVariableBroadcast(&st->wakeup);
 
-		SpinLockAcquire(&shared->pool_mutex);
-		dlist_push_head(&shared->free_nodes, &node->link);
-		SpinLockRelease(&shared->pool_mutex);
+		return_node(node);
 	}
 	nheld = 0;
 }
@@ -636,11 +651,30 @@ held_node_for(ShardState *st)
 	return NULL;
 }
 
+/* This backend's own node i, or -1 when node is from the shared pool. */
+static int
+own_index(InflightNode *node)
+{
+	int			i = (int) (node - &shared->nodes[MyProc->pgprocno * OWN_NODES]);
+
+	return (i >= 0 && i < OWN_NODES) ? i : -1;
+}
+
 static InflightNode *
 take_free_node(void)
 {
 	InflightNode *node = NULL;
 
+	StaticAssertStmt(OWN_NODES <= 32, "own_in_use is a 32-bit mask");
+	if (own_in_use != PG_UINT32_MAX >> (32 - OWN_NODES))
+	{
+		int			i = 0;
+
+		while (own_in_use & ((uint32) 1 << i))
+			i++;
+		own_in_use |= (uint32) 1 << i;
+		return &shared->nodes[MyProc->pgprocno * OWN_NODES + i];
+	}
 	SpinLockAcquire(&shared->pool_mutex);
 	if (!dlist_is_empty(&shared->free_nodes))
 		node = dlist_container(InflightNode, link, dlist_pop_head_node(&shared->free_nodes));
@@ -649,10 +683,26 @@ take_free_node(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_STREAM_LIMIT),
 				 errmsg("LimitExceededException: too many shards have puts in flight"),
-				 errdetail("At most %d (transaction, shard) pairs can be in flight at once.",
-						   shared->nnodes),
+				 errdetail("This transaction has puts in flight on %d shards; beyond %d, a transaction draws on a pool shared by all sessions, and that is used up.",
+						   nheld, OWN_NODES),
 				 errhint("Commit transactions that put to many shards sooner.")));
 	return node;
+}
+
+/* Give a node back: to this backend's own set or to the shared pool. */
+static void
+return_node(InflightNode *node)
+{
+	int			i = own_index(node);
+
+	if (i >= 0)
+	{
+		own_in_use &= ~((uint32) 1 << i);
+		return;
+	}
+	SpinLockAcquire(&shared->pool_mutex);
+	dlist_push_head(&shared->free_nodes, &node->link);
+	SpinLockRelease(&shared->pool_mutex);
 }
 
 /* Advance a candidate first number past the bucket and counter limits. */
@@ -769,9 +819,7 @@ seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 		/* past the durable mark: move it (rare), holding nothing shared */
 		if (node != NULL)
 		{
-			SpinLockAcquire(&shared->pool_mutex);
-			dlist_push_head(&shared->free_nodes, &node->link);
-			SpinLockRelease(&shared->pool_mutex);
+			return_node(node);
 			node = NULL;
 		}
 		known_mark = mark_advance(need);
