@@ -25,23 +25,29 @@ st.configure(DB, statement_timeout='60s', client_min_messages='warning')
 SHARDS = 2048
 
 
-def fill_transaction(conn, per_xact):
-    """Open a transaction with puts in flight on per_xact distinct shards."""
+def fill_transaction(conn, per_xact, start):
+    """Open a transaction with puts in flight on up to per_xact distinct shards
+    (fewer once the pool is used up: a refused put is rolled back to its
+    savepoint, which keeps the rest in flight).  Returns (shards held, refused)."""
     q(conn, 'BEGIN')
-    keys = ['%032x' % ((i * 2 ** 128) // SHARDS + 1) for i in range(SHARDS)]
-    done = 0
-    try:
-        for lo in range(0, per_xact, 500):
-            batch = keys[lo:min(lo + 500, per_xact)]
+    keys = [str((i * 2 ** 128) // SHARDS + 1) for i in range(SHARDS)]
+    done, step, refused = 0, 256, False
+    while done < per_xact:
+        batch = [keys[(start + done + j) % SHARDS] for j in range(min(step, per_xact - done))]
+        q(conn, 'SAVEPOINT s')
+        try:
             q(conn, "SELECT count(*) FROM stream.put_records('wide', %s, array_fill('\\x01'::bytea, ARRAY[%s]), %s)",
-              (['k'] * len(batch), len(batch), [str(int(k, 16)) for k in batch]))
+              (['k'] * len(batch), len(batch), batch))
             done += len(batch)
-    except psycopg2.Error as e:
-        check(e.pgcode == '54000' and 'LimitExceededException' in e.pgerror,
-              'pool exhaustion error is LimitExceededException 54000, got %s %s' % (e.pgcode, e.pgerror))
-        q(conn, 'ROLLBACK')
-        return 0
-    return done
+        except psycopg2.Error as e:
+            check(e.pgcode == '54000' and 'LimitExceededException' in e.pgerror,
+                  'pool exhaustion error is LimitExceededException 54000, got %s %s' % (e.pgcode, e.pgerror))
+            q(conn, 'ROLLBACK TO SAVEPOINT s')
+            refused = True
+            if step == 1:
+                break
+            step = 1
+    return done, refused
 
 
 def main():
@@ -62,12 +68,12 @@ def main():
 
     hogs = []
     held = 0
-    for _ in range(12):
+    for i in range(12):
         h = st.connect(user=ROLE)
-        n = fill_transaction(h, per_xact)
+        n, refused = fill_transaction(h, per_xact, i * per_xact)
         hogs.append(h)
         held += n
-        if n == 0:
+        if refused:
             break
     say('%d idle transactions of %s hold puts in flight on %d (transaction, shard) pairs' % (len(hogs), ROLE, held))
     check(len(hogs) < 12, 'the shared pool was not used up by 12 transactions: raise the test\'s count')
