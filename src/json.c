@@ -5,10 +5,11 @@
  *   stream.data_to_text(bytea)   the data as text when it is valid UTF-8, else NULL
  *   stream.data_to_jsonb(bytea)  the data as jsonb when it is valid JSON, else NULL
  *   stream.get_records_json(shard_iterator, limit)   one row per record
+ *   stream.put_record_json(stream_name, partition_key, data jsonb, explicit_hash_key)
  *   stream.put_records_json(stream_name, records jsonb)
  *
- * The read and put call the base functions (stream.get_records,
- * stream.put_records) through the function manager, so every check of the
+ * The read and puts call the base functions (stream.get_records,
+ * stream.put_record, stream.put_records) through the function manager, so every check of the
  * base function applies: EXECUTE on it, the stream privileges, limits.
  *
  * data_to_jsonb must not fail on any input.  A first pass that cannot
@@ -43,6 +44,8 @@ PG_FUNCTION_INFO_V1(stream_data_to_text);
 PG_FUNCTION_INFO_V1(stream_data_to_jsonb);
 PG_FUNCTION_INFO_V1(stream_get_records_json);
 PG_FUNCTION_INFO_V1(stream_put_records_json);
+
+static bytea *jsonb_utf8(Jsonb *jb);
 
 /* Inputs deeper than this, or larger, take the careful path. */
 #define FAST_MAX_DEPTH		128
@@ -537,12 +540,7 @@ stream_put_records_json(PG_FUNCTION_ARGS)
 			datanulls[i] = true;
 		else
 		{
-			Jsonb	   *jb = JsonbValueToJsonb(data);
-			char	   *s = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
-			int			len = strlen(s);
-
-			s = pg_server_to_any(s, len, PG_UTF8);
-			datas[i] = PointerGetDatum(cstring_to_text(s));	/* text and bytea share the layout */
+			datas[i] = PointerGetDatum(jsonb_utf8(JsonbValueToJsonb(data)));
 		}
 		i++;
 	}
@@ -561,4 +559,41 @@ stream_put_records_json(PG_FUNCTION_ARGS)
 		(Datum) 0;
 	call->args[3].isnull = !any_ehk;
 	return FunctionCallInvoke(call);
+}
+
+PG_FUNCTION_INFO_V1(stream_put_record_json);
+
+/* The UTF-8 text of a jsonb document as bytea. */
+static bytea *
+jsonb_utf8(Jsonb *jb)
+{
+	char	   *s = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+
+	s = pg_server_to_any(s, strlen(s), PG_UTF8);
+	return (bytea *) cstring_to_text(s);	/* text and bytea share the layout */
+}
+
+/*
+ * stream.put_record_json(stream_name, partition_key, data jsonb, explicit_hash_key)
+ *   RETURNS stream.put_record_result
+ * stream.put_record with the data stored as the UTF-8 text of the document.
+ */
+Datum
+stream_put_record_json(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, BYTEAOID, TEXTOID};
+	FmgrInfo   *base = base_function(fcinfo, "put_record", 4, argtypes);
+	LOCAL_FCINFO(call, 4);
+	Datum		result;
+
+	InitFunctionCallInfoData(*call, base, 4, fcinfo->fncollation, NULL, NULL);
+	call->args[0] = fcinfo->args[0];
+	call->args[1] = fcinfo->args[1];
+	call->args[2].isnull = PG_ARGISNULL(2);
+	call->args[2].value = PG_ARGISNULL(2) ? (Datum) 0 : PointerGetDatum(jsonb_utf8(PG_GETARG_JSONB_P(2)));
+	call->args[3] = fcinfo->args[3];
+	result = FunctionCallInvoke(call);
+	if (call->isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
 }

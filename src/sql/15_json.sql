@@ -13,13 +13,10 @@ CREATE FUNCTION stream.data_to_jsonb(data bytea) RETURNS jsonb
 COMMENT ON FUNCTION stream.data_to_jsonb(bytea) IS
     'The record data as jsonb when it is valid UTF-8 JSON that jsonb can hold, else NULL (never an error).';
 
--- A plain SQL wrapper that the planner inlines into a call of put_record:
--- no SET clause, not STRICT, so errors carry no extra context and the
--- EXECUTE privilege on put_record is checked as for a direct call.
 CREATE FUNCTION stream.put_record_json(stream_name text, partition_key text, data jsonb,
                                        explicit_hash_key text DEFAULT NULL)
-    RETURNS stream.put_record_result LANGUAGE sql VOLATILE
-AS $$ SELECT stream.put_record($1, $2, pg_catalog.convert_to($3::pg_catalog.text, 'UTF8'), $4) $$;
+    RETURNS stream.put_record_result
+    AS 'MODULE_PATHNAME', 'stream_put_record_json' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION stream.put_records_json(stream_name text, records jsonb)
     RETURNS TABLE(shard_id text, sequence_number text, error_code text, error_message text)
