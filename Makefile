@@ -16,7 +16,9 @@ OBJS = \
 	src/parquet.o \
 	src/delivery.o \
 	src/delivery_format.o \
-	src/prefix.o
+	src/prefix.o \
+	src/json.o \
+	src/raise.o
 
 EXTENSION = stream
 # The install script is assembled from one file per concern, in name order.

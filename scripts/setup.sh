@@ -29,6 +29,7 @@ PACKAGES=(
     libsnappy-dev
     zlib1g-dev
     python3-psycopg2
+    libpq-dev
     bc
 )
 # Node runs the independent Parquet readers of the tests (DuckDB, hyparquet);

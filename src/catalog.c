@@ -462,8 +462,12 @@ Datum
 stream_check_name_sql(PG_FUNCTION_ARGS)
 {
 	char	   *member = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	ErrorContextCallback *saved = error_context_stack;
 
+	/* called by the extension's plpgsql: its call chain is no use to the user */
+	error_context_stack = NULL;
 	stream_require_arg(PG_ARGISNULL(0), member);
 	stream_check_resource_name(text_to_cstring(PG_GETARG_TEXT_PP(0)), member, PG_GETARG_INT32(2));
+	error_context_stack = saved;
 	PG_RETURN_VOID();
 }

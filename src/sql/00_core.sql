@@ -116,15 +116,11 @@ REVOKE ALL ON FUNCTION stream._catalog_changed(), stream._forget_stream(int),
 -- Helpers
 ---------------------------------------------------------------------------
 
+-- Raises "<exception>: <message>" without the CONTEXT lines of the
+-- extension's internal plpgsql callers (src/json.c).
 CREATE FUNCTION stream._raise(exception text, message text, sqlstate text DEFAULT '22023',
                               hint text DEFAULT NULL) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF hint IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = sqlstate, MESSAGE = exception || ': ' || message;
-    END IF;
-    RAISE EXCEPTION USING ERRCODE = sqlstate, MESSAGE = exception || ': ' || message, HINT = hint;
-END $$;
+    AS 'MODULE_PATHNAME', 'stream_raise' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION stream._shard_id(shard_index int) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp

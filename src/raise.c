@@ -1,0 +1,39 @@
+/*
+ * raise.c: the errors of the SQL-language parts of the extension.
+ */
+#include "stream.h"
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+
+PG_FUNCTION_INFO_V1(stream_raise);
+
+/*
+ * stream._raise(exception, message, sqlstate DEFAULT '22023', hint DEFAULT NULL)
+ * Raises "<exception>: <message>" for the SQL functions.  The error context
+ * stack is cleared first: the caller chain is the extension's own plpgsql
+ * (_stream() called from describe_stream() called from ...), noise to the
+ * user, who gets the Kinesis-style message, SQLSTATE and hint alone.
+ */
+Datum
+stream_raise(PG_FUNCTION_ARGS)
+{
+	const char *exception = PG_ARGISNULL(0) ? "InternalFailure" : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	const char *message = PG_ARGISNULL(1) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	const char *state = PG_ARGISNULL(2) ? "22023" : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	const char *hint = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	int			code;
+
+	if (strlen(state) != 5 || strspn(state, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") != 5 ||
+		strncmp(state, "00", 2) == 0 || strncmp(state, "01", 2) == 0 || strncmp(state, "02", 2) == 0)
+		code = ERRCODE_INTERNAL_ERROR;
+	else
+		code = MAKE_SQLSTATE(state[0], state[1], state[2], state[3], state[4]);
+
+	error_context_stack = NULL;
+	ereport(ERROR,
+			(errcode(code),
+			 errmsg_internal("%s: %s", exception, message),
+			 hint ? errhint("%s", hint) : 0));
+	PG_RETURN_VOID();
+}
