@@ -27,6 +27,9 @@
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "nodes/execnodes.h"
+#include "nodes/makefuncs.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -99,6 +102,29 @@ open_chunk(StreamInfo *info, int64 chunk_no, LOCKMODE mode)
 	return rel;
 }
 
+/*
+ * A put found no chunk for its records: maintenance has not run for
+ * stream.chunk_premake chunks (no worker, no pg_cron, or its rounds failed).
+ * Rather than fail, the producer makes the chunk itself, in its own
+ * transaction, through stream._add_chunk_for_put(), which runs as the
+ * extension owner and is called here without an EXECUTE check (it is not
+ * granted to anyone).  Creating a chunk takes SHARE UPDATE EXCLUSIVE on the
+ * parent, which no reader, producer or pg_dump conflicts with.  Returns
+ * whether a chunk may exist now.
+ */
+static bool
+make_missing_chunk(StreamInfo *info, int64 chunk_no)
+{
+	Oid			argtypes[2] = {INT4OID, INT8OID};
+	Oid			fn = LookupFuncName(list_make2(makeString("stream"), makeString("_add_chunk_for_put")),
+						2, argtypes, true);
+	if (!OidIsValid(fn))
+		return false;
+	(void) OidFunctionCall2(fn, Int32GetDatum(info->stream_id), Int64GetDatum(chunk_no));
+	CommandCounterIncrement();
+	return true;
+}
+
 /* Insert a run of records that all fall into one chunk. */
 static void
 insert_run(StreamInfo *info, int64 chunk_no, PutItem *items, int n)
@@ -110,6 +136,8 @@ insert_run(StreamInfo *info, int64 chunk_no, PutItem *items, int n)
 	ListCell   *lc;
 	CommandId	cid = GetCurrentCommandId(true);
 
+	if (rel == NULL && make_missing_chunk(info, chunk_no))
+		rel = open_chunk(info, chunk_no, RowExclusiveLock);
 	if (rel == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

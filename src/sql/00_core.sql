@@ -158,73 +158,151 @@ END $$;
 -- Chunks: created ahead of need, dropped whole when expired
 ---------------------------------------------------------------------------
 
--- Make sure the chunks from the current one to stream.chunk_premake ahead exist.
+-- Create chunk k of stream s unless it exists; the caller holds SHARE UPDATE
+-- EXCLUSIVE on the parent.  The chunk is made as a table of its own and then
+-- attached: ATTACH PARTITION needs only SHARE UPDATE EXCLUSIVE on the parent,
+-- which the ACCESS SHARE of readers and pg_dump does not conflict with,
+-- whereas CREATE TABLE ... PARTITION OF needs ACCESS EXCLUSIVE on the parent
+-- and would wait for every open transaction that has read the stream table.
+-- The CHECK constraint proves the partition bound, so ATTACH scans nothing.
+CREATE FUNCTION stream._add_chunk(s stream.streams, k bigint) RETURNS int
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    chunk text := format('s%s_%s', s.stream_id, k);
+    lo bigint := (k * s.chunk_hours) << 32;
+    hi bigint := ((k + 1) * s.chunk_hours) << 32;
+BEGIN
+    IF to_regclass(format('stream_data.%I', chunk)) IS NOT NULL THEN
+        RETURN 0;
+    END IF;
+    EXECUTE format('CREATE TABLE stream_data.%I (LIKE stream_data.%I, '
+                   'CONSTRAINT chunk_bounds CHECK (seq >= %s AND seq < %s), PRIMARY KEY (shard_id, seq)) '
+                   'WITH (fillfactor = 100, autovacuum_enabled = off, toast.autovacuum_enabled = off)',
+                   chunk, 's' || s.stream_id, lo, hi);
+    EXECUTE format('ALTER TABLE stream_data.%I ATTACH PARTITION stream_data.%I FOR VALUES FROM (%s) TO (%s)',
+                   's' || s.stream_id, chunk, lo, hi);
+    EXECUTE format('ALTER TABLE stream_data.%I DROP CONSTRAINT chunk_bounds', chunk);
+    RETURN 1;
+END $$;
+
+-- Make sure the chunks from the current one to stream.chunk_premake ahead
+-- exist.  Never waits: if another maintainer (or a producer making its own
+-- chunk, see _add_chunk_for_put) holds the parent's SHARE UPDATE EXCLUSIVE
+-- lock, which serialises chunk creation, this round makes nothing.
 CREATE FUNCTION stream._make_chunks(s stream.streams) RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    p_stream_id int := s.stream_id;
     k bigint;
     k_now bigint;
     ahead int := coalesce(nullif(current_setting('stream.chunk_premake', true), '')::int, 4);
     made int := 0;
-    chunk text;
+    locked bool := false;
 BEGIN
-    -- one maintainer per stream at a time
-    PERFORM pg_advisory_xact_lock(1398034002, p_stream_id);
     k_now := (floor(extract(epoch FROM clock_timestamp()) / 3600)::bigint) / s.chunk_hours;
     k := k_now;
     WHILE k <= k_now + ahead LOOP     -- not FOR: its loop variable is always int4
-        chunk := format('s%s_%s', p_stream_id, k);
-        IF to_regclass(format('stream_data.%I', chunk)) IS NULL THEN
-            EXECUTE format('CREATE TABLE stream_data.%I PARTITION OF stream_data.%I '
-                           'FOR VALUES FROM (%s) TO (%s) '
-                           'WITH (fillfactor = 100, autovacuum_enabled = off, toast.autovacuum_enabled = off)',
-                           chunk, 's' || p_stream_id,
-                           (k * s.chunk_hours) << 32, ((k + 1) * s.chunk_hours) << 32);
-            made := made + 1;
+        IF to_regclass(format('stream_data.%I', format('s%s_%s', s.stream_id, k))) IS NULL THEN
+            IF NOT locked THEN
+                BEGIN
+                    EXECUTE format('LOCK TABLE ONLY stream_data.%I IN SHARE UPDATE EXCLUSIVE MODE NOWAIT',
+                                   's' || s.stream_id);
+                EXCEPTION WHEN lock_not_available THEN
+                    RAISE NOTICE 'stream %: chunks are being created by another session; retrying next round', s.stream_name;
+                    RETURN 0;
+                END;
+                locked := true;
+            END IF;
+            made := made + stream._add_chunk(s, k);
         END IF;
         k := k + 1;
     END LOOP;
     RETURN made;
 END $$;
 
--- Drop the chunks whose every record is past retention.  A chunk that is
--- in use right now (a reader, pg_dump) is left for the next round.
-CREATE FUNCTION stream._trim_chunks(s stream.streams) RETURNS int
+-- A producer found no chunk for its records (maintenance has not run for
+-- stream.chunk_premake chunks): storage.c calls this, bypassing EXECUTE
+-- checks, to make the chunk in the producer's transaction.  Only chunks
+-- from one before the current one to stream.chunk_premake ahead, the range
+-- sequence numbers are handed out in; waits for the parent's SHARE UPDATE
+-- EXCLUSIVE lock, which only chunk creation, VACUUM/ANALYZE of the parent
+-- and DDL take, never readers or producers.
+CREATE FUNCTION stream._add_chunk_for_put(p_stream_id int, k bigint) RETURNS int
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    s stream.streams;
+    k_now bigint;
+    ahead int := coalesce(nullif(current_setting('stream.chunk_premake', true), '')::int, 4);
+BEGIN
+    SELECT * INTO s FROM stream.streams WHERE stream_id = p_stream_id;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    k_now := (floor(extract(epoch FROM clock_timestamp()) / 3600)::bigint) / s.chunk_hours;
+    IF k < k_now - 1 OR k > k_now + greatest(ahead, 0) + 1 THEN
+        RETURN 0;
+    END IF;
+    EXECUTE format('LOCK TABLE ONLY stream_data.%I IN SHARE UPDATE EXCLUSIVE MODE', 's' || s.stream_id);
+    RETURN stream._add_chunk(s, k);
+END $$;
+
+-- Drop the chunks whose every record is past retention, one by one, never
+-- waiting for a lock.  A chunk someone holds a lock on (a reader's open
+-- transaction, pg_dump) is skipped and retried next round; the others are
+-- dropped.  Dropping a partition needs ACCESS EXCLUSIVE on the parent too;
+-- while a reader holds the parent (an open transaction that read the
+-- stream table) an unlocked expired chunk is emptied with TRUNCATE, which
+-- needs the chunk's lock only, and dropped in a later round.
+CREATE FUNCTION stream._trim_chunks(s stream.streams, OUT dropped int, OUT emptied int)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     p_stream_id int := s.stream_id;
+    parent text := format('stream_data.%I', 's' || p_stream_id);
+    parent_locked bool := false;
     cutoff bigint;
-    dropped int := 0;
     c record;
 BEGIN
+    dropped := 0;
+    emptied := 0;
     cutoff := floor(extract(epoch FROM clock_timestamp() - make_interval(hours => s.retention_hours)) / 3600)::bigint;
     FOR c IN
-        SELECT cl.relname, substring(cl.relname FROM '_([0-9]+)$')::bigint AS k
+        SELECT cl.oid, cl.relname, substring(cl.relname FROM '_([0-9]+)$')::bigint AS k
           FROM pg_inherits i JOIN pg_class cl ON cl.oid = i.inhrelid
-         WHERE i.inhparent = format('stream_data.%I', 's' || p_stream_id)::regclass
-         ORDER BY 2
+         WHERE i.inhparent = parent::regclass
+         ORDER BY 3
     LOOP
         EXIT WHEN (c.k + 1) * s.chunk_hours > cutoff;
         BEGIN
-            EXECUTE format('LOCK TABLE stream_data.%I, stream_data.%I IN ACCESS EXCLUSIVE MODE NOWAIT',
-                           's' || p_stream_id, c.relname);
-            EXECUTE format('DROP TABLE stream_data.%I', c.relname);
-            dropped := dropped + 1;
+            EXECUTE format('LOCK TABLE ONLY stream_data.%I IN ACCESS EXCLUSIVE MODE NOWAIT', c.relname);
         EXCEPTION WHEN lock_not_available THEN
             RAISE NOTICE 'stream %: chunk % is in use; trimming it next round', s.stream_name, c.relname;
-            EXIT;
+            CONTINUE;
         END;
+        IF NOT parent_locked THEN
+            BEGIN
+                EXECUTE format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE NOWAIT', parent);
+                parent_locked := true;
+            EXCEPTION WHEN lock_not_available THEN
+                NULL;
+            END;
+        END IF;
+        IF parent_locked THEN
+            EXECUTE format('DROP TABLE stream_data.%I', c.relname);
+            dropped := dropped + 1;
+        ELSIF pg_relation_size(c.oid) > 0 THEN
+            EXECUTE format('TRUNCATE stream_data.%I', c.relname);
+            emptied := emptied + 1;
+        END IF;
     END LOOP;
-    RETURN dropped;
 END $$;
 
 -- What the background worker runs each round; schedule it with pg_cron
--- where the library cannot be preloaded.  Short lock waits keep a round
--- short (DROP DATABASE waits for the worker at most 5 s); a stream whose
--- locks are busy is retried next round.
+-- where the library cannot be preloaded.  Chunk creation and trimming take
+-- their table locks with NOWAIT, so no user's transaction can make a round
+-- wait; lock_timeout bounds the remaining (catalog) waits, keeping a round
+-- short (DROP DATABASE waits for the worker at most 5 s); what is busy is
+-- retried next round.
 CREATE FUNCTION stream.run_maintenance()
-RETURNS TABLE(stream_name text, chunks_created int, chunks_dropped int)
+RETURNS TABLE(stream_name text, chunks_created int, chunks_dropped int, chunks_emptied int)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp SET lock_timeout = '1s' AS $$
 DECLARE
@@ -234,11 +312,12 @@ BEGIN
         stream_name := (s.st).stream_name;
         BEGIN
             chunks_created := stream._make_chunks(s.st);
-            chunks_dropped := stream._trim_chunks(s.st);
+            SELECT t.dropped, t.emptied INTO chunks_dropped, chunks_emptied FROM stream._trim_chunks(s.st) t;
         EXCEPTION WHEN lock_not_available THEN
             RAISE WARNING 'stream %: maintenance skipped this round: %', (s.st).stream_name, SQLERRM;
             chunks_created := 0;
             chunks_dropped := 0;
+            chunks_emptied := 0;
         END;
         RETURN NEXT;
     END LOOP;
@@ -442,4 +521,5 @@ REVOKE ALL ON FUNCTION stream.create_stream(text, int, int), stream.delete_strea
     stream.increase_stream_retention_period(text, int), stream.decrease_stream_retention_period(text, int),
     stream.grant_stream_access(text, regrole, text), stream.revoke_stream_access(text, regrole, text),
     stream.run_maintenance(), stream._make_chunks(stream.streams), stream._trim_chunks(stream.streams),
+    stream._add_chunk(stream.streams, bigint), stream._add_chunk_for_put(int, bigint),
     stream._set_retention(text, int, bool), stream._stream_access(bool, text, regrole, text) FROM PUBLIC;
