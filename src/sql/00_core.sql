@@ -378,12 +378,54 @@ BEGIN
     PERFORM stream._wake_worker();
 END $$;
 
-CREATE FUNCTION stream.delete_stream(stream_name text) RETURNS void
+-- Like Kinesis, refuses (ResourceInUseException) while consumers are
+-- associated with the stream unless enforce_consumer_deletion: registered
+-- (enhanced fan-out) consumers, consumer applications with their leases and
+-- checkpoints, and delivery streams reading the stream.  Enforced, they are
+-- deleted with it: a delivery stream whose source is gone could only fail,
+-- and Firehose has no state for it but deletion.
+CREATE FUNCTION stream.delete_stream(stream_name text, enforce_consumer_deletion boolean DEFAULT false)
+RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     s stream.streams := stream._stream(stream_name);
+    v_consumers text;
+    v_apps text;
+    v_delivery text;
+    d record;
 BEGIN
+    -- registering a consumer or an application (their foreign keys) and
+    -- creating a delivery stream lock the row too: none can slip in
+    PERFORM 1 FROM stream.streams st WHERE st.stream_id = s.stream_id FOR UPDATE;
+    IF NOT FOUND THEN       -- deleted meanwhile
+        PERFORM stream._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', s.stream_name), '42704');
+    END IF;
+    SELECT string_agg(c.consumer_name, ', ' ORDER BY c.consumer_name) INTO v_consumers
+      FROM stream.stream_consumers c WHERE c.stream_id = s.stream_id;
+    SELECT string_agg(a.application_name, ', ' ORDER BY a.application_name) INTO v_apps
+      FROM stream.applications a WHERE a.stream_id = s.stream_id;
+    SELECT string_agg(x.delivery_stream_name, ', ' ORDER BY x.delivery_stream_name) INTO v_delivery
+      FROM stream.delivery_streams x
+     WHERE x.source_stream_id = s.stream_id AND x.delivery_stream_type = 'KinesisStreamAsSource';
+    IF NOT coalesce(enforce_consumer_deletion, false) AND num_nonnulls(v_consumers, v_apps, v_delivery) > 0 THEN
+        RAISE EXCEPTION USING ERRCODE = '42710',     -- ResourceInUseException (src/stream.h)
+            MESSAGE = format('ResourceInUseException: DeleteStream can''t delete 000000000000:%s because there are consumers associated with this data stream. To delete %s anyway, set the EnforceConsumerDeletion parameter to true to force the deletion of all the consumers that are associated with it.',
+                             s.stream_name, s.stream_name),
+            DETAIL = concat_ws(' ', 'Registered consumers: ' || v_consumers || '.',
+                               'Consumer applications: ' || v_apps || '.',
+                               'Delivery streams reading it: ' || v_delivery || '.'),
+            HINT = format('SELECT stream.delete_stream(%L, enforce_consumer_deletion => true) deletes them with the stream.', s.stream_name);
+    END IF;
+    FOR d IN SELECT x.delivery_stream_id, x.delivery_stream_name FROM stream.delivery_streams x
+              WHERE x.source_stream_id = s.stream_id AND x.delivery_stream_type = 'KinesisStreamAsSource'
+              ORDER BY x.delivery_stream_id LOOP
+        -- waits for a delivery of it that is under way (src/delivery.c DELIVERY_LOCK_KEY)
+        PERFORM pg_advisory_xact_lock(1179123713, d.delivery_stream_id);
+        DELETE FROM stream.delivery_streams WHERE delivery_stream_id = d.delivery_stream_id;
+        RAISE NOTICE 'delivery stream % read stream % and was deleted with it', d.delivery_stream_name, s.stream_name;
+    END LOOP;
     EXECUTE format('DROP TABLE stream_data.%I', 's' || s.stream_id);
+    -- registered consumers, applications, leases and shards go with the row (ON DELETE CASCADE)
     DELETE FROM stream.streams WHERE stream_id = s.stream_id;
     PERFORM stream._forget_stream(s.stream_id);
     PERFORM stream._catalog_changed();
@@ -517,7 +559,7 @@ RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT stream._stream_access(false, stream_name, role, access) $$;
 
 -- Managing streams is for administrators; they grant it on as they see fit.
-REVOKE ALL ON FUNCTION stream.create_stream(text, int, int), stream.delete_stream(text),
+REVOKE ALL ON FUNCTION stream.create_stream(text, int, int), stream.delete_stream(text, boolean),
     stream.increase_stream_retention_period(text, int), stream.decrease_stream_retention_period(text, int),
     stream.grant_stream_access(text, regrole, text), stream.revoke_stream_access(text, regrole, text),
     stream.run_maintenance(), stream._make_chunks(stream.streams), stream._trim_chunks(stream.streams),
