@@ -11,6 +11,7 @@
  * retention drops whole chunks.
  */
 #include "stream.h"
+#include "worker.h"
 
 #include "access/detoast.h"
 #include "access/genam.h"
@@ -26,6 +27,9 @@
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "utils/inval.h"
 #include "nodes/execnodes.h"
 #include "nodes/makefuncs.h"
 #include "nodes/value.h"
@@ -35,6 +39,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #define CHUNK_NATTS 5			/* shard_id, seq, arrival, partition_key, data */
 
@@ -103,20 +108,47 @@ open_chunk(StreamInfo *info, int64 chunk_no, LOCKMODE mode)
 }
 
 /*
- * A put found no chunk for its records: maintenance has not run for
- * stream.chunk_premake chunks (no worker, no pg_cron, or its rounds failed).
- * Rather than fail, the producer makes the chunk itself, in its own
- * transaction, through stream._add_chunk_for_put(), which runs as the
- * extension owner and is called here without an EXECUTE check (it is not
- * granted to anyone).  Creating a chunk takes SHARE UPDATE EXCLUSIVE on the
- * parent, which no reader, producer or pg_dump conflicts with.  Returns
- * whether a chunk may exist now.
+ * A put found no chunk for its records: maintenance has not made it (the
+ * premade horizon, stream.chunk_premake chunks, ran out: no worker, no
+ * pg_cron, or rounds failing).  Rather than fail:
+ *
+ * 1. When this database has a worker, wake it and wait up to
+ *    CHUNK_WAIT_MS for the chunk: the worker makes it in a transaction of
+ *    its own that commits at once, so no producer holds a lock for it.
+ * 2. Otherwise (or if it did not come) make the chunk in this transaction,
+ *    through stream._add_chunk_for_put(), which runs as the extension owner
+ *    and is called here without an EXECUTE check (it is granted to nobody).
+ *    Creating a chunk takes SHARE UPDATE EXCLUSIVE on the parent, which no
+ *    reader, producer or pg_dump conflicts with; a producer needing the same
+ *    chunk meanwhile waits for this transaction to end.
+ *
+ * Returns whether the chunk may exist now.
  */
+#define CHUNK_WAIT_MS	10000
+
 static bool
 make_missing_chunk(StreamInfo *info, int64 chunk_no)
 {
 	Oid			argtypes[2] = {INT4OID, INT8OID};
-	Oid			fn = LookupFuncName(list_make2(makeString("stream"), makeString("_add_chunk_for_put")),
+	Oid			fn;
+
+	if (stream_worker_wake_now())
+	{
+		TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CHUNK_WAIT_MS);
+
+		while (GetCurrentTimestamp() < deadline)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 20, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			AcceptInvalidationMessages();
+			if (OidIsValid(chunk_relid(info, chunk_no)))
+				return true;
+		}
+	}
+
+	fn = LookupFuncName(list_make2(makeString("stream"), makeString("_add_chunk_for_put")),
 						2, argtypes, true);
 	if (!OidIsValid(fn))
 		return false;

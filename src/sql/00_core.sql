@@ -295,33 +295,45 @@ BEGIN
     END LOOP;
 END $$;
 
--- What the background worker runs each round; schedule it with pg_cron
--- where the library cannot be preloaded.  Chunk creation and trimming take
+-- One stream's maintenance: the unit the background worker runs in a
+-- transaction of its own, one stream after the other.
+CREATE FUNCTION stream._maintain_stream(p_stream_id int, OUT stream_name text, OUT chunks_created int,
+                                        OUT chunks_dropped int, OUT chunks_emptied int)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET lock_timeout = '1s' AS $$
+DECLARE
+    s stream.streams;
+BEGIN
+    SELECT * INTO s FROM stream.streams st WHERE st.stream_id = p_stream_id;
+    IF NOT FOUND THEN
+        RETURN;                 -- deleted meanwhile: a row of NULLs
+    END IF;
+    stream_name := s.stream_name;
+    BEGIN
+        chunks_created := stream._make_chunks(s);
+        SELECT t.dropped, t.emptied INTO chunks_dropped, chunks_emptied FROM stream._trim_chunks(s) t;
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE WARNING 'stream %: maintenance skipped this round: %', s.stream_name, SQLERRM;
+        chunks_created := 0;
+        chunks_dropped := 0;
+        chunks_emptied := 0;
+    END;
+END $$;
+
+-- Every stream's maintenance, as the background worker runs it each round
+-- (one stream per transaction); schedule it with pg_cron where the library
+-- cannot be preloaded.  Chunk creation and trimming take
 -- their table locks with NOWAIT, so no user's transaction can make a round
 -- wait; lock_timeout bounds the remaining (catalog) waits, keeping a round
 -- short (DROP DATABASE waits for the worker at most 5 s); what is busy is
 -- retried next round.
 CREATE FUNCTION stream.run_maintenance()
 RETURNS TABLE(stream_name text, chunks_created int, chunks_dropped int, chunks_emptied int)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET lock_timeout = '1s' AS $$
-DECLARE
-    s record;
-BEGIN
-    FOR s IN SELECT st FROM stream.streams st ORDER BY st.stream_id LOOP
-        stream_name := (s.st).stream_name;
-        BEGIN
-            chunks_created := stream._make_chunks(s.st);
-            SELECT t.dropped, t.emptied INTO chunks_dropped, chunks_emptied FROM stream._trim_chunks(s.st) t;
-        EXCEPTION WHEN lock_not_available THEN
-            RAISE WARNING 'stream %: maintenance skipped this round: %', (s.st).stream_name, SQLERRM;
-            chunks_created := 0;
-            chunks_dropped := 0;
-            chunks_emptied := 0;
-        END;
-        RETURN NEXT;
-    END LOOP;
-END $$;
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT m.* FROM stream.streams st, LATERAL stream._maintain_stream(st.stream_id) m
+     WHERE m.stream_name IS NOT NULL
+     ORDER BY st.stream_id
+$$;
 
 ---------------------------------------------------------------------------
 -- Control plane
@@ -563,5 +575,5 @@ REVOKE ALL ON FUNCTION stream.create_stream(text, int, int), stream.delete_strea
     stream.increase_stream_retention_period(text, int), stream.decrease_stream_retention_period(text, int),
     stream.grant_stream_access(text, regrole, text), stream.revoke_stream_access(text, regrole, text),
     stream.run_maintenance(), stream._make_chunks(stream.streams), stream._trim_chunks(stream.streams),
-    stream._add_chunk(stream.streams, bigint), stream._add_chunk_for_put(int, bigint),
+    stream._add_chunk(stream.streams, bigint), stream._add_chunk_for_put(int, bigint), stream._maintain_stream(int),
     stream._set_retention(text, int, bool), stream._stream_access(bool, text, regrole, text) FROM PUBLIC;

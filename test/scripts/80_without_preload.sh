@@ -63,4 +63,24 @@ q "SELECT stream.register_stream_consumer('np', 'c')" >/dev/null
 got=$(q "SELECT cardinality(records) FROM stream.subscribe_to_shard('np', 'c', 'shardId-000000000000', 'TRIM_HORIZON', wait_timeout => '1 second')")
 [ "$got" = 5 ] || fail "subscribe_to_shard returned $got records, expected 5"
 echo "[80_without_preload] run_maintenance() and subscribe_to_shard work without the worker"
+# no worker and the premade chunks ran out: a producer makes its chunk itself,
+# while a reader idles in a transaction on the stream table (issue 7, defect 5)
+sid=$(q "SELECT stream_id FROM stream.streams WHERE stream_name = 'np'")
+k=$(q "SELECT floor(extract(epoch FROM clock_timestamp()) / 3600)::bigint")
+q "DROP TABLE IF EXISTS stream_data.s${sid}_$k, stream_data.s${sid}_$((k + 1)), stream_data.s${sid}_$((k + 2))"
+psql -X -qAt -d stream_np >/dev/null 2>&1 <<SQL &
+BEGIN;
+SELECT count(*) FROM stream_data.s$sid;
+SELECT pg_sleep(3);
+COMMIT;
+SQL
+READER=$!
+sleep 0.5
+q "SELECT stream.put_record('np', 'k', 'own-chunk', '0')" >/dev/null || fail "a put with no premade chunk failed"
+q "SELECT count(*) FROM stream.put_records('np', ARRAY['x','y'], ARRAY['1','2']::bytea[]) WHERE error_code IS NULL" | grep -qx 2 \
+    || fail "put_records with no premade chunk failed"
+wait $READER
+got=$(q "SELECT string_agg(convert_from(data, 'UTF8'), ',') FROM stream.read_shard('np', 'shardId-000000000000') WHERE partition_key = 'k'")
+[ "$got" = "own-chunk" ] || fail "read '$got' after the producer made its chunk, expected 'own-chunk'"
+echo "[80_without_preload] a producer makes its missing chunk itself, next to an idle reader"
 echo "80_without_preload: ok"
