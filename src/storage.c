@@ -131,8 +131,11 @@ make_missing_chunk(StreamInfo *info, int64 chunk_no)
 {
 	Oid			argtypes[2] = {INT4OID, INT8OID};
 	Oid			fn;
+	int64		k_now = seq_bucket_now(GetCurrentTimestamp()) / info->chunk_hours;
 
-	if (stream_worker_wake_now())
+	/* the worker makes the chunks from the current one to chunk_premake ahead */
+	if (chunk_no >= k_now && chunk_no <= k_now + stream_chunk_premake &&
+		stream_worker_wake_now())
 	{
 		TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CHUNK_WAIT_MS);
 

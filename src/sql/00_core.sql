@@ -273,9 +273,12 @@ BEGIN
         EXIT WHEN (c.k + 1) * s.chunk_hours > cutoff;
         BEGIN
             EXECUTE format('LOCK TABLE ONLY stream_data.%I IN ACCESS EXCLUSIVE MODE NOWAIT', c.relname);
-        EXCEPTION WHEN lock_not_available THEN
-            RAISE NOTICE 'stream %: chunk % is in use; trimming it next round', s.stream_name, c.relname;
-            CONTINUE;
+        EXCEPTION
+            WHEN lock_not_available THEN
+                RAISE NOTICE 'stream %: chunk % is in use; trimming it next round', s.stream_name, c.relname;
+                CONTINUE;
+            WHEN undefined_table THEN   -- dropped meanwhile by another maintainer
+                CONTINUE;
         END;
         IF NOT parent_locked THEN
             BEGIN
@@ -285,13 +288,17 @@ BEGIN
                 NULL;
             END;
         END IF;
-        IF parent_locked THEN
-            EXECUTE format('DROP TABLE stream_data.%I', c.relname);
-            dropped := dropped + 1;
-        ELSIF pg_relation_size(c.oid) > 0 THEN
-            EXECUTE format('TRUNCATE stream_data.%I', c.relname);
-            emptied := emptied + 1;
-        END IF;
+        BEGIN
+            IF parent_locked THEN
+                EXECUTE format('DROP TABLE stream_data.%I', c.relname);
+                dropped := dropped + 1;
+            ELSIF pg_relation_size(c.oid) > 0 THEN
+                EXECUTE format('TRUNCATE stream_data.%I', c.relname);
+                emptied := emptied + 1;
+            END IF;
+        EXCEPTION WHEN lock_not_available THEN     -- lock_timeout on some other lock
+            RAISE NOTICE 'stream %: chunk % is in use; trimming it next round', s.stream_name, c.relname;
+        END;
     END LOOP;
 END $$;
 
@@ -309,14 +316,19 @@ BEGIN
         RETURN;                 -- deleted meanwhile: a row of NULLs
     END IF;
     stream_name := s.stream_name;
+    chunks_created := 0;
+    chunks_dropped := 0;
+    chunks_emptied := 0;
+    -- a lock wait over lock_timeout (a catalog or index lock) skips that part only
     BEGIN
         chunks_created := stream._make_chunks(s);
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE WARNING 'stream %: chunk creation skipped this round: %', s.stream_name, SQLERRM;
+    END;
+    BEGIN
         SELECT t.dropped, t.emptied INTO chunks_dropped, chunks_emptied FROM stream._trim_chunks(s) t;
     EXCEPTION WHEN lock_not_available THEN
-        RAISE WARNING 'stream %: maintenance skipped this round: %', s.stream_name, SQLERRM;
-        chunks_created := 0;
-        chunks_dropped := 0;
-        chunks_emptied := 0;
+        RAISE WARNING 'stream %: trimming skipped this round: %', s.stream_name, SQLERRM;
     END;
 END $$;
 

@@ -30,6 +30,12 @@ before any reader starts.  Sub-tests, in order:
                  every expired chunk.
   fallback_range  stream._add_chunk_for_put makes only chunks in the range
                  sequence numbers are handed out in, and nobody may call it.
+  churn          for 4 s (seeded random pauses, seed printed; STREAM_TEST_SEED
+                 sets it): 3 producers, a read-only reader and a pg_dump-like
+                 transaction opening and idling in transactions, and a session
+                 calling run_maintenance in a loop, with the chunks of the
+                 next hours dropped now and then: no error, no deadlock, no
+                 maintenance call over 2 s, every committed put readable.
 
 Each fails on 94f325e: there the LOCK on the parent recursed into every
 chunk (one reader of any chunk stopped all trimming), CREATE TABLE ...
@@ -41,7 +47,9 @@ Exit status 0 = pass, 1 = failure.
 """
 
 import os
+import random
 import sys
+import threading
 import time
 
 import psycopg2
@@ -81,6 +89,22 @@ def make_expired_chunks(admin, sid, hours_ago):
 
 def rows_in(conn, sid, k):
     return q1(conn, f"SELECT count(*) FROM ONLY stream_data.s{sid}_{k}")
+
+
+def readable(conn):
+    """Records read_shard returns from shard 0, paging through it."""
+    n, last = 0, None
+    while True:
+        if last is None:
+            rows = q(conn, "SELECT sequence_number FROM stream.read_shard(%s, 'shardId-000000000000', 'TRIM_HORIZON')",
+                     (STREAM,))
+        else:
+            rows = q(conn, "SELECT sequence_number FROM stream.read_shard(%s, 'shardId-000000000000', "
+                           "'AFTER_SEQUENCE_NUMBER', %s)", (STREAM, last))
+        if not rows:
+            return n
+        n += len(rows)
+        last = rows[-1][0]
 
 
 def maintain(admin):
@@ -193,7 +217,7 @@ def test_dump_and_idle(admin, sid):
     maintain(admin)
     check(not any(chunk_exists(admin, sid, k) for k in ks),
           'once the transactions ended the next round drops every expired chunk')
-    got = q1(admin, "SELECT count(*) FROM stream.read_shard(%s, 'shardId-000000000000', 'TRIM_HORIZON')", (STREAM,))
+    got = readable(admin)
     check(got == 52, f'the committed puts are all readable ({got} of 52)')
 
 
@@ -210,6 +234,85 @@ def test_fallback_range(admin, sid):
     w.close()
 
 
+def test_churn(admin, sid):
+    seed = int(os.environ.get('STREAM_TEST_SEED') or random.randrange(1 << 30))
+    log(f'churn: seed {seed}')
+    stop = time.monotonic() + 4
+    errors = []
+    put = [0]
+    slow = []
+    lock = threading.Lock()
+    before = readable(admin)
+
+    def guard(fn, name, rnd):
+        def run():
+            try:
+                fn(rnd)
+            except Exception as e:  # noqa: BLE001
+                with lock:
+                    errors.append(f'{name}: {e!r}')
+        return run
+
+    def producer(rnd):
+        c = connect(user=ROLE_W)
+        while time.monotonic() < stop:
+            n = rnd.randint(1, 20)
+            got = q1(c, "SELECT count(*) FROM stream.put_records(%s, array_fill('c'::text, ARRAY[%s]), "
+                        "array_fill('\\x05'::bytea, ARRAY[%s])) WHERE error_code IS NULL", (STREAM, n, n))
+            with lock:
+                put[0] += got
+        c.close()
+
+    def reader(rnd, user=ROLE_R, dump=False):
+        c = connect(user=user)
+        c.autocommit = False
+        while time.monotonic() < stop:
+            if dump:
+                q(c, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                q(c, f"LOCK TABLE stream_data.s{sid} IN ACCESS SHARE MODE")
+            q(c, f"SELECT count(*) FROM stream_data.s{sid}")
+            time.sleep(rnd.uniform(0.05, 0.6))
+            c.rollback()
+            time.sleep(rnd.uniform(0, 0.1))
+        c.close()
+
+    def maintainer(rnd):
+        c = connect()
+        q(c, 'SET client_min_messages = error')
+        while time.monotonic() < stop:
+            t = time.monotonic()
+            q(c, "SELECT * FROM stream.run_maintenance()")
+            if time.monotonic() - t > 2:
+                with lock:
+                    slow.append(time.monotonic() - t)
+            if rnd.random() < 0.3:
+                # a future chunk goes missing (never one a producer may write: those are this hour's and the next)
+                k = hour_now(c) + 2 + rnd.randint(0, 1)
+                try:
+                    q(c, "SET lock_timeout = '200ms'")
+                    q(c, f"DROP TABLE IF EXISTS stream_data.s{sid}_{k}")
+                except psycopg2.errors.LockNotAvailable:
+                    pass
+                finally:
+                    q(c, "RESET lock_timeout")
+            time.sleep(rnd.uniform(0, 0.2))
+        c.close()
+
+    threads = [threading.Thread(target=guard(producer, f'producer {i}', random.Random(seed + i))) for i in range(3)]
+    threads.append(threading.Thread(target=guard(reader, 'reader', random.Random(seed + 10))))
+    threads.append(threading.Thread(target=guard(lambda r: reader(r, None, True), 'dump', random.Random(seed + 11))))
+    threads.append(threading.Thread(target=guard(maintainer, 'maintainer', random.Random(seed + 12))))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    check(not errors, f'no session failed (seed {seed}): {errors[:5]}')
+    check(not slow, f'no maintenance call took over 2 s (seed {seed}): {slow}')
+    after = readable(admin)
+    check(after - before == put[0], f'every committed put is readable ({after - before} of {put[0]}, seed {seed})')
+    log(f'churn: {put[0]} records put')
+
+
 def main():
     admin = create_db(roles=(ROLE_R, ROLE_W), extension=True)
     q(admin, 'SET client_min_messages = warning')
@@ -221,7 +324,8 @@ def main():
     sid = q1(admin, "SELECT stream_id FROM stream.streams WHERE stream_name = %s", (STREAM,))
     run_subtests((('chunk_reader', test_chunk_reader, (admin, sid)),
                   ('dump_and_idle', test_dump_and_idle, (admin, sid)),
-                  ('fallback_range', test_fallback_range, (admin, sid))))
+                  ('fallback_range', test_fallback_range, (admin, sid)),
+                  ('churn', test_churn, (admin, sid))))
     admin.close()
 
 
