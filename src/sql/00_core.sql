@@ -166,7 +166,7 @@ END $$;
 -- and would wait for every open transaction that has read the stream table.
 -- The CHECK constraint proves the partition bound, so ATTACH scans nothing.
 CREATE FUNCTION stream._add_chunk(s stream.streams, k bigint) RETURNS int
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     chunk text := format('s%s_%s', s.stream_id, k);
     lo bigint := (k * s.chunk_hours) << 32;
@@ -190,7 +190,7 @@ END $$;
 -- chunk, see _add_chunk_for_put) holds the parent's SHARE UPDATE EXCLUSIVE
 -- lock, which serialises chunk creation, this round makes nothing.
 CREATE FUNCTION stream._make_chunks(s stream.streams) RETURNS int
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     k bigint;
     k_now bigint;
@@ -227,7 +227,7 @@ END $$;
 -- EXCLUSIVE lock, which only chunk creation, VACUUM/ANALYZE of the parent
 -- and DDL take, never readers or producers.
 CREATE FUNCTION stream._add_chunk_for_put(p_stream_id int, k bigint) RETURNS int
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     s stream.streams;
     k_now bigint;
@@ -253,7 +253,7 @@ END $$;
 -- stream table) an unlocked expired chunk is emptied with TRUNCATE, which
 -- needs the chunk's lock only, and dropped in a later round.
 CREATE FUNCTION stream._trim_chunks(s stream.streams, OUT dropped int, OUT emptied int)
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     p_stream_id int := s.stream_id;
     parent text := format('stream_data.%I', 's' || p_stream_id);
@@ -306,7 +306,7 @@ END $$;
 -- transaction of its own, one stream after the other.
 CREATE FUNCTION stream._maintain_stream(p_stream_id int, OUT stream_name text, OUT chunks_created int,
                                         OUT chunks_dropped int, OUT chunks_emptied int)
-LANGUAGE plpgsql SECURITY DEFINER
+LANGUAGE plpgsql STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp SET lock_timeout = '1s' AS $$
 DECLARE
     s stream.streams;
