@@ -268,6 +268,7 @@ BEGIN
         SELECT cl.oid, cl.relname, substring(cl.relname FROM '_([0-9]+)$')::bigint AS k
           FROM pg_inherits i JOIN pg_class cl ON cl.oid = i.inhrelid
          WHERE i.inhparent = parent::regclass
+           AND cl.relname ~ ('^s' || p_stream_id || '_[0-9]+$')     -- chunks only
          ORDER BY 3
     LOOP
         EXIT WHEN (c.k + 1) * s.chunk_hours > cutoff;
