@@ -27,14 +27,14 @@
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
-#include "pgstat.h"
-#include "storage/latch.h"
-#include "utils/inval.h"
 #include "nodes/execnodes.h"
 #include "nodes/makefuncs.h"
 #include "nodes/value.h"
 #include "parser/parse_func.h"
+#include "pgstat.h"
+#include "storage/latch.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -169,7 +169,7 @@ insert_run(StreamInfo *info, int64 chunk_no, PutItem *items, int n)
 	TupleTableSlot **slots;
 	List	   *indexes;
 	ListCell   *lc;
-	CommandId	cid = GetCurrentCommandId(true);
+	CommandId	cid;
 
 	if (rel == NULL && make_missing_chunk(info, chunk_no))
 		rel = open_chunk(info, chunk_no, RowExclusiveLock);
@@ -178,9 +178,12 @@ insert_run(StreamInfo *info, int64 chunk_no, PutItem *items, int n)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("InternalFailure: stream %s has no chunk for sequence bucket %lld yet",
 						info->name, (long long) SEQ_BUCKET(items[0].seq)),
-				 errdetail("Chunks are created ahead of need by the stream maintenance."),
+				 errdetail("Chunks are created ahead of need by the stream maintenance; a put makes a missing one itself only from one before the current chunk to stream.chunk_premake chunks ahead."),
 				 errhint("Add stream to shared_preload_libraries so its background worker runs, "
 						 "or schedule SELECT stream.run_maintenance() with pg_cron every few minutes.")));
+
+	/* after make_missing_chunk, whose commands advanced it */
+	cid = GetCurrentCommandId(true);
 
 	/* an unpinned copy: pinning one descriptor per slot costs O(n^2) in the resource owner */
 	desc = CreateTupleDescCopy(RelationGetDescr(rel));
