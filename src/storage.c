@@ -33,6 +33,7 @@
 #include "parser/parse_func.h"
 #include "pgstat.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -110,21 +111,33 @@ open_chunk(StreamInfo *info, int64 chunk_no, LOCKMODE mode)
 /*
  * A put found no chunk for its records: maintenance has not made it (the
  * premade horizon, stream.chunk_premake chunks, ran out: no worker, no
- * pg_cron, or rounds failing).  Rather than fail:
+ * pg_cron, or rounds failing).  Rather than fail, have it made, if possible
+ * in a transaction other than this one, so that no producer's transaction
+ * holds the locks of chunk creation (another producer needing the chunk
+ * would wait for it):
  *
  * 1. When this database has a worker, wake it and wait up to
- *    CHUNK_WAIT_MS for the chunk: the worker makes it in a transaction of
- *    its own that commits at once, so no producer holds a lock for it.
- * 2. Otherwise (or if it did not come) make the chunk in this transaction,
- *    through stream._add_chunk_for_put(), which runs as the extension owner
- *    and is called here without an EXECUTE check (it is granted to nobody).
- *    Creating a chunk takes SHARE UPDATE EXCLUSIVE on the parent, which no
- *    reader, producer or pg_dump conflicts with; a producer needing the same
- *    chunk meanwhile waits for this transaction to end.
+ *    CHUNK_WAIT_MS for the chunk (the worker makes the chunks from the
+ *    current one to chunk_premake ahead).
+ * 2. Else start a one-shot chunk maker (worker.c) and wait for it, unless
+ *    this transaction holds a lock on the stream table that it would wait
+ *    for.
+ * 3. Else make it in this transaction.
  *
- * Returns whether the chunk may exist now.
+ * 2 and 3 run stream._add_chunk_for_put(), which runs as the extension owner;
+ * 3 calls it here without an EXECUTE check (it is granted to nobody).
+ * Creating a chunk takes SHARE UPDATE EXCLUSIVE on the parent, which no
+ * reader, producer or pg_dump conflicts with.  Returns whether the chunk may
+ * exist now.
  */
 #define CHUNK_WAIT_MS	10000
+
+static bool
+chunk_appeared(StreamInfo *info, int64 chunk_no)
+{
+	AcceptInvalidationMessages();
+	return OidIsValid(chunk_relid(info, chunk_no));
+}
 
 static bool
 make_missing_chunk(StreamInfo *info, int64 chunk_no)
@@ -132,8 +145,9 @@ make_missing_chunk(StreamInfo *info, int64 chunk_no)
 	Oid			argtypes[2] = {INT4OID, INT8OID};
 	Oid			fn;
 	int64		k_now = seq_bucket_now(GetCurrentTimestamp()) / info->chunk_hours;
+	LOCKTAG		tag;
+	bool		parent_locked = false;
 
-	/* the worker makes the chunks from the current one to chunk_premake ahead */
 	if (chunk_no >= k_now && chunk_no <= k_now + stream_chunk_premake &&
 		stream_worker_wake_now())
 	{
@@ -145,11 +159,18 @@ make_missing_chunk(StreamInfo *info, int64 chunk_no)
 							 20, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 			CHECK_FOR_INTERRUPTS();
-			AcceptInvalidationMessages();
-			if (OidIsValid(chunk_relid(info, chunk_no)))
+			if (chunk_appeared(info, chunk_no))
 				return true;
 		}
 	}
+
+	/* a chunk maker would wait for a lock of ours that conflicts with its own */
+	SET_LOCKTAG_RELATION(tag, MyDatabaseId, info->relid);
+	for (LOCKMODE m = ShareUpdateExclusiveLock; m <= AccessExclusiveLock && !parent_locked; m++)
+		parent_locked = LockHeldByMe(&tag, m);
+	if (!parent_locked && stream_make_chunk_in_worker(info->stream_id, chunk_no) &&
+		chunk_appeared(info, chunk_no))
+		return true;
 
 	fn = LookupFuncName(list_make2(makeString("stream"), makeString("_add_chunk_for_put")),
 						2, argtypes, true);

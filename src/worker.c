@@ -433,6 +433,95 @@ stream_worker_wake_now(void)
 }
 
 /* ----------------------------------------------------------------------
+ * One-shot chunk maker: a put that found no chunk has it made in a
+ * transaction of its own, so that no producer's transaction holds the
+ * locks of chunk creation (works without shared_preload_libraries too).
+ * ----------------------------------------------------------------------
+ */
+
+typedef struct ChunkMakerArgs
+{
+	Oid			dboid;
+	int32		stream_id;
+	int64		chunk_no;
+} ChunkMakerArgs;
+
+#define CHUNK_MAKER_QUERY	"SELECT stream._add_chunk_for_put($1, $2)"
+
+/*
+ * Start a chunk maker for chunk_no of stream_id and wait until it is done.
+ * False when none could be started (no free worker slot).
+ */
+bool
+stream_make_chunk_in_worker(int32 stream_id, int64 chunk_no)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	ChunkMakerArgs args;
+	pid_t		pid;
+	BgwHandleStatus status;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
+		BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker.bgw_library_name, STREAM_LIBRARY_NAME, BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "stream_chunk_maker_main", BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "stream chunk maker for stream %d", stream_id);
+	strlcpy(worker.bgw_type, "stream chunk maker", BGW_MAXLEN);
+	memset(&args, 0, sizeof(args));
+	args.dboid = MyDatabaseId;
+	args.stream_id = stream_id;
+	args.chunk_no = chunk_no;
+	StaticAssertStmt(sizeof(args) <= BGW_EXTRALEN, "chunk maker arguments too long");
+	memcpy(worker.bgw_extra, &args, sizeof(args));
+	worker.bgw_notify_pid = MyProcPid;
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		return false;
+	status = WaitForBackgroundWorkerStartup(handle, &pid);
+	if (status == BGWH_STARTED)
+		status = WaitForBackgroundWorkerShutdown(handle);
+	pfree(handle);
+	return status == BGWH_STOPPED;
+}
+
+void
+stream_chunk_maker_main(Datum main_arg)
+{
+	ChunkMakerArgs args;
+	Oid			argtypes[2] = {INT4OID, INT8OID};
+	Datum		values[2];
+	int			ret;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
+	SetConfigOption("application_name", "stream chunk maker", PGC_USERSET, PGC_S_SESSION);
+	/* we run as superuser: resolve nothing through user-writable schemas */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, CHUNK_MAKER_QUERY);
+	values[0] = Int32GetDatum(args.stream_id);
+	values[1] = Int64GetDatum(args.chunk_no);
+	ret = SPI_execute_with_args(CHUNK_MAKER_QUERY, 2, argtypes, values, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "%s returned %s", CHUNK_MAKER_QUERY, SPI_result_code_string(ret));
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	proc_exit(0);
+}
+
+/* ----------------------------------------------------------------------
  * Flush requests of stream.flush_delivery_stream() (delivery loop)
  * ----------------------------------------------------------------------
  */
