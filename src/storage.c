@@ -11,6 +11,7 @@
  * retention drops whole chunks.
  */
 #include "stream.h"
+#include "worker.h"
 
 #include "access/detoast.h"
 #include "access/genam.h"
@@ -27,11 +28,19 @@
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "nodes/execnodes.h"
+#include "nodes/makefuncs.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "storage/lock.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #define CHUNK_NATTS 5			/* shard_id, seq, arrival, partition_key, data */
 
@@ -99,6 +108,79 @@ open_chunk(StreamInfo *info, int64 chunk_no, LOCKMODE mode)
 	return rel;
 }
 
+/*
+ * A put found no chunk for its records: maintenance has not made it (the
+ * premade horizon, stream.chunk_premake chunks, ran out: no worker, no
+ * pg_cron, or rounds failing).  Rather than fail, have it made, if possible
+ * in a transaction other than this one, so that no producer's transaction
+ * holds the locks of chunk creation (another producer needing the chunk
+ * would wait for it):
+ *
+ * 1. When this database has a worker, wake it and wait up to
+ *    CHUNK_WAIT_MS for the chunk (the worker makes the chunks from the
+ *    current one to chunk_premake ahead).
+ * 2. Else start a one-shot chunk maker (worker.c) and wait for it, unless
+ *    this transaction holds a lock on the stream table that it would wait
+ *    for.
+ * 3. Else make it in this transaction.
+ *
+ * 2 and 3 run stream._add_chunk_for_put(), which runs as the extension owner;
+ * 3 calls it here without an EXECUTE check (it is granted to nobody).
+ * Creating a chunk takes SHARE UPDATE EXCLUSIVE on the parent, which no
+ * reader, producer or pg_dump conflicts with.  Returns whether the chunk may
+ * exist now.
+ */
+#define CHUNK_WAIT_MS	10000
+
+static bool
+chunk_appeared(StreamInfo *info, int64 chunk_no)
+{
+	AcceptInvalidationMessages();
+	return OidIsValid(chunk_relid(info, chunk_no));
+}
+
+static bool
+make_missing_chunk(StreamInfo *info, int64 chunk_no)
+{
+	Oid			argtypes[2] = {INT4OID, INT8OID};
+	Oid			fn;
+	int64		k_now = seq_bucket_now(GetCurrentTimestamp()) / info->chunk_hours;
+	LOCKTAG		tag;
+	bool		parent_locked = false;
+
+	if (chunk_no >= k_now && chunk_no <= k_now + stream_chunk_premake &&
+		stream_worker_wake_now())
+	{
+		TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CHUNK_WAIT_MS);
+
+		while (GetCurrentTimestamp() < deadline)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 20, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			if (chunk_appeared(info, chunk_no))
+				return true;
+		}
+	}
+
+	/* a chunk maker would wait for a lock of ours that conflicts with its own */
+	SET_LOCKTAG_RELATION(tag, MyDatabaseId, info->relid);
+	for (LOCKMODE m = ShareUpdateExclusiveLock; m <= AccessExclusiveLock && !parent_locked; m++)
+		parent_locked = LockHeldByMe(&tag, m);
+	if (!parent_locked && stream_make_chunk_in_worker(info->stream_id, chunk_no) &&
+		chunk_appeared(info, chunk_no))
+		return true;
+
+	fn = LookupFuncName(list_make2(makeString("stream"), makeString("_add_chunk_for_put")),
+						2, argtypes, true);
+	if (!OidIsValid(fn))
+		return false;
+	(void) OidFunctionCall2(fn, Int32GetDatum(info->stream_id), Int64GetDatum(chunk_no));
+	CommandCounterIncrement();
+	return true;
+}
+
 /* Insert a run of records that all fall into one chunk. */
 static void
 insert_run(StreamInfo *info, int64 chunk_no, PutItem *items, int n)
@@ -108,16 +190,21 @@ insert_run(StreamInfo *info, int64 chunk_no, PutItem *items, int n)
 	TupleTableSlot **slots;
 	List	   *indexes;
 	ListCell   *lc;
-	CommandId	cid = GetCurrentCommandId(true);
+	CommandId	cid;
 
+	if (rel == NULL && make_missing_chunk(info, chunk_no))
+		rel = open_chunk(info, chunk_no, RowExclusiveLock);
 	if (rel == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("InternalFailure: stream %s has no chunk for sequence bucket %lld yet",
 						info->name, (long long) SEQ_BUCKET(items[0].seq)),
-				 errdetail("Chunks are created ahead of need by the stream maintenance."),
+				 errdetail("Chunks are created ahead of need by the stream maintenance; a put makes a missing one itself only from one before the current chunk to stream.chunk_premake chunks ahead."),
 				 errhint("Add stream to shared_preload_libraries so its background worker runs, "
 						 "or schedule SELECT stream.run_maintenance() with pg_cron every few minutes.")));
+
+	/* after make_missing_chunk, whose commands advanced it */
+	cid = GetCurrentCommandId(true);
 
 	/* an unpinned copy: pinning one descriptor per slot costs O(n^2) in the resource owner */
 	desc = CreateTupleDescCopy(RelationGetDescr(rel));

@@ -8,9 +8,10 @@
  * dynamic "stream worker" per database.  A worker first checks whether the
  * extension exists in its database: if not, it says so in shared memory and
  * exits, and the launcher leaves that database alone for five minutes unless
- * stream._wake_worker() asks for it.  Otherwise the worker calls
- * stream.run_maintenance() every stream.maintenance_naptime seconds, each
- * time in a short transaction of its own.
+ * stream._wake_worker() asks for it.  Otherwise the worker maintains every
+ * stream (what stream.run_maintenance() does) every
+ * stream.maintenance_naptime seconds, each stream in a short transaction of
+ * its own.
  *
  * The same worker runs the delivery streams (delivery.c) on a cadence of its
  * own, every stream.delivery_naptime (default 1 s), and at once when
@@ -41,6 +42,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
+#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -69,7 +71,8 @@
 
 #define STREAM_EXTENSION_NAME	"stream"
 #define STREAM_LIBRARY_NAME		"stream"
-#define MAINTENANCE_QUERY		"SELECT * FROM stream.run_maintenance()"
+#define MAINTENANCE_LIST_QUERY	"SELECT stream_id FROM stream.streams ORDER BY stream_id"
+#define MAINTENANCE_QUERY		"SELECT * FROM stream._maintain_stream($1)"
 
 /* how long a database without the extension is left alone */
 #define EXTENSION_MISSING_RETRY_MS	(5 * 60 * 1000)
@@ -403,6 +406,121 @@ stream_wake_worker(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(true);
 }
 
+/*
+ * Ask this database's worker for a maintenance round at once (a producer
+ * found no chunk for its records).  False when no worker runs here.
+ */
+bool
+stream_worker_wake_now(void)
+{
+	StreamDbSlot *slot;
+	Latch	   *latch = NULL;
+
+	if (!stream_worker_available())
+		return false;
+	LWLockAcquire(&StreamWorkerShmem->lock, LW_EXCLUSIVE);
+	slot = slot_find(MyDatabaseId);
+	if (slot != NULL && slot->launched && slot->worker_pid != 0)
+	{
+		slot->wake_requested = true;
+		latch = slot->worker_latch;
+	}
+	LWLockRelease(&StreamWorkerShmem->lock);
+	if (latch == NULL)
+		return false;
+	SetLatch(latch);
+	return true;
+}
+
+/* ----------------------------------------------------------------------
+ * One-shot chunk maker: a put that found no chunk has it made in a
+ * transaction of its own, so that no producer's transaction holds the
+ * locks of chunk creation (works without shared_preload_libraries too).
+ * ----------------------------------------------------------------------
+ */
+
+typedef struct ChunkMakerArgs
+{
+	Oid			dboid;
+	int32		stream_id;
+	int64		chunk_no;
+} ChunkMakerArgs;
+
+#define CHUNK_MAKER_QUERY	"SELECT stream._add_chunk_for_put($1, $2)"
+
+/*
+ * Start a chunk maker for chunk_no of stream_id and wait until it is done.
+ * False when none could be started (no free worker slot).
+ */
+bool
+stream_make_chunk_in_worker(int32 stream_id, int64 chunk_no)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	ChunkMakerArgs args;
+	pid_t		pid;
+	BgwHandleStatus status;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
+		BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker.bgw_library_name, STREAM_LIBRARY_NAME, BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "stream_chunk_maker_main", BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "stream chunk maker for stream %d", stream_id);
+	strlcpy(worker.bgw_type, "stream chunk maker", BGW_MAXLEN);
+	memset(&args, 0, sizeof(args));
+	args.dboid = MyDatabaseId;
+	args.stream_id = stream_id;
+	args.chunk_no = chunk_no;
+	StaticAssertStmt(sizeof(args) <= BGW_EXTRALEN, "chunk maker arguments too long");
+	memcpy(worker.bgw_extra, &args, sizeof(args));
+	worker.bgw_notify_pid = MyProcPid;
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		return false;
+	status = WaitForBackgroundWorkerStartup(handle, &pid);
+	if (status == BGWH_STARTED)
+		status = WaitForBackgroundWorkerShutdown(handle);
+	pfree(handle);
+	return status == BGWH_STOPPED;
+}
+
+void
+stream_chunk_maker_main(Datum main_arg)
+{
+	ChunkMakerArgs args;
+	Oid			argtypes[2] = {INT4OID, INT8OID};
+	Datum		values[2];
+	int			ret;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
+	SetConfigOption("application_name", "stream chunk maker", PGC_USERSET, PGC_S_SESSION);
+	/* we run as superuser: resolve nothing through user-writable schemas */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, CHUNK_MAKER_QUERY);
+	values[0] = Int32GetDatum(args.stream_id);
+	values[1] = Int64GetDatum(args.chunk_no);
+	ret = SPI_execute_with_args(CHUNK_MAKER_QUERY, 2, argtypes, values, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "%s returned %s", CHUNK_MAKER_QUERY, SPI_result_code_string(ret));
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	proc_exit(0);
+}
+
 /* ----------------------------------------------------------------------
  * Flush requests of stream.flush_delivery_stream() (delivery loop)
  * ----------------------------------------------------------------------
@@ -697,19 +815,16 @@ worker_remember_dbname(void)
 }
 
 /*
- * One maintenance round in a transaction of its own.  Errors are reported
- * and swallowed so that the next round can try again.  Returns false when
- * the extension no longer exists.
+ * One unit of a maintenance round, in a transaction of its own: with
+ * stream_id < 0 list the streams into *ids (allocated in round_context),
+ * otherwise maintain that stream.  Errors are reported and swallowed so that
+ * the next unit and the next round can go on.  Returns false when the
+ * extension no longer exists.
  */
 static bool
-worker_maintenance_round(MemoryContext round_context)
+worker_maintenance_unit(int32 stream_id, List **ids, MemoryContext round_context)
 {
 	volatile bool extension_present = true;
-	volatile bool succeeded = false;
-	volatile uint64 nrows = 0;
-
-	MemoryContextReset(round_context);
-	MemoryContextSwitchTo(round_context);
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -724,19 +839,44 @@ worker_maintenance_round(MemoryContext round_context)
 			if (SPI_connect() != SPI_OK_CONNECT)
 				elog(ERROR, "SPI_connect failed");
 			PushActiveSnapshot(GetTransactionSnapshot());
-			pgstat_report_activity(STATE_RUNNING, MAINTENANCE_QUERY);
+			if (stream_id < 0)
+			{
+				pgstat_report_activity(STATE_RUNNING, MAINTENANCE_LIST_QUERY);
+				ret = SPI_execute(MAINTENANCE_LIST_QUERY, true, 0);
+				if (ret != SPI_OK_SELECT)
+					elog(ERROR, "%s returned %s", MAINTENANCE_LIST_QUERY,
+						 SPI_result_code_string(ret));
+				for (uint64 i = 0; i < SPI_processed; i++)
+				{
+					bool		isnull;
+					Datum		d = SPI_getbinval(SPI_tuptable->vals[i],
+												  SPI_tuptable->tupdesc, 1, &isnull);
 
-			ret = SPI_execute(MAINTENANCE_QUERY, false, 0);
-			if (ret != SPI_OK_SELECT)
-				elog(ERROR, "%s returned %s", MAINTENANCE_QUERY,
-					 SPI_result_code_string(ret));
-			nrows = SPI_processed;
+					if (!isnull)
+					{
+						MemoryContext old = MemoryContextSwitchTo(round_context);
 
+						*ids = lappend_int(*ids, DatumGetInt32(d));
+						MemoryContextSwitchTo(old);
+					}
+				}
+			}
+			else
+			{
+				Oid			argtypes[1] = {INT4OID};
+				Datum		values[1] = {Int32GetDatum(stream_id)};
+
+				pgstat_report_activity(STATE_RUNNING, MAINTENANCE_QUERY);
+				ret = SPI_execute_with_args(MAINTENANCE_QUERY, 1, argtypes, values,
+											NULL, false, 0);
+				if (ret != SPI_OK_SELECT)
+					elog(ERROR, "%s returned %s", MAINTENANCE_QUERY,
+						 SPI_result_code_string(ret));
+			}
 			SPI_finish();
 			PopActiveSnapshot();
 		}
 		CommitTransactionCommand();
-		succeeded = true;
 	}
 	PG_CATCH();
 	{
@@ -747,20 +887,52 @@ worker_maintenance_round(MemoryContext round_context)
 		FlushErrorState();
 		RESUME_INTERRUPTS();
 
-		ereport(WARNING,
-				(errmsg("stream maintenance failed in database \"%s\"",
-						worker_dbname),
-				 errdetail("The next attempt is in %d seconds.",
-						   stream_maintenance_naptime)));
+		if (stream_id < 0)
+			ereport(WARNING,
+					(errmsg("stream maintenance failed in database \"%s\"",
+							worker_dbname),
+					 errdetail("The next attempt is in %d seconds.",
+							   stream_maintenance_naptime)));
+		else
+			ereport(WARNING,
+					(errmsg("stream maintenance of stream id %d failed in database \"%s\"",
+							stream_id, worker_dbname),
+					 errdetail("The next attempt is in %d seconds.",
+							   stream_maintenance_naptime)));
 	}
 	PG_END_TRY();
 
-	/* keep stray allocations between rounds out of TopMemoryContext */
+	/* keep stray allocations between units out of TopMemoryContext */
+	MemoryContextSwitchTo(round_context);
+	return extension_present;
+}
+
+/*
+ * One maintenance round: the list of streams, then each stream in a short
+ * transaction of its own, so that no lock taken for one stream (a dropped
+ * chunk's parent) is held while the others are maintained and no snapshot
+ * lasts longer than one stream.  Returns false when the extension no longer
+ * exists.
+ */
+static bool
+worker_maintenance_round(MemoryContext round_context)
+{
+	List	   *ids = NIL;
+	ListCell   *lc;
+	bool		extension_present;
+
+	MemoryContextReset(round_context);
 	MemoryContextSwitchTo(round_context);
 
-	if (succeeded && extension_present)
-		elog(DEBUG1, "stream maintenance in database \"%s\" returned " UINT64_FORMAT " rows",
-			 worker_dbname, (uint64) nrows);
+	extension_present = worker_maintenance_unit(-1, &ids, round_context);
+	foreach(lc, ids)
+	{
+		CHECK_FOR_INTERRUPTS();
+		/* the main loop lets a pending DROP DATABASE proceed */
+		if (!extension_present || database_conflict_pending())
+			break;
+		extension_present = worker_maintenance_unit(lfirst_int(lc), NULL, round_context);
+	}
 
 	pgstat_report_stat(true);
 	pgstat_report_activity(STATE_IDLE, NULL);

@@ -32,8 +32,11 @@ extern void stream_worker_register_launcher(void);
 extern Size stream_worker_shmem_size(void);
 extern void stream_worker_shmem_init(void);
 extern bool stream_worker_available(void);
+extern bool stream_worker_wake_now(void);
+extern bool stream_make_chunk_in_worker(int32 stream_id, int64 chunk_no);
 
 extern PGDLLEXPORT void stream_launcher_main(Datum main_arg);
 extern PGDLLEXPORT void stream_db_worker_main(Datum main_arg);
+extern PGDLLEXPORT void stream_chunk_maker_main(Datum main_arg);
 
 #endif							/* STREAM_WORKER_H */

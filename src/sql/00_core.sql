@@ -160,91 +160,196 @@ END $$;
 -- Chunks: created ahead of need, dropped whole when expired
 ---------------------------------------------------------------------------
 
--- Make sure the chunks from the current one to stream.chunk_premake ahead exist.
-CREATE FUNCTION stream._make_chunks(s stream.streams) RETURNS int
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- Create chunk k of stream s unless it exists; the caller holds SHARE UPDATE
+-- EXCLUSIVE on the parent.  The chunk is made as a table of its own and then
+-- attached: ATTACH PARTITION needs only SHARE UPDATE EXCLUSIVE on the parent,
+-- which the ACCESS SHARE of readers and pg_dump does not conflict with,
+-- whereas CREATE TABLE ... PARTITION OF needs ACCESS EXCLUSIVE on the parent
+-- and would wait for every open transaction that has read the stream table.
+-- The CHECK constraint proves the partition bound, so ATTACH scans nothing.
+CREATE FUNCTION stream._add_chunk(s stream.streams, k bigint) RETURNS int
+LANGUAGE plpgsql STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    p_stream_id int := s.stream_id;
+    chunk text := format('s%s_%s', s.stream_id, k);
+    lo bigint := (k * s.chunk_hours) << 32;
+    hi bigint := ((k + 1) * s.chunk_hours) << 32;
+BEGIN
+    IF to_regclass(format('stream_data.%I', chunk)) IS NOT NULL THEN
+        RETURN 0;
+    END IF;
+    EXECUTE format('CREATE TABLE stream_data.%I (LIKE stream_data.%I, '
+                   'CONSTRAINT chunk_bounds CHECK (seq >= %s AND seq < %s), PRIMARY KEY (shard_id, seq)) '
+                   'WITH (fillfactor = 100, autovacuum_enabled = off, toast.autovacuum_enabled = off)',
+                   chunk, 's' || s.stream_id, lo, hi);
+    EXECUTE format('ALTER TABLE stream_data.%I ATTACH PARTITION stream_data.%I FOR VALUES FROM (%s) TO (%s)',
+                   's' || s.stream_id, chunk, lo, hi);
+    EXECUTE format('ALTER TABLE stream_data.%I DROP CONSTRAINT chunk_bounds', chunk);
+    RETURN 1;
+END $$;
+
+-- Make sure the chunks from the current one to stream.chunk_premake ahead
+-- exist.  Never waits: if another maintainer (or a producer making its own
+-- chunk, see _add_chunk_for_put) holds the parent's SHARE UPDATE EXCLUSIVE
+-- lock, which serialises chunk creation, this round makes nothing.
+CREATE FUNCTION stream._make_chunks(s stream.streams) RETURNS int
+LANGUAGE plpgsql STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
     k bigint;
     k_now bigint;
     ahead int := coalesce(nullif(current_setting('stream.chunk_premake', true), '')::int, 4);
     made int := 0;
-    chunk text;
+    locked bool := false;
 BEGIN
-    -- one maintainer per stream at a time
-    PERFORM pg_advisory_xact_lock(1398034002, p_stream_id);
     k_now := (floor(extract(epoch FROM clock_timestamp()) / 3600)::bigint) / s.chunk_hours;
     k := k_now;
     WHILE k <= k_now + ahead LOOP     -- not FOR: its loop variable is always int4
-        chunk := format('s%s_%s', p_stream_id, k);
-        IF to_regclass(format('stream_data.%I', chunk)) IS NULL THEN
-            EXECUTE format('CREATE TABLE stream_data.%I PARTITION OF stream_data.%I '
-                           'FOR VALUES FROM (%s) TO (%s) '
-                           'WITH (fillfactor = 100, autovacuum_enabled = off, toast.autovacuum_enabled = off)',
-                           chunk, 's' || p_stream_id,
-                           (k * s.chunk_hours) << 32, ((k + 1) * s.chunk_hours) << 32);
-            made := made + 1;
+        IF to_regclass(format('stream_data.%I', format('s%s_%s', s.stream_id, k))) IS NULL THEN
+            IF NOT locked THEN
+                BEGIN
+                    EXECUTE format('LOCK TABLE ONLY stream_data.%I IN SHARE UPDATE EXCLUSIVE MODE NOWAIT',
+                                   's' || s.stream_id);
+                EXCEPTION WHEN lock_not_available THEN
+                    RAISE NOTICE 'stream %: chunks are being created by another session; retrying next round', s.stream_name;
+                    RETURN 0;
+                END;
+                locked := true;
+            END IF;
+            made := made + stream._add_chunk(s, k);
         END IF;
         k := k + 1;
     END LOOP;
     RETURN made;
 END $$;
 
--- Drop the chunks whose every record is past retention.  A chunk that is
--- in use right now (a reader, pg_dump) is left for the next round.
-CREATE FUNCTION stream._trim_chunks(s stream.streams) RETURNS int
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- A producer found no chunk for its records (maintenance has not run for
+-- stream.chunk_premake chunks): storage.c has a one-shot chunk maker
+-- (worker.c) run this in a transaction of its own, or, when it cannot, calls
+-- it itself, bypassing EXECUTE checks, in the producer's transaction.  Only chunks
+-- from one before the current one to stream.chunk_premake ahead, the range
+-- sequence numbers are handed out in; waits for the parent's SHARE UPDATE
+-- EXCLUSIVE lock, which only chunk creation, VACUUM/ANALYZE of the parent
+-- and DDL take, never readers or producers.
+CREATE FUNCTION stream._add_chunk_for_put(p_stream_id int, k bigint) RETURNS int
+LANGUAGE plpgsql STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    s stream.streams;
+    k_now bigint;
+    ahead int := coalesce(nullif(current_setting('stream.chunk_premake', true), '')::int, 4);
+BEGIN
+    SELECT * INTO s FROM stream.streams WHERE stream_id = p_stream_id;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    k_now := (floor(extract(epoch FROM clock_timestamp()) / 3600)::bigint) / s.chunk_hours;
+    IF k < k_now - 1 OR k > k_now + greatest(ahead, 0) + 1 THEN
+        RETURN 0;
+    END IF;
+    EXECUTE format('LOCK TABLE ONLY stream_data.%I IN SHARE UPDATE EXCLUSIVE MODE', 's' || s.stream_id);
+    RETURN stream._add_chunk(s, k);
+END $$;
+
+-- Drop the chunks whose every record is past retention, one by one, never
+-- waiting for a lock.  A chunk someone holds a lock on (a reader's open
+-- transaction, pg_dump) is skipped and retried next round; the others are
+-- dropped.  Dropping a partition needs ACCESS EXCLUSIVE on the parent too;
+-- while a reader holds the parent (an open transaction that read the
+-- stream table) an unlocked expired chunk is emptied with TRUNCATE, which
+-- needs the chunk's lock only, and dropped in a later round.
+CREATE FUNCTION stream._trim_chunks(s stream.streams, OUT dropped int, OUT emptied int)
+LANGUAGE plpgsql STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     p_stream_id int := s.stream_id;
+    parent text := format('stream_data.%I', 's' || p_stream_id);
+    parent_locked bool := false;
     cutoff bigint;
-    dropped int := 0;
     c record;
 BEGIN
+    dropped := 0;
+    emptied := 0;
     cutoff := floor(extract(epoch FROM clock_timestamp() - make_interval(hours => s.retention_hours)) / 3600)::bigint;
     FOR c IN
-        SELECT cl.relname, substring(cl.relname FROM '_([0-9]+)$')::bigint AS k
+        SELECT cl.oid, cl.relname, substring(cl.relname FROM '_([0-9]+)$')::bigint AS k
           FROM pg_inherits i JOIN pg_class cl ON cl.oid = i.inhrelid
-         WHERE i.inhparent = format('stream_data.%I', 's' || p_stream_id)::regclass
-         ORDER BY 2
+         WHERE i.inhparent = parent::regclass
+           AND cl.relname ~ ('^s' || p_stream_id || '_[0-9]+$')     -- chunks only
+         ORDER BY 3
     LOOP
         EXIT WHEN (c.k + 1) * s.chunk_hours > cutoff;
         BEGIN
-            EXECUTE format('LOCK TABLE stream_data.%I, stream_data.%I IN ACCESS EXCLUSIVE MODE NOWAIT',
-                           's' || p_stream_id, c.relname);
-            EXECUTE format('DROP TABLE stream_data.%I', c.relname);
-            dropped := dropped + 1;
-        EXCEPTION WHEN lock_not_available THEN
+            EXECUTE format('LOCK TABLE ONLY stream_data.%I IN ACCESS EXCLUSIVE MODE NOWAIT', c.relname);
+        EXCEPTION
+            WHEN lock_not_available THEN
+                RAISE NOTICE 'stream %: chunk % is in use; trimming it next round', s.stream_name, c.relname;
+                CONTINUE;
+            WHEN undefined_table THEN   -- dropped meanwhile by another maintainer
+                CONTINUE;
+        END;
+        IF NOT parent_locked THEN
+            BEGIN
+                EXECUTE format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE NOWAIT', parent);
+                parent_locked := true;
+            EXCEPTION WHEN lock_not_available THEN
+                NULL;
+            END;
+        END IF;
+        BEGIN
+            IF parent_locked THEN
+                EXECUTE format('DROP TABLE stream_data.%I', c.relname);
+                dropped := dropped + 1;
+            ELSIF pg_relation_size(c.oid) > 0 THEN
+                EXECUTE format('TRUNCATE stream_data.%I', c.relname);
+                emptied := emptied + 1;
+            END IF;
+        EXCEPTION WHEN lock_not_available THEN     -- lock_timeout on some other lock
             RAISE NOTICE 'stream %: chunk % is in use; trimming it next round', s.stream_name, c.relname;
-            EXIT;
         END;
     END LOOP;
-    RETURN dropped;
 END $$;
 
--- What the background worker runs each round; schedule it with pg_cron
--- where the library cannot be preloaded.  Short lock waits keep a round
--- short (DROP DATABASE waits for the worker at most 5 s); a stream whose
--- locks are busy is retried next round.
-CREATE FUNCTION stream.run_maintenance()
-RETURNS TABLE(stream_name text, chunks_created int, chunks_dropped int)
-LANGUAGE plpgsql SECURITY DEFINER
+-- One stream's maintenance: the unit the background worker runs in a
+-- transaction of its own, one stream after the other.
+CREATE FUNCTION stream._maintain_stream(p_stream_id int, OUT stream_name text, OUT chunks_created int,
+                                        OUT chunks_dropped int, OUT chunks_emptied int)
+LANGUAGE plpgsql STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp SET lock_timeout = '1s' AS $$
 DECLARE
-    s record;
+    s stream.streams;
 BEGIN
-    FOR s IN SELECT st FROM stream.streams st ORDER BY st.stream_id LOOP
-        stream_name := (s.st).stream_name;
-        BEGIN
-            chunks_created := stream._make_chunks(s.st);
-            chunks_dropped := stream._trim_chunks(s.st);
-        EXCEPTION WHEN lock_not_available THEN
-            RAISE WARNING 'stream %: maintenance skipped this round: %', (s.st).stream_name, SQLERRM;
-            chunks_created := 0;
-            chunks_dropped := 0;
-        END;
-        RETURN NEXT;
-    END LOOP;
+    SELECT * INTO s FROM stream.streams st WHERE st.stream_id = p_stream_id;
+    IF NOT FOUND THEN
+        RETURN;                 -- deleted meanwhile: a row of NULLs
+    END IF;
+    stream_name := s.stream_name;
+    chunks_created := 0;
+    chunks_dropped := 0;
+    chunks_emptied := 0;
+    -- a lock wait over lock_timeout (a catalog or index lock) skips that part only
+    BEGIN
+        chunks_created := stream._make_chunks(s);
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE WARNING 'stream %: chunk creation skipped this round: %', s.stream_name, SQLERRM;
+    END;
+    BEGIN
+        SELECT t.dropped, t.emptied INTO chunks_dropped, chunks_emptied FROM stream._trim_chunks(s) t;
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE WARNING 'stream %: trimming skipped this round: %', s.stream_name, SQLERRM;
+    END;
 END $$;
+
+-- Every stream's maintenance, as the background worker runs it each round
+-- (one stream per transaction); schedule it with pg_cron where the library
+-- cannot be preloaded.  Chunk creation and trimming take
+-- their table locks with NOWAIT, so no user's transaction can make a round
+-- wait; lock_timeout bounds the remaining (catalog) waits, keeping a round
+-- short (DROP DATABASE waits for the worker at most 5 s); what is busy is
+-- retried next round.
+CREATE FUNCTION stream.run_maintenance()
+RETURNS TABLE(stream_name text, chunks_created int, chunks_dropped int, chunks_emptied int)
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT m.* FROM stream.streams st, LATERAL stream._maintain_stream(st.stream_id) m
+     WHERE m.stream_name IS NOT NULL
+     ORDER BY st.stream_id
+$$;
 
 ---------------------------------------------------------------------------
 -- Control plane
@@ -301,12 +406,54 @@ BEGIN
     PERFORM stream._wake_worker();
 END $$;
 
-CREATE FUNCTION stream.delete_stream(stream_name text) RETURNS void
+-- Like Kinesis, refuses (ResourceInUseException) while consumers are
+-- associated with the stream unless enforce_consumer_deletion: registered
+-- (enhanced fan-out) consumers, consumer applications with their leases and
+-- checkpoints, and delivery streams reading the stream.  Enforced, they are
+-- deleted with it: a delivery stream whose source is gone could only fail,
+-- and Firehose has no state for it but deletion.
+CREATE FUNCTION stream.delete_stream(stream_name text, enforce_consumer_deletion boolean DEFAULT false)
+RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     s stream.streams := stream._stream(stream_name);
+    v_consumers text;
+    v_apps text;
+    v_delivery text;
+    d record;
 BEGIN
+    -- registering a consumer or an application (their foreign keys) and
+    -- creating a delivery stream lock the row too: none can slip in
+    PERFORM 1 FROM stream.streams st WHERE st.stream_id = s.stream_id FOR UPDATE;
+    IF NOT FOUND THEN       -- deleted meanwhile
+        PERFORM stream._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', s.stream_name), '42704');
+    END IF;
+    SELECT string_agg(c.consumer_name, ', ' ORDER BY c.consumer_name) INTO v_consumers
+      FROM stream.stream_consumers c WHERE c.stream_id = s.stream_id;
+    SELECT string_agg(a.application_name, ', ' ORDER BY a.application_name) INTO v_apps
+      FROM stream.applications a WHERE a.stream_id = s.stream_id;
+    SELECT string_agg(x.delivery_stream_name, ', ' ORDER BY x.delivery_stream_name) INTO v_delivery
+      FROM stream.delivery_streams x
+     WHERE x.source_stream_id = s.stream_id AND x.delivery_stream_type = 'KinesisStreamAsSource';
+    IF NOT coalesce(enforce_consumer_deletion, false) AND num_nonnulls(v_consumers, v_apps, v_delivery) > 0 THEN
+        RAISE EXCEPTION USING ERRCODE = '42710',     -- ResourceInUseException (src/stream.h)
+            MESSAGE = format('ResourceInUseException: DeleteStream can''t delete 000000000000:%s because there are consumers associated with this data stream. To delete %s anyway, set the EnforceConsumerDeletion parameter to true to force the deletion of all the consumers that are associated with it.',
+                             s.stream_name, s.stream_name),
+            DETAIL = concat_ws(' ', 'Registered consumers: ' || v_consumers || '.',
+                               'Consumer applications: ' || v_apps || '.',
+                               'Delivery streams reading it: ' || v_delivery || '.'),
+            HINT = format('SELECT stream.delete_stream(%L, enforce_consumer_deletion => true) deletes them with the stream.', s.stream_name);
+    END IF;
+    FOR d IN SELECT x.delivery_stream_id, x.delivery_stream_name FROM stream.delivery_streams x
+              WHERE x.source_stream_id = s.stream_id AND x.delivery_stream_type = 'KinesisStreamAsSource'
+              ORDER BY x.delivery_stream_id LOOP
+        -- waits for a delivery of it that is under way (src/delivery.c DELIVERY_LOCK_KEY)
+        PERFORM pg_advisory_xact_lock(1179123713, d.delivery_stream_id);
+        DELETE FROM stream.delivery_streams WHERE delivery_stream_id = d.delivery_stream_id;
+        RAISE NOTICE 'delivery stream % read stream % and was deleted with it', d.delivery_stream_name, s.stream_name;
+    END LOOP;
     EXECUTE format('DROP TABLE stream_data.%I', 's' || s.stream_id);
+    -- registered consumers, applications, leases and shards go with the row (ON DELETE CASCADE)
     DELETE FROM stream.streams WHERE stream_id = s.stream_id;
     PERFORM stream._forget_stream(s.stream_id);
     PERFORM stream._catalog_changed();
@@ -440,8 +587,9 @@ RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT stream._stream_access(false, stream_name, role, access) $$;
 
 -- Managing streams is for administrators; they grant it on as they see fit.
-REVOKE ALL ON FUNCTION stream.create_stream(text, int, int), stream.delete_stream(text),
+REVOKE ALL ON FUNCTION stream.create_stream(text, int, int), stream.delete_stream(text, boolean),
     stream.increase_stream_retention_period(text, int), stream.decrease_stream_retention_period(text, int),
     stream.grant_stream_access(text, regrole, text), stream.revoke_stream_access(text, regrole, text),
     stream.run_maintenance(), stream._make_chunks(stream.streams), stream._trim_chunks(stream.streams),
+    stream._add_chunk(stream.streams, bigint), stream._add_chunk_for_put(int, bigint), stream._maintain_stream(int),
     stream._set_retention(text, int, bool), stream._stream_access(bool, text, regrole, text) FROM PUBLIC;

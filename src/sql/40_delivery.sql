@@ -307,6 +307,11 @@ BEGIN
     -- the source: a stream read as a consumer, or an internal stream for direct put
     IF source_stream_name IS NOT NULL THEN
         v_src := stream._stream(source_stream_name);
+        -- against a concurrent delete_stream, which refuses while delivery streams read the stream
+        PERFORM 1 FROM stream.streams st WHERE st.stream_id = v_src.stream_id FOR KEY SHARE;
+        IF NOT FOUND THEN
+            PERFORM stream._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', source_stream_name), '42704');
+        END IF;
         IF NOT (SELECT rolsuper FROM pg_roles WHERE oid = v_invoker)
            AND NOT has_table_privilege(v_invoker, format('stream_data.%I', 's' || v_src.stream_id), 'SELECT') THEN
             PERFORM stream._raise('AccessDeniedException', format('User is not authorized to read records from stream %s', source_stream_name), '42501');

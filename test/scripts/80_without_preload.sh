@@ -63,4 +63,54 @@ q "SELECT stream.register_stream_consumer('np', 'c')" >/dev/null
 got=$(q "SELECT cardinality(records) FROM stream.subscribe_to_shard('np', 'c', 'shardId-000000000000', 'TRIM_HORIZON', wait_timeout => '1 second')")
 [ "$got" = 5 ] || fail "subscribe_to_shard returned $got records, expected 5"
 echo "[80_without_preload] run_maintenance() and subscribe_to_shard work without the worker"
+# no worker and the premade chunks ran out: a producer makes its chunk itself,
+# while a reader idles in a transaction on the stream table (issue 7, defect 5)
+sid=$(q "SELECT stream_id FROM stream.streams WHERE stream_name = 'np'")
+k=$(q "SELECT floor(extract(epoch FROM clock_timestamp()) / 3600)::bigint")
+q "SET client_min_messages = warning; DROP TABLE IF EXISTS stream_data.s${sid}_$k, stream_data.s${sid}_$((k + 1)), stream_data.s${sid}_$((k + 2))"
+psql -X -qAt -d stream_np >/dev/null 2>&1 <<SQL &
+BEGIN;
+SELECT count(*) FROM stream_data.s$sid;
+SELECT pg_sleep(3);
+COMMIT;
+SQL
+READER=$!
+sleep 0.5
+q "SELECT stream.put_record('np', 'k', 'own-chunk', '0')" >/dev/null || fail "a put with no premade chunk failed"
+q "SELECT count(*) FROM stream.put_records('np', ARRAY['x','y'], ARRAY['1','2']::bytea[]) WHERE error_code IS NULL" | grep -qx 2 \
+    || fail "put_records with no premade chunk failed"
+wait $READER
+got=$(q "SELECT string_agg(convert_from(data, 'UTF8'), ',') FROM stream.read_shard('np', 'shardId-000000000000') WHERE partition_key = 'k'")
+[ "$got" = "own-chunk" ] || fail "read '$got' after the producer made its chunk, expected 'own-chunk'"
+echo "[80_without_preload] a producer makes its missing chunk itself, next to an idle reader"
+# the chunk is made in a transaction of its own (a one-shot chunk maker): a producer
+# on another shard does not wait for the open transaction of the one that found it missing
+q "SET client_min_messages = warning; DROP TABLE IF EXISTS stream_data.s${sid}_$k, stream_data.s${sid}_$((k + 1)), stream_data.s${sid}_$((k + 2))"
+psql -X -qAt -d stream_np >/dev/null 2>&1 <<'SQL' &
+BEGIN;
+SELECT stream.put_record('np', 'k', 'p1', '0');
+SELECT pg_sleep(4);
+COMMIT;
+SQL
+P1=$!
+sleep 1
+start=$(date +%s.%N)
+q "SELECT stream.put_record('np', 'k', 'p2', '170141183460469231731687303715884105728')" >/dev/null \
+    || fail "a put on shard 1 failed"
+waited=$(echo "$(date +%s.%N) - $start" | bc)
+wait $P1
+awk "BEGIN{exit !($waited < 2.0)}" || fail "a producer on another shard waited ${waited}s for the transaction that found the chunk missing"
+echo "[80_without_preload] the missing chunk was made outside the producer's transaction (other producer waited ${waited}s)"
+
+# a producer holding a lock on the stream table that the chunk maker would wait for makes the chunk itself
+q "SET client_min_messages = warning; DROP TABLE IF EXISTS stream_data.s${sid}_$k, stream_data.s${sid}_$((k + 1)), stream_data.s${sid}_$((k + 2))"
+timeout 20 psql -X -v ON_ERROR_STOP=1 -qAt -d stream_np >/dev/null <<SQL || fail "a put holding the stream table's SHARE UPDATE EXCLUSIVE lock failed or hung"
+BEGIN;
+LOCK TABLE ONLY stream_data.s$sid IN SHARE UPDATE EXCLUSIVE MODE;
+SELECT stream.put_record('np', 'k', 'locked', '0');
+COMMIT;
+SQL
+got=$(q "SELECT string_agg(convert_from(data, 'UTF8'), ',' ORDER BY sequence_number) FROM stream.read_shard('np', 'shardId-000000000000') WHERE partition_key = 'k'")
+[ "$got" = "locked" ] || fail "shard 0 read '$got', expected 'locked' (the chunk holding p1 was dropped)"
+echo "[80_without_preload] ... and in its own transaction when it holds the stream table"
 echo "80_without_preload: ok"
