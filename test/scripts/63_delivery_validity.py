@@ -310,6 +310,27 @@ def t_partition_values():
           'error envelopes %r' % sorted(set(e['errorCode'] for e in envs)))
     check(not os.path.exists(os.path.join(WORK, 'b')) and not names_on_disk_are_utf8(WORK), 'names on disk')
 
+    # a value alone as the first directory: the staging directory's name must not swallow a file
+    d_bare = os.path.join(WORK, 'pbare')
+    q(conn, "SELECT stream.create_delivery_stream('v_bare', destination => %s, "
+            "partition_key_queries => '{\"v\": \".v\"}', prefix => '!{partitionKeyFromQuery:v}/', "
+            "error_output_prefix => 'err/!{firehose:error-output-type}/', buffer_interval_seconds => 900)", (d_bare,))
+    bare = [STAGING, 'a', STAGING, 'b', 'err']
+    q(conn, "SELECT count(*) FROM generate_series(0, %s - 1) g, LATERAL stream.put_delivery_record('v_bare', "
+            "convert_to(json_build_object('i', g, 'v', (%s::text[])[g + 1])::text, 'UTF8'))", (len(bare), bare))
+    check(flush('v_bare') is True, 'flush v_bare')
+    found = {}
+    for p in delivered_files(d_bare):
+        top = os.path.relpath(p, d_bare).split('/')[0]
+        for line in read_bytes_lines([p]):
+            r = json.loads(line)
+            if 'rawData' in r:
+                r = json.loads(base64.b64decode(r['rawData']))
+                top = 'error output'
+            found[r['i']] = top
+    exp = {i: ('error output' if v == STAGING else v) for i, v in enumerate(bare)}
+    check(found == exp, 'staging-named values: %r, expected %r' % (found, exp))
+
 
 def t_prefix_longest():
     """defect 6: prefixes at their longest"""
