@@ -542,8 +542,9 @@ prefix_effective(const char *prefix, bool error_prefix)
  *   | todate | todateiso8601  (= strftime("%Y-%m-%dT%H:%M:%SZ"))
  *   | fromdate | fromdateiso8601   (a date string to epoch seconds)
  *   | tostring | ascii_downcase | ascii_upcase
- * The time filters take epoch seconds (jq's convention) or, unlike jq, a
- * date string as timestamptz reads it (ISO 8601, UTC when no zone is
+ * The time filters take epoch seconds (jq's convention; numbers of 1e11 and
+ * more are milliseconds, as the OpenX JSON SerDe reads them) or, unlike jq,
+ * a date string as timestamptz reads it (ISO 8601, UTC when no zone is
  * given), so ".ts | strftime(\"%Y-%m-%d\")" partitions by day whichever
  * form the timestamp has.  A jq path is run as a strict SQL/JSON path: a
  * missing member gives no value (the record goes to the error output).
@@ -869,8 +870,11 @@ kv_epoch_seconds(const KeyQuery *q, const KeyValue *v, const char *filter)
 	{
 		double		x = strtod(v->text, NULL);
 
-		if (!isfinite(x) || fabs(x) > 1e13)
-			kv_error(q, psprintf("%s: %s is out of range as seconds since the epoch", filter, v->text));
+		/* milliseconds when that large, as the OpenX SerDe reads them (year 5138 and later in seconds) */
+		if (fabs(x) >= 1e11)
+			x /= 1000.0;
+		if (!isfinite(x) || fabs(x) >= 1e11)
+			kv_error(q, psprintf("%s: %s is out of range as seconds or milliseconds since the epoch", filter, v->text));
 		return x;
 	}
 	if (v->type == KV_STRING)

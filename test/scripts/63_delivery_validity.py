@@ -415,14 +415,17 @@ def t_jq_and_days():
     d_jq = os.path.join(WORK, 'jq')
     q(conn, "SELECT stream.create_delivery_stream('v_jq', destination => %s, partition_key_queries => %s, "
             "prefix => 'c=!{partitionKeyFromQuery:c}/i=!{partitionKeyFromQuery:i}/l=!{partitionKeyFromQuery:l}/"
-            "s=!{partitionKeyFromQuery:s}/p=!{partitionKeyFromQuery:p}/u=!{partitionKeyFromQuery:u}/', "
+            "s=!{partitionKeyFromQuery:s}/p=!{partitionKeyFromQuery:p}/u=!{partitionKeyFromQuery:u}/"
+            "d=!{partitionKeyFromQuery:d}/', "
             "error_output_prefix => 'err/!{firehose:error-output-type}/', buffer_interval_seconds => 900)",
       (d_jq, json.dumps({'c': '.customer.id', 'i': '.items[0]', 'l': '.items[-1]', 's': '.["key with space"]',
-                         'p': '$.customer."id"', 'u': '.customer.name | ascii_upcase'})))
+                         'p': '$.customer."id"', 'u': '.customer.name | ascii_upcase | tostring',
+                         'd': '.when | fromdateiso8601 | todate'})))
     jq_recs = []
     for i in range(60):
         jq_recs.append({'i': i, 'customer': {'id': 'c%d' % (i % 4), 'name': 'n%d' % (i % 2)},
-                        'items': [i % 5, 7, i % 3], 'key with space': 'v%d' % (i % 2)})
+                        'items': [i % 5, 7, i % 3], 'key with space': 'v%d' % (i % 2),
+                        'when': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(1700000000 + 86400 * (i % 2)))})
     q(conn, "SELECT count(*) FROM unnest(%s::text[]) r, LATERAL stream.put_delivery_record('v_jq', convert_to(r, 'UTF8'))",
       ([json.dumps(r) for r in jq_recs],))
     check(flush('v_jq') is True, 'flush v_jq')
@@ -430,13 +433,18 @@ def t_jq_and_days():
     for p in delivered_files(d_jq):
         rel = os.path.relpath(p, d_jq).split('/')
         for line in read_bytes_lines([p]):
-            seen[json.loads(line)['i']] = rel[:6]
+            r = json.loads(line)
+            if 'rawData' in r:
+                check(False, 'jq: a record in the error output: %r' % r)
+                continue
+            seen[r['i']] = rel[:7]
     for r in jq_recs:
         i = r['i']
-        exp = ['c=c%d' % (i % 4), 'i=%d' % (i % 5), 'l=%d' % (i % 3), 's=v%d' % (i % 2), 'p=c%d' % (i % 4), 'u=N%d' % (i % 2)]
+        exp = ['c=c%d' % (i % 4), 'i=%d' % (i % 5), 'l=%d' % (i % 3), 's=v%d' % (i % 2), 'p=c%d' % (i % 4), 'u=N%d' % (i % 2),
+               'd=' + time.strftime('%Y-%m-%dT%H%%3A%M%%3A%SZ', time.gmtime(1700000000 + 86400 * (i % 2)))]
         check(seen.get(i) == exp, 'jq record %d in %r, expected %r' % (i, seen.get(i), exp))
 
-    # 10,000 records over 3 days: ISO strings (with and without zone) and epoch seconds
+    # 10,000 records over 3 days: ISO strings (with and without zone), epoch seconds and milliseconds
     d_day = os.path.join(WORK, 'day')
     q(conn, "SELECT stream.create_stream('day_src', 4)")
     q(conn, "SELECT stream.create_delivery_stream('v_day', source_stream_name => 'day_src', destination => %s, "
@@ -448,9 +456,11 @@ def t_jq_and_days():
     day_recs = []
     for i in range(10000):
         t = base + rnd.randrange(3 * 86400)
-        form = i % 3
+        form = i % 4
         if form == 0:
             ts = t
+        elif form == 3:
+            ts = t * 1000 + rnd.randrange(1000)     # epoch milliseconds
         elif form == 1:
             ts = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t))
         else:
