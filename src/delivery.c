@@ -1803,6 +1803,11 @@ stream_delivery_check_destination(PG_FUNCTION_ARGS)
 	int			fd;
 	int			save_errno;
 
+	if (dest[0] != '/' || dest[1] == '\0' || strstr(dest, "/./") != NULL || strstr(dest, "/../") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: destination \"%s\" must be an absolute directory path without . or .. components",
+						dest)));
 	/* room below it for a staging path or prefix, object name and the longest prefix */
 	if (strlen(dest) + 1 + DELIVERY_PREFIX_MAX + DELIVERY_OBJECT_NAME_MAX + 64 >= MAXPGPATH)
 		ereport(ERROR,

@@ -367,6 +367,11 @@ def t_prefix_longest():
                 parts.append(('lit', '/'))
         parts.append(('lit', '/'))
         cases.append(parts)
+    for pfx, epfx in (('.firehose-staging/', None), ('a/', '.firehose-staging/!{firehose:error-output-type}/'),
+                      ('!{timestamp:\'.firehose-staging\'}/', 'e/!{firehose:error-output-type}/')):
+        expect_error(conn, "SELECT stream.create_delivery_stream('v_staging', destination => %s, prefix => %s, "
+                           "error_output_prefix => %s)", (os.path.join(WORK, 'v_staging'), pfx, epfx),
+                     '22023', 'reserved', 'prefix %r, error prefix %r' % (pfx, epfx))
     accepted = 0
     for n, parts in enumerate(cases):
         prefix = ''.join(x if kind == 'lit' else '!{partitionKeyFromQuery:a}' for kind, x in parts)
