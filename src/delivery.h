@@ -26,8 +26,9 @@
 #define DELIVERY_PREFIX_MAX			512
 /* file names: a path component holds 255 bytes (NAME_MAX) */
 #define DELIVERY_COMPONENT_MAX		255
-/* a partition value, percent-encoded for a path */
+/* a partition value, percent-encoded for a path: at most, and the least room a prefix must leave it */
 #define DELIVERY_PARTITION_VALUE_MAX	128
+#define DELIVERY_PARTITION_VALUE_MIN	16
 /* <name, 64>-<version, 10>-yyyy-MM-dd-HH-mm-ss-<uuid, 36><extension, up to 16> */
 #define DELIVERY_OBJECT_NAME_MAX	(64 + 1 + 10 + 1 + 19 + 1 + 36 + 16)
 /* the directory under a destination where batches are staged: no key may name it */

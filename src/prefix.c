@@ -466,25 +466,40 @@ prefix_eval(const PrefixTemplate *t, const PrefixValues *v)
 	return prefix_eval_internal(t, v, NULL, true);
 }
 
+/* A directory name with nkeys values and fixed bytes: each key's share of what is left. */
+static void
+close_component(int limit, int fixed, int nkeys, const int *keysegs, int *budget)
+{
+	if (nkeys == 0)
+		return;
+	for (int k = 0; k < nkeys; k++)
+		budget[keysegs[k]] = Min(budget[keysegs[k]], (limit - fixed) / nkeys);
+}
+
 /*
  * Refuse, at creation, a template some evaluation of which the file system
- * would refuse: each component is evaluated at its longest (timestamps at
- * 9999-12-31 23:59:59.999999, the longest error output type, partition
- * values of DELIVERY_PARTITION_VALUE_MAX bytes).  The total length depends
- * on the values and is checked per record (prefix_eval_checked).
+ * would refuse.  Each path component is taken at its longest: timestamps at
+ * 9999-12-31 23:59:59.999999, the longest error output type, and each
+ * partition value at the most bytes it may have there: its share of what
+ * the component's literal parts leave (keys sharing a directory name share
+ * its 255 bytes), at most DELIVERY_PARTITION_VALUE_MAX.  A share below
+ * DELIVERY_PARTITION_VALUE_MIN bytes refuses the template.  Records whose
+ * values make a longer name, or an evaluated prefix over
+ * DELIVERY_PREFIX_MAX bytes, are failed one by one (prefix_eval_checked).
  */
 void
 prefix_check_worst_case(const PrefixTemplate *t, const char *member, const char *prefix)
 {
 	PrefixValues v;
-	char	   *longest = palloc(DELIVERY_PARTITION_VALUE_MAX + 1);
 	char	   *why = NULL;
 	char	   *path;
 	struct pg_tm tm;
 	TimestampTz ts;
+	int		   *budget = palloc(sizeof(int) * Max(t->nsegs, 1));
+	int		   *keysegs = palloc(sizeof(int) * Max(t->nsegs, 1));
+	int			nk = 0;
+	int			fixed = 0;
 
-	memset(longest, 'x', DELIVERY_PARTITION_VALUE_MAX);
-	longest[DELIVERY_PARTITION_VALUE_MAX] = '\0';
 	memset(&tm, 0, sizeof(tm));
 	tm.tm_year = 9999;
 	tm.tm_mon = 12;
@@ -494,26 +509,83 @@ prefix_check_worst_case(const PrefixTemplate *t, const char *member, const char 
 	tm.tm_sec = 59;
 	if (tm2timestamp(&tm, 999999, NULL, &ts) != 0)
 		elog(ERROR, "could not build the latest timestamp");
+
+	/* each key's room, component by component */
+	for (int i = 0; i < t->nsegs; i++)
+	{
+		const PrefixSeg *seg = &t->segs[i];
+		StringInfoData text;
+
+		budget[i] = DELIVERY_PARTITION_VALUE_MAX;
+		if (seg->kind == PSEG_KEY_QUERY || seg->kind == PSEG_KEY_LAMBDA)
+		{
+			keysegs[nk++] = i;
+			continue;
+		}
+		initStringInfo(&text);
+		if (seg->kind == PSEG_LITERAL)
+			appendStringInfoString(&text, seg->text);
+		else if (seg->kind == PSEG_TIMESTAMP)
+			prefix_format_timestamp(&text, seg->text, ts);
+		else if (seg->kind == PSEG_RANDOM)
+			appendStringInfoString(&text, "00000000-00");
+		else
+			appendStringInfoString(&text, "format-conversion-failed");	/* the longest error output type */
+		for (int c = 0; c < text.len; c++)
+		{
+			if (text.data[c] == '/')
+			{
+				close_component(DELIVERY_COMPONENT_MAX, fixed, nk, keysegs, budget);
+				fixed = 0;
+				nk = 0;
+			}
+			else
+				fixed++;
+		}
+		pfree(text.data);
+	}
+	close_component(DELIVERY_COMPONENT_MAX - DELIVERY_OBJECT_NAME_MAX, fixed, nk, keysegs, budget);
+
+	/* a key named twice gets the smaller room; evaluate with every value at its longest */
 	memset(&v, 0, sizeof(v));
 	v.ts = ts;
-	v.error_type = "format-conversion-failed";	/* the longest error output type */
+	v.error_type = "format-conversion-failed";
 	v.key_names = palloc(sizeof(char *) * Max(t->nsegs, 1));
 	v.key_values = palloc(sizeof(char *) * Max(t->nsegs, 1));
 	for (int i = 0; i < t->nsegs; i++)
-		if (t->segs[i].kind == PSEG_KEY_QUERY || t->segs[i].kind == PSEG_KEY_LAMBDA)
-		{
-			v.key_names[v.nkeys] = psprintf("%c:%s", t->segs[i].kind == PSEG_KEY_QUERY ? 'q' : 'l',
-											t->segs[i].text);
-			v.key_values[v.nkeys++] = longest;
-		}
+	{
+		const PrefixSeg *seg = &t->segs[i];
+		int			room;
+		char	   *val;
+
+		if (seg->kind != PSEG_KEY_QUERY && seg->kind != PSEG_KEY_LAMBDA)
+			continue;
+		room = budget[i];
+		for (int j = 0; j < t->nsegs; j++)
+			if (t->segs[j].kind == seg->kind && strcmp(t->segs[j].text, seg->text) == 0)
+				room = Min(room, budget[j]);
+		if (room < DELIVERY_PARTITION_VALUE_MIN)
+			ereport(ERROR,
+					(errcode(ERRCODE_STREAM_INVALID_ARG),
+					 errmsg("InvalidArgumentException: %s '%s' is invalid: it leaves %d bytes for partition key \"%s\" in a directory or file name, at least %d are needed",
+							member, prefix, Max(room, 0), seg->text, DELIVERY_PARTITION_VALUE_MIN),
+					 errdetail("A directory name may have at most %d bytes, shared by the partition values in it; "
+							   "the object name after the last '/' takes up to %d of a file name's %d.",
+							   DELIVERY_COMPONENT_MAX, DELIVERY_OBJECT_NAME_MAX, DELIVERY_COMPONENT_MAX),
+					 errhint("Put a '/' between long parts of the prefix, or shorten its literal text.")));
+		val = palloc(room + 1);
+		memset(val, 'x', room);
+		val[room] = '\0';
+		v.key_names[v.nkeys] = psprintf("%c:%s", seg->kind == PSEG_KEY_QUERY ? 'q' : 'l', seg->text);
+		v.key_values[v.nkeys++] = val;
+	}
 	path = prefix_eval_internal(t, &v, &why, false);
 	if (path == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_STREAM_INVALID_ARG),
 				 errmsg("InvalidArgumentException: %s '%s' is invalid: at its longest, %s", member, prefix, why),
-				 errdetail("Each directory name may have at most %d bytes; a partition value at most %d bytes "
-						   "(percent-encoded), an object name (after the last '/') at most %d.",
-						   DELIVERY_COMPONENT_MAX, DELIVERY_PARTITION_VALUE_MAX, DELIVERY_OBJECT_NAME_MAX),
+				 errdetail("Each directory name may have at most %d bytes; the object name after the last '/' takes up to %d of a file name's %d.",
+						   DELIVERY_COMPONENT_MAX, DELIVERY_OBJECT_NAME_MAX, DELIVERY_COMPONENT_MAX),
 				 errhint("Put a '/' between long parts of the prefix, or shorten its literal text.")));
 }
 

@@ -50,6 +50,7 @@ say('seed %d (STREAM_TEST_SEED=%d repeats this run)' % (SEED, SEED))
 
 STAGING = '.firehose-staging'
 VALUE_MAX = 128
+VALUE_MIN = 16
 COMPONENT_MAX = 255
 OBJECT_NAME_MAX = 64 + 1 + 10 + 1 + 19 + 1 + 36 + 16
 PREFIX_MAX = 512
@@ -336,25 +337,54 @@ def t_prefix_longest():
     """defect 6: prefixes at their longest"""
     say('prefixes whose longest evaluation does not fit the file system are refused')
 
-    def worst(parts):
-        """Byte lengths at their longest: ('lit', s) or ('key', name); then the default timestamp."""
-        s = ''
-        for kind, x in parts:
-            s += x if kind == 'lit' else 'x' * VALUE_MAX
-        s += '9999/12/31/23/'
-        comps = s.split('/')
-        ok = all(len(c.encode()) <= COMPONENT_MAX for c in comps[:-1]) and \
-            len(comps[-1].encode()) + OBJECT_NAME_MAX <= COMPONENT_MAX
+    def components(parts, vlen):
+        """(bytes, limit) of each path component, values of vlen bytes (None: keys apart), then the timestamp."""
+        out = []
+        fixed, nk = 0, 0
+        for kind, x in parts + [('lit', '9999/12/31/23/')]:
+            if kind == 'key':
+                if vlen is None:
+                    nk += 1
+                else:
+                    fixed += vlen
+                continue
+            for b in x.encode():
+                if b == ord('/'):
+                    out.append((fixed, nk, COMPONENT_MAX))
+                    fixed, nk = 0, 0
+                else:
+                    fixed += 1
+        out.append((fixed, nk, COMPONENT_MAX - OBJECT_NAME_MAX))
+        return out
+
+    def model(parts):
+        """(accepted, room): room is the most bytes a value may have (keys share a directory name)."""
+        room = VALUE_MAX
+        for fixed, nk, limit in components(parts, None):
+            if nk:
+                room = min(room, int((limit - fixed) / nk))
+            elif fixed > limit:
+                return False, None
+        if any(kind == 'key' for kind, x in parts) and room < VALUE_MIN:
+            return False, None
         # and what creation evaluates once: the text within limits with one-byte values
         text = ''.join(x if kind == 'lit' else '!{partitionKeyFromQuery:a}' for kind, x in parts)
         trial = ''.join(x if kind == 'lit' else 'x' for kind, x in parts) + '2026/12/01/20/'
-        return ok and len(text.encode()) <= 1024 and len(trial.encode()) <= PREFIX_MAX
+        return len(text.encode()) <= 1024 and len(trial.encode()) <= PREFIX_MAX, room
+
+    def delivered(parts, vlen):
+        """Whether a record with a value of vlen bytes makes a valid path (else: error output)."""
+        total = len(''.join(x if kind == 'lit' else 'x' * vlen for kind, x in parts).encode()) + 14
+        return total <= PREFIX_MAX and all(fixed <= limit for fixed, nk, limit in components(parts, vlen))
 
     cases = [
         [('lit', 'a' * 255 + '/')], [('lit', 'a' * 256 + '/')],
         [('lit', 'k='), ('key', 'a'), ('lit', '-'), ('key', 'a'), ('lit', '/')],
         [('lit', 'x' * 127), ('key', 'a'), ('lit', '/')], [('lit', 'x' * 128), ('key', 'a'), ('lit', '/')],
         [('lit', 'é' * 120 + '/')], [('lit', 'é' * 128 + '/')],
+        [('lit', 'dt='), ('key', 'a'), ('lit', '-'), ('key', 'a'), ('lit', '-'), ('key', 'a'), ('lit', '/')],
+        [('lit', 'x' * 239), ('key', 'a'), ('lit', '/')], [('lit', 'x' * 240), ('key', 'a'), ('lit', '/')],
+        [('lit', 'p/'), ('key', 'a')], [('lit', 'p/' + 'y' * 92), ('key', 'a')], [('lit', 'p/' + 'y' * 91), ('key', 'a')],
     ]
     for _ in range(10):
         parts = []
@@ -387,24 +417,32 @@ def t_prefix_longest():
         except Exception as e:      # noqa: BLE001
             created = False
             msg = str(e)
-        exp = worst(parts)
+        exp, room = model(parts)
         check(created == exp, 'prefix %r (%d bytes): created %r, expected %r%s' %
               (prefix[:80], len(prefix.encode()), created, exp, '' if created else ' (%s)' % msg.splitlines()[0][:200]))
         if not created:
             check('InvalidArgumentException' in msg, 'refusal is an InvalidArgumentException: %s' % msg[:200])
             continue
         accepted += 1
-        # the longest value: delivered, or (evaluated prefix over 512 bytes) in the error output
-        q(conn, "SELECT stream.put_delivery_record(%s, convert_to(json_build_object('a', repeat('x', %s))::text, 'UTF8'))",
-          (name, VALUE_MAX))
+        if not has_key:
+            continue
+        # values of the most bytes allowed and of the room the prefix leaves: delivered, or in the error output
+        lens = sorted({VALUE_MAX, room, 1})
+        q(conn, "SELECT count(*) FROM unnest(%s::int[]) n, LATERAL stream.put_delivery_record(%s, "
+                "convert_to(json_build_object('a', repeat('x', n), 'n', n)::text, 'UTF8'))", (lens, name))
         check(flush(name) is True, 'flush %s' % name)
-        files = delivered_files(dest)
-        total = len((''.join(x if kind == 'lit' else 'x' * VALUE_MAX for kind, x in parts) + '2026/01/01/00/').encode())
-        in_err = [p for p in files if os.path.relpath(p, dest).startswith('err/')]
-        if total <= PREFIX_MAX:
-            check(len(files) == 1 and not in_err, '%s: files %r' % (name, files))
-        else:
-            check(len(in_err) == 1, '%s: evaluated prefix over %d bytes: files %r' % (name, PREFIX_MAX, files))
+        got = {}
+        for p in delivered_files(dest):
+            for line in read_bytes_lines([p]):
+                r = json.loads(line)
+                if 'rawData' in r:
+                    got[json.loads(base64.b64decode(r['rawData']))['n']] = 'error output'
+                else:
+                    got[r['n']] = 'delivered'
+        exp_got = {n: 'delivered' if delivered(parts, n) else 'error output' for n in lens}
+        check(got == exp_got, '%s (room %d): %r, expected %r' % (name, room, got, exp_got))
+        check(all(fixed <= limit for fixed, nk, limit in components(parts, room)),
+              '%s: a value of its room (%d) does not fit its directory names' % (name, room))
         check(status(name)[2] is None, '%s: last_error %r' % (name, status(name)[2]))
     say('%d of %d prefixes accepted' % (accepted, len(cases)))
 
