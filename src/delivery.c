@@ -1410,13 +1410,14 @@ static bool
 record_is_utf8(SrcRec *r)
 {
 	int			valid = pg_encoding_verifymbstr(PG_UTF8, r->out, r->outlen);
+	const char *what = r->out == r->data ? "record" : "record the transform returned";
 
 	if (valid >= r->outlen)
 		return true;
 	if (r->out[valid] == '\0')
 		fail_record(r, "format-conversion-failed", "DataFormatConversion.InvalidUTF8",
-					psprintf("The record contains a NUL byte at offset %d; JSON records must be UTF-8 text without NUL bytes.",
-							 valid));
+					psprintf("The %s contains a NUL byte at offset %d; JSON records must be UTF-8 text without NUL bytes.",
+							 what, valid));
 	else
 	{
 		StringInfoData bytes;
@@ -1425,8 +1426,8 @@ record_is_utf8(SrcRec *r)
 		for (int i = valid; i < r->outlen && i < valid + 4; i++)
 			appendStringInfo(&bytes, "%s0x%02x", i > valid ? " " : "", (unsigned char) r->out[i]);
 		fail_record(r, "format-conversion-failed", "DataFormatConversion.InvalidUTF8",
-					psprintf("The record is not valid UTF-8: invalid byte sequence %s at offset %d; JSON records must be UTF-8.",
-							 bytes.data, valid));
+					psprintf("The %s is not valid UTF-8: invalid byte sequence %s at offset %d; JSON records must be UTF-8.",
+							 what, bytes.data, valid));
 	}
 	return false;
 }

@@ -270,6 +270,25 @@ def t_utf8():
     check(len(envs) == len(recs) - len(js_ok), 'partitioned JSON: %d envelopes for %d failed records' %
           (len(envs), len(recs) - len(js_ok)))
 
+    # what a transform returns is checked too (plain JSON lines, no schema)
+    q(conn, """
+CREATE FUNCTION public.tf_latin1(records stream.firehose_record[]) RETURNS SETOF stream.firehose_result
+LANGUAGE sql AS $$
+    SELECT r.record_id, 'Ok', CASE WHEN get_byte(r.data, 0) = 49 THEN convert_to('{"s": "é"}', 'LATIN1') ELSE r.data END, NULL::jsonb
+      FROM unnest(records) r
+$$""")
+    d_tf = os.path.join(WORK, 'u_transform')
+    q(conn, "SELECT stream.create_delivery_stream('u_transform', destination => %s, "
+            "transform_function => 'public.tf_latin1(stream.firehose_record[])', buffer_interval_seconds => 900)", (d_tf,))
+    q(conn, "SELECT count(*) FROM unnest(%s::text[]) r, LATERAL stream.put_delivery_record('u_transform', convert_to(r, 'UTF8'))",
+      (['1', '{"s": "ok"}', '1', '{"s": "é"}'],))
+    check(flush('u_transform') is True, 'flush u_transform')
+    lines = read_bytes_lines([p for p in delivered_files(d_tf) if '/format-conversion-failed/' not in p])
+    check(sorted(lines) == sorted([b'{"s": "ok"}', '{"s": "é"}'.encode()]), 'transformed lines %r' % lines)
+    envs = envelopes(os.path.join(d_tf, 'format-conversion-failed'))
+    check(len(envs) == 2 and all(e['errorCode'] == 'DataFormatConversion.InvalidUTF8' and
+                                 'transform returned' in e['errorMessage'] for e in envs), 'transform envelopes %r' % envs)
+
 
 def t_partition_values():
     """defect 6: partition values"""
