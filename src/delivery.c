@@ -44,11 +44,13 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "common/base64.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/fd.h"
@@ -83,6 +85,8 @@ PG_FUNCTION_INFO_V1(stream_put_delivery_record);
 PG_FUNCTION_INFO_V1(stream_put_delivery_record_batch);
 PG_FUNCTION_INFO_V1(stream_delivery_stable_seq);
 PG_FUNCTION_INFO_V1(stream_delivery_validate);
+PG_FUNCTION_INFO_V1(stream_delivery_check_keys);
+PG_FUNCTION_INFO_V1(stream_delivery_check_destination);
 PG_FUNCTION_INFO_V1(stream_delivery_invoker);
 PG_FUNCTION_INFO_V1(stream_delivery_buffer);
 PG_FUNCTION_INFO_V1(stream_flush_delivery_stream);
@@ -95,7 +99,6 @@ int			stream_delivery_naptime_ms = 1000;
 #define TRANSFORM_CHUNK_BYTES	(3 * 1024 * 1024)
 #define TRANSFORM_CHUNK_RECORDS	10000
 #define GROUP_KEY_MAX		1024
-#define PARTITION_VALUE_MAX	128	/* encoded bytes; a path component may hold 255 */
 
 static void
 check_delivery_name(const char *name)
@@ -107,6 +110,20 @@ static Oid
 stream_nsp(void)
 {
 	return get_namespace_oid("stream", false);
+}
+
+/* the owner of a relation (the extension's tables: the extension's owner) */
+static Oid
+rel_owner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
 }
 
 /* ----------------------------------------------------------------------
@@ -384,14 +401,6 @@ stream_delivery_invoker(PG_FUNCTION_ARGS)
 	PG_RETURN_OID(GetOuterUserId());
 }
 
-static Datum
-compile_jsonpath(const char *path)
-{
-	char	   *p = (path[0] == '.') ? psprintf("$%s", path) : pstrdup(path);
-
-	return DirectFunctionCall1(jsonpath_in, CStringGetDatum(p));
-}
-
 /*
  * stream._delivery_validate(prefix, error_output_prefix, backup_prefix,
  *                           partition_keys text[], has_transform bool)
@@ -489,6 +498,59 @@ stream_delivery_validate(PG_FUNCTION_ARGS)
 		(void) prefix_eval(prefix_parse(prefix_effective(errprefix, true), "ErrorOutputPrefix"), &v);
 	if (backup)
 		(void) prefix_eval(prefix_parse(prefix_effective(backup, false), "S3BackupPrefix"), &v);
+
+	/* and at its longest: every directory and file name must fit the file system */
+	prefix_check_worst_case(prefix_parse(prefix_effective(prefix, false), "Prefix"), "Prefix", prefix);
+	prefix_check_worst_case(prefix_parse(prefix_effective(errprefix ? errprefix : psprintf("%s!{firehose:error-output-type}/", prefix), true),
+										 "ErrorOutputPrefix"),
+							"ErrorOutputPrefix", errprefix ? errprefix : prefix);
+	if (backup)
+		prefix_check_worst_case(prefix_parse(prefix_effective(backup, false), "S3BackupPrefix"), "S3BackupPrefix", backup);
+	PG_RETURN_VOID();
+}
+
+/*
+ * stream._delivery_check_keys(partition_key_queries jsonb): each query
+ * compiles (a SQL/JSON path or the jq subset, see prefix.c).
+ */
+Datum
+stream_delivery_check_keys(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *jb = PG_GETARG_JSONB_P(0);
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *key = NULL;
+	int			depth = 0;
+
+	if (!JB_ROOT_IS_OBJECT(jb))
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: partition_key_queries must be a JSON object of key name to query, e.g. {\"customer_id\": \".customer_id\"}")));
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_BEGIN_OBJECT)
+			depth++;
+		else if (tok == WJB_END_OBJECT)
+			depth--;
+		else if (tok == WJB_KEY && depth == 1)
+		{
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+			if (v.val.string.len == 0 || v.val.string.len > 64)
+				ereport(ERROR,
+						(errcode(ERRCODE_STREAM_INVALID_ARG),
+						 errmsg("InvalidArgumentException: a partition key name must have 1 to 64 characters: \"%s\"", key)));
+		}
+		else if (tok == WJB_VALUE && depth == 1)
+		{
+			if (v.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_STREAM_INVALID_ARG),
+						 errmsg("InvalidArgumentException: partition_key_queries \"%s\" must be a string query, e.g. \".customer_id\"", key)));
+			(void) keyquery_compile(key, pnstrdup(v.val.string.val, v.val.string.len));
+		}
+	}
 	PG_RETURN_VOID();
 }
 
@@ -517,7 +579,7 @@ typedef struct DeliveryConfig
 	int32		version;
 	int			nkeys;
 	char	  **key_names;
-	Datum	   *key_paths;
+	KeyQuery  **key_queries;
 	PrefixTemplate *prefix_t;
 	PrefixTemplate *error_t;
 	PrefixTemplate *backup_t;
@@ -615,11 +677,11 @@ load_config(int32 id, MemoryContext cxt)
 			deconstruct_array(DatumGetArrayTypeP(pd), TEXTOID, -1, false, TYPALIGN_INT, &paths, &nn, &n);
 			c->nkeys = n;
 			c->key_names = palloc(sizeof(char *) * n);
-			c->key_paths = palloc(sizeof(Datum) * n);
+			c->key_queries = palloc(sizeof(KeyQuery *) * n);
 			for (int i = 0; i < n; i++)
 			{
 				c->key_names[i] = TextDatumGetCString(names[i]);
-				c->key_paths[i] = compile_jsonpath(TextDatumGetCString(paths[i]));
+				c->key_queries[i] = keyquery_compile(c->key_names[i], TextDatumGetCString(paths[i]));
 			}
 		}
 	}
@@ -1224,60 +1286,13 @@ append_error_line(StringInfo out, Batch *b, SrcRec *r, TimestampTz now)
 	appendStringInfoString(out, "}\n");
 }
 
-/* Text of a jsonpath/partition value, or NULL. */
-static char *
-jsonb_scalar_text(Jsonb *jb)
-{
-	JsonbValue	v;
-
-	if (jb == NULL)
-		return NULL;
-	if (JB_ROOT_IS_SCALAR(jb) && JsonbExtractScalar(&jb->root, &v))
-	{
-		switch (v.type)
-		{
-			case jbvNull:
-				return NULL;
-			case jbvString:
-				return pnstrdup(v.val.string.val, v.val.string.len);
-			case jbvNumeric:
-				return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v.val.numeric)));
-			case jbvBool:
-				return pstrdup(v.val.boolean ? "true" : "false");
-			default:
-				break;
-		}
-	}
-	return JsonbToCString(NULL, &jb->root, VARSIZE(jb));
-}
-
-static Jsonb *
-jsonpath_first(Jsonb *target, Datum path, Jsonb *vars)
-{
-	LOCAL_FCINFO(fcinfo, 4);
-	Datum		res;
-
-	InitFunctionCallInfoData(*fcinfo, NULL, 4, InvalidOid, NULL, NULL);
-	fcinfo->args[0].value = PointerGetDatum(target);
-	fcinfo->args[0].isnull = false;
-	fcinfo->args[1].value = path;
-	fcinfo->args[1].isnull = false;
-	fcinfo->args[2].value = PointerGetDatum(vars);
-	fcinfo->args[2].isnull = false;
-	fcinfo->args[3].value = BoolGetDatum(true);
-	fcinfo->args[3].isnull = false;
-	res = jsonb_path_query_first(fcinfo);
-	if (fcinfo->isnull)
-		return NULL;
-	return DatumGetJsonbP(res);
-}
-
 /*
  * Partition values of one record (query keys from its JSON, lambda keys
- * from the transform); false, with the record failed, when one is missing.
+ * from the transform), each made safe for a path; false, with the record
+ * failed, when one is missing or cannot name a path component.
  */
 static bool
-partition_values(Batch *b, SrcRec *r, char **names, char **values, int nkeys, Jsonb *vars)
+partition_values(Batch *b, SrcRec *r, char **names, char **values, int nkeys)
 {
 	DeliveryConfig *cfg = b->cfg;
 	Jsonb	   *doc = NULL;
@@ -1285,6 +1300,8 @@ partition_values(Batch *b, SrcRec *r, char **names, char **values, int nkeys, Js
 	for (int i = 0; i < nkeys; i++)
 	{
 		char	   *raw = NULL;
+		int			rawlen = 0;
+		const char *why;
 
 		if (names[i][0] == 'q')
 		{
@@ -1296,7 +1313,7 @@ partition_values(Batch *b, SrcRec *r, char **names, char **values, int nkeys, Js
 				if (strcmp(cfg->key_names[k], names[i] + 2) == 0)
 					break;
 			if (k < cfg->nkeys)
-				raw = jsonb_scalar_text(jsonpath_first(doc, cfg->key_paths[k], vars));
+				raw = keyquery_eval(cfg->key_queries[k], doc, &rawlen);
 		}
 		else if (r->lambda_keys != NULL)
 		{
@@ -1307,24 +1324,27 @@ partition_values(Batch *b, SrcRec *r, char **names, char **values, int nkeys, Js
 				raw = pnstrdup(v->val.string.val, v->val.string.len);
 			else if (v != NULL && v->type != jbvNull)
 				raw = jsonb_scalar_text(JsonbValueToJsonb(v));
+			if (raw)
+				rawlen = (v->type == jbvString) ? v->val.string.len : strlen(raw);
 		}
-		values[i] = prefix_safe_component(raw);
-		if (values[i] == NULL)
+		if (raw == NULL)
 		{
 			fail_record(r, "processing-failed", "DynamicPartitioning.MetadataExtractionFailed",
 						psprintf("Partition key \"%s\" could not be extracted from the record.", names[i] + 2));
 			return false;
 		}
+
 		/*
 		 * A value becomes (part of) a directory name once the batch is
-		 * committed; one too long for the file system would make the rename
-		 * fail on every retry.  Refuse it now, as a record failure.
+		 * committed; one the file system refuses would make the rename fail
+		 * on every retry.  Refuse it now, as a record failure.
 		 */
-		if (strlen(values[i]) > PARTITION_VALUE_MAX)
+		values[i] = prefix_partition_value(raw, rawlen, &why);
+		if (values[i] == NULL)
 		{
-			fail_record(r, "processing-failed", "DynamicPartitioning.MetadataExtractionFailed",
-						psprintf("Partition key \"%s\" is %zu bytes once encoded for a path; at most %d are allowed.",
-								 names[i] + 2, strlen(values[i]), PARTITION_VALUE_MAX));
+			fail_record(r, "processing-failed", "DynamicPartitioning.InvalidPartitionKeyValue",
+						psprintf("The value of partition key \"%s\" %s; it cannot name a directory.",
+								 names[i] + 2, why));
 			return false;
 		}
 	}
@@ -1374,6 +1394,44 @@ write_data_record(FileOutput *fo, OutObject *o, SrcRec *r, Datum *values, bool *
 		o->oldest = r->arrival;
 }
 
+/*
+ * What a record failure raised while converting is filed as, when not a
+ * format conversion failure (set while partition keys are extracted).
+ */
+static const char *convert_error_type = NULL;
+static const char *convert_error_code = NULL;
+
+/*
+ * A record that is no valid UTF-8 (overlong forms, surrogates, stray or
+ * missing continuation bytes, code points past U+10FFFF, NUL bytes) never
+ * reaches a destination: failed, with where it goes wrong.
+ */
+static bool
+record_is_utf8(SrcRec *r)
+{
+	int			valid = pg_encoding_verifymbstr(PG_UTF8, r->out, r->outlen);
+	const char *what = r->out == r->data ? "record" : "record the transform returned";
+
+	if (valid >= r->outlen)
+		return true;
+	if (r->out[valid] == '\0')
+		fail_record(r, "format-conversion-failed", "DataFormatConversion.InvalidUTF8",
+					psprintf("The %s contains a NUL byte at offset %d; JSON records must be UTF-8 text without NUL bytes.",
+							 what, valid));
+	else
+	{
+		StringInfoData bytes;
+
+		initStringInfo(&bytes);
+		for (int i = valid; i < r->outlen && i < valid + 4; i++)
+			appendStringInfo(&bytes, "%s0x%02x", i > valid ? " " : "", (unsigned char) r->out[i]);
+		fail_record(r, "format-conversion-failed", "DataFormatConversion.InvalidUTF8",
+					psprintf("The %s is not valid UTF-8: invalid byte sequence %s at offset %d; JSON records must be UTF-8.",
+							 what, bytes.data, valid));
+	}
+	return false;
+}
+
 /* Converts one OK record; an error it raises fails that record alone. */
 typedef void (*ConvertRecordFn) (SrcRec *r, void *arg);
 
@@ -1392,6 +1450,10 @@ convert_records(Batch *b, MemoryContext cxt, MemoryContext scratch,
 				ConvertRecordFn convert, void *arg)
 {
 	volatile int cur = 0;
+	DeliveryConfig *cfg = b->cfg;
+	/* JSON read or written as text: it must be UTF-8 (RFC 8259), and NUL-free */
+	bool		need_utf8 = cfg->format != DFMT_RAW || cfg->destination == NULL ||
+		cfg->prefix_t->has_query_keys;
 
 	while (cur < b->nrecs)
 	{
@@ -1408,6 +1470,10 @@ convert_records(Batch *b, MemoryContext cxt, MemoryContext scratch,
 				CHECK_FOR_INTERRUPTS();
 				if (b->recs[cur].status != REC_OK)
 					continue;
+				if (need_utf8 && !record_is_utf8(&b->recs[cur]))
+					continue;
+				convert_error_type = NULL;
+				convert_error_code = NULL;
 				convert(&b->recs[cur], arg);
 			}
 			SetUserIdAndSecContext(save_user, save_sec);
@@ -1419,8 +1485,11 @@ convert_records(Batch *b, MemoryContext cxt, MemoryContext scratch,
 
 			if (scratch)
 				MemoryContextReset(scratch);
-			fail_record(&b->recs[cur], "format-conversion-failed", "DataFormatConversion.MalformedData",
+			fail_record(&b->recs[cur], convert_error_type ? convert_error_type : "format-conversion-failed",
+						convert_error_code ? convert_error_code : "DataFormatConversion.MalformedData",
 						ed->message);
+			convert_error_type = NULL;
+			convert_error_code = NULL;
 			cur++;
 		}
 		PG_END_TRY();
@@ -1433,7 +1502,6 @@ typedef struct RouteState
 	FileOutput *fo;
 	int			nkeys;
 	char	  **names;
-	Jsonb	   *vars;
 	MemoryContext rec_cxt;
 	Datum	   *values;
 	bool	   *isnull;
@@ -1451,18 +1519,48 @@ route_record(SrcRec *r, void *arg)
 
 	old = MemoryContextSwitchTo(rs->rec_cxt);
 	vals = palloc(sizeof(char *) * Max(rs->nkeys, 1));
-	if (rs->nkeys > 0 && !partition_values(rs->fo->b, r, rs->names, vals, rs->nkeys, rs->vars))
+	if (rs->nkeys > 0)
 	{
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(rs->rec_cxt);
-		return;
+		PrefixValues v;
+		char	   *why = NULL;
+		bool		ok;
+
+		/* an error while the keys are extracted (a jq filter) is a partitioning failure */
+		convert_error_type = "processing-failed";
+		convert_error_code = "DynamicPartitioning.MetadataExtractionFailed";
+		ok = partition_values(rs->fo->b, r, rs->names, vals, rs->nkeys);
+		convert_error_type = NULL;
+		convert_error_code = NULL;
+		if (ok)
+		{
+			/* the evaluated prefix must make a path the file system takes */
+			memset(&v, 0, sizeof(v));
+			v.ts = r->arrival;
+			v.nkeys = rs->nkeys;
+			v.key_names = rs->names;
+			v.key_values = vals;
+			if (prefix_eval_checked(rs->fo->b->cfg->prefix_t, &v, &why) == NULL)
+			{
+				fail_record(r, "processing-failed", "DynamicPartitioning.InvalidPartitionKeyValue",
+							psprintf("The partition key values make an invalid prefix: %s.", why));
+				ok = false;
+			}
+		}
+		if (!ok)
+		{
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(rs->rec_cxt);
+			return;
+		}
 	}
 	MemoryContextSwitchTo(old);
 	o = get_object(rs->fo, OBJ_DATA, NULL, rs->nkeys, rs->names, vals, &toomany);
 	if (o == NULL)
 	{
 		fail_record(r, "processing-failed", "DynamicPartitioning.PartitionLimitExceeded",
-					psprintf("More than %d active partitions in one buffer.", DELIVERY_MAX_PARTITIONS));
+					psprintf("More than %d active partitions in one buffer. A key with a new value in almost every record "
+							 "(a raw timestamp, say) makes a partition per record: reduce it, e.g. \".ts | strftime(\\\"%%Y-%%m-%%d\\\")\".",
+							 DELIVERY_MAX_PARTITIONS));
 		MemoryContextReset(rs->rec_cxt);
 		return;
 	}
@@ -1486,7 +1584,6 @@ route_records(FileOutput *fo, MemoryContext cxt)
 
 	rs.fo = fo;
 	rs.nkeys = 0;
-	rs.vars = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
 	rs.rec_cxt = AllocSetContextCreate(cxt, "delivery record", ALLOCSET_DEFAULT_SIZES);
 	rs.values = NULL;
 	rs.isnull = NULL;
@@ -1690,8 +1787,73 @@ static char *
 staging_dir(DeliveryConfig *cfg, int64 batch_no)
 {
 	/* the database's OID too: several databases may share a destination */
-	return psprintf("%s/.firehose-staging/%u-%d-" INT64_FORMAT, cfg->destination, MyDatabaseId,
+	return psprintf("%s/" DELIVERY_STAGING_NAME "/%u-%d-" INT64_FORMAT, cfg->destination, MyDatabaseId,
 					cfg->id, batch_no);
+}
+
+/*
+ * stream._delivery_check_destination(destination text): at creation, the
+ * server must be able to create the destination and write in it (as the
+ * worker will), or the delivery stream is refused with the reason.
+ */
+Datum
+stream_delivery_check_destination(PG_FUNCTION_ARGS)
+{
+	char	   *dest = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *probe;
+	int			fd;
+	int			save_errno;
+
+	if (dest[0] != '/' || dest[1] == '\0' || strstr(dest, "/./") != NULL || strstr(dest, "/../") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: destination \"%s\" must be an absolute directory path without . or .. components",
+						dest)));
+	/* room below it for a staging path or prefix, object name and the longest prefix */
+	if (strlen(dest) + 1 + DELIVERY_PREFIX_MAX + DELIVERY_OBJECT_NAME_MAX + 64 >= MAXPGPATH)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: destination \"%s\" is too long: at most %d bytes",
+						dest, (int) (MAXPGPATH - 1 - DELIVERY_PREFIX_MAX - DELIVERY_OBJECT_NAME_MAX - 64 - 1))));
+	PG_TRY();
+	{
+		ensure_destination(dest);
+		make_dirs(dest, DELIVERY_STAGING_NAME);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		MemoryContextSwitchTo(ErrorContext);
+		ed = CopyErrorData();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: the server cannot write destination \"%s\"", dest),
+				 errdetail("%s", ed->message),
+				 errhint("The directory must be writable by the operating system user the database server runs as.")));
+	}
+	PG_END_TRY();
+	probe = psprintf("%s/" DELIVERY_STAGING_NAME "/.probe-%d", dest, MyProcPid);
+	(void) unlink(probe);
+	fd = OpenTransientFilePerm(probe, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY, 0600);
+	if (fd >= 0 && write(fd, "x", 1) == 1)
+	{
+		CloseTransientFile(fd);
+		(void) unlink(probe);
+		PG_RETURN_VOID();
+	}
+	save_errno = errno;
+	if (fd >= 0)
+		CloseTransientFile(fd);
+	(void) unlink(probe);
+	errno = save_errno;
+	ereport(ERROR,
+			(errcode(ERRCODE_STREAM_INVALID_ARG),
+			 errmsg("InvalidArgumentException: the server cannot write destination \"%s\": could not create a file in \"%s/" DELIVERY_STAGING_NAME "\": %m",
+					dest, dest),
+			 errhint("The directory must be writable by the operating system user the database server runs as.")));
+	PG_RETURN_VOID();
 }
 
 /*
@@ -2051,7 +2213,7 @@ write_file_batch(Batch *b, MemoryContext cxt)
 
 	/* a fresh staging directory: whatever an interrupted attempt left goes */
 	ensure_destination(cfg->destination);
-	make_dirs(cfg->destination, ".firehose-staging");
+	make_dirs(cfg->destination, DELIVERY_STAGING_NAME);
 	{
 		struct stat st;
 
@@ -2795,6 +2957,7 @@ delivery_run_round(const int32 *flush_ids, int nflush, bool flush_all, uint32 ti
 	static MemoryContext unit_cxt = NULL;
 	static bool configured = false;
 	int32	   *volatile ids = NULL;
+	char	  **volatile names = NULL;
 	volatile int nids = 0;
 	volatile bool more = false;
 
@@ -2831,17 +2994,20 @@ delivery_run_round(const int32 *flush_ids, int nflush, bool flush_all, uint32 ti
 	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT delivery_stream_id FROM stream.delivery_streams ORDER BY 1", true, 0) == SPI_OK_SELECT)
+	if (SPI_execute("SELECT delivery_stream_id, delivery_stream_name FROM stream.delivery_streams ORDER BY 1",
+					true, 0) == SPI_OK_SELECT)
 	{
 		MemoryContext old = MemoryContextSwitchTo(unit_cxt);
 
 		nids = SPI_processed;
 		ids = palloc(sizeof(int32) * Max(nids, 1));
+		names = palloc(sizeof(char *) * Max(nids, 1));
 		for (int i = 0; i < nids; i++)
 		{
 			bool		isnull;
 
 			ids[i] = DatumGetInt32(spi_datum(i, 1, &isnull));
+			names[i] = spi_text(i, 2);
 		}
 		MemoryContextSwitchTo(old);
 	}
@@ -2921,7 +3087,7 @@ delivery_run_round(const int32 *flush_ids, int nflush, bool flush_all, uint32 ti
 			ed = CopyErrorData();
 			FlushErrorState();
 			ereport(WARNING,
-					(errmsg("delivery of Firehose %d failed: %s", id, ed->message),
+					(errmsg("delivery of Firehose %s failed: %s", names[i], ed->message),
 					 errdetail("The delivery is retried with back-off; nothing is lost.")));
 			AbortCurrentTransaction();
 			RESUME_INTERRUPTS();
@@ -3127,16 +3293,32 @@ stream_flush_delivery_stream(PG_FUNCTION_ARGS)
 	if (!ok)
 		PG_RETURN_BOOL(false);
 
-	/* delivered up to the targets?  (a fresh snapshot in READ COMMITTED) */
+	/*
+	 * delivered up to the targets?  (a fresh snapshot in READ COMMITTED)
+	 * The checkpoints are the extension's bookkeeping, readable by its owner
+	 * only: read them as the owner of stream.delivery_checkpoints (the caller
+	 * was checked above), restricted, so any owner or producer may flush.
+	 */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	{
 		Oid			argtype = INT4OID;
 		Datum		arg = Int32GetDatum(e->delivery_stream_id);
 		bool		isnull;
+		Oid			cp_relid = get_relname_relid("delivery_checkpoints", stream_nsp());
+		Oid			save_user;
+		int			save_sec;
+		int			ret;
 
-		if (SPI_execute_with_args("SELECT shard_index, next_seq FROM stream.delivery_checkpoints WHERE delivery_stream_id = $1",
-								  1, &argtype, &arg, NULL, false, 0) != SPI_OK_SELECT)
+		if (!OidIsValid(cp_relid))
+			elog(ERROR, "stream.delivery_checkpoints is missing");
+		GetUserIdAndSecContext(&save_user, &save_sec);
+		SetUserIdAndSecContext(rel_owner(cp_relid), save_sec | SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
+		ret = SPI_execute_with_args("SELECT shard_index, next_seq FROM stream.delivery_checkpoints WHERE delivery_stream_id = $1",
+									1, &argtype, &arg, NULL, false, 0);
+		SetUserIdAndSecContext(save_user, save_sec);
+		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "could not read stream.delivery_checkpoints");
 		for (int i = 0; i < n && ok; i++)
 		{

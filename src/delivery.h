@@ -11,6 +11,7 @@
 
 #include "access/tupdesc.h"
 #include "lib/stringinfo.h"
+#include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
 #include "codec.h"
@@ -23,6 +24,15 @@
 #define DELIVERY_MAX_PARTITIONS		500
 #define DELIVERY_TRANSFORM_RETRIES	3
 #define DELIVERY_PREFIX_MAX			512
+/* file names: a path component holds 255 bytes (NAME_MAX) */
+#define DELIVERY_COMPONENT_MAX		255
+/* a partition value, percent-encoded for a path: at most, and the least room a prefix must leave it */
+#define DELIVERY_PARTITION_VALUE_MAX	128
+#define DELIVERY_PARTITION_VALUE_MIN	16
+/* <name, 64>-<version, 10>-yyyy-MM-dd-HH-mm-ss-<uuid, 36><extension, up to 16> */
+#define DELIVERY_OBJECT_NAME_MAX	(64 + 1 + 10 + 1 + 19 + 1 + 36 + 16)
+/* the directory under a destination where batches are staged: no key may name it */
+#define DELIVERY_STAGING_NAME		".firehose-staging"
 
 typedef enum DeliveryFormat
 {
@@ -74,8 +84,16 @@ typedef struct PrefixValues
 
 extern PrefixTemplate *prefix_parse(const char *s, const char *member);
 extern char *prefix_eval(const PrefixTemplate *t, const PrefixValues *v);
+extern char *prefix_eval_checked(const PrefixTemplate *t, const PrefixValues *v, char **why);
+extern void prefix_check_worst_case(const PrefixTemplate *t, const char *member, const char *prefix);
 extern void prefix_format_timestamp(StringInfo out, const char *pattern, TimestampTz ts);
-extern char *prefix_safe_component(const char *value);
+extern char *prefix_partition_value(const char *value, int len, const char **why);
+
+/* Partition key queries: SQL/JSON paths, or the jq subset Firehose users write. */
+typedef struct KeyQuery KeyQuery;
+extern KeyQuery *keyquery_compile(const char *key, const char *expr);
+extern char *keyquery_eval(const KeyQuery *q, Jsonb *doc, int *len);
+extern char *jsonb_scalar_text(Jsonb *jb);
 extern char *prefix_effective(const char *prefix, bool error_prefix);
 
 /* ---- delivery_format.c: JSON to rows, writers ---- */

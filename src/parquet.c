@@ -2492,6 +2492,21 @@ stream_write_parquet(PG_FUNCTION_ARGS)
 				   MyProcPid, ++tmp_counter);
 
 	plan = plan_export_query(query);
+	{
+		/* a Parquet schema needs at least one leaf column: readers refuse the file otherwise */
+		ListCell   *lc;
+		int			ncols = 0;
+
+		foreach(lc, plan->planTree->targetlist)
+			if (!lfirst_node(TargetEntry, lc)->resjunk)
+				ncols++;
+		if (ncols == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_STREAM_INVALID_ARG),
+					 errmsg("InvalidArgumentException: write_parquet cannot write a query with no columns"),
+					 errdetail("A Parquet file needs at least one column; readers such as DuckDB refuse a file without any."),
+					 errhint("Select at least one column or expression, e.g. SELECT 1 AS dummy FROM ...")));
+	}
 
 	/* see changes made so far in this transaction, as SPI would */
 	CommandCounterIncrement();

@@ -147,6 +147,11 @@ CREATE FUNCTION stream._delivery_stable_seq(stream_id int, shard_index int) RETU
 CREATE FUNCTION stream._delivery_validate(prefix text, error_output_prefix text, backup_prefix text,
                                           partition_keys text[], has_transform bool) RETURNS void
     AS 'MODULE_PATHNAME', 'stream_delivery_validate' LANGUAGE C VOLATILE;
+CREATE FUNCTION stream._delivery_check_keys(partition_key_queries jsonb) RETURNS void
+    AS 'MODULE_PATHNAME', 'stream_delivery_check_keys' LANGUAGE C STABLE STRICT;
+CREATE FUNCTION stream._delivery_check_destination(destination text) RETURNS void
+    AS 'MODULE_PATHNAME', 'stream_delivery_check_destination' LANGUAGE C VOLATILE STRICT;
+REVOKE ALL ON FUNCTION stream._delivery_check_keys(jsonb), stream._delivery_check_destination(text) FROM PUBLIC;
 CREATE FUNCTION stream._delivery_invoker() RETURNS oid
     AS 'MODULE_PATHNAME', 'stream_delivery_invoker' LANGUAGE C STABLE;
 REVOKE ALL ON FUNCTION stream._delivery_stable_seq(int, int), stream._delivery_validate(text, text, text, text[], bool)
@@ -280,9 +285,8 @@ BEGIN
             PERFORM stream._raise('InvalidArgumentException', 'partition_key_queries must be a JSON object of key name to JSON path, e.g. {"customer_id": "$.customer_id"}');
         END IF;
         SELECT array_agg(k ORDER BY k) INTO v_keys FROM jsonb_object_keys(partition_key_queries) k;
-        -- JSON paths: SQL/JSON path, or jq's leading '.'
-        PERFORM (CASE WHEN left(e.value, 1) = '.' THEN '$' || e.value ELSE e.value END)::jsonpath
-           FROM jsonb_each_text(partition_key_queries) e;
+        -- queries: SQL/JSON paths, or the jq subset Firehose users write (src/prefix.c)
+        PERFORM stream._delivery_check_keys(partition_key_queries);
     END IF;
     IF (partition_key_queries IS NOT NULL OR coalesce(prefix, '') ~ '!\{partitionKeyFrom')
        AND error_output_prefix IS NULL THEN
@@ -302,6 +306,8 @@ BEGIN
 
     IF destination IS NOT NULL THEN
         PERFORM stream._delivery_validate(prefix, error_output_prefix, backup_prefix, v_keys, transform_function IS NOT NULL);
+        -- the server must be able to write there now, not fail at the first delivery
+        PERFORM stream._delivery_check_destination(destination);
     END IF;
 
     -- the source: a stream read as a consumer, or an internal stream for direct put
