@@ -263,11 +263,17 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     l stream.leases;
     idx int;
+    digits text;
 BEGIN
-    IF p_shard_id IS NULL OR p_shard_id !~ '([0-9]+)$' THEN
+    -- shard ids as stream_find_shard (src/catalog.c) reads them: the digits
+    -- after the last '-', any number of them, at most 2147483647
+    PERFORM stream._check_name(p_shard_id, 'shardId', 128);
+    digits := ltrim(substring(p_shard_id FROM '[^-]*$'), '0');
+    IF substring(p_shard_id FROM '[^-]*$') !~ '^[0-9]+$' OR length(digits) > 10
+       OR digits::numeric > 2147483647 THEN
         PERFORM stream._raise('ResourceNotFoundException', format('Could not find shard %s in application %s.', p_shard_id, p_app), '42704');
     END IF;
-    idx := substring(p_shard_id FROM '([0-9]+)$')::int;
+    idx := coalesce(nullif(digits, ''), '0')::int;
     SELECT * INTO l FROM stream.leases x
      WHERE x.application_name = p_app AND x.shard_index = idx FOR UPDATE;
     IF NOT FOUND THEN
