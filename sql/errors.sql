@@ -338,7 +338,10 @@ SELECT * FROM stream.put_records('err_s', ARRAY['a'], ARRAY['\x00']::bytea[], AR
 SELECT stream.register_application('err_app', 'err_s');
 SELECT count(*) FROM stream.acquire_leases('err_app', 'w', '1 minute');
 SELECT stream.get_lease_iterator('err_app', 'w', 'shardId-0000000000001') IS NOT NULL AS lease_of_shard_1;
+SELECT stream.checkpoint('err_app', 'w', 'shardId-000000000000', :'seq_s0');
+SELECT stream.checkpoint('err_app', 'w', '0', :'seq_s0');
 SELECT stream.checkpoint('err_app', 'w', 'shardId-99999999999', :'seq_s0');
+SELECT stream.checkpoint('err_app', 'w', 'shardId-2147483648', :'seq_s0');
 SELECT stream.checkpoint('err_app', 'w', '', :'seq_s0');
 SELECT stream.checkpoint('err_app', 'w', NULL, :'seq_s0');
 SELECT stream.deregister_application('err_app');
