@@ -147,6 +147,8 @@ LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF p_hours IS NULL THEN
         PERFORM stream._raise('ValidationException', '1 validation error detected: Value null at ''retentionPeriodHours'' failed to satisfy constraint: Member must not be null', '22004');
+    ELSIF p_hours < 1 THEN      -- the member's range (Coral), before the service's own limits
+        PERFORM stream._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''retentionPeriodHours'' failed to satisfy constraint: Member must have value greater than or equal to 1', p_hours));
     ELSIF p_hours < 24 THEN
         PERFORM stream._raise('InvalidArgumentException', format('Minimum allowed retention period is 24 hours. Requested retention period (%s hours) is too short.', p_hours));
     ELSIF p_hours > 8760 THEN
@@ -468,3 +470,5 @@ REVOKE ALL ON FUNCTION stream.create_stream(text, int, int), stream.delete_strea
     stream.grant_stream_access(text, regrole, text), stream.revoke_stream_access(text, regrole, text),
     stream.run_maintenance(), stream._make_chunks(stream.streams), stream._trim_chunks(stream.streams),
     stream._set_retention(text, int, bool), stream._stream_access(bool, text, regrole, text) FROM PUBLIC;
+-- helpers only the SECURITY DEFINER functions above call (and 40_delivery.sql's, also SECURITY DEFINER)
+REVOKE ALL ON FUNCTION stream._check_retention(int), stream._role_name(regrole) FROM PUBLIC;
