@@ -593,6 +593,8 @@ def main():
                              WHERE t.typtype = 'c' GROUP BY 1"""):
         _ncols[typ] = n
     fns = [f for f in functions(conn) if f['qual'] not in SKIP]
+    if len(fns) < 20:
+        fail(f'only {len(fns)} functions found through pg_depend: the enumeration is broken')
     conn.close()
     log(f'{len(fns)} functions to fuzz (skipped: {", ".join(sorted(SKIP))})')
 
@@ -611,6 +613,16 @@ def main():
         fz.random_call(fz.rng.choice(fns), fz.rng.choice(('user', 'superuser')))
         n_random += 1
     log(f'random pass: {n_random} calls ({time.monotonic() - t:.1f} s)')
+    # the fixtures survived (else most calls tested only "not found")
+    c = fz.conns['superuser']
+    left = q(c, "SELECT (SELECT count(*) FROM stream.streams WHERE stream_name IN ('fz_s', 'fz_t')), "
+                "(SELECT count(*) FROM stream.delivery_streams WHERE delivery_stream_name = 'fz_d'), "
+                "(SELECT count(*) FROM stream.applications WHERE application_name = 'fz_app')")[0]
+    c.rollback()
+    if tuple(left) != (2, 1, 1):
+        fail(f'fixtures lost during the test (streams, delivery streams, applications): {left}')
+    if fz.errors.get('ok', 0) < fz.calls // 20:
+        fail(f'only {fz.errors.get("ok", 0)} of {fz.calls} calls succeeded: the plausible values no longer fit')
     for c in fz.conns.values():
         c.close()
 
