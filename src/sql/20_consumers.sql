@@ -274,7 +274,7 @@ BEGIN
         PERFORM stream._raise('ResourceNotFoundException', format('Could not find shard %s in application %s.', p_shard_id, p_app), '42704');
     END IF;
     digits := coalesce(nullif(ltrim(digits, '0'), ''), '0');
-    IF CASE WHEN length(digits) > 10 THEN true ELSE digits::int8 > 2147483647 END THEN
+    IF (CASE WHEN length(digits) > 10 THEN true ELSE digits::int8 > 2147483647 END) THEN
         PERFORM stream._raise('ResourceNotFoundException', format('Could not find shard %s in application %s.', p_shard_id, p_app), '42704');
     END IF;
     idx := digits::int;
