@@ -309,6 +309,7 @@ SELECT pg_temp.try($q$SELECT stream.grant_stream_access('err_s', 0::oid::regrole
 SELECT pg_temp.try($q$SELECT stream.revoke_stream_access('err_s', 4294967295::oid::regrole)$q$);
 SELECT pg_temp.try($q$SELECT stream.revoke_stream_access('err_s', NULL)$q$);
 -- a role whose name needs quoting
+DROP ROLE IF EXISTS "err Role";
 CREATE ROLE "err Role";
 SELECT stream.grant_stream_access('err_s', '"err Role"', 'read');
 SELECT has_table_privilege('err Role', format('stream_data.s%s', (SELECT stream_id FROM stream.streams WHERE stream_name = 'err_s')), 'SELECT') AS quoted_role_granted;
