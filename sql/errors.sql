@@ -294,6 +294,63 @@ SELECT q AS call, pg_temp.try(q) AS result FROM (VALUES
 ) v(q);
 
 --
+-- 13. NULL in helpers, odd roles, shard ids and names (issue 7: defects 3, 9, 11)
+--
+-- _check_name (any role may run it) with a NULL member or limit: an error, not a crash
+SELECT stream._check_name('x', NULL, 1);
+SELECT stream._check_name('x', 'streamName', NULL);
+SELECT stream._check_name(NULL, NULL, NULL);
+SELECT stream._check_name(NULL, 'shardId', 128);
+-- _delivery_validate with NULL array elements: NULLs name no key
+SELECT stream._delivery_validate('!{partitionKeyFromQuery:k}/', '!{firehose:error-output-type}/', NULL, ARRAY[NULL, 'k'], false);
+SELECT stream._delivery_validate('!{partitionKeyFromQuery:k}/', '!{firehose:error-output-type}/', NULL, ARRAY[NULL]::text[], NULL);
+-- roles that do not exist: 42704, not a syntax error from the GRANT built with them
+SELECT pg_temp.try($q$SELECT stream.grant_stream_access('err_s', 0::oid::regrole, 'read')$q$);
+SELECT pg_temp.try($q$SELECT stream.revoke_stream_access('err_s', 4294967295::oid::regrole)$q$);
+SELECT pg_temp.try($q$SELECT stream.revoke_stream_access('err_s', NULL)$q$);
+-- a role whose name needs quoting
+DROP ROLE IF EXISTS "err Role";
+CREATE ROLE "err Role";
+SELECT stream.grant_stream_access('err_s', '"err Role"', 'read');
+SELECT has_table_privilege('err Role', format('stream_data.s%s', (SELECT stream_id FROM stream.streams WHERE stream_name = 'err_s')), 'SELECT') AS quoted_role_granted;
+SELECT stream.revoke_stream_access('err_s', '"err Role"');
+DROP ROLE "err Role";
+-- shard ids: the digits after the last '-', any number, at most 2147483647 (as Kinesis)
+SELECT stream.get_shard_iterator('err_s', 'shardId-0000000000001', 'TRIM_HORIZON') IS NOT NULL AS thirteen_digits_are_shard_1;
+SELECT count(*) AS shard_1_records FROM stream.read_shard('err_s', 'shardId-00000000000000000000001');
+SELECT count(*) AS shard_1_records FROM stream.read_shard('err_s', 'x-1');
+SELECT stream.get_shard_iterator('err_s', 'shardId-99999999999', 'TRIM_HORIZON');
+SELECT stream.get_shard_iterator('err_s', 'shardId-2147483648', 'TRIM_HORIZON');
+SELECT stream.get_shard_iterator('err_s', 'shardId-2147483647', 'TRIM_HORIZON');
+SELECT stream.get_shard_iterator('err_s', 'shardId-', 'TRIM_HORIZON');
+-- shard ids that break the member's constraints: ValidationException
+SELECT stream.get_shard_iterator('err_s', repeat('1', 129), 'TRIM_HORIZON');
+SELECT stream.get_shard_iterator('err_s', 'shardId 1', 'TRIM_HORIZON');
+SELECT stream.get_shard_iterator('err_s', 'shardId-' || repeat('0', 119) || '1', 'TRIM_HORIZON') IS NOT NULL AS shard_id_of_128_chars_ok;
+-- a malformed sequence number is a ValidationException even where none is wanted
+SELECT stream.get_shard_iterator('err_s', 'shardId-000000000000', 'LATEST', '01');
+SELECT stream.get_shard_iterator('err_s', 'shardId-000000000000', 'AT_SEQUENCE_NUMBER', repeat('9', 130));
+SELECT stream.get_shard_iterator('err_s', 'shardId-000000000000', 'AT_SEQUENCE_NUMBER', repeat('9', 129));
+-- explicit hash keys: pattern (ValidationException) before range (InvalidArgumentException)
+SELECT * FROM stream.put_record('err_s', 'a', '\x00', '00');
+SELECT * FROM stream.put_record('err_s', 'a', '\x00', repeat('9', 39));
+SELECT * FROM stream.put_records('err_s', ARRAY['a'], ARRAY['\x00']::bytea[], ARRAY['x']);
+-- lease shard ids are read the same way
+SELECT stream.register_application('err_app', 'err_s');
+SELECT count(*) FROM stream.acquire_leases('err_app', 'w', '1 minute');
+SELECT stream.get_lease_iterator('err_app', 'w', 'shardId-0000000000001') IS NOT NULL AS lease_of_shard_1;
+SELECT stream.checkpoint('err_app', 'w', 'shardId-000000000000', :'seq_s0');
+SELECT stream.checkpoint('err_app', 'w', '0', :'seq_s0');
+SELECT stream.checkpoint('err_app', 'w', 'shardId-99999999999', :'seq_s0');
+SELECT stream.checkpoint('err_app', 'w', 'shardId-2147483648', :'seq_s0');
+SELECT stream.checkpoint('err_app', 'w', '', :'seq_s0');
+SELECT stream.checkpoint('err_app', 'w', NULL, :'seq_s0');
+SELECT stream.deregister_application('err_app');
+-- write_parquet: a file name the file system cannot take is refused up front
+SELECT pg_temp.try(format('SELECT stream.write_parquet(%L, %L)', 'SELECT 1 AS a', '/tmp/' || repeat('f', 256)));
+SELECT pg_temp.try(format('SELECT stream.write_parquet(%L, %L)', 'SELECT 1 AS a', '/tmp/' || repeat('d', 300) || '/x.parquet'));
+
+--
 -- nothing above changed anything
 --
 SELECT pg_temp.state() = :'state_before' AS state_unchanged;

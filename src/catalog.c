@@ -335,34 +335,57 @@ stream_route(StreamInfo *info, uint128 hash)
 }
 
 /*
+ * A shard id as the API member ShardId: 1 to 128 characters of
+ * [a-zA-Z0-9_.-], else ValidationException as Kinesis' request validation.
+ */
+void
+stream_check_shard_id(const char *shard_id)
+{
+	stream_check_resource_name(shard_id, "shardId", STREAM_NAME_MAX);
+}
+
+/* The shard with this index, or NULL. */
+StreamShard *
+stream_shard_by_index(StreamInfo *info, int32 shard_index)
+{
+	for (int i = 0; i < info->nshards; i++)
+		if (info->shards[i].shard_index == shard_index)
+			return &info->shards[i];
+	return NULL;
+}
+
+/*
  * Resolve a shard id leniently, as Kinesis does: "shardId-000000000001",
- * "anything-1" and "1" all address shard 1.
+ * "shardId-0000000000001", "anything-1" and "1" all address shard 1; the
+ * digits after the last '-' (any number of them, leading zeros ignored)
+ * must give at most 2147483647.  A shard id that breaks the API's length or
+ * pattern constraint is a ValidationException; one without a usable index
+ * "Could not find shard"; a missing shard "does not exist" (both
+ * ResourceNotFoundException, or NULL with missing_ok).
  */
 StreamShard *
 stream_find_shard(StreamInfo *info, const char *shard_id, bool missing_ok)
 {
 	const char *digits = strrchr(shard_id, '-');
 	int64		idx = 0;
-	int			n;
+	StreamShard *shard;
 
+	stream_check_shard_id(shard_id);
 	digits = digits ? digits + 1 : shard_id;
-	n = strlen(digits);
-	if (n == 0 || n > 12 || strlen(shard_id) > STREAM_NAME_MAX)
+	if (*digits == '\0')
 		goto invalid;
-	for (int i = 0; i < n; i++)
+	for (const char *d = digits; *d; d++)
 	{
-		if (digits[i] < '0' || digits[i] > '9')
+		if (*d < '0' || *d > '9')
 			goto invalid;
-		idx = idx * 10 + (digits[i] - '0');
+		idx = idx * 10 + (*d - '0');
+		if (idx > PG_INT32_MAX)
+			goto invalid;
 	}
-	if (idx > PG_INT32_MAX)
-		goto invalid;
 
-	for (int i = 0; i < info->nshards; i++)
-		if (info->shards[i].shard_index == idx)
-			return &info->shards[i];
-	if (missing_ok)
-		return NULL;
+	shard = stream_shard_by_index(info, (int32) idx);
+	if (shard != NULL || missing_ok)
+		return shard;
 	ereport(ERROR,
 			(errcode(ERRCODE_STREAM_NOT_FOUND),
 			 errmsg("ResourceNotFoundException: Shard shardId-%012d in stream %s under account %s does not exist",
@@ -461,11 +484,15 @@ stream_catalog_changed(PG_FUNCTION_ARGS)
 Datum
 stream_check_name_sql(PG_FUNCTION_ARGS)
 {
-	char	   *member = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *member;
 	ErrorContextCallback *saved = error_context_stack;
 
 	/* called by the extension's plpgsql: its call chain is no use to the user */
 	error_context_stack = NULL;
+	/* which member and its limit are the caller's to say: never NULL */
+	stream_require_arg(PG_ARGISNULL(1), "member");
+	stream_require_arg(PG_ARGISNULL(2), "max_length");
+	member = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	stream_require_arg(PG_ARGISNULL(0), member);
 	stream_check_resource_name(text_to_cstring(PG_GETARG_TEXT_PP(0)), member, PG_GETARG_INT32(2));
 	error_context_stack = saved;

@@ -415,7 +415,7 @@ stream_delivery_validate(PG_FUNCTION_ARGS)
 	Datum	   *keys = NULL;
 	bool	   *keynulls;
 	int			nkeys = 0;
-	bool		has_transform = PG_GETARG_BOOL(4);
+	bool		has_transform = !PG_ARGISNULL(4) && PG_GETARG_BOOL(4);
 	PrefixTemplate *t,
 			   *et = NULL;
 	PrefixValues v;
@@ -441,7 +441,7 @@ stream_delivery_validate(PG_FUNCTION_ARGS)
 		if (t->segs[i].kind != PSEG_KEY_QUERY)
 			continue;
 		for (int k = 0; k < nkeys; k++)
-			if (strcmp(TextDatumGetCString(keys[k]), t->segs[i].text) == 0)
+			if (!keynulls[k] && strcmp(TextDatumGetCString(keys[k]), t->segs[i].text) == 0)
 				found = true;
 		if (!found)
 			ereport(ERROR,

@@ -35,6 +35,7 @@ PG_FUNCTION_INFO_V1(stream_read_shard);
 #define ITERATOR_TAG_LEN	16
 #define ITERATOR_RAW_LEN	(ITERATOR_BODY_LEN + ITERATOR_TAG_LEN)
 #define ITERATOR_TEXT_LEN	(4 * ((ITERATOR_RAW_LEN + 2) / 3))	/* padded base64 */
+#define ITERATOR_TEXT_MAX	512		/* the API's limit on ShardIterator */
 
 
 static int64
@@ -121,6 +122,11 @@ iterator_decode(const char *text, ShardIterator *it)
 	uint8		tag[ITERATOR_TAG_LEN];
 	uint8		diff = 0;
 
+	if (len < 1 || len > ITERATOR_TEXT_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("ValidationException: 1 validation error detected: Value '%s' at 'shardIterator' failed to satisfy constraint: Member must have length %s",
+						text, len < 1 ? "greater than or equal to 1" : "less than or equal to 512")));
 	if (len != ITERATOR_TEXT_LEN ||
 		pg_b64_dec_len(len) > (int) sizeof(raw) ||
 		pg_b64_decode(text, len, (char *) raw, sizeof(raw)) != ITERATOR_RAW_LEN ||
@@ -135,6 +141,26 @@ iterator_decode(const char *text, ShardIterator *it)
 	it->shard_index = (int32) get_be(raw + 5, 4);
 	it->from_seq = (int64) get_be(raw + 9, 8);
 	it->created_ms = (int64) get_be(raw + 17, 8);
+}
+
+/*
+ * StartingSequenceNumber as the API member: pattern 0|([1-9]\d{0,128}),
+ * else ValidationException (before any semantic check, as Kinesis).
+ */
+static void
+check_starting_seq_pattern(const char *seqtext)
+{
+	size_t		len = strlen(seqtext);
+	bool		ok = len >= 1 && len <= 129 &&
+		(strcmp(seqtext, "0") == 0 || (seqtext[0] >= '1' && seqtext[0] <= '9'));
+
+	for (size_t i = 0; ok && i < len; i++)
+		ok = seqtext[i] >= '0' && seqtext[i] <= '9';
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("ValidationException: 1 validation error detected: Value '%s' at 'startingSequenceNumber' failed to satisfy constraint: Member must satisfy regular expression pattern: 0|([1-9]\\d{0,128})",
+						seqtext)));
 }
 
 static int64
@@ -425,7 +451,9 @@ iterator_start(const char *name, const char *shard_id, const char *type,
 	TimestampTz min_arrival;
 	int64		trim_seq;
 
+	/* the request's constraints first (ValidationException), then its meaning */
 	stream_check_name(name);
+	stream_check_shard_id(shard_id);
 	if (strcmp(type, "TRIM_HORIZON") != 0 && strcmp(type, "LATEST") != 0 &&
 		strcmp(type, "AT_SEQUENCE_NUMBER") != 0 && strcmp(type, "AFTER_SEQUENCE_NUMBER") != 0 &&
 		strcmp(type, "AT_TIMESTAMP") != 0)
@@ -433,6 +461,8 @@ iterator_start(const char *name, const char *shard_id, const char *type,
 				(errcode(ERRCODE_STREAM_INVALID_ARG),
 				 errmsg("ValidationException: 1 validation error detected: Value '%s' at 'shardIteratorType' failed to satisfy constraint: Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, LATEST, AT_TIMESTAMP, TRIM_HORIZON, AT_SEQUENCE_NUMBER]",
 						type)));
+	if (seqtext != NULL)
+		check_starting_seq_pattern(seqtext);
 	if (strstr(type, "SEQUENCE_NUMBER") != NULL && seqtext == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_STREAM_INVALID_ARG),
@@ -550,7 +580,7 @@ read_records(ShardIterator *it, int limit, bool check_expiry,
 		ereport(ERROR,
 				(errcode(ERRCODE_STREAM_INVALID_ARG),
 				 errmsg("ExpiredIteratorException: Iterator expired. The iterator was created at time %s while right now it is %s which is further in the future than the tolerated delay of %d milliseconds.",
-						timestamptz_to_str(created), timestamptz_to_str(now),
+						pstrdup(timestamptz_to_str(created)), pstrdup(timestamptz_to_str(now)),
 						stream_iterator_lifetime_ms),
 				 errhint("Get a new iterator with stream.get_shard_iterator(), e.g. AFTER_SEQUENCE_NUMBER of the last record read.")));
 	}

@@ -2279,6 +2279,41 @@ arg_text(FunctionCallInfo fcinfo, int n, const char *what)
 	return text_to_cstring(PG_GETARG_TEXT_PP(n));
 }
 
+#ifndef NAME_MAX
+#define NAME_MAX 255
+#endif
+
+/*
+ * A path the file system can take: each component at most NAME_MAX bytes,
+ * the whole (with room for the temporary name's suffix) under MAXPGPATH.
+ * Otherwise open() would fail with ENAMETOOLONG, an internal error.
+ */
+static void
+check_path_length(const char *path)
+{
+	const char *p = path;
+
+	if (strlen(path) >= MAXPGPATH - 32)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: path is too long (%zu bytes; at most %d)",
+						strlen(path), MAXPGPATH - 33)));
+	for (;;)
+	{
+		const char *end = strchr(p, '/');
+		size_t		len = end ? (size_t) (end - p) : strlen(p);
+
+		if (len > NAME_MAX)
+			ereport(ERROR,
+					(errcode(ERRCODE_STREAM_INVALID_ARG),
+					 errmsg("InvalidArgumentException: path component \"%.*s...\" is too long (%zu bytes; at most %d)",
+							pg_mbcliplen(p, len, 40), p, len, NAME_MAX)));
+		if (end == NULL)
+			break;
+		p = end + 1;
+	}
+}
+
 /* Marks the named result columns NOT NULL so that they become REQUIRED. */
 static void
 mark_not_null(TupleDesc desc, ArrayType *names)
@@ -2487,8 +2522,13 @@ stream_write_parquet(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_STREAM_INVALID_ARG),
 				 errmsg("InvalidArgumentException: path \"%s\" does not name a file", path)));
-	/* hidden, so that "*.parquet" globs never pick up a partial file */
-	tmp = psprintf("%.*s/.%s.%d.%u.tmp", (int) (slash - path), path, slash + 1,
+	check_path_length(path);
+	/*
+	 * hidden, so that "*.parquet" globs never pick up a partial file; the
+	 * name is clipped so that a file name of NAME_MAX bytes still has one
+	 */
+	tmp = psprintf("%.*s/.%.*s.%d.%u.tmp", (int) (slash - path), path,
+				   pg_mbcliplen(slash + 1, strlen(slash + 1), NAME_MAX - 32), slash + 1,
 				   MyProcPid, ++tmp_counter);
 
 	plan = plan_export_query(query);

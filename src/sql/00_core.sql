@@ -149,6 +149,8 @@ LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF p_hours IS NULL THEN
         PERFORM stream._raise('ValidationException', '1 validation error detected: Value null at ''retentionPeriodHours'' failed to satisfy constraint: Member must not be null', '22004');
+    ELSIF p_hours < 1 THEN      -- the member's range (Coral), before the service's own limits
+        PERFORM stream._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''retentionPeriodHours'' failed to satisfy constraint: Member must have value greater than or equal to 1', p_hours));
     ELSIF p_hours < 24 THEN
         PERFORM stream._raise('InvalidArgumentException', format('Minimum allowed retention period is 24 hours. Requested retention period (%s hours) is too short.', p_hours));
     ELSIF p_hours > 8760 THEN
@@ -475,8 +477,12 @@ RETURNS TABLE(shard_id text, parent_shard_id text, adjacent_parent_shard_id text
               starting_sequence_number text, ending_sequence_number text)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    s stream.streams := stream._stream(stream_name);
+    s stream.streams;
 BEGIN
+    IF list_shards.stream_name IS NULL THEN     -- ListShards takes StreamName or NextToken
+        PERFORM stream._raise('InvalidArgumentException', 'Either NextToken or StreamName should be provided.');
+    END IF;
+    s := stream._stream(list_shards.stream_name);
     RETURN QUERY
     SELECT stream._shard_id(sh.shard_index), stream._shard_id(sh.parent_shard_index),
            stream._shard_id(sh.adjacent_parent_shard_index),
@@ -562,6 +568,23 @@ CREATE FUNCTION stream.decrease_stream_retention_period(stream_name text, retent
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT stream._set_retention(stream_name, retention_period_hours, false) $$;
 
+-- The name of a role given as regrole: NULL and OIDs of no role are refused
+-- here, not by the GRANT built from it.
+CREATE FUNCTION stream._role_name(p_role regrole) RETURNS name
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_name name;
+BEGIN
+    IF p_role IS NULL THEN
+        PERFORM stream._raise('ValidationException', '1 validation error detected: Value null at ''role'' failed to satisfy constraint: Member must not be null', '22004');
+    END IF;
+    SELECT rolname INTO v_name FROM pg_roles WHERE oid = p_role;
+    IF NOT FOUND THEN
+        PERFORM stream._raise('InvalidArgumentException', format('role with OID %s does not exist', p_role::oid), '42704');
+    END IF;
+    RETURN v_name;
+END $$;
+
 -- Per-stream privileges: 'read' (get_shard_iterator, get_records),
 -- 'write' (put_record, put_records) or 'read_write'.
 CREATE FUNCTION stream._stream_access(p_grant bool, p_stream text, p_role regrole, p_access text)
@@ -571,11 +594,15 @@ DECLARE
     privs text := CASE p_access WHEN 'read' THEN 'SELECT' WHEN 'write' THEN 'INSERT'
                                 WHEN 'read_write' THEN 'SELECT, INSERT' END;
 BEGIN
-    IF privs IS NULL OR p_role IS NULL THEN
-        PERFORM stream._raise('InvalidArgumentException', 'access must be ''read'', ''write'' or ''read_write'' and role must not be null');
+    IF p_grant IS NULL THEN
+        PERFORM stream._raise('ValidationException', '1 validation error detected: Value null at ''grant'' failed to satisfy constraint: Member must not be null', '22004');
+    ELSIF p_access IS NULL THEN
+        PERFORM stream._raise('ValidationException', '1 validation error detected: Value null at ''access'' failed to satisfy constraint: Member must not be null', '22004');
+    ELSIF privs IS NULL THEN
+        PERFORM stream._raise('InvalidArgumentException', format('access must be ''read'', ''write'' or ''read_write'', not %L', p_access));
     END IF;
-    EXECUTE format(CASE WHEN p_grant THEN 'GRANT %s ON stream_data.%I TO %s' ELSE 'REVOKE %s ON stream_data.%I FROM %s' END,
-                   privs, 's' || s.stream_id, p_role);
+    EXECUTE format(CASE WHEN p_grant THEN 'GRANT %s ON stream_data.%I TO %I' ELSE 'REVOKE %s ON stream_data.%I FROM %I' END,
+                   privs, 's' || s.stream_id, stream._role_name(p_role));
 END $$;
 
 CREATE FUNCTION stream.grant_stream_access(stream_name text, role regrole, access text DEFAULT 'read')
@@ -593,3 +620,5 @@ REVOKE ALL ON FUNCTION stream.create_stream(text, int, int), stream.delete_strea
     stream.run_maintenance(), stream._make_chunks(stream.streams), stream._trim_chunks(stream.streams),
     stream._add_chunk(stream.streams, bigint), stream._add_chunk_for_put(int, bigint), stream._maintain_stream(int),
     stream._set_retention(text, int, bool), stream._stream_access(bool, text, regrole, text) FROM PUBLIC;
+-- helpers only the SECURITY DEFINER functions above call (and 40_delivery.sql's, also SECURITY DEFINER)
+REVOKE ALL ON FUNCTION stream._check_retention(int), stream._role_name(regrole) FROM PUBLIC;

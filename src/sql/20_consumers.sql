@@ -181,7 +181,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     a stream.applications := stream._application(application_name);
     v_app text := a.application_name;
-    v_until timestamptz := clock_timestamp() + lease_duration;
+    v_until timestamptz;
     n_leases int;
     n_workers int;
     target int;
@@ -197,6 +197,7 @@ BEGIN
     IF lease_duration IS NULL OR lease_duration <= interval '0' THEN
         PERFORM stream._raise('InvalidArgumentException', 'lease_duration must be positive');
     END IF;
+    v_until := clock_timestamp() + lease_duration;
     PERFORM stream._sync_leases(a);
 
     -- One taker at a time per application; the rows are few.
@@ -263,11 +264,20 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     l stream.leases;
     idx int;
+    digits text;
 BEGIN
-    IF p_shard_id IS NULL OR p_shard_id !~ '([0-9]+)$' THEN
+    -- shard ids as stream_find_shard (src/catalog.c) reads them: the digits
+    -- after the last '-', any number of them, at most 2147483647
+    PERFORM stream._check_name(p_shard_id, 'shardId', 128);
+    digits := substring(p_shard_id FROM '[^-]*$');
+    IF digits !~ '^[0-9]+$' THEN
         PERFORM stream._raise('ResourceNotFoundException', format('Could not find shard %s in application %s.', p_shard_id, p_app), '42704');
     END IF;
-    idx := substring(p_shard_id FROM '([0-9]+)$')::int;
+    digits := coalesce(nullif(ltrim(digits, '0'), ''), '0');
+    IF (CASE WHEN length(digits) > 10 THEN true ELSE digits::int8 > 2147483647 END) THEN
+        PERFORM stream._raise('ResourceNotFoundException', format('Could not find shard %s in application %s.', p_shard_id, p_app), '42704');
+    END IF;
+    idx := digits::int;
     SELECT * INTO l FROM stream.leases x
      WHERE x.application_name = p_app AND x.shard_index = idx FOR UPDATE;
     IF NOT FOUND THEN

@@ -468,8 +468,8 @@ BEGIN
         END IF;
         RETURN;
     END IF;
-    EXECUTE format(CASE WHEN p_grant THEN 'GRANT INSERT ON stream_data.%I TO %s' ELSE 'REVOKE INSERT ON stream_data.%I FROM %s' END,
-                   's' || d.source_stream_id, p_role);
+    EXECUTE format(CASE WHEN p_grant THEN 'GRANT INSERT ON stream_data.%I TO %I' ELSE 'REVOKE INSERT ON stream_data.%I FROM %I' END,
+                   's' || d.source_stream_id, stream._role_name(p_role));
 END $$;
 REVOKE ALL ON FUNCTION stream._delivery_access(bool, text, regrole) FROM PUBLIC;
 

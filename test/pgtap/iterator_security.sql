@@ -44,7 +44,7 @@ EXCEPTION WHEN OTHERS THEN
 END $$;
 
 \o
-SELECT plan(27);
+SELECT plan(28);
 
 -- the genuine iterator works
 SELECT is(pg_temp.read(:'it'), 'ok:3:a1,a2,a3', 'the genuine iterator reads shard 0 of stream A');
@@ -117,6 +117,10 @@ SELECT pg_sleep(0.5);
 SELECT matches(pg_temp.read(:'short_it'),
                '^22023 ExpiredIteratorException: Iterator expired\. The iterator was created at time .* while right now it is .* which is further in the future than the tolerated delay of 200 milliseconds\.$',
                'an iterator older than the lifetime is rejected with ExpiredIteratorException');
+-- two different times (the message once printed one buffer twice)
+SELECT ok((SELECT m[2]::timestamptz - m[1]::timestamptz >= interval '0.4 s'
+             FROM regexp_match(pg_temp.read(:'short_it'), 'created at time (.*) while right now it is (.*) which is') m),
+          'ExpiredIteratorException gives the creation time and the present time, 0.5 s apart');
 SELECT matches(pg_temp.read(:'short_next'), '^22023 ExpiredIteratorException: ',
                'a next_shard_iterator older than the lifetime is rejected too');
 RESET stream.iterator_lifetime;
