@@ -26,7 +26,7 @@ stream_raise(PG_FUNCTION_ARGS)
 
 	if (strlen(state) != 5 || strspn(state, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") != 5 ||
 		strncmp(state, "00", 2) == 0 || strncmp(state, "01", 2) == 0 || strncmp(state, "02", 2) == 0)
-		code = ERRCODE_INTERNAL_ERROR;
+		code = ERRCODE_INVALID_PARAMETER_VALUE;	/* not a SQLSTATE of an error */
 	else
 		code = MAKE_SQLSTATE(state[0], state[1], state[2], state[3], state[4]);
 

@@ -173,9 +173,15 @@ CREATE FUNCTION stream._add_chunk(s stream.streams, k bigint) RETURNS int
 LANGUAGE plpgsql STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     chunk text := format('s%s_%s', s.stream_id, k);
-    lo bigint := (k * s.chunk_hours) << 32;
-    hi bigint := ((k + 1) * s.chunk_hours) << 32;
+    lo bigint;
+    hi bigint;
 BEGIN
+    -- hour buckets are 31 bits (sequence numbers are bucket << 32)
+    IF k < 0 OR k >= (1::bigint << 31) / s.chunk_hours - 1 THEN
+        PERFORM stream._raise('InvalidArgumentException', format('chunk %s is outside the sequence number range', k));
+    END IF;
+    lo := (k * s.chunk_hours) << 32;
+    hi := ((k + 1) * s.chunk_hours) << 32;
     IF to_regclass(format('stream_data.%I', chunk)) IS NOT NULL THEN
         RETURN 0;
     END IF;

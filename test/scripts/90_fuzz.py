@@ -127,7 +127,6 @@ class Fixtures:
         q(conn, "SELECT stream.register_stream_consumer('fz_s', 'fz_c')")
         q(conn, "SELECT stream.register_application('fz_app', 'fz_s')")
         q(conn, "SELECT * FROM stream.acquire_leases('fz_app', 'w1', '1 hour')")
-        os.makedirs(os.path.join(root, 'd'), exist_ok=True)
         q(conn, "SELECT stream.create_delivery_stream('fz_d', destination => %s, buffer_interval_seconds => 0)",
           [os.path.join(root, 'd')])
         q(conn, f"SELECT stream.grant_delivery_stream_access('fz_d', '{ROLE}')")
