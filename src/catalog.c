@@ -345,12 +345,27 @@ stream_check_shard_id(const char *shard_id)
 }
 
 /* The shard with this index, or NULL. */
-StreamShard *
+static StreamShard *
 stream_shard_by_index(StreamInfo *info, int32 shard_index)
 {
 	for (int i = 0; i < info->nshards; i++)
 		if (info->shards[i].shard_index == shard_index)
 			return &info->shards[i];
+	return NULL;
+}
+
+/* The shard with this index; ResourceNotFoundException (or NULL with missing_ok) when there is none. */
+StreamShard *
+stream_get_shard(StreamInfo *info, int32 shard_index, bool missing_ok)
+{
+	StreamShard *shard = stream_shard_by_index(info, shard_index);
+
+	if (shard != NULL || missing_ok)
+		return shard;
+	ereport(ERROR,
+			(errcode(ERRCODE_STREAM_NOT_FOUND),
+			 errmsg("ResourceNotFoundException: Shard shardId-%012d in stream %s under account %s does not exist",
+					shard_index, info->name, STREAM_ACCOUNT)));
 	return NULL;
 }
 
@@ -368,7 +383,6 @@ stream_find_shard(StreamInfo *info, const char *shard_id, bool missing_ok)
 {
 	const char *digits = strrchr(shard_id, '-');
 	int64		idx = 0;
-	StreamShard *shard;
 
 	stream_check_shard_id(shard_id);
 	digits = digits ? digits + 1 : shard_id;
@@ -383,13 +397,7 @@ stream_find_shard(StreamInfo *info, const char *shard_id, bool missing_ok)
 			goto invalid;
 	}
 
-	shard = stream_shard_by_index(info, (int32) idx);
-	if (shard != NULL || missing_ok)
-		return shard;
-	ereport(ERROR,
-			(errcode(ERRCODE_STREAM_NOT_FOUND),
-			 errmsg("ResourceNotFoundException: Shard shardId-%012d in stream %s under account %s does not exist",
-					(int) idx, info->name, STREAM_ACCOUNT)));
+	return stream_get_shard(info, (int32) idx, missing_ok);
 
 invalid:
 	if (missing_ok)

@@ -389,7 +389,7 @@ Datum
 stream_delivery_stable_seq(PG_FUNCTION_ARGS)
 {
 	StreamInfo *info = stream_lookup_by_id(PG_GETARG_INT32(0), false);
-	StreamShard *shard = stream_find_shard(info, psprintf("%d", PG_GETARG_INT32(1)), false);
+	StreamShard *shard = stream_get_shard(info, PG_GETARG_INT32(1), false);
 
 	PG_RETURN_INT64(seqalloc_stable_seq(info, shard));
 }
@@ -816,7 +816,7 @@ read_batch(Batch *b)
 	check_owner_privileges(b);
 	for (int i = 0; i < b->nranges; i++)
 	{
-		StreamShard *shard = stream_find_shard(b->info, psprintf("%d", b->shards[i]), false);
+		StreamShard *shard = stream_get_shard(b->info, b->shards[i], false);
 		int			first = b->nrecs;
 		int64		from = b->from[i];
 		int64		next;

@@ -130,7 +130,7 @@ stream_subscribe_to_shard(PG_FUNCTION_ARGS)
 		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 		if (remaining <= 0)
 			break;
-		shard = stream_find_shard(r.info, psprintf("%d", it.shard_index), false);
+		shard = stream_get_shard(r.info, it.shard_index, false);
 		(void) seqalloc_wait_for_records(r.info, shard, it.from_seq, remaining);
 	}
 

@@ -587,7 +587,7 @@ read_records(ShardIterator *it, int limit, bool check_expiry,
 
 	r.info = stream_lookup_by_id(it->stream_id, false);
 	stream_check_access(r.info, ACL_SELECT);
-	shard = stream_find_shard(r.info, psprintf("%d", it->shard_index), false);
+	shard = stream_get_shard(r.info, it->shard_index, false);
 
 	/* the stable sequence first, then the snapshot (inside storage_read) */
 	stable = seqalloc_stable_seq(r.info, shard);
