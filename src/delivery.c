@@ -419,6 +419,10 @@ stream_delivery_validate(PG_FUNCTION_ARGS)
 	PrefixTemplate *t,
 			   *et = NULL;
 	PrefixValues v;
+	ErrorContextCallback *saved = error_context_stack;
+
+	/* called by create_delivery_stream: its plpgsql call chain is no use to the user */
+	error_context_stack = NULL;
 
 	if (!PG_ARGISNULL(3))
 		deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), TEXTOID, -1, false, TYPALIGN_INT,
@@ -506,6 +510,7 @@ stream_delivery_validate(PG_FUNCTION_ARGS)
 							"ErrorOutputPrefix", errprefix ? errprefix : prefix);
 	if (backup)
 		prefix_check_worst_case(prefix_parse(prefix_effective(backup, false), "S3BackupPrefix"), "S3BackupPrefix", backup);
+	error_context_stack = saved;
 	PG_RETURN_VOID();
 }
 
@@ -522,6 +527,10 @@ stream_delivery_check_keys(PG_FUNCTION_ARGS)
 	JsonbIteratorToken tok;
 	char	   *key = NULL;
 	int			depth = 0;
+	ErrorContextCallback *saved = error_context_stack;
+
+	/* called by create_delivery_stream: its plpgsql call chain is no use to the user */
+	error_context_stack = NULL;
 
 	if (!JB_ROOT_IS_OBJECT(jb))
 		ereport(ERROR,
@@ -551,6 +560,7 @@ stream_delivery_check_keys(PG_FUNCTION_ARGS)
 			(void) keyquery_compile(key, pnstrdup(v.val.string.val, v.val.string.len));
 		}
 	}
+	error_context_stack = saved;
 	PG_RETURN_VOID();
 }
 
@@ -1803,6 +1813,10 @@ stream_delivery_check_destination(PG_FUNCTION_ARGS)
 	char	   *probe;
 	int			fd;
 	int			save_errno;
+	ErrorContextCallback *saved = error_context_stack;
+
+	/* called by create_delivery_stream: its plpgsql call chain is no use to the user */
+	error_context_stack = NULL;
 
 	if (dest[0] != '/' || dest[1] == '\0' || strstr(dest, "/./") != NULL || strstr(dest, "/../") != NULL)
 		ereport(ERROR,
@@ -1841,7 +1855,8 @@ stream_delivery_check_destination(PG_FUNCTION_ARGS)
 	{
 		CloseTransientFile(fd);
 		(void) unlink(probe);
-		PG_RETURN_VOID();
+		error_context_stack = saved;
+	PG_RETURN_VOID();
 	}
 	save_errno = errno;
 	if (fd >= 0)
@@ -1853,6 +1868,7 @@ stream_delivery_check_destination(PG_FUNCTION_ARGS)
 			 errmsg("InvalidArgumentException: the server cannot write destination \"%s\": could not create a file in \"%s/" DELIVERY_STAGING_NAME "\": %m",
 					dest, dest),
 			 errhint("The directory must be writable by the operating system user the database server runs as.")));
+	error_context_stack = saved;
 	PG_RETURN_VOID();
 }
 
