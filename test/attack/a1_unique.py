@@ -72,6 +72,48 @@ def worker(wid, stop):
             time.sleep(0.2)
 
 
+def reader(rid, stop, stream):
+    f = open(f'{OUT}/r{rid}.read', 'a', buffering=1)
+    conn = None
+    it = None
+    last = None
+    idle_after_stop = 0
+    while True:
+        try:
+            if conn is None:
+                conn = st.connect(retries=40)
+            if it is None:
+                if last is None:
+                    it = q1(conn, "SELECT stream.get_shard_iterator(%s, 'shardId-000000000000', 'LATEST')", (stream,))
+                    f.write(f'START {stream}\n')
+                else:
+                    it = q1(conn, "SELECT stream.get_shard_iterator(%s, 'shardId-000000000000', 'AFTER_SEQUENCE_NUMBER', %s)", (stream, last))
+            rows = q(conn, st.get_records_sql('g.next_shard_iterator, r.sequence_number, r.partition_key'), (it, 10000))
+            n = 0
+            for nxt, seq, key in rows:
+                it = nxt
+                if key is not None:
+                    f.write(f'R {seq} {key}\n')
+                    last = seq
+                    n += 1
+            if n == 0:
+                if stop.is_set():
+                    idle_after_stop += 1
+                    if idle_after_stop > 3:
+                        return
+                time.sleep(0.05)
+        except psycopg2.Error as e:
+            f.write(f'EXC {str(e).splitlines()[0]}\n')
+            if 'Expired' in str(e):
+                it = None
+            try:
+                conn.close()
+            except Exception:
+                pass
+            conn = None
+            time.sleep(0.2)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     for x in os.listdir(OUT):
@@ -87,6 +129,12 @@ def main():
     conn.close()
     stop = mp.Event()
     procs = [mp.Process(target=worker, args=(i, stop)) for i in range(WORKERS)]
+    time.sleep(1)
+    rstop = mp.Event()
+    readers = [mp.Process(target=reader, args=(i, rstop, 'hot' if i == 0 else 's1')) for i in range(2)]
+    for p in readers:
+        p.start()
+    time.sleep(1)
     for p in procs:
         p.start()
     for r in range(ROUNDS):
@@ -99,8 +147,12 @@ def main():
     stop.set()
     for p in procs:
         p.join(60)
+    rstop.set()
+    for p in readers:
+        p.join(120)
     # analysis
     seen = {}
+    seen_stream = {}
     dups = 0
     errs = {}
     excs = {}
@@ -118,6 +170,7 @@ def main():
                     if dups < 20:
                         print('DUPLICATE', seq, seen[seq], parts[3])
                 seen[seq] = parts[3]
+                seen_stream[seq] = parts[1]
             elif parts[0] == 'ERR':
                 errs[parts[2]] = errs.get(parts[2], 0) + 1
             elif parts[0] == 'EXC':
@@ -157,6 +210,19 @@ def main():
         if t in committed and k not in stored:
             missing += 1
     st.check(missing == 0, f'committed records all stored ({missing} missing)')
+    # readers: every committed record put after the readers started must be read
+    for rid, stream in ((0, 'hot'), (1, 's1')):
+        readk = set()
+        for line in open(f'{OUT}/r{rid}.read'):
+            if line.startswith('R '):
+                readk.add(line.split(' ', 2)[2].rstrip('\n'))
+        skipped = 0
+        for seq, k in seen.items():
+            t = k.rsplit('-', 1)[0]
+            if t in committed and k in stored and k not in readk and seen_stream.get(seq) == stream:
+                skipped += 1
+        print(f'reader {rid} on {stream}: read {len(readk)}, skipped committed {skipped}')
+        st.check(skipped == 0, f'reader {rid} skipped {skipped} committed records')
     print(f'numbers returned: {len(seen)}, duplicates: {dups}, records stored: {rows_total}')
     print('record errors:', errs)
     print('exceptions:', excs)
