@@ -228,6 +228,10 @@ def main():
     print('exceptions:', excs)
     st.check(dups == 0, 'no sequence number handed out twice')
     st.check(nonmono == 0, 'numbers strictly increase')
+    admin = st.connect('postgres', retries=40)
+    q(admin, 'ALTER SYSTEM RESET stream.max_shards')
+    admin.close()
+    restart()
     st.finish()
 
 
