@@ -628,6 +628,11 @@ shard_state_locked(StreamInfo *info, StreamShard *shard)
 		st = hash_search(shard_table, &key, HASH_FIND, &found);
 		if (st != NULL)
 		{
+			DatabaseMarks *dm = hash_search(database_marks, &MyDatabaseId, HASH_FIND, NULL);
+
+			/* an entry evicted since start was computed raised dropped_max */
+			if (dm != NULL)
+				start = Max(start, dm->dropped_max);
 			SpinLockAcquire(&st->mutex);
 			if (!st->initialized)
 			{

@@ -43,6 +43,9 @@ GRANT SELECT ON stream.streams, stream.shards TO PUBLIC;
 -- again after a crash.  Moved only by the extension's C code.
 CREATE SEQUENCE stream.sequence_mark AS bigint MINVALUE 0 START 0 CACHE 1 NO CYCLE;
 REVOKE ALL ON stream.sequence_mark FROM PUBLIC;
+-- dumped: a restored database's counters start above every number its
+-- dumped checkpoints (delivery, applications) may have passed
+SELECT pg_catalog.pg_extension_config_dump('stream.sequence_mark', '');
 
 -- The key that signs shard iterators.  Not dumped: a restored database
 -- gets a new key, so old iterators stop working, as they would expire anyway.
