@@ -5,6 +5,7 @@ OBJS = \
 	src/routing.o \
 	src/md5.o \
 	src/seqalloc.o \
+	src/locktag.o \
 	src/catalog.o \
 	src/storage.o \
 	src/put.o \

@@ -34,6 +34,7 @@
  * stream.delivery_stream_status.
  */
 #include "stream.h"
+#include "locktag.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -93,8 +94,6 @@ PG_FUNCTION_INFO_V1(stream_flush_delivery_stream);
 
 int			stream_delivery_naptime_ms = 1000;
 
-/* advisory lock key1 of a delivery stream's unit of work ("FH") */
-#define DELIVERY_LOCK_KEY	0x46480001
 #define BACKOFF_MAX_S		30
 #define TRANSFORM_CHUNK_BYTES	(3 * 1024 * 1024)
 #define TRANSFORM_CHUNK_RECORDS	10000
@@ -2948,7 +2947,7 @@ try_unit_lock(int32 id)
 {
 	LOCKTAG		tag;
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, DELIVERY_LOCK_KEY, (uint32) id, 2);
+	SET_STREAM_LOCKTAG(tag, STREAM_LOCK_DELIVERY_UNIT, id, 0);
 	return LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
 }
 
@@ -2957,7 +2956,7 @@ unit_unlock(int32 id)
 {
 	LOCKTAG		tag;
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, DELIVERY_LOCK_KEY, (uint32) id, 2);
+	SET_STREAM_LOCKTAG(tag, STREAM_LOCK_DELIVERY_UNIT, id, 0);
 	LockRelease(&tag, ExclusiveLock, true);
 }
 

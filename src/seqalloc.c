@@ -37,6 +37,7 @@
  * pass a number that is handed out again.
  */
 #include "stream.h"
+#include "locktag.h"
 
 #include "access/xact.h"
 #include "access/xlog.h"
@@ -67,9 +68,15 @@
 /* GUCs (defined in stream.c) */
 extern int	stream_max_shards;
 
+/*
+ * A counter belongs to one shard of one stream table: stream ids start
+ * again at 1 when the extension is created anew, and a database OID may be
+ * reused, but a new stream table gets a new relation OID.
+ */
 typedef struct ShardKey
 {
 	Oid			dbid;
+	Oid			relid;			/* the stream's table, stream_data.s<id> */
 	int32		stream_id;
 	int32		shard_index;
 } ShardKey;
@@ -136,8 +143,6 @@ static int	nheld = 0;
 static int	held_cap = 0;
 static bool xact_put = false;	/* this transaction put records */
 
-#define STREAM_LOCKTAG_FIELD4 0x5354	/* tells our advisory locks from users' */
-#define STREAM_LOCKTAG_MARK		0x5355	/* moving a database's sequence mark */
 
 /*
  * How far ahead of the numbers in use the durable mark is moved: the most
@@ -452,7 +457,7 @@ mark_advance(int64 needed)
 	LOCKTAG		tag;
 	int64		mark;
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, 0, STREAM_LOCKTAG_MARK);
+	SET_STREAM_LOCKTAG(tag, STREAM_LOCK_SEQUENCE_MARK, 0, 0);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 	mark = mark_read();
 	if (mark < needed)
@@ -567,6 +572,7 @@ shard_state_locked(StreamInfo *info, StreamShard *shard)
 
 	memset(&key, 0, sizeof(key));
 	key.dbid = MyDatabaseId;
+	key.relid = info->relid;
 	key.stream_id = info->stream_id;
 	key.shard_index = shard->shard_index;
 
@@ -731,8 +737,7 @@ reserve_without_shmem(StreamInfo *info, StreamShard *shard, int count,
 	TimestampTz now;
 	int64		first;
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) info->stream_id,
-						 (uint32) shard->shard_index, STREAM_LOCKTAG_FIELD4);
+	SET_STREAM_LOCKTAG(tag, STREAM_LOCK_SHARD_PUT, info->stream_id, shard->shard_index);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 
 	/* holding the lock until commit, the committed maximum is exact */

@@ -65,6 +65,12 @@ CREATE TYPE stream.record AS (
 -- C functions
 ---------------------------------------------------------------------------
 
+-- The extension's own locks (src/locktag.h): no role can take them to
+-- stall maintenance, delivery or consumer registration.
+CREATE FUNCTION stream._xact_lock(kind text, id int) RETURNS void
+    AS 'MODULE_PATHNAME', 'stream_xact_lock' LANGUAGE C VOLATILE STRICT;
+REVOKE ALL ON FUNCTION stream._xact_lock(text, int) FROM PUBLIC;
+
 CREATE FUNCTION stream.hash_key(partition_key text) RETURNS numeric
     AS 'MODULE_PATHNAME', 'stream_hash_key' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
@@ -366,6 +372,37 @@ $$;
 -- Control plane
 ---------------------------------------------------------------------------
 
+-- Records enter a stream only through the put functions, which insert in
+-- C and fire no triggers: a role granted 'write' (INSERT on the stream's
+-- table) must not INSERT rows itself, with sequence numbers, sizes and
+-- arrival times of its choosing.  The table's owner (the extension, and a
+-- superuser restoring a dump) still may.
+CREATE FUNCTION stream._refuse_direct_write() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT pg_has_role(current_user, (SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = format('AccessDeniedException: records enter stream table %s only through stream.put_record and stream.put_records', TG_TABLE_NAME),
+            HINT = 'Call stream.put_records(stream_name, partition_keys, data).';
+    END IF;
+    RETURN NEW;
+END $$;
+
+-- The partitioned table of a stream's records (chunks are its partitions).
+CREATE FUNCTION stream._create_stream_table(p_stream_id int, p_comment text) RETURNS void
+LANGUAGE plpgsql STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    EXECUTE format('CREATE TABLE stream_data.%I ('
+                   'shard_id int4 NOT NULL, seq int8 NOT NULL, arrival timestamptz NOT NULL, '
+                   'partition_key text NOT NULL, data bytea NOT NULL, '
+                   'PRIMARY KEY (shard_id, seq)) PARTITION BY RANGE (seq)', 's' || p_stream_id);
+    EXECUTE format('COMMENT ON TABLE stream_data.%I IS %L', 's' || p_stream_id, p_comment);
+    -- cloned onto every chunk as it is attached
+    EXECUTE format('CREATE TRIGGER records_only_through_put BEFORE INSERT OR UPDATE ON stream_data.%I '
+                   'FOR EACH ROW EXECUTE FUNCTION stream._refuse_direct_write()', 's' || p_stream_id);
+END $$;
+REVOKE ALL ON FUNCTION stream._create_stream_table(int, text) FROM PUBLIC;
+
 CREATE FUNCTION stream.create_stream(stream_name text, shard_count int, retention_hours int DEFAULT 24)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -407,11 +444,7 @@ BEGIN
            v_start, v_now
       FROM generate_series(0, shard_count - 1) AS i;
 
-    EXECUTE format('CREATE TABLE stream_data.%I ('
-                   'shard_id int4 NOT NULL, seq int8 NOT NULL, arrival timestamptz NOT NULL, '
-                   'partition_key text NOT NULL, data bytea NOT NULL, '
-                   'PRIMARY KEY (shard_id, seq)) PARTITION BY RANGE (seq)', 's' || v_id);
-    EXECUTE format('COMMENT ON TABLE stream_data.%I IS %L', 's' || v_id, 'records of stream ' || stream_name);
+    PERFORM stream._create_stream_table(v_id, 'records of stream ' || stream_name);
     PERFORM stream._make_chunks(x) FROM stream.streams x WHERE x.stream_id = v_id;
     PERFORM stream._catalog_changed();
     PERFORM stream._wake_worker();
@@ -458,8 +491,8 @@ BEGIN
     FOR d IN SELECT x.delivery_stream_id, x.delivery_stream_name FROM stream.delivery_streams x
               WHERE x.source_stream_id = s.stream_id AND x.delivery_stream_type = 'KinesisStreamAsSource'
               ORDER BY x.delivery_stream_id LOOP
-        -- waits for a delivery of it that is under way (src/delivery.c DELIVERY_LOCK_KEY)
-        PERFORM pg_advisory_xact_lock(1179123713, d.delivery_stream_id);
+        -- waits for a delivery of it that is under way (src/locktag.h)
+        PERFORM stream._xact_lock('delivery_unit', d.delivery_stream_id);
         DELETE FROM stream.delivery_streams WHERE delivery_stream_id = d.delivery_stream_id;
         RAISE NOTICE 'delivery stream % read stream % and was deleted with it', d.delivery_stream_name, s.stream_name;
     END LOOP;

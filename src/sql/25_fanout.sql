@@ -19,7 +19,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON stream.stream_consumers TO PUBLIC;
 CREATE FUNCTION stream._consumer_limit() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM pg_advisory_xact_lock(1398034003, NEW.stream_id);
+    PERFORM stream._xact_lock('consumers', NEW.stream_id);
     IF (SELECT count(*) FROM stream.stream_consumers c WHERE c.stream_id = NEW.stream_id) >= 20 THEN
         PERFORM stream._raise('LimitExceededException', format('Stream %s under account 000000000000 already has the maximum of 20 registered consumers.',
                               (SELECT stream_name FROM stream.streams s WHERE s.stream_id = NEW.stream_id)), '54000');

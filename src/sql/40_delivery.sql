@@ -330,12 +330,7 @@ BEGIN
         INSERT INTO stream.shards (stream_id, shard_index, starting_hash_key, ending_hash_key, starting_seq, created_at)
         VALUES (v_stream_id, 0, 0, 340282366920938463463374607431768211455,
                 (floor(extract(epoch FROM v_now) / 3600)::bigint) << 32, v_now);
-        EXECUTE format('CREATE TABLE stream_data.%I ('
-                       'shard_id int4 NOT NULL, seq int8 NOT NULL, arrival timestamptz NOT NULL, '
-                       'partition_key text NOT NULL, data bytea NOT NULL, '
-                       'PRIMARY KEY (shard_id, seq)) PARTITION BY RANGE (seq)', 's' || v_stream_id);
-        EXECUTE format('COMMENT ON TABLE stream_data.%I IS %L', 's' || v_stream_id,
-                       'records put to delivery stream ' || delivery_stream_name);
+        PERFORM stream._create_stream_table(v_stream_id, 'records put to delivery stream ' || delivery_stream_name);
         PERFORM stream._make_chunks(x) FROM stream.streams x WHERE x.stream_id = v_stream_id;
         PERFORM stream._catalog_changed();
         IF NOT (SELECT rolsuper FROM pg_roles WHERE oid = v_invoker) THEN
@@ -373,8 +368,8 @@ BEGIN
     IF NOT pg_has_role(stream._delivery_invoker(), d.owner, 'MEMBER') THEN
         PERFORM stream._raise('AccessDeniedException', format('only the owner of Firehose %s may delete it', d.delivery_stream_name), '42501');
     END IF;
-    -- waits for a delivery of this stream that is under way (src/delivery.c DELIVERY_LOCK_KEY)
-    PERFORM pg_advisory_xact_lock(1179123713, d.delivery_stream_id);
+    -- waits for a delivery of this stream that is under way (src/locktag.h)
+    PERFORM stream._xact_lock('delivery_unit', d.delivery_stream_id);
     DELETE FROM stream.delivery_streams WHERE delivery_stream_id = d.delivery_stream_id;
     IF d.delivery_stream_type = 'DirectPut' THEN
         EXECUTE format('DROP TABLE IF EXISTS stream_data.%I', 's' || d.source_stream_id);

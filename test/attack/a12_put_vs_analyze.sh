@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# NOT RUN IN CI (known, left open): a producer that must make its own missing chunk waits
+# for an administrator's ANALYZE/VACUUM of the stream table (SHARE UPDATE EXCLUSIVE).
 # A producer that needs a missing chunk does not wait for someone else's
 # transaction.  An administrator's ANALYZE of a stream table (vacuumdb -Z,
 # or one in an open transaction) holds SHARE UPDATE EXCLUSIVE on the parent
