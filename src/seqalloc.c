@@ -32,9 +32,9 @@
  *
  * Without shared_preload_libraries there is no shared memory; producers then
  * serialise per shard with a transaction-scoped lock and take the highest
- * committed number plus one (and at least the mark), so numbers still become
- * visible in order and readers, who then read only committed numbers, never
- * pass a number that is handed out again.
+ * committed number plus one, or the mark, which each put moves past its
+ * numbers: numbers still become visible in order, and none is handed out
+ * twice.
  */
 #include "stream.h"
 #include "locktag.h"
@@ -452,7 +452,7 @@ mark_read(void)
  * waits for another's transaction.
  */
 static int64
-mark_advance(int64 needed)
+mark_advance(int64 needed, int64 ahead, bool flush)
 {
 	LOCKTAG		tag;
 	int64		mark;
@@ -465,7 +465,7 @@ mark_advance(int64 needed)
 		Oid			save_userid;
 		int			save_sec_context;
 
-		mark = needed + SEQ_MARK_AHEAD;
+		mark = needed + ahead;
 		GetUserIdAndSecContext(&save_userid, &save_sec_context);
 		SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
 							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
@@ -473,7 +473,8 @@ mark_advance(int64 needed)
 								   Int64GetDatum(mark), BoolGetDatum(true));
 		SetUserIdAndSecContext(save_userid, save_sec_context);
 		/* durable before any number above the old mark is handed out */
-		XLogFlush(XactLastRecEnd);
+		if (flush)
+			XLogFlush(XactLastRecEnd);
 	}
 	LockRelease(&tag, ExclusiveLock, false);
 	return mark;
@@ -745,6 +746,13 @@ reserve_without_shmem(StreamInfo *info, StreamShard *shard, int count,
 	first = first_seq(Max(Max(storage_max_seq(info, shard) + 1, shard->starting_seq),
 						  mark_read()),
 					  seq_bucket_now(now), count);
+
+	/*
+	 * Numbers of rolled-back puts are not handed out again either.  Readers
+	 * here read only committed numbers, so the mark need not be flushed: a
+	 * crash can lose only numbers that no reader has passed.
+	 */
+	(void) mark_advance(first + count, 0, false);
 	*arrival = now;
 	return first;
 }
@@ -832,7 +840,7 @@ seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 			return_node(node);
 			node = NULL;
 		}
-		known_mark = mark_advance(need);
+		known_mark = mark_advance(need, SEQ_MARK_AHEAD, true);
 	}
 
 	*arrival = now;
