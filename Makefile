@@ -31,6 +31,10 @@ CONTRIB_TESTDB = stream_regression
 PG_CPPFLAGS = -I$(srcdir)/src
 SHLIB_LINK += -lzstd -lsnappy -lz
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+# make STREAM_WERROR=1: every warning is an error (CI builds so, see scripts/setup.sh)
+ifeq ($(STREAM_WERROR),1)
+PG_CFLAGS += -Werror
+endif
 
 PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
