@@ -41,6 +41,7 @@ exactly once (the kcl worker: at least once, always the same bytes).
 Environment:
   STREAM_PROP_SEED      the seed (default: random; always printed)
   STREAM_PROP_RECORDS   number of records (default 5000; e.g. 50000 on demand)
+  STREAM_PROP_TIMEOUT_SCALE  multiplies every timeout (default 1)
 
 A failure names the record: seed, stream, shard, sequence number, size and
 read path.  Exit status 0 = pass, 1 = failure.
@@ -66,7 +67,9 @@ import streamtest as st  # noqa: E402
 from streamtest import check, fail, log, q, q1  # noqa: E402
 
 DB = 'stream_roundtrip_test'
-st.configure(DB, statement_timeout='120s', client_min_messages='warning')
+# STREAM_PROP_TIMEOUT_SCALE: multiplies every timeout (test/valgrind.sh runs the server under valgrind)
+SCALE = float(os.environ.get('STREAM_PROP_TIMEOUT_SCALE') or 1)
+st.configure(DB, statement_timeout='%ds' % (120 * SCALE), client_min_messages='warning')
 
 SEED = int(os.environ.get('STREAM_PROP_SEED') or int.from_bytes(os.urandom(4), 'big'))
 NRECORDS = int(os.environ.get('STREAM_PROP_RECORDS') or 5000)
@@ -468,7 +471,7 @@ def run_readers(readers):
             r.done = True
             if conn.closed or isinstance(e, psycopg2.OperationalError):
                 log('the reading session was lost: reconnecting')
-                st.wait_for(lambda: _can_connect(), 60, 'the server after a lost session')
+                st.wait_for(lambda: _can_connect(), 60 * SCALE, 'the server after a lost session')
                 conn = st.connect()
         steps += 1
         live = [x for x in live if not x.done]
@@ -502,8 +505,8 @@ def start_kcl_workers(admin):
         out = open(os.path.join(TMP, f'{app}.out'), 'wb+')
         err = open(os.path.join(TMP, f'{app}.err'), 'w+')
         limit = str(rng.choice([1, 7, 100, 10000]))
-        p = subprocess.Popen([exe, '-d', f'dbname={DB}', '-a', app, '-w', f'{app}-1', '-l', '30', '-n', limit,
-                              '-i', '50', '-t', '150', '-v', '-q'], stdout=out, stderr=err)
+        p = subprocess.Popen([exe, '-d', f'dbname={DB}', '-a', app, '-w', f'{app}-1', '-l', str(int(30 * SCALE)), '-n', limit,
+                              '-i', '50', '-t', str(int(150 * SCALE)), '-v', '-q'], stdout=out, stderr=err)
         procs.append((stream, app, p, out, err, limit))
     return procs
 
@@ -516,12 +519,12 @@ def finish_kcl_workers(admin, procs, by_shard, by_seq):
             cps = dict(q(admin, 'SELECT lease_key, checkpoint FROM stream.application_leases WHERE application_name = %s',
                          (app,)))
             return all(cps.get(sh) == seq for sh, seq in lasts.items())
-        st.wait_for(lambda: drained() or p.poll() is not None, 90, f'kcl_worker of {stream} to checkpoint every shard')
+        st.wait_for(lambda: drained() or p.poll() is not None, 90 * SCALE, f'kcl_worker of {stream} to checkpoint every shard')
         check(p.poll() is None, f'kcl_worker of {stream} exited early with {p.poll()}')
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
         try:
-            rc = p.wait(timeout=20)
+            rc = p.wait(timeout=20 * SCALE)
         except subprocess.TimeoutExpired:
             p.kill()
             rc = 'killed'
@@ -644,7 +647,7 @@ def check_json_rows(name, rows, recs):
 
 def check_delivery(admin, by_shard):
     for name in ('prop_raw', 'prop_rawgz', 'prop_json', 'prop_parquet', 'prop_table'):
-        check(q1(admin, 'SELECT stream.flush_delivery_stream(%s, 90)', (name,)) is True, f'flush {name}')
+        check(q1(admin, 'SELECT stream.flush_delivery_stream(%s, %s)', (name, int(90 * SCALE))) is True, f'flush {name}')
     by_index = {}
     for (stream, sh), recs in by_shard.items():
         by_index.setdefault(stream, {})[int(sh.split('-')[1])] = recs
