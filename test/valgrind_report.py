@@ -24,7 +24,7 @@ BOUNDARY = re.compile(r': (CommitTransactionCommand|StartTransactionCommand|Abor
                       r'PortalRun|standard_ExecutorRun|ExecMakeTableFunctionResult|SPI_[a-z_]+) ')
 HEADS = re.compile(r'^(Invalid|Conditional|Use of uninit|Syscall param|Source and dest|Mismatched|'
                    r'Argument|Jump to|Process terminating|Warning: invalid|.*uninitialised)')
-NOISE = re.compile(r'\((write|pwrite64|fileops|iofwrite|genops)\.c:|vgpreload|libc\.so|\?\?\? ')
+NOISE = re.compile(r'[(/](write|pwrite64|fileops|iofwrite|genops)\.c:|vgpreload|libc\.so|\?\?\? ')
 
 
 def is_frame(line):
