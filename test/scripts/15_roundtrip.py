@@ -471,8 +471,7 @@ def run_readers(readers):
             r.done = True
             if conn.closed or isinstance(e, psycopg2.OperationalError):
                 log('the reading session was lost: reconnecting')
-                st.wait_for(lambda: _can_connect(), 60 * SCALE, 'the server after a lost session')
-                conn = st.connect()
+                conn = reconnect()
         steps += 1
         live = [x for x in live if not x.done]
     check(q1(conn, 'SELECT pg_backend_pid()') == pid, 'the reading session changed (a backend died)')
@@ -480,12 +479,26 @@ def run_readers(readers):
     return steps
 
 
-def _can_connect():
+def reconnect():
+    """A new connection once the server accepts them again (after a crash of a backend)."""
+    end = time.monotonic() + 60 * SCALE
+    while True:
+        try:
+            return st.connect()
+        except psycopg2.Error:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.5)
+
+
+def alive(conn):
+    """conn, or a new connection if a crash of the server ended it."""
     try:
-        st.connect().close()
-        return True
+        q(conn, 'SELECT 1')
+        return conn
     except psycopg2.Error:
-        return False
+        log('the admin session was lost (a backend crashed): reconnecting')
+        return reconnect()
 
 
 # ---------------------------------------------------------------- kcl_worker
@@ -516,8 +529,13 @@ def finish_kcl_workers(admin, procs, by_shard, by_seq):
         lasts = {sh: recs[-1].seq for (s, sh), recs in by_shard.items() if s == stream and recs}
 
         def drained():
-            cps = dict(q(admin, 'SELECT lease_key, checkpoint FROM stream.application_leases WHERE application_name = %s',
-                         (app,)))
+            nonlocal admin
+            try:
+                cps = dict(q(admin, 'SELECT lease_key, checkpoint FROM stream.application_leases '
+                                    'WHERE application_name = %s', (app,)))
+            except psycopg2.Error:
+                admin = alive(admin)        # the worker's reads may crash the server
+                return False
             return all(cps.get(sh) == seq for sh, seq in lasts.items())
         st.wait_for(lambda: drained() or p.poll() is not None, 90 * SCALE, f'kcl_worker of {stream} to checkpoint every shard')
         check(p.poll() is None, f'kcl_worker of {stream} exited early with {p.poll()}')
@@ -554,6 +572,7 @@ def finish_kcl_workers(admin, procs, by_shard, by_seq):
         missing = [r for (s, sh), recs in by_shard.items() if s == stream for r in recs if r.seq not in seen]
         check(not missing, f'kcl_worker of {stream}: {len(missing)} records never printed, e.g. '
                            f'{missing[0].where() if missing else ""}')
+    return admin
 
 
 # ---------------------------------------------------------------- delivery
@@ -739,9 +758,11 @@ def main():
     steps = run_readers(readers)
     log(f'one session: {steps} interleaved reads by {len(readers)} readers in {time.monotonic() - t:.1f} s')
 
+    admin = alive(admin)
     t = time.monotonic()
-    finish_kcl_workers(admin, procs, by_shard, by_seq)
+    admin = finish_kcl_workers(admin, procs, by_shard, by_seq)
     log(f'kcl_worker: {time.monotonic() - t:.1f} s more')
+    admin = alive(admin)
     t = time.monotonic()
     nfiles = check_delivery(admin, by_shard)
     log(f'delivery: {nfiles} files checked in {time.monotonic() - t:.1f} s')
