@@ -217,6 +217,8 @@ def generate():
     weights = [('prop_a', 0.45), ('prop_b', 0.3), ('prop_j', 0.25)]
     while n < NRECORDS:
         stream = rng.choices([w[0] for w in weights], [w[1] for w in weights])[0]
+        if len(ops) < len(weights):         # every stream gets records, however few in all
+            stream = weights[len(ops)][0]
         if rng.random() < 0.35:
             ops.append((stream, [Rec(n, stream)], True))
             n += 1
@@ -668,8 +670,10 @@ def check_delivery(admin, by_shard):
     for name in ('prop_raw', 'prop_rawgz', 'prop_json', 'prop_parquet', 'prop_table'):
         check(q1(admin, 'SELECT stream.flush_delivery_stream(%s, %s)', (name, int(90 * SCALE))) is True, f'flush {name}')
     by_index = {}
+    for stream in STREAMS:
+        by_index[stream] = {}
     for (stream, sh), recs in by_shard.items():
-        by_index.setdefault(stream, {})[int(sh.split('-')[1])] = recs
+        by_index[stream][int(sh.split('-')[1])] = recs
     nf = check_files(admin, 'prop_raw', os.path.join(WORK, 'raw'), by_index['prop_a'], False, False)
     nf += check_files(admin, 'prop_rawgz', os.path.join(WORK, 'rawgz'), by_index['prop_b'], False, True)
     nf += check_files(admin, 'prop_json', os.path.join(WORK, 'json'), by_index[JSON_STREAM], True, False)
