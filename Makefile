@@ -37,6 +37,15 @@ ISOLATION = $(sort $(basename $(notdir $(wildcard specs/*.spec))))
 PG_CPPFLAGS = -I$(srcdir)/src
 SHLIB_LINK += -lzstd -lsnappy -lz
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+# make STREAM_WERROR=1: every warning is an error (CI builds so, see scripts/setup.sh)
+ifeq ($(STREAM_WERROR),1)
+PG_CFLAGS += -Werror
+endif
+# make STREAM_VALGRIND=1: valgrind client requests (utils/memdebug.h) in our
+# code, e.g. reused buffers count as uninitialised at each use (test/valgrind.sh)
+ifeq ($(STREAM_VALGRIND),1)
+PG_CPPFLAGS += -DUSE_VALGRIND
+endif
 
 PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
 PGXS := $(shell $(PG_CONFIG) --pgxs)

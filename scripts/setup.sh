@@ -7,6 +7,7 @@
 # Environment:
 #   STREAM_SKIP_PACKAGES=1  do not check/install Debian packages
 #   STREAM_SKIP_BUILD=1     do not run make / make install
+#   STREAM_WERROR=1         build with -Werror (always so when CI=true)
 #   STREAM_PGDATA, STREAM_PGSOCK, STREAM_PGPORT  see scripts/env.sh
 set -euo pipefail
 
@@ -65,8 +66,13 @@ build_and_install() {
     [ -f Makefile ] || die "no Makefile in $STREAM_ROOT"
     local jobs
     jobs="$(nproc 2>/dev/null || echo 2)"
-    say "make (PG_CONFIG=$PG_CONFIG)"
-    make -j"$jobs" PG_CONFIG="$PG_CONFIG" </dev/null
+    # CI (CI=true) or STREAM_WERROR=1: the build must be warning-free (-Werror)
+    local werror=0
+    if [ "${CI:-}" = true ] || [ "${STREAM_WERROR:-0}" = 1 ]; then
+        werror=1
+    fi
+    say "make (PG_CONFIG=$PG_CONFIG, STREAM_WERROR=$werror)"
+    make -j"$jobs" PG_CONFIG="$PG_CONFIG" STREAM_WERROR="$werror" </dev/null
     say "make install"
     if [ "$(id -u)" = 0 ]; then
         make install PG_CONFIG="$PG_CONFIG" </dev/null
