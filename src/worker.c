@@ -432,6 +432,19 @@ stream_worker_wake_now(void)
 	return true;
 }
 
+/* A dynamic worker connected to a database, never restarted. */
+static void
+init_database_worker(BackgroundWorker *worker, const char *function, const char *type)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker->bgw_library_name, STREAM_LIBRARY_NAME, BGW_MAXLEN);
+	strlcpy(worker->bgw_function_name, function, BGW_MAXLEN);
+	strlcpy(worker->bgw_type, type, BGW_MAXLEN);
+}
+
 /* ----------------------------------------------------------------------
  * One-shot chunk maker: a put that found no chunk has it made in a
  * transaction of its own, so that no producer's transaction holds the
@@ -461,15 +474,8 @@ stream_make_chunk_in_worker(int32 stream_id, int64 chunk_no)
 	pid_t		pid;
 	BgwHandleStatus status;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
-		BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(worker.bgw_library_name, STREAM_LIBRARY_NAME, BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "stream_chunk_maker_main", BGW_MAXLEN);
+	init_database_worker(&worker, "stream_chunk_maker_main", "stream chunk maker");
 	snprintf(worker.bgw_name, BGW_MAXLEN, "stream chunk maker for stream %d", stream_id);
-	strlcpy(worker.bgw_type, "stream chunk maker", BGW_MAXLEN);
 	memset(&args, 0, sizeof(args));
 	args.dboid = MyDatabaseId;
 	args.stream_id = stream_id;
@@ -1408,16 +1414,9 @@ launcher_start_worker(LauncherDb *entry)
 		return false;
 	}
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
-		BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(worker.bgw_library_name, STREAM_LIBRARY_NAME, BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "stream_db_worker_main", BGW_MAXLEN);
+	init_database_worker(&worker, "stream_db_worker_main", "stream worker");
 	snprintf(worker.bgw_name, BGW_MAXLEN, "stream worker for database %u",
 			 entry->dboid);
-	strlcpy(worker.bgw_type, "stream worker", BGW_MAXLEN);
 	worker.bgw_main_arg = ObjectIdGetDatum(entry->dboid);
 	memcpy(worker.bgw_extra, &generation, sizeof(generation));
 	worker.bgw_notify_pid = MyProcPid;
