@@ -308,6 +308,11 @@ def crash(how='kill'):
         kids = [int(x) for x in r.stdout.split()]
         if kids:
             os.kill(kids[0], signal.SIGKILL)
+            # let the postmaster notice and end every session before anyone reconnects
+            end = time.time() + 30
+            while pid_alive(kids[0]) and time.time() < end:
+                time.sleep(0.05)
+            time.sleep(1.0)
         else:
             os.kill(pid, signal.SIGKILL)
             how = 'kill'

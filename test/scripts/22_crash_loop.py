@@ -212,13 +212,17 @@ def main():
     stored = {}
     for s in range(SHARDS):
         last = None
-        for seq, data in q(conn, "SELECT sequence_number, data FROM stream.read_shard('cl', %s, 'TRIM_HORIZON', NULL, NULL, 10000)",
-                           (st.shard_id(s),)):
-            i = json.loads(bytes(data))['id']
-            check(i not in stored, 'id %d stored twice' % i)
-            stored[i] = (s, seq)
-            check(last is None or seq > last, 'shard %d: sequence %s after %s' % (s, seq, last))
-            last = seq
+        while True:
+            rows = q(conn, "SELECT sequence_number, data FROM stream.read_shard('cl', %s, %s, %s, NULL, 10000)",
+                     (st.shard_id(s), 'AFTER_SEQUENCE_NUMBER' if last else 'TRIM_HORIZON', last))
+            for seq, data in rows:
+                i = json.loads(bytes(data))['id']
+                check(i not in stored, 'id %d stored twice' % i)
+                stored[i] = (s, seq)
+                check(last is None or seq > last, 'shard %d: sequence %s after %s' % (s, seq, last))
+                last = seq
+            if not rows:
+                break
     stored_ids = set(stored)
     check(ids.committed <= stored_ids, '%d committed records are missing, e.g. %r'
           % (len(ids.committed - stored_ids), sorted(ids.committed - stored_ids)[:5]))
