@@ -418,66 +418,112 @@ mark_relid(void)
 }
 
 /*
- * The database's durable mark: every number ever handed out in it lies
- * below.  The sequence belongs to the extension and no role but its owner
- * may touch it, so it is read and moved as the bootstrap superuser; no
- * user code runs in between (sequences have no triggers).
+ * The sequence belongs to the extension and no role but its owner may touch
+ * it, so it is read and moved as the bootstrap superuser; no user code runs
+ * in between (sequences have no triggers).
  */
-static int64
-mark_read(void)
+typedef struct SavedUser
 {
-	Oid			save_userid;
-	int			save_sec_context;
-	Datum		d;
-	FunctionCallInfo fcinfo;
-	LOCAL_FCINFO(call, 1);
+	Oid			userid;
+	int			sec_context;
+} SavedUser;
 
-	fcinfo = call;
-	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
-	fcinfo->args[0].value = ObjectIdGetDatum(mark_relid());
-	fcinfo->args[0].isnull = false;
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+static void
+become_superuser(SavedUser *saved)
+{
+	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
 	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+						   saved->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+static void
+restore_user(const SavedUser *saved)
+{
+	SetUserIdAndSecContext(saved->userid, saved->sec_context);
+}
+
+/* The database's mark: every number ever handed out in it lies below. */
+static int64
+mark_read(Oid relid)
+{
+	SavedUser	saved;
+	Datum		d;
+	LOCAL_FCINFO(fcinfo, 1);
+
+	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = ObjectIdGetDatum(relid);
+	fcinfo->args[0].isnull = false;
+	become_superuser(&saved);
 	d = pg_sequence_last_value(fcinfo);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	restore_user(&saved);
 	/* NULL until the first setval */
 	return fcinfo->isnull ? 0 : DatumGetInt64(d);
 }
 
+static void
+mark_write(Oid relid, int64 mark)
+{
+	SavedUser	saved;
+
+	become_superuser(&saved);
+	(void) DirectFunctionCall3(setval3_oid, ObjectIdGetDatum(relid),
+							   Int64GetDatum(mark), BoolGetDatum(true));
+	restore_user(&saved);
+}
+
 /*
- * Make the mark at least needed and durable; returns the mark.  Producers
- * needing it at the same time queue on a lock of our own (never one a user
- * can hold), released as soon as the WAL record is flushed, so no producer
- * waits for another's transaction.
+ * Those who move the mark queue on a lock of our own (never one a user can
+ * hold), released as soon as the mark is written, so no producer waits for
+ * another's transaction.
  */
+static void
+mark_lock(LOCKTAG *tag)
+{
+	SET_STREAM_LOCKTAG(*tag, STREAM_LOCK_SEQUENCE_MARK, 0, 0);
+	(void) LockAcquire(tag, ExclusiveLock, false, false);
+}
+
+/* Make the mark at least needed, SEQ_MARK_AHEAD beyond, and durable; returns it. */
 static int64
-mark_advance(int64 needed, int64 ahead, bool flush)
+mark_advance(int64 needed)
 {
 	LOCKTAG		tag;
+	Oid			relid = mark_relid();
 	int64		mark;
 
-	SET_STREAM_LOCKTAG(tag, STREAM_LOCK_SEQUENCE_MARK, 0, 0);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
-	mark = mark_read();
+	mark_lock(&tag);
+	mark = mark_read(relid);
 	if (mark < needed)
 	{
-		Oid			save_userid;
-		int			save_sec_context;
-
-		mark = needed + ahead;
-		GetUserIdAndSecContext(&save_userid, &save_sec_context);
-		SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-		(void) DirectFunctionCall3(setval3_oid, ObjectIdGetDatum(mark_relid()),
-								   Int64GetDatum(mark), BoolGetDatum(true));
-		SetUserIdAndSecContext(save_userid, save_sec_context);
+		mark = needed + SEQ_MARK_AHEAD;
+		mark_write(relid, mark);
 		/* durable before any number above the old mark is handed out */
-		if (flush)
-			XLogFlush(XactLastRecEnd);
+		XLogFlush(XactLastRecEnd);
 	}
 	LockRelease(&tag, ExclusiveLock, false);
 	return mark;
+}
+
+/*
+ * Without shared memory: the first of count numbers at or above floor and
+ * the mark, with the mark moved past them.  Readers then read only
+ * committed numbers, so the mark need not be flushed: a crash can lose only
+ * numbers that no reader has passed.
+ */
+static int64 first_seq(int64 next_seq, int64 bucket, int count);
+
+static int64
+mark_claim(int64 floor, int64 bucket, int count)
+{
+	LOCKTAG		tag;
+	Oid			relid = mark_relid();
+	int64		first;
+
+	mark_lock(&tag);
+	first = first_seq(Max(floor, mark_read(relid)), bucket, count);
+	mark_write(relid, first + count);
+	LockRelease(&tag, ExclusiveLock, false);
+	return first;
 }
 
 /* ---- shard counters ---- */
@@ -531,12 +577,12 @@ evict_idle_entries(void)
 }
 
 /*
- * Where a counter of this database built now may start, given the current
- * durable mark: see DatabaseMarks.  The first counter built in a database
- * since start-up records the mark it saw as the database's start-up mark.
+ * The database's start-up mark (see DatabaseMarks), recorded by the first
+ * counter built in it since start-up as the mark that counter saw.  When
+ * the table is full, the current mark: the safe, wasteful answer.
  */
 static int64
-database_start(int64 current_mark)
+database_startup_mark(int64 current_mark)
 {
 	DatabaseMarks *dm;
 	bool		found;
@@ -544,17 +590,12 @@ database_start(int64 current_mark)
 
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	dm = hash_search(database_marks, &MyDatabaseId, HASH_ENTER_NULL, &found);
-	if (dm == NULL)
-		start = current_mark;	/* table full: the safe, wasteful answer */
-	else
+	if (dm != NULL && !found)
 	{
-		if (!found)
-		{
-			dm->startup_mark = current_mark;
-			dm->dropped_max = 0;
-		}
-		start = Max(dm->startup_mark, dm->dropped_max);
+		dm->startup_mark = current_mark;
+		dm->dropped_max = 0;
 	}
+	start = dm != NULL ? dm->startup_mark : current_mark;
 	LWLockRelease(shared->lock);
 	return start;
 }
@@ -628,8 +669,8 @@ shard_state_locked(StreamInfo *info, StreamShard *shard)
 		 * point past them.  The durable mark lies above all of them.
 		 */
 		max_seq = storage_max_seq(info, shard);
-		mark = mark_read();
-		start = database_start(mark);
+		mark = mark_read(mark_relid());
+		start = database_startup_mark(mark);
 
 		LWLockAcquire(shared->lock, LW_SHARED);
 		st = hash_search(shard_table, &key, HASH_FIND, &found);
@@ -637,7 +678,7 @@ shard_state_locked(StreamInfo *info, StreamShard *shard)
 		{
 			DatabaseMarks *dm = hash_search(database_marks, &MyDatabaseId, HASH_FIND, NULL);
 
-			/* an entry evicted since start was computed raised dropped_max */
+			/* read under the lock: an entry evicted meanwhile raised it */
 			if (dm != NULL)
 				start = Max(start, dm->dropped_max);
 			SpinLockAcquire(&st->mutex);
@@ -743,16 +784,9 @@ reserve_without_shmem(StreamInfo *info, StreamShard *shard, int count,
 
 	/* holding the lock until commit, the committed maximum is exact */
 	now = GetCurrentTimestamp();
-	first = first_seq(Max(Max(storage_max_seq(info, shard) + 1, shard->starting_seq),
-						  mark_read()),
-					  seq_bucket_now(now), count);
-
-	/*
-	 * Numbers of rolled-back puts are not handed out again either.  Readers
-	 * here read only committed numbers, so the mark need not be flushed: a
-	 * crash can lose only numbers that no reader has passed.
-	 */
-	(void) mark_advance(first + count, 0, false);
+	/* numbers of rolled-back puts are not handed out again either */
+	first = mark_claim(Max(storage_max_seq(info, shard) + 1, shard->starting_seq),
+					   seq_bucket_now(now), count);
 	*arrival = now;
 	return first;
 }
@@ -840,7 +874,7 @@ seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 			return_node(node);
 			node = NULL;
 		}
-		known_mark = mark_advance(need, SEQ_MARK_AHEAD, true);
+		known_mark = mark_advance(need);
 	}
 
 	*arrival = now;
