@@ -335,6 +335,23 @@ stream_route(StreamInfo *info, uint128 hash)
 }
 
 /*
+ * Whether s matches the API pattern 0|([1-9]\d{0,maxdigits-1}): a decimal
+ * number without leading zeros (explicit hash keys, sequence numbers).
+ */
+bool
+stream_is_plain_decimal(const char *s, int maxdigits)
+{
+	size_t		len = strlen(s);
+
+	if (len < 1 || len > (size_t) maxdigits || (s[0] == '0' && len > 1))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return true;
+}
+
+/*
  * A shard id as the API member ShardId: 1 to 128 characters of
  * [a-zA-Z0-9_.-], else ValidationException as Kinesis' request validation.
  */

@@ -151,13 +151,7 @@ iterator_decode(const char *text, ShardIterator *it)
 static void
 check_starting_seq_pattern(const char *seqtext)
 {
-	size_t		len = strlen(seqtext);
-	bool		ok = len >= 1 && len <= 129 &&
-		(strcmp(seqtext, "0") == 0 || (seqtext[0] >= '1' && seqtext[0] <= '9'));
-
-	for (size_t i = 0; ok && i < len; i++)
-		ok = seqtext[i] >= '0' && seqtext[i] <= '9';
-	if (!ok)
+	if (!stream_is_plain_decimal(seqtext, 129))
 		ereport(ERROR,
 				(errcode(ERRCODE_STREAM_INVALID_ARG),
 				 errmsg("ValidationException: 1 validation error detected: Value '%s' at 'startingSequenceNumber' failed to satisfy constraint: Member must satisfy regular expression pattern: 0|([1-9]\\d{0,128})",
@@ -583,11 +577,14 @@ read_records(ShardIterator *it, int limit, bool check_expiry,
 	{
 		TimestampTz created = it->created_ms * 1000 -
 			(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
+		/* one static buffer behind timestamptz_to_str: copy each in turn */
+		char	   *created_text = pstrdup(timestamptz_to_str(created));
+		char	   *now_text = pstrdup(timestamptz_to_str(now));
 
 		ereport(ERROR,
 				(errcode(ERRCODE_STREAM_INVALID_ARG),
 				 errmsg("ExpiredIteratorException: Iterator expired. The iterator was created at time %s while right now it is %s which is further in the future than the tolerated delay of %d milliseconds.",
-						pstrdup(timestamptz_to_str(created)), pstrdup(timestamptz_to_str(now)),
+						created_text, now_text,
 						stream_iterator_lifetime_ms),
 				 errhint("Get a new iterator with stream.get_shard_iterator(), e.g. AFTER_SEQUENCE_NUMBER of the last record read.")));
 	}

@@ -50,14 +50,9 @@ validate_record(text *key, bytea *data, text *ehk, const char *path)
 	if (ehk != NULL)
 	{
 		char	   *s = text_to_cstring(ehk);
-		size_t		len = strlen(s);
-		bool		pattern_ok = len >= 1 && len <= 39 &&
-			(strcmp(s, "0") == 0 || (s[0] >= '1' && s[0] <= '9'));
 
 		/* the member's pattern 0|([1-9]\d{0,38}) first, then the range */
-		for (size_t i = 0; pattern_ok && i < len; i++)
-			pattern_ok = s[i] >= '0' && s[i] <= '9';
-		if (!pattern_ok)
+		if (!stream_is_plain_decimal(s, 39))
 			ereport(ERROR,
 					(errcode(ERRCODE_STREAM_INVALID_ARG),
 					 errmsg("ValidationException: 1 validation error detected: Value '%s' at '%sexplicitHashKey' failed to satisfy constraint: Member must satisfy regular expression pattern: 0|([1-9]\\d{0,38})",

@@ -81,6 +81,7 @@ extern void stream_check_name(const char *name);
 extern void stream_check_resource_name(const char *name, const char *member, int maxlen);
 extern void stream_check_shard_id(const char *shard_id);
 extern StreamShard *stream_get_shard(StreamInfo *info, int32 shard_index, bool missing_ok);
+extern bool stream_is_plain_decimal(const char *s, int maxdigits);
 extern void stream_require_arg(bool isnull, const char *member);
 extern const uint8 *stream_iterator_secret(int *len);
 extern void stream_catalog_init(void);
