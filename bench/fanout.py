@@ -201,7 +201,7 @@ def load_drain(admin):
 def last_per_shard(admin):
     sid = q(admin, "SELECT stream_id FROM stream.streams WHERE stream_name = 'drain'")[0][0]
     rows = q(admin, f'SELECT shard_id, max(seq) FROM stream_data.s{sid} GROUP BY 1')
-    return {f'shardId-{sh:012d}': q(admin, 'SELECT stream._sequence_text(%s, %s, %s)', (sid, sh, seq))[0][0]
+    return {f'shardId-{sh:012d}': q(admin, 'SELECT stream_internal._sequence_text(%s, %s, %s)', (sid, sh, seq))[0][0]
             for sh, seq in rows}
 
 
@@ -231,7 +231,7 @@ def app_drain(admin, exes, nworkers, run):
     poll = connect()
     done = False
     while time.monotonic() - t0 < 300:
-        cps = dict(q(poll, 'SELECT stream._shard_id(shard_index), checkpoint FROM stream.leases WHERE application_name = %s', (app,)))
+        cps = dict(q(poll, 'SELECT stream_internal._shard_id(shard_index), checkpoint FROM stream.leases WHERE application_name = %s', (app,)))
         if all(cps.get(sh) == seq for sh, seq in last.items()):
             done = True
             break

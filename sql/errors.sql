@@ -297,13 +297,13 @@ SELECT q AS call, pg_temp.try(q) AS result FROM (VALUES
 -- 13. NULL in helpers, odd roles, shard ids and names (issue 7: defects 3, 9, 11)
 --
 -- _check_name (any role may run it) with a NULL member or limit: an error, not a crash
-SELECT stream._check_name('x', NULL, 1);
-SELECT stream._check_name('x', 'streamName', NULL);
-SELECT stream._check_name(NULL, NULL, NULL);
-SELECT stream._check_name(NULL, 'shardId', 128);
+SELECT stream_internal._check_name('x', NULL, 1);
+SELECT stream_internal._check_name('x', 'streamName', NULL);
+SELECT stream_internal._check_name(NULL, NULL, NULL);
+SELECT stream_internal._check_name(NULL, 'shardId', 128);
 -- _delivery_validate with NULL array elements: NULLs name no key
-SELECT stream._delivery_validate('!{partitionKeyFromQuery:k}/', '!{firehose:error-output-type}/', NULL, ARRAY[NULL, 'k'], false);
-SELECT stream._delivery_validate('!{partitionKeyFromQuery:k}/', '!{firehose:error-output-type}/', NULL, ARRAY[NULL]::text[], NULL);
+SELECT stream_internal._delivery_validate('!{partitionKeyFromQuery:k}/', '!{firehose:error-output-type}/', NULL, ARRAY[NULL, 'k'], false);
+SELECT stream_internal._delivery_validate('!{partitionKeyFromQuery:k}/', '!{firehose:error-output-type}/', NULL, ARRAY[NULL]::text[], NULL);
 -- roles that do not exist: 42704, not a syntax error from the GRANT built with them
 SELECT pg_temp.try($q$SELECT stream.grant_stream_access('err_s', 0::oid::regrole, 'read')$q$);
 SELECT pg_temp.try($q$SELECT stream.revoke_stream_access('err_s', 4294967295::oid::regrole)$q$);

@@ -3,7 +3,7 @@
  *
  * Puts and reads look a stream up on every call, so the metadata in
  * stream.streams and stream.shards is cached per backend.  Every function
- * that changes those tables calls stream._catalog_changed(), which queues a
+ * that changes those tables calls stream_internal._catalog_changed(), which queues a
  * relcache invalidation of stream.streams; all backends drop their cache
  * when it commits.
  */
@@ -492,7 +492,7 @@ stream_iterator_secret(int *len)
 	return secret;
 }
 
-/* stream._catalog_changed(): make every backend reload stream metadata. */
+/* stream_internal._catalog_changed(): make every backend reload stream metadata. */
 Datum
 stream_catalog_changed(PG_FUNCTION_ARGS)
 {
@@ -503,7 +503,7 @@ stream_catalog_changed(PG_FUNCTION_ARGS)
 }
 
 /*
- * stream._check_name(name text, member text, max_length int): the same
+ * stream_internal._check_name(name text, member text, max_length int): the same
  * validation for names checked in SQL (streams, delivery streams).
  */
 Datum

@@ -383,7 +383,7 @@ stream_put_delivery_record_batch(PG_FUNCTION_ARGS)
  * ----------------------------------------------------------------------
  */
 
-/* stream._delivery_stable_seq(stream_id, shard_index) RETURNS bigint: LATEST */
+/* stream_internal._delivery_stable_seq(stream_id, shard_index) RETURNS bigint: LATEST */
 Datum
 stream_delivery_stable_seq(PG_FUNCTION_ARGS)
 {
@@ -393,7 +393,7 @@ stream_delivery_stable_seq(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(seqalloc_stable_seq(info, shard));
 }
 
-/* stream._delivery_invoker() RETURNS oid: the role that called the SECURITY DEFINER function */
+/* stream_internal._delivery_invoker() RETURNS oid: the role that called the SECURITY DEFINER function */
 Datum
 stream_delivery_invoker(PG_FUNCTION_ARGS)
 {
@@ -401,7 +401,7 @@ stream_delivery_invoker(PG_FUNCTION_ARGS)
 }
 
 /*
- * stream._delivery_validate(prefix, error_output_prefix, backup_prefix,
+ * stream_internal._delivery_validate(prefix, error_output_prefix, backup_prefix,
  *                           partition_keys text[], has_transform bool)
  * Firehose's rules for prefixes (kinesis-semantics.md 5.3, 5.6).
  */
@@ -514,7 +514,7 @@ stream_delivery_validate(PG_FUNCTION_ARGS)
 }
 
 /*
- * stream._delivery_check_keys(partition_key_queries jsonb): each query
+ * stream_internal._delivery_check_keys(partition_key_queries jsonb): each query
  * compiles (a SQL/JSON path or the jq subset, see prefix.c).
  */
 Datum
@@ -1801,7 +1801,7 @@ staging_dir(DeliveryConfig *cfg, int64 batch_no)
 }
 
 /*
- * stream._delivery_check_destination(destination text): at creation, the
+ * stream_internal._delivery_check_destination(destination text): at creation, the
  * server must be able to create the destination and write in it (as the
  * worker will), or the delivery stream is refused with the reason.
  */
@@ -3144,7 +3144,7 @@ delivery_run_round(const int32 *flush_ids, int nflush, bool flush_all, uint32 ti
  */
 
 /*
- * stream._delivery_buffer(delivery_stream_id) RETURNS TABLE(buffered_records
+ * stream_internal._delivery_buffer(delivery_stream_id) RETURNS TABLE(buffered_records
  * bigint, buffered_bytes bigint, oldest_buffered timestamptz): what is
  * past the checkpoints and not yet delivered (counted up to 1 GiB).
  */

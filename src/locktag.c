@@ -1,5 +1,5 @@
 /*
- * locktag.c: stream._xact_lock(), the extension's own locks for its SQL.
+ * locktag.c: stream_internal._xact_lock(), the extension's own locks for its SQL.
  */
 #include "stream.h"
 #include "locktag.h"
@@ -10,7 +10,7 @@
 PG_FUNCTION_INFO_V1(stream_xact_lock);
 
 /*
- * stream._xact_lock(kind text, id int): take one of the extension's locks
+ * stream_internal._xact_lock(kind text, id int): take one of the extension's locks
  * until the end of the transaction.  EXECUTE is for the extension's own
  * SECURITY DEFINER functions only.
  */

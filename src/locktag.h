@@ -4,7 +4,7 @@
  * They are advisory-type lock tags whose fourth field no SQL function can
  * produce (pg_advisory_lock and friends use 1 and 2), so no role can take
  * them to stall the extension: only its C code and the SECURITY DEFINER
- * functions that may call stream._xact_lock() do.
+ * functions that may call stream_internal._xact_lock() do.
  */
 #ifndef STREAM_LOCKTAG_H
 #define STREAM_LOCKTAG_H

@@ -2459,7 +2459,7 @@ plan_export_query(const char *query)
 /*
  * stream.write_parquet(query, path, compression): the query's result as a
  * Parquet file on the server, like COPY (query) TO 'path'.  The internal
- * variant stream._write_parquet_with adds row_group_bytes, page_bytes,
+ * variant stream_internal._write_parquet_with adds row_group_bytes, page_bytes,
  * dictionary on/off and columns to write as REQUIRED, for tests.
  *
  * The query is planned and run by the executor here, as COPY (query) TO
@@ -2601,7 +2601,7 @@ stream_write_parquet(PG_FUNCTION_ARGS)
 }
 
 /*
- * stream._compress(data, compression): data compressed as a whole file
+ * stream_internal._compress(data, compression): data compressed as a whole file
  * (gzip member, zstd frame or snappy framing format), fed in uneven pieces
  * to exercise the stream code; for tests of the delivery file formats.
  */

@@ -9,7 +9,7 @@
 PG_FUNCTION_INFO_V1(stream_raise);
 
 /*
- * stream._raise(exception, message, sqlstate DEFAULT '22023', hint DEFAULT NULL)
+ * stream_internal._raise(exception, message, sqlstate DEFAULT '22023', hint DEFAULT NULL)
  * Raises "<exception>: <message>" for the SQL functions.  The error context
  * stack is cleared first: the caller chain is the extension's own plpgsql
  * (_stream() called from describe_stream() called from ...), noise to the

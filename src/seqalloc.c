@@ -1027,7 +1027,7 @@ seqalloc_wait_for_records(StreamInfo *info, StreamShard *shard, int64 from_seq,
 PG_FUNCTION_INFO_V1(stream_sequence_text);
 PG_FUNCTION_INFO_V1(stream_forget_stream);
 
-/* stream._sequence_text(stream_id int, shard_index int, seq bigint) RETURNS text */
+/* stream_internal._sequence_text(stream_id int, shard_index int, seq bigint) RETURNS text */
 Datum
 stream_sequence_text(PG_FUNCTION_ARGS)
 {
@@ -1035,7 +1035,7 @@ stream_sequence_text(PG_FUNCTION_ARGS)
 												 PG_GETARG_INT64(2))));
 }
 
-/* stream._forget_stream(stream_id int): called by delete_stream */
+/* stream_internal._forget_stream(stream_id int): called by delete_stream */
 Datum
 stream_forget_stream(PG_FUNCTION_ARGS)
 {
@@ -1046,7 +1046,7 @@ stream_forget_stream(PG_FUNCTION_ARGS)
 PG_FUNCTION_INFO_V1(stream_sequence_parts);
 
 /*
- * stream._sequence_parts(sequence_number text, OUT stream_id int,
+ * stream_internal._sequence_parts(sequence_number text, OUT stream_id int,
  *                        OUT shard_index int, OUT seq bigint)
  * All NULL when the text is not a sequence number of ours.
  */

@@ -124,7 +124,7 @@ open_chunk(StreamInfo *info, int64 chunk_no, LOCKMODE mode)
  *    for.
  * 3. Else make it in this transaction.
  *
- * 2 and 3 run stream._add_chunk_for_put(), which runs as the extension owner;
+ * 2 and 3 run stream_internal._add_chunk_for_put(), which runs as the extension owner;
  * 3 calls it here without an EXECUTE check (it is granted to nobody).
  * Creating a chunk takes SHARE UPDATE EXCLUSIVE on the parent, which no
  * reader, producer or pg_dump conflicts with.  Returns whether the chunk may
@@ -172,7 +172,7 @@ make_missing_chunk(StreamInfo *info, int64 chunk_no)
 		chunk_appeared(info, chunk_no))
 		return true;
 
-	fn = LookupFuncName(list_make2(makeString("stream"), makeString("_add_chunk_for_put")),
+	fn = LookupFuncName(list_make2(makeString("stream_internal"), makeString("_add_chunk_for_put")),
 						2, argtypes, true);
 	if (!OidIsValid(fn))
 		return false;

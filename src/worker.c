@@ -8,7 +8,7 @@
  * dynamic "stream worker" per database.  A worker first checks whether the
  * extension exists in its database: if not, it says so in shared memory and
  * exits, and the launcher leaves that database alone for five minutes unless
- * stream._wake_worker() asks for it.  Otherwise the worker maintains every
+ * stream_internal._wake_worker() asks for it.  Otherwise the worker maintains every
  * stream (what stream.run_maintenance() does) every
  * stream.maintenance_naptime seconds, each stream in a short transaction of
  * its own.
@@ -28,7 +28,7 @@
  *
  * Shared memory holds one slot per database that has a worker or a pending
  * wake-up; slots are created by the launcher (when it starts a worker) or by
- * stream._wake_worker(), and freed only by the launcher.
+ * stream_internal._wake_worker(), and freed only by the launcher.
  *
  *-------------------------------------------------------------------------
  */
@@ -72,7 +72,7 @@
 #define STREAM_EXTENSION_NAME	"stream"
 #define STREAM_LIBRARY_NAME		"stream"
 #define MAINTENANCE_LIST_QUERY	"SELECT stream_id FROM stream.streams ORDER BY stream_id"
-#define MAINTENANCE_QUERY		"SELECT * FROM stream._maintain_stream($1)"
+#define MAINTENANCE_QUERY		"SELECT * FROM stream_internal._maintain_stream($1)"
 
 /* how long a database without the extension is left alone */
 #define EXTENSION_MISSING_RETRY_MS	(5 * 60 * 1000)
@@ -150,7 +150,7 @@ static Oid	worker_dboid = InvalidOid;
 static uint32 worker_generation = 0;
 static char *worker_dbname = NULL;
 
-/* backend state for stream._wake_worker() */
+/* backend state for stream_internal._wake_worker() */
 static bool wake_callback_registered = false;
 static bool wake_pending = false;
 
@@ -332,7 +332,7 @@ slot_find_or_create(Oid dboid)
 }
 
 /* ----------------------------------------------------------------------
- * stream._wake_worker()
+ * stream_internal._wake_worker()
  * ----------------------------------------------------------------------
  */
 
@@ -459,7 +459,7 @@ typedef struct ChunkMakerArgs
 	int64		chunk_no;
 } ChunkMakerArgs;
 
-#define CHUNK_MAKER_QUERY	"SELECT stream._add_chunk_for_put($1, $2)"
+#define CHUNK_MAKER_QUERY	"SELECT stream_internal._add_chunk_for_put($1, $2)"
 
 /*
  * Start a chunk maker for chunk_no of stream_id and wait until it is done.

@@ -4,8 +4,14 @@
 -- Record chunks live here; they are ordinary tables (not extension
 -- members), so pg_dump saves them with their data.
 CREATE SCHEMA stream_data;
+-- The extension's own functions, which only its API calls: EXECUTE on them
+-- is revoked from PUBLIC in 99_finish.sql, and granted back only for the few
+-- that API functions running as the caller need.  Users see the API alone in
+-- schema stream.
+CREATE SCHEMA stream_internal;
 GRANT USAGE ON SCHEMA stream TO PUBLIC;
 GRANT USAGE ON SCHEMA stream_data TO PUBLIC;
+GRANT USAGE ON SCHEMA stream_internal TO PUBLIC;
 
 CREATE TABLE stream.streams (
     stream_id       serial PRIMARY KEY,
@@ -67,9 +73,9 @@ CREATE TYPE stream.record AS (
 
 -- The extension's own locks (src/locktag.h): no role can take them to
 -- stall maintenance, delivery or consumer registration.
-CREATE FUNCTION stream._xact_lock(kind text, id int) RETURNS void
+CREATE FUNCTION stream_internal._xact_lock(kind text, id int) RETURNS void
     AS 'MODULE_PATHNAME', 'stream_xact_lock' LANGUAGE C VOLATILE STRICT;
-REVOKE ALL ON FUNCTION stream._xact_lock(text, int) FROM PUBLIC;
+REVOKE ALL ON FUNCTION stream_internal._xact_lock(text, int) FROM PUBLIC;
 
 CREATE FUNCTION stream.hash_key(partition_key text) RETURNS numeric
     AS 'MODULE_PATHNAME', 'stream_hash_key' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -108,18 +114,18 @@ CREATE FUNCTION stream.read_shard(stream_name text, shard_id text,
     RETURNS SETOF stream.record
     AS 'MODULE_PATHNAME', 'stream_read_shard' LANGUAGE C VOLATILE ROWS 1000;
 
-CREATE FUNCTION stream._check_name(name text, member text, max_length int) RETURNS void
+CREATE FUNCTION stream_internal._check_name(name text, member text, max_length int) RETURNS void
     AS 'MODULE_PATHNAME', 'stream_check_name_sql' LANGUAGE C IMMUTABLE;
-CREATE FUNCTION stream._catalog_changed() RETURNS void
+CREATE FUNCTION stream_internal._catalog_changed() RETURNS void
     AS 'MODULE_PATHNAME', 'stream_catalog_changed' LANGUAGE C VOLATILE;
-CREATE FUNCTION stream._sequence_text(stream_id int, shard_index int, seq bigint) RETURNS text
+CREATE FUNCTION stream_internal._sequence_text(stream_id int, shard_index int, seq bigint) RETURNS text
     AS 'MODULE_PATHNAME', 'stream_sequence_text' LANGUAGE C IMMUTABLE STRICT;
-CREATE FUNCTION stream._forget_stream(stream_id int) RETURNS void
+CREATE FUNCTION stream_internal._forget_stream(stream_id int) RETURNS void
     AS 'MODULE_PATHNAME', 'stream_forget_stream' LANGUAGE C VOLATILE STRICT;
-CREATE FUNCTION stream._wake_worker() RETURNS bool
+CREATE FUNCTION stream_internal._wake_worker() RETURNS bool
     AS 'MODULE_PATHNAME', 'stream_wake_worker' LANGUAGE C VOLATILE;
-REVOKE ALL ON FUNCTION stream._catalog_changed(), stream._forget_stream(int),
-    stream._wake_worker() FROM PUBLIC;
+REVOKE ALL ON FUNCTION stream_internal._catalog_changed(), stream_internal._forget_stream(int),
+    stream_internal._wake_worker() FROM PUBLIC;
 
 ---------------------------------------------------------------------------
 -- Helpers
@@ -127,43 +133,43 @@ REVOKE ALL ON FUNCTION stream._catalog_changed(), stream._forget_stream(int),
 
 -- Raises "<exception>: <message>" without the CONTEXT lines of the
 -- extension's internal plpgsql callers (src/json.c).
-CREATE FUNCTION stream._raise(exception text, message text, sqlstate text DEFAULT '22023',
+CREATE FUNCTION stream_internal._raise(exception text, message text, sqlstate text DEFAULT '22023',
                               hint text DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'stream_raise' LANGUAGE C VOLATILE;
 
-CREATE FUNCTION stream._shard_id(shard_index int) RETURNS text
+CREATE FUNCTION stream_internal._shard_id(shard_index int) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
 AS $$ SELECT 'shardId-' || lpad(shard_index::text, 12, '0') $$;
 
-CREATE FUNCTION stream._arn(stream_name text) RETURNS text
+CREATE FUNCTION stream_internal._arn(stream_name text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
 AS $$ SELECT 'arn:aws:kinesis:local:000000000000:stream/' || stream_name $$;
 
 -- The stream's row, or ResourceNotFoundException (after name validation).
-CREATE FUNCTION stream._stream(p_name text) RETURNS stream.streams
+CREATE FUNCTION stream_internal._stream(p_name text) RETURNS stream.streams
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     s stream.streams;
 BEGIN
-    PERFORM stream._check_name(p_name, 'streamName', 128);
+    PERFORM stream_internal._check_name(p_name, 'streamName', 128);
     SELECT * INTO s FROM stream.streams WHERE stream_name = p_name;
     IF NOT FOUND THEN
-        PERFORM stream._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', p_name), '42704');
+        PERFORM stream_internal._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', p_name), '42704');
     END IF;
     RETURN s;
 END $$;
 
-CREATE FUNCTION stream._check_retention(p_hours int) RETURNS void
+CREATE FUNCTION stream_internal._check_retention(p_hours int) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF p_hours IS NULL THEN
-        PERFORM stream._raise('ValidationException', '1 validation error detected: Value null at ''retentionPeriodHours'' failed to satisfy constraint: Member must not be null', '22004');
+        PERFORM stream_internal._raise('ValidationException', '1 validation error detected: Value null at ''retentionPeriodHours'' failed to satisfy constraint: Member must not be null', '22004');
     ELSIF p_hours < 1 THEN      -- the member's range (Coral), before the service's own limits
-        PERFORM stream._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''retentionPeriodHours'' failed to satisfy constraint: Member must have value greater than or equal to 1', p_hours));
+        PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''retentionPeriodHours'' failed to satisfy constraint: Member must have value greater than or equal to 1', p_hours));
     ELSIF p_hours < 24 THEN
-        PERFORM stream._raise('InvalidArgumentException', format('Minimum allowed retention period is 24 hours. Requested retention period (%s hours) is too short.', p_hours));
+        PERFORM stream_internal._raise('InvalidArgumentException', format('Minimum allowed retention period is 24 hours. Requested retention period (%s hours) is too short.', p_hours));
     ELSIF p_hours > 8760 THEN
-        PERFORM stream._raise('InvalidArgumentException', format('Maximum allowed retention period is 8760 hours. Requested retention period (%s hours) is too long.', p_hours));
+        PERFORM stream_internal._raise('InvalidArgumentException', format('Maximum allowed retention period is 8760 hours. Requested retention period (%s hours) is too long.', p_hours));
     END IF;
 END $$;
 
@@ -178,7 +184,7 @@ END $$;
 -- whereas CREATE TABLE ... PARTITION OF needs ACCESS EXCLUSIVE on the parent
 -- and would wait for every open transaction that has read the stream table.
 -- The CHECK constraint proves the partition bound, so ATTACH scans nothing.
-CREATE FUNCTION stream._add_chunk(s stream.streams, k bigint) RETURNS int
+CREATE FUNCTION stream_internal._add_chunk(s stream.streams, k bigint) RETURNS int
 LANGUAGE plpgsql STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     chunk text := format('s%s_%s', s.stream_id, k);
@@ -187,7 +193,7 @@ DECLARE
 BEGIN
     -- hour buckets are 31 bits (sequence numbers are bucket << 32)
     IF k < 0 OR k >= (1::bigint << 31) / s.chunk_hours - 1 THEN
-        PERFORM stream._raise('InvalidArgumentException', format('chunk %s is outside the sequence number range', k));
+        PERFORM stream_internal._raise('InvalidArgumentException', format('chunk %s is outside the sequence number range', k));
     END IF;
     lo := (k * s.chunk_hours) << 32;
     hi := ((k + 1) * s.chunk_hours) << 32;
@@ -208,7 +214,7 @@ END $$;
 -- exist.  Never waits: if another maintainer (or a producer making its own
 -- chunk, see _add_chunk_for_put) holds the parent's SHARE UPDATE EXCLUSIVE
 -- lock, which serialises chunk creation, this round makes nothing.
-CREATE FUNCTION stream._make_chunks(s stream.streams) RETURNS int
+CREATE FUNCTION stream_internal._make_chunks(s stream.streams) RETURNS int
 LANGUAGE plpgsql STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     k bigint;
@@ -231,7 +237,7 @@ BEGIN
                 END;
                 locked := true;
             END IF;
-            made := made + stream._add_chunk(s, k);
+            made := made + stream_internal._add_chunk(s, k);
         END IF;
         k := k + 1;
     END LOOP;
@@ -246,7 +252,7 @@ END $$;
 -- sequence numbers are handed out in; waits for the parent's SHARE UPDATE
 -- EXCLUSIVE lock, which only chunk creation, VACUUM/ANALYZE of the parent
 -- and DDL take, never readers or producers.
-CREATE FUNCTION stream._add_chunk_for_put(p_stream_id int, k bigint) RETURNS int
+CREATE FUNCTION stream_internal._add_chunk_for_put(p_stream_id int, k bigint) RETURNS int
 LANGUAGE plpgsql STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     s stream.streams;
@@ -262,7 +268,7 @@ BEGIN
         RETURN 0;
     END IF;
     EXECUTE format('LOCK TABLE ONLY stream_data.%I IN SHARE UPDATE EXCLUSIVE MODE', 's' || s.stream_id);
-    RETURN stream._add_chunk(s, k);
+    RETURN stream_internal._add_chunk(s, k);
 END $$;
 
 -- Drop the chunks whose every record is past retention, one by one, never
@@ -272,7 +278,7 @@ END $$;
 -- while a reader holds the parent (an open transaction that read the
 -- stream table) an unlocked expired chunk is emptied with TRUNCATE, which
 -- needs the chunk's lock only, and dropped in a later round.
-CREATE FUNCTION stream._trim_chunks(s stream.streams, OUT dropped int, OUT emptied int)
+CREATE FUNCTION stream_internal._trim_chunks(s stream.streams, OUT dropped int, OUT emptied int)
 LANGUAGE plpgsql STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     p_stream_id int := s.stream_id;
@@ -325,7 +331,7 @@ END $$;
 
 -- One stream's maintenance: the unit the background worker runs in a
 -- transaction of its own, one stream after the other.
-CREATE FUNCTION stream._maintain_stream(p_stream_id int, OUT stream_name text, OUT chunks_created int,
+CREATE FUNCTION stream_internal._maintain_stream(p_stream_id int, OUT stream_name text, OUT chunks_created int,
                                         OUT chunks_dropped int, OUT chunks_emptied int)
 LANGUAGE plpgsql STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp SET lock_timeout = '1s' AS $$
@@ -342,12 +348,12 @@ BEGIN
     chunks_emptied := 0;
     -- a lock wait over lock_timeout (a catalog or index lock) skips that part only
     BEGIN
-        chunks_created := stream._make_chunks(s);
+        chunks_created := stream_internal._make_chunks(s);
     EXCEPTION WHEN lock_not_available THEN
         RAISE WARNING 'stream %: chunk creation skipped this round: %', s.stream_name, SQLERRM;
     END;
     BEGIN
-        SELECT t.dropped, t.emptied INTO chunks_dropped, chunks_emptied FROM stream._trim_chunks(s) t;
+        SELECT t.dropped, t.emptied INTO chunks_dropped, chunks_emptied FROM stream_internal._trim_chunks(s) t;
     EXCEPTION WHEN lock_not_available THEN
         RAISE WARNING 'stream %: trimming skipped this round: %', s.stream_name, SQLERRM;
     END;
@@ -363,7 +369,7 @@ END $$;
 CREATE FUNCTION stream.run_maintenance()
 RETURNS TABLE(stream_name text, chunks_created int, chunks_dropped int, chunks_emptied int)
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT m.* FROM stream.streams st, LATERAL stream._maintain_stream(st.stream_id) m
+    SELECT m.* FROM stream.streams st, LATERAL stream_internal._maintain_stream(st.stream_id) m
      WHERE m.stream_name IS NOT NULL
      ORDER BY st.stream_id
 $$;
@@ -377,7 +383,7 @@ $$;
 -- table) must not INSERT rows itself, with sequence numbers, sizes and
 -- arrival times of its choosing.  The table's owner (the extension, and a
 -- superuser restoring a dump) still may.
-CREATE FUNCTION stream._refuse_direct_write() RETURNS trigger
+CREATE FUNCTION stream_internal._refuse_direct_write() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF NOT pg_has_role(current_user, (SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
@@ -389,7 +395,7 @@ BEGIN
 END $$;
 
 -- The partitioned table of a stream's records (chunks are its partitions).
-CREATE FUNCTION stream._create_stream_table(p_stream_id int, p_comment text) RETURNS void
+CREATE FUNCTION stream_internal._create_stream_table(p_stream_id int, p_comment text) RETURNS void
 LANGUAGE plpgsql STRICT SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     EXECUTE format('CREATE TABLE stream_data.%I ('
@@ -399,9 +405,9 @@ BEGIN
     EXECUTE format('COMMENT ON TABLE stream_data.%I IS %L', 's' || p_stream_id, p_comment);
     -- cloned onto every chunk as it is attached
     EXECUTE format('CREATE TRIGGER records_only_through_put BEFORE INSERT OR UPDATE ON stream_data.%I '
-                   'FOR EACH ROW EXECUTE FUNCTION stream._refuse_direct_write()', 's' || p_stream_id);
+                   'FOR EACH ROW EXECUTE FUNCTION stream_internal._refuse_direct_write()', 's' || p_stream_id);
 END $$;
-REVOKE ALL ON FUNCTION stream._create_stream_table(int, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION stream_internal._create_stream_table(int, text) FROM PUBLIC;
 
 CREATE FUNCTION stream.create_stream(stream_name text, shard_count int, retention_hours int DEFAULT 24)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -412,18 +418,18 @@ DECLARE
     v_now timestamptz := clock_timestamp();
     v_start bigint;
 BEGIN
-    PERFORM stream._check_name(stream_name, 'streamName', 128);
+    PERFORM stream_internal._check_name(stream_name, 'streamName', 128);
     IF shard_count IS NULL THEN
-        PERFORM stream._raise('ValidationException', '1 validation error detected: Value null at ''shardCount'' failed to satisfy constraint: Member must not be null', '22004');
+        PERFORM stream_internal._raise('ValidationException', '1 validation error detected: Value null at ''shardCount'' failed to satisfy constraint: Member must not be null', '22004');
     ELSIF shard_count < 1 THEN
-        PERFORM stream._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''shardCount'' failed to satisfy constraint: Member must have value greater than or equal to 1', shard_count));
+        PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''shardCount'' failed to satisfy constraint: Member must have value greater than or equal to 1', shard_count));
     ELSIF shard_count > 10000 THEN
-        PERFORM stream._raise('LimitExceededException', format('This request would exceed the shard limit for the account 000000000000 in local. Current shard count for the account: %s. Limit: 10000. Number of additional shards that would have resulted from this request: %s.',
+        PERFORM stream_internal._raise('LimitExceededException', format('This request would exceed the shard limit for the account 000000000000 in local. Current shard count for the account: %s. Limit: 10000. Number of additional shards that would have resulted from this request: %s.',
             (SELECT count(*) FROM stream.shards WHERE ending_seq IS NULL), shard_count), '54000');
     END IF;
-    PERFORM stream._check_retention(retention_hours);
+    PERFORM stream_internal._check_retention(retention_hours);
     IF EXISTS (SELECT 1 FROM stream.streams s WHERE s.stream_name = create_stream.stream_name) THEN
-        PERFORM stream._raise('ResourceInUseException', format('Stream %s under account 000000000000 already exists.', stream_name), '42710');
+        PERFORM stream_internal._raise('ResourceInUseException', format('Stream %s under account 000000000000 already exists.', stream_name), '42710');
     END IF;
 
     BEGIN
@@ -432,7 +438,7 @@ BEGIN
                 greatest(1, create_stream.retention_hours / 24), v_now, shard_count)
         RETURNING stream_id INTO v_id;
     EXCEPTION WHEN unique_violation THEN
-        PERFORM stream._raise('ResourceInUseException', format('Stream %s under account 000000000000 already exists.', stream_name), '42710');
+        PERFORM stream_internal._raise('ResourceInUseException', format('Stream %s under account 000000000000 already exists.', stream_name), '42710');
     END;
 
     -- Kinesis' initial split: shard i owns [i*w, (i+1)*w - 1], w = floor(2^128 / N)
@@ -444,10 +450,10 @@ BEGIN
            v_start, v_now
       FROM generate_series(0, shard_count - 1) AS i;
 
-    PERFORM stream._create_stream_table(v_id, 'records of stream ' || stream_name);
-    PERFORM stream._make_chunks(x) FROM stream.streams x WHERE x.stream_id = v_id;
-    PERFORM stream._catalog_changed();
-    PERFORM stream._wake_worker();
+    PERFORM stream_internal._create_stream_table(v_id, 'records of stream ' || stream_name);
+    PERFORM stream_internal._make_chunks(x) FROM stream.streams x WHERE x.stream_id = v_id;
+    PERFORM stream_internal._catalog_changed();
+    PERFORM stream_internal._wake_worker();
 END $$;
 
 -- Like Kinesis, refuses (ResourceInUseException) while consumers are
@@ -460,7 +466,7 @@ CREATE FUNCTION stream.delete_stream(stream_name text, enforce_consumer_deletion
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    s stream.streams := stream._stream(stream_name);
+    s stream.streams := stream_internal._stream(stream_name);
     v_consumers text;
     v_apps text;
     v_delivery text;
@@ -470,7 +476,7 @@ BEGIN
     -- creating a delivery stream lock the row too: none can slip in
     PERFORM 1 FROM stream.streams st WHERE st.stream_id = s.stream_id FOR UPDATE;
     IF NOT FOUND THEN       -- deleted meanwhile
-        PERFORM stream._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', s.stream_name), '42704');
+        PERFORM stream_internal._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', s.stream_name), '42704');
     END IF;
     SELECT string_agg(c.consumer_name, ', ' ORDER BY c.consumer_name) INTO v_consumers
       FROM stream.stream_consumers c WHERE c.stream_id = s.stream_id;
@@ -492,22 +498,22 @@ BEGIN
               WHERE x.source_stream_id = s.stream_id AND x.delivery_stream_type = 'KinesisStreamAsSource'
               ORDER BY x.delivery_stream_id LOOP
         -- waits for a delivery of it that is under way (src/locktag.h)
-        PERFORM stream._xact_lock('delivery_unit', d.delivery_stream_id);
+        PERFORM stream_internal._xact_lock('delivery_unit', d.delivery_stream_id);
         DELETE FROM stream.delivery_streams WHERE delivery_stream_id = d.delivery_stream_id;
         RAISE NOTICE 'delivery stream % read stream % and was deleted with it', d.delivery_stream_name, s.stream_name;
     END LOOP;
     EXECUTE format('DROP TABLE stream_data.%I', 's' || s.stream_id);
     -- registered consumers, applications, leases and shards go with the row (ON DELETE CASCADE)
     DELETE FROM stream.streams WHERE stream_id = s.stream_id;
-    PERFORM stream._forget_stream(s.stream_id);
-    PERFORM stream._catalog_changed();
+    PERFORM stream_internal._forget_stream(s.stream_id);
+    PERFORM stream_internal._catalog_changed();
 END $$;
 
 CREATE FUNCTION stream.list_streams()
 RETURNS TABLE(stream_name text, stream_arn text, stream_status text, stream_mode text,
               stream_creation_timestamp timestamptz)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT s.stream_name, stream._arn(s.stream_name), s.stream_status, s.stream_mode, s.created_at
+    SELECT s.stream_name, stream_internal._arn(s.stream_name), s.stream_status, s.stream_mode, s.created_at
       FROM stream.streams s
      WHERE s.stream_mode <> 'FIREHOSE_DIRECT_PUT'     -- internal buffers of delivery streams
      ORDER BY s.stream_name
@@ -522,15 +528,15 @@ DECLARE
     s stream.streams;
 BEGIN
     IF list_shards.stream_name IS NULL THEN     -- ListShards takes StreamName or NextToken
-        PERFORM stream._raise('InvalidArgumentException', 'Either NextToken or StreamName should be provided.');
+        PERFORM stream_internal._raise('InvalidArgumentException', 'Either NextToken or StreamName should be provided.');
     END IF;
-    s := stream._stream(list_shards.stream_name);
+    s := stream_internal._stream(list_shards.stream_name);
     RETURN QUERY
-    SELECT stream._shard_id(sh.shard_index), stream._shard_id(sh.parent_shard_index),
-           stream._shard_id(sh.adjacent_parent_shard_index),
+    SELECT stream_internal._shard_id(sh.shard_index), stream_internal._shard_id(sh.parent_shard_index),
+           stream_internal._shard_id(sh.adjacent_parent_shard_index),
            sh.starting_hash_key, sh.ending_hash_key,
-           stream._sequence_text(s.stream_id, sh.shard_index, sh.starting_seq),
-           stream._sequence_text(s.stream_id, sh.shard_index, sh.ending_seq)
+           stream_internal._sequence_text(s.stream_id, sh.shard_index, sh.starting_seq),
+           stream_internal._sequence_text(s.stream_id, sh.shard_index, sh.ending_seq)
       FROM stream.shards sh
      WHERE sh.stream_id = s.stream_id
      ORDER BY sh.shard_index;
@@ -539,11 +545,11 @@ END $$;
 CREATE FUNCTION stream.describe_stream(stream_name text) RETURNS jsonb
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    s stream.streams := stream._stream(stream_name);
+    s stream.streams := stream_internal._stream(stream_name);
 BEGIN
     RETURN jsonb_build_object(
         'StreamName', s.stream_name,
-        'StreamARN', stream._arn(s.stream_name),
+        'StreamARN', stream_internal._arn(s.stream_name),
         'StreamStatus', s.stream_status,
         'StreamModeDetails', jsonb_build_object('StreamMode', s.stream_mode),
         'Shards', coalesce((
@@ -567,11 +573,11 @@ END $$;
 CREATE FUNCTION stream.describe_stream_summary(stream_name text) RETURNS jsonb
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    s stream.streams := stream._stream(stream_name);
+    s stream.streams := stream_internal._stream(stream_name);
 BEGIN
     RETURN jsonb_build_object(
         'StreamName', s.stream_name,
-        'StreamARN', stream._arn(s.stream_name),
+        'StreamARN', stream_internal._arn(s.stream_name),
         'StreamStatus', s.stream_status,
         'StreamModeDetails', jsonb_build_object('StreamMode', s.stream_mode),
         'RetentionPeriodHours', s.retention_hours,
@@ -585,82 +591,82 @@ BEGIN
 END $$;
 
 -- Change a stream's retention; p_increase says which way it may move.
-CREATE FUNCTION stream._set_retention(p_stream text, p_hours int, p_increase bool)
+CREATE FUNCTION stream_internal._set_retention(p_stream text, p_hours int, p_increase bool)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    s stream.streams := stream._stream(p_stream);
+    s stream.streams := stream_internal._stream(p_stream);
 BEGIN
-    PERFORM stream._check_retention(p_hours);
+    PERFORM stream_internal._check_retention(p_hours);
     IF p_increase AND p_hours < s.retention_hours THEN
-        PERFORM stream._raise('InvalidArgumentException', format('Requested retention period (%s hours) for stream %s can not be shorter than existing retention period (%s hours). Use DecreaseRetentionPeriod API.',
+        PERFORM stream_internal._raise('InvalidArgumentException', format('Requested retention period (%s hours) for stream %s can not be shorter than existing retention period (%s hours). Use DecreaseRetentionPeriod API.',
             p_hours, s.stream_name, s.retention_hours));
     ELSIF NOT p_increase AND p_hours > s.retention_hours THEN
-        PERFORM stream._raise('InvalidArgumentException', format('Requested retention period (%s hours) for stream %s can not be longer than existing retention period (%s hours). Use IncreaseRetentionPeriod API.',
+        PERFORM stream_internal._raise('InvalidArgumentException', format('Requested retention period (%s hours) for stream %s can not be longer than existing retention period (%s hours). Use IncreaseRetentionPeriod API.',
             p_hours, s.stream_name, s.retention_hours));
     END IF;
     UPDATE stream.streams SET retention_hours = p_hours WHERE stream_id = s.stream_id;
-    PERFORM stream._catalog_changed();
+    PERFORM stream_internal._catalog_changed();
 END $$;
 
 CREATE FUNCTION stream.increase_stream_retention_period(stream_name text, retention_period_hours int)
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT stream._set_retention(stream_name, retention_period_hours, true) $$;
+AS $$ SELECT stream_internal._set_retention(stream_name, retention_period_hours, true) $$;
 
 CREATE FUNCTION stream.decrease_stream_retention_period(stream_name text, retention_period_hours int)
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT stream._set_retention(stream_name, retention_period_hours, false) $$;
+AS $$ SELECT stream_internal._set_retention(stream_name, retention_period_hours, false) $$;
 
 -- The name of a role given as regrole: NULL and OIDs of no role are refused
 -- here, not by the GRANT built from it.
-CREATE FUNCTION stream._role_name(p_role regrole) RETURNS name
+CREATE FUNCTION stream_internal._role_name(p_role regrole) RETURNS name
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_name name;
 BEGIN
     IF p_role IS NULL THEN
-        PERFORM stream._raise('ValidationException', '1 validation error detected: Value null at ''role'' failed to satisfy constraint: Member must not be null', '22004');
+        PERFORM stream_internal._raise('ValidationException', '1 validation error detected: Value null at ''role'' failed to satisfy constraint: Member must not be null', '22004');
     END IF;
     SELECT rolname INTO v_name FROM pg_roles WHERE oid = p_role;
     IF NOT FOUND THEN
-        PERFORM stream._raise('InvalidArgumentException', format('role with OID %s does not exist', p_role::oid), '42704');
+        PERFORM stream_internal._raise('InvalidArgumentException', format('role with OID %s does not exist', p_role::oid), '42704');
     END IF;
     RETURN v_name;
 END $$;
 
 -- Per-stream privileges: 'read' (get_shard_iterator, get_records),
 -- 'write' (put_record, put_records) or 'read_write'.
-CREATE FUNCTION stream._stream_access(p_grant bool, p_stream text, p_role regrole, p_access text)
+CREATE FUNCTION stream_internal._stream_access(p_grant bool, p_stream text, p_role regrole, p_access text)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    s stream.streams := stream._stream(p_stream);
+    s stream.streams := stream_internal._stream(p_stream);
     privs text := CASE p_access WHEN 'read' THEN 'SELECT' WHEN 'write' THEN 'INSERT'
                                 WHEN 'read_write' THEN 'SELECT, INSERT' END;
 BEGIN
     IF p_grant IS NULL THEN
-        PERFORM stream._raise('ValidationException', '1 validation error detected: Value null at ''grant'' failed to satisfy constraint: Member must not be null', '22004');
+        PERFORM stream_internal._raise('ValidationException', '1 validation error detected: Value null at ''grant'' failed to satisfy constraint: Member must not be null', '22004');
     ELSIF p_access IS NULL THEN
-        PERFORM stream._raise('ValidationException', '1 validation error detected: Value null at ''access'' failed to satisfy constraint: Member must not be null', '22004');
+        PERFORM stream_internal._raise('ValidationException', '1 validation error detected: Value null at ''access'' failed to satisfy constraint: Member must not be null', '22004');
     ELSIF privs IS NULL THEN
-        PERFORM stream._raise('InvalidArgumentException', format('access must be ''read'', ''write'' or ''read_write'', not %L', p_access));
+        PERFORM stream_internal._raise('InvalidArgumentException', format('access must be ''read'', ''write'' or ''read_write'', not %L', p_access));
     END IF;
     EXECUTE format(CASE WHEN p_grant THEN 'GRANT %s ON stream_data.%I TO %I' ELSE 'REVOKE %s ON stream_data.%I FROM %I' END,
-                   privs, 's' || s.stream_id, stream._role_name(p_role));
+                   privs, 's' || s.stream_id, stream_internal._role_name(p_role));
 END $$;
 
 CREATE FUNCTION stream.grant_stream_access(stream_name text, role regrole, access text DEFAULT 'read')
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT stream._stream_access(true, stream_name, role, access) $$;
+AS $$ SELECT stream_internal._stream_access(true, stream_name, role, access) $$;
 
 CREATE FUNCTION stream.revoke_stream_access(stream_name text, role regrole, access text DEFAULT 'read_write')
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT stream._stream_access(false, stream_name, role, access) $$;
+AS $$ SELECT stream_internal._stream_access(false, stream_name, role, access) $$;
 
 -- Managing streams is for administrators; they grant it on as they see fit.
 REVOKE ALL ON FUNCTION stream.create_stream(text, int, int), stream.delete_stream(text, boolean),
     stream.increase_stream_retention_period(text, int), stream.decrease_stream_retention_period(text, int),
     stream.grant_stream_access(text, regrole, text), stream.revoke_stream_access(text, regrole, text),
-    stream.run_maintenance(), stream._make_chunks(stream.streams), stream._trim_chunks(stream.streams),
-    stream._add_chunk(stream.streams, bigint), stream._add_chunk_for_put(int, bigint), stream._maintain_stream(int),
-    stream._set_retention(text, int, bool), stream._stream_access(bool, text, regrole, text) FROM PUBLIC;
+    stream.run_maintenance(), stream_internal._make_chunks(stream.streams), stream_internal._trim_chunks(stream.streams),
+    stream_internal._add_chunk(stream.streams, bigint), stream_internal._add_chunk_for_put(int, bigint), stream_internal._maintain_stream(int),
+    stream_internal._set_retention(text, int, bool), stream_internal._stream_access(bool, text, regrole, text) FROM PUBLIC;
 -- helpers only the SECURITY DEFINER functions above call (and 40_delivery.sql's, also SECURITY DEFINER)
-REVOKE ALL ON FUNCTION stream._check_retention(int), stream._role_name(regrole) FROM PUBLIC;
+REVOKE ALL ON FUNCTION stream_internal._check_retention(int), stream_internal._role_name(regrole) FROM PUBLIC;

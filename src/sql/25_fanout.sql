@@ -11,63 +11,63 @@ CREATE TABLE stream.stream_consumers (
 );
 SELECT pg_catalog.pg_extension_config_dump('stream.stream_consumers', '');
 ALTER TABLE stream.stream_consumers ENABLE ROW LEVEL SECURITY;
-CREATE POLICY consumers_by_stream ON stream.stream_consumers USING (stream._can_read(stream_id));
+CREATE POLICY consumers_by_stream ON stream.stream_consumers USING (stream_internal._can_read(stream_id));
 GRANT SELECT, INSERT, UPDATE, DELETE ON stream.stream_consumers TO PUBLIC;
 
 -- At most 20 consumers per stream, also for rows inserted directly (the
 -- count must see every row, whatever the inserting role may read).
-CREATE FUNCTION stream._consumer_limit() RETURNS trigger
+CREATE FUNCTION stream_internal._consumer_limit() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM stream._xact_lock('consumers', NEW.stream_id);
+    PERFORM stream_internal._xact_lock('consumers', NEW.stream_id);
     IF (SELECT count(*) FROM stream.stream_consumers c WHERE c.stream_id = NEW.stream_id) >= 20 THEN
-        PERFORM stream._raise('LimitExceededException', format('Stream %s under account 000000000000 already has the maximum of 20 registered consumers.',
+        PERFORM stream_internal._raise('LimitExceededException', format('Stream %s under account 000000000000 already has the maximum of 20 registered consumers.',
                               (SELECT stream_name FROM stream.streams s WHERE s.stream_id = NEW.stream_id)), '54000');
     END IF;
     RETURN NEW;
 END $$;
 CREATE TRIGGER consumer_limit BEFORE INSERT ON stream.stream_consumers
-    FOR EACH ROW EXECUTE FUNCTION stream._consumer_limit();
+    FOR EACH ROW EXECUTE FUNCTION stream_internal._consumer_limit();
 
-CREATE FUNCTION stream._consumer_json(s stream.streams, c stream.stream_consumers) RETURNS jsonb
+CREATE FUNCTION stream_internal._consumer_json(s stream.streams, c stream.stream_consumers) RETURNS jsonb
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT jsonb_build_object(
         'ConsumerName', c.consumer_name,
-        'ConsumerARN', stream._arn(s.stream_name) || '/consumer/' || c.consumer_name || ':'
+        'ConsumerARN', stream_internal._arn(s.stream_name) || '/consumer/' || c.consumer_name || ':'
                        || floor(extract(epoch FROM c.created_at))::bigint,
         'ConsumerStatus', c.consumer_status,
         'ConsumerCreationTimestamp', round(extract(epoch FROM c.created_at), 3),
-        'StreamARN', stream._arn(s.stream_name))
+        'StreamARN', stream_internal._arn(s.stream_name))
 $$;
 
 CREATE FUNCTION stream.register_stream_consumer(stream_name text, consumer_name text) RETURNS jsonb
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    s stream.streams := stream._stream(stream_name);
+    s stream.streams := stream_internal._stream(stream_name);
     c stream.stream_consumers;
 BEGIN
     IF consumer_name IS NULL OR consumer_name !~ '^[a-zA-Z0-9_.-]{1,128}$' THEN
-        PERFORM stream._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''consumerName'' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+', consumer_name));
+        PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''consumerName'' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+', consumer_name));
     END IF;
-    PERFORM stream._require_read(s);
+    PERFORM stream_internal._require_read(s);
     -- the limit of 20 consumers is enforced by the consumer_limit trigger
     BEGIN
         INSERT INTO stream.stream_consumers (stream_id, consumer_name) VALUES (s.stream_id, consumer_name)
         RETURNING * INTO c;
     EXCEPTION WHEN unique_violation THEN
-        PERFORM stream._raise('ResourceInUseException', format('Consumer %s under stream %s already exists for account 000000000000.', consumer_name, s.stream_name), '42710');
+        PERFORM stream_internal._raise('ResourceInUseException', format('Consumer %s under stream %s already exists for account 000000000000.', consumer_name, s.stream_name), '42710');
     END;
-    RETURN stream._consumer_json(s, c);
+    RETURN stream_internal._consumer_json(s, c);
 END $$;
 
 CREATE FUNCTION stream.deregister_stream_consumer(stream_name text, consumer_name text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    s stream.streams := stream._stream(stream_name);
+    s stream.streams := stream_internal._stream(stream_name);
 BEGIN
     DELETE FROM stream.stream_consumers c WHERE c.stream_id = s.stream_id AND c.consumer_name = deregister_stream_consumer.consumer_name;
     IF NOT FOUND THEN
-        PERFORM stream._raise('ResourceNotFoundException', format('Consumer %s under stream %s under account 000000000000 not found.', consumer_name, s.stream_name), '42704');
+        PERFORM stream_internal._raise('ResourceNotFoundException', format('Consumer %s under stream %s under account 000000000000 not found.', consumer_name, s.stream_name), '42704');
     END IF;
 END $$;
 
@@ -75,25 +75,25 @@ CREATE FUNCTION stream.list_stream_consumers(stream_name text)
 RETURNS TABLE(consumer_name text, consumer_arn text, consumer_status text, consumer_creation_timestamp timestamptz)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    s stream.streams := stream._stream(stream_name);
+    s stream.streams := stream_internal._stream(stream_name);
 BEGIN
     RETURN QUERY
-    SELECT c.consumer_name, stream._consumer_json(s, c) ->> 'ConsumerARN', c.consumer_status, c.created_at
+    SELECT c.consumer_name, stream_internal._consumer_json(s, c) ->> 'ConsumerARN', c.consumer_status, c.created_at
       FROM stream.stream_consumers c WHERE c.stream_id = s.stream_id ORDER BY c.consumer_name;
 END $$;
 
 CREATE FUNCTION stream.describe_stream_consumer(stream_name text, consumer_name text) RETURNS jsonb
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    s stream.streams := stream._stream(stream_name);
+    s stream.streams := stream_internal._stream(stream_name);
     c stream.stream_consumers;
 BEGIN
     SELECT * INTO c FROM stream.stream_consumers x
      WHERE x.stream_id = s.stream_id AND x.consumer_name = describe_stream_consumer.consumer_name;
     IF NOT FOUND THEN
-        PERFORM stream._raise('ResourceNotFoundException', format('Consumer %s under stream %s under account 000000000000 not found.', consumer_name, s.stream_name), '42704');
+        PERFORM stream_internal._raise('ResourceNotFoundException', format('Consumer %s under stream %s under account 000000000000 not found.', consumer_name, s.stream_name), '42704');
     END IF;
-    RETURN stream._consumer_json(s, c);
+    RETURN stream_internal._consumer_json(s, c);
 END $$;
 
 -- Waits inside the server until records are committed to the shard (woken
@@ -117,15 +117,15 @@ CREATE FUNCTION stream.subscribe_to_shard(stream_name text, consumer_name text, 
 
 CREATE FUNCTION stream.notification_channel(stream_name text) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT 'stream_' || (stream._stream(stream_name)).stream_id $$;
+AS $$ SELECT 'stream_' || (stream_internal._stream(stream_name)).stream_id $$;
 
 CREATE FUNCTION stream.enable_stream_notifications(stream_name text, enabled bool DEFAULT true)
 RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    s stream.streams := stream._stream(stream_name);
+    s stream.streams := stream_internal._stream(stream_name);
 BEGIN
     UPDATE stream.streams SET notify = coalesce(enabled, false) WHERE stream_id = s.stream_id;
-    PERFORM stream._catalog_changed();
+    PERFORM stream_internal._catalog_changed();
     RETURN 'stream_' || s.stream_id;
 END $$;
 REVOKE ALL ON FUNCTION stream.enable_stream_notifications(text, bool) FROM PUBLIC;

@@ -135,45 +135,45 @@ CREATE FUNCTION stream.flush_delivery_stream(delivery_stream_name text, timeout_
     RETURNS bool
     AS 'MODULE_PATHNAME', 'stream_flush_delivery_stream' LANGUAGE C VOLATILE;
 
-CREATE FUNCTION stream._delivery_buffer(delivery_stream_id int,
+CREATE FUNCTION stream_internal._delivery_buffer(delivery_stream_id int,
                                         OUT buffered_records bigint, OUT buffered_bytes bigint,
                                         OUT oldest_buffered timestamptz)
     RETURNS SETOF record
     AS 'MODULE_PATHNAME', 'stream_delivery_buffer' LANGUAGE C VOLATILE STRICT ROWS 1
     -- reads the delivery catalog, which only its owner may: the status view calls it for any role
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-CREATE FUNCTION stream._delivery_stable_seq(stream_id int, shard_index int) RETURNS bigint
+CREATE FUNCTION stream_internal._delivery_stable_seq(stream_id int, shard_index int) RETURNS bigint
     AS 'MODULE_PATHNAME', 'stream_delivery_stable_seq' LANGUAGE C VOLATILE STRICT;
-CREATE FUNCTION stream._delivery_validate(prefix text, error_output_prefix text, backup_prefix text,
+CREATE FUNCTION stream_internal._delivery_validate(prefix text, error_output_prefix text, backup_prefix text,
                                           partition_keys text[], has_transform bool) RETURNS void
     AS 'MODULE_PATHNAME', 'stream_delivery_validate' LANGUAGE C VOLATILE;
-CREATE FUNCTION stream._delivery_check_keys(partition_key_queries jsonb) RETURNS void
+CREATE FUNCTION stream_internal._delivery_check_keys(partition_key_queries jsonb) RETURNS void
     AS 'MODULE_PATHNAME', 'stream_delivery_check_keys' LANGUAGE C STABLE STRICT;
-CREATE FUNCTION stream._delivery_check_destination(destination text) RETURNS void
+CREATE FUNCTION stream_internal._delivery_check_destination(destination text) RETURNS void
     AS 'MODULE_PATHNAME', 'stream_delivery_check_destination' LANGUAGE C VOLATILE STRICT;
-REVOKE ALL ON FUNCTION stream._delivery_check_keys(jsonb), stream._delivery_check_destination(text) FROM PUBLIC;
-CREATE FUNCTION stream._delivery_invoker() RETURNS oid
+REVOKE ALL ON FUNCTION stream_internal._delivery_check_keys(jsonb), stream_internal._delivery_check_destination(text) FROM PUBLIC;
+CREATE FUNCTION stream_internal._delivery_invoker() RETURNS oid
     AS 'MODULE_PATHNAME', 'stream_delivery_invoker' LANGUAGE C STABLE;
-REVOKE ALL ON FUNCTION stream._delivery_stable_seq(int, int), stream._delivery_validate(text, text, text, text[], bool)
+REVOKE ALL ON FUNCTION stream_internal._delivery_stable_seq(int, int), stream_internal._delivery_validate(text, text, text, text[], bool)
     FROM PUBLIC;
 
 ---------------------------------------------------------------------------
 -- Control plane
 ---------------------------------------------------------------------------
 
-CREATE FUNCTION stream._delivery_arn(name text) RETURNS text
+CREATE FUNCTION stream_internal._delivery_arn(name text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
 AS $$ SELECT 'arn:aws:firehose:local:000000000000:deliverystream/' || name $$;
 
-CREATE FUNCTION stream._delivery_stream(p_name text) RETURNS stream.delivery_streams
+CREATE FUNCTION stream_internal._delivery_stream(p_name text) RETURNS stream.delivery_streams
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     d stream.delivery_streams;
 BEGIN
-    PERFORM stream._check_name(p_name, 'deliveryStreamName', 64);
+    PERFORM stream_internal._check_name(p_name, 'deliveryStreamName', 64);
     SELECT * INTO d FROM stream.delivery_streams WHERE delivery_stream_name = p_name;
     IF NOT FOUND THEN
-        PERFORM stream._raise('ResourceNotFoundException', format('Firehose %s under account 000000000000 not found.', p_name), '42704');
+        PERFORM stream_internal._raise('ResourceNotFoundException', format('Firehose %s under account 000000000000 not found.', p_name), '42704');
     END IF;
     RETURN d;
 END $$;
@@ -196,7 +196,7 @@ CREATE FUNCTION stream.create_delivery_stream(
     starting_position       text DEFAULT 'LATEST')
 RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_invoker oid := stream._delivery_invoker();
+    v_invoker oid := stream_internal._delivery_invoker();
     v_src stream.streams;
     v_stream_id int;
     v_id int;
@@ -209,118 +209,118 @@ DECLARE
     v_restype oid := 'stream.firehose_result'::regtype;
 BEGIN
     IF delivery_stream_name IS NULL THEN
-        PERFORM stream._raise('ValidationException', '1 validation error detected: Value null at ''deliveryStreamName'' failed to satisfy constraint: Member must not be null', '22004');
+        PERFORM stream_internal._raise('ValidationException', '1 validation error detected: Value null at ''deliveryStreamName'' failed to satisfy constraint: Member must not be null', '22004');
     END IF;
     IF length(delivery_stream_name) < 1 OR length(delivery_stream_name) > 64 OR delivery_stream_name !~ '^[a-zA-Z0-9_.-]+$' THEN
-        PERFORM stream._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''deliveryStreamName'' failed to satisfy constraint: Member must have length less than or equal to 64 and satisfy regular expression pattern: [a-zA-Z0-9_.-]+', delivery_stream_name));
+        PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''deliveryStreamName'' failed to satisfy constraint: Member must have length less than or equal to 64 and satisfy regular expression pattern: [a-zA-Z0-9_.-]+', delivery_stream_name));
     END IF;
     IF EXISTS (SELECT 1 FROM stream.delivery_streams d WHERE d.delivery_stream_name = create_delivery_stream.delivery_stream_name) THEN
-        PERFORM stream._raise('ResourceInUseException', format('Firehose %s under account 000000000000 already exists.', delivery_stream_name), '42710');
+        PERFORM stream_internal._raise('ResourceInUseException', format('Firehose %s under account 000000000000 already exists.', delivery_stream_name), '42710');
     END IF;
 
     -- destination: exactly one of a directory and a table
     IF (destination IS NULL) = (destination_table IS NULL) THEN
-        PERFORM stream._raise('InvalidArgumentException', 'Specify exactly one of destination (a server directory) and destination_table.');
+        PERFORM stream_internal._raise('InvalidArgumentException', 'Specify exactly one of destination (a server directory) and destination_table.');
     END IF;
     IF destination IS NOT NULL THEN
         IF destination !~ '^/' OR destination ~ '(^|/)\.\.?(/|$)' THEN
-            PERFORM stream._raise('InvalidArgumentException', format('destination %L must be an absolute directory path without . or .. components', destination));
+            PERFORM stream_internal._raise('InvalidArgumentException', format('destination %L must be an absolute directory path without . or .. components', destination));
         END IF;
         destination := rtrim(destination, '/');
         IF destination = '' THEN
-            PERFORM stream._raise('InvalidArgumentException', 'destination must not be the root directory');
+            PERFORM stream_internal._raise('InvalidArgumentException', 'destination must not be the root directory');
         END IF;
         -- writing files on the server is for roles that may do so anyway
         IF NOT (SELECT rolsuper FROM pg_roles WHERE oid = v_invoker)
            AND NOT pg_has_role(v_invoker, 'pg_write_server_files', 'MEMBER') THEN
-            PERFORM stream._raise('AccessDeniedException', 'only superusers and members of pg_write_server_files may deliver to a server directory', '42501');
+            PERFORM stream_internal._raise('AccessDeniedException', 'only superusers and members of pg_write_server_files may deliver to a server directory', '42501');
         END IF;
     ELSE
         IF NOT has_table_privilege(v_invoker, destination_table, 'INSERT') THEN
-            PERFORM stream._raise('AccessDeniedException', format('permission denied to insert into %s', destination_table), '42501');
+            PERFORM stream_internal._raise('AccessDeniedException', format('permission denied to insert into %s', destination_table), '42501');
         END IF;
         SELECT format('%I.%I', n.nspname, c.relname) INTO v_table
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.oid = destination_table;
         IF v_schema IS NOT NULL THEN
-            PERFORM stream._raise('InvalidArgumentException', 'schema is taken from destination_table; do not give both');
+            PERFORM stream_internal._raise('InvalidArgumentException', 'schema is taken from destination_table; do not give both');
         END IF;
         IF prefix IS NOT NULL OR error_output_prefix IS NOT NULL OR partition_key_queries IS NOT NULL OR backup_prefix IS NOT NULL THEN
-            PERFORM stream._raise('InvalidArgumentException', 'a table destination takes no prefix, error_output_prefix, partition_key_queries or backup_prefix (failed records go to stream.delivery_errors)');
+            PERFORM stream_internal._raise('InvalidArgumentException', 'a table destination takes no prefix, error_output_prefix, partition_key_queries or backup_prefix (failed records go to stream.delivery_errors)');
         END IF;
         IF format IS DISTINCT FROM 'json' THEN
-            PERFORM stream._raise('InvalidArgumentException', 'a table destination reads JSON records (format ''json'')');
+            PERFORM stream_internal._raise('InvalidArgumentException', 'a table destination reads JSON records (format ''json'')');
         END IF;
     END IF;
 
     IF format IS NULL OR format NOT IN ('json', 'csv', 'parquet', 'raw') THEN
-        PERFORM stream._raise('InvalidArgumentException', format('format %L is not one of json, csv, parquet, raw', format));
+        PERFORM stream_internal._raise('InvalidArgumentException', format('format %L is not one of json, csv, parquet, raw', format));
     END IF;
     IF compression IS NULL OR compression NOT IN ('none', 'gzip', 'snappy', 'zstd') THEN
-        PERFORM stream._raise('InvalidArgumentException', format('compression %L is not one of none, gzip, snappy, zstd', compression));
+        PERFORM stream_internal._raise('InvalidArgumentException', format('compression %L is not one of none, gzip, snappy, zstd', compression));
     END IF;
     IF format IN ('csv', 'parquet') AND v_schema IS NULL THEN
-        PERFORM stream._raise('InvalidArgumentException', format('format %s needs a schema: a table or composite type whose columns define the output', format));
+        PERFORM stream_internal._raise('InvalidArgumentException', format('format %s needs a schema: a table or composite type whose columns define the output', format));
     END IF;
     IF format = 'raw' AND v_schema IS NOT NULL THEN
-        PERFORM stream._raise('InvalidArgumentException', 'format raw takes no schema');
+        PERFORM stream_internal._raise('InvalidArgumentException', 'format raw takes no schema');
     END IF;
     IF v_schema IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_type WHERE oid = v_schema AND typtype = 'c') THEN
-        PERFORM stream._raise('InvalidArgumentException', format('schema %s is not a table or composite type', v_schema));
+        PERFORM stream_internal._raise('InvalidArgumentException', format('schema %s is not a table or composite type', v_schema));
     END IF;
     IF buffer_size_mb IS NULL OR buffer_size_mb < 1 OR buffer_size_mb > 128 THEN
-        PERFORM stream._raise('InvalidArgumentException', format('BufferingHints.SizeInMBs must be between 1 and 128, got %s', coalesce(buffer_size_mb::text, 'null')));
+        PERFORM stream_internal._raise('InvalidArgumentException', format('BufferingHints.SizeInMBs must be between 1 and 128, got %s', coalesce(buffer_size_mb::text, 'null')));
     END IF;
     IF buffer_interval_seconds IS NULL OR buffer_interval_seconds < 0 OR buffer_interval_seconds > 900 THEN
-        PERFORM stream._raise('InvalidArgumentException', format('BufferingHints.IntervalInSeconds must be between 0 and 900, got %s', coalesce(buffer_interval_seconds::text, 'null')));
+        PERFORM stream_internal._raise('InvalidArgumentException', format('BufferingHints.IntervalInSeconds must be between 0 and 900, got %s', coalesce(buffer_interval_seconds::text, 'null')));
     END IF;
     IF starting_position IS NULL OR starting_position NOT IN ('LATEST', 'TRIM_HORIZON') THEN
-        PERFORM stream._raise('InvalidArgumentException', 'starting_position must be LATEST or TRIM_HORIZON');
+        PERFORM stream_internal._raise('InvalidArgumentException', 'starting_position must be LATEST or TRIM_HORIZON');
     END IF;
 
     -- dynamic partitioning
     IF partition_key_queries IS NOT NULL THEN
         IF jsonb_typeof(partition_key_queries) <> 'object' OR EXISTS (
                SELECT 1 FROM jsonb_each(partition_key_queries) e WHERE jsonb_typeof(e.value) <> 'string') THEN
-            PERFORM stream._raise('InvalidArgumentException', 'partition_key_queries must be a JSON object of key name to JSON path, e.g. {"customer_id": "$.customer_id"}');
+            PERFORM stream_internal._raise('InvalidArgumentException', 'partition_key_queries must be a JSON object of key name to JSON path, e.g. {"customer_id": "$.customer_id"}');
         END IF;
         SELECT array_agg(k ORDER BY k) INTO v_keys FROM jsonb_object_keys(partition_key_queries) k;
         -- queries: SQL/JSON paths, or the jq subset Firehose users write (src/prefix.c)
-        PERFORM stream._delivery_check_keys(partition_key_queries);
+        PERFORM stream_internal._delivery_check_keys(partition_key_queries);
     END IF;
     IF (partition_key_queries IS NOT NULL OR coalesce(prefix, '') ~ '!\{partitionKeyFrom')
        AND error_output_prefix IS NULL THEN
-        PERFORM stream._raise('InvalidArgumentException', 'ErrorOutputPrefix is required when dynamic partitioning is used');
+        PERFORM stream_internal._raise('InvalidArgumentException', 'ErrorOutputPrefix is required when dynamic partitioning is used');
     END IF;
 
     -- transform function: Firehose's contract
     IF transform_function IS NOT NULL THEN
         SELECT p.pronargs, p.proargtypes[0] AS arg0, p.prorettype, p.proretset INTO v_fn FROM pg_proc p WHERE p.oid = transform_function;
         IF v_fn.pronargs <> 1 OR v_fn.arg0 <> v_rectype OR v_fn.prorettype <> v_restype OR NOT v_fn.proretset THEN
-            PERFORM stream._raise('InvalidArgumentException', format('transform_function %s must take (stream.firehose_record[]) and return SETOF stream.firehose_result', transform_function));
+            PERFORM stream_internal._raise('InvalidArgumentException', format('transform_function %s must take (stream.firehose_record[]) and return SETOF stream.firehose_result', transform_function));
         END IF;
         IF NOT has_function_privilege(v_invoker, transform_function, 'EXECUTE') THEN
-            PERFORM stream._raise('AccessDeniedException', format('permission denied for function %s', transform_function), '42501');
+            PERFORM stream_internal._raise('AccessDeniedException', format('permission denied for function %s', transform_function), '42501');
         END IF;
     END IF;
 
     IF destination IS NOT NULL THEN
-        PERFORM stream._delivery_validate(prefix, error_output_prefix, backup_prefix, v_keys, transform_function IS NOT NULL);
+        PERFORM stream_internal._delivery_validate(prefix, error_output_prefix, backup_prefix, v_keys, transform_function IS NOT NULL);
         -- the server must be able to write there now, not fail at the first delivery
-        PERFORM stream._delivery_check_destination(destination);
+        PERFORM stream_internal._delivery_check_destination(destination);
     END IF;
 
     -- the source: a stream read as a consumer, or an internal stream for direct put
     IF source_stream_name IS NOT NULL THEN
-        v_src := stream._stream(source_stream_name);
+        v_src := stream_internal._stream(source_stream_name);
         -- against a concurrent delete_stream, which refuses while delivery streams read the stream
         PERFORM 1 FROM stream.streams st WHERE st.stream_id = v_src.stream_id FOR KEY SHARE;
         IF NOT FOUND THEN
-            PERFORM stream._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', source_stream_name), '42704');
+            PERFORM stream_internal._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', source_stream_name), '42704');
         END IF;
         IF NOT (SELECT rolsuper FROM pg_roles WHERE oid = v_invoker)
            AND NOT has_table_privilege(v_invoker, format('stream_data.%I', 's' || v_src.stream_id), 'SELECT') THEN
-            PERFORM stream._raise('AccessDeniedException', format('User is not authorized to read records from stream %s', source_stream_name), '42501');
+            PERFORM stream_internal._raise('AccessDeniedException', format('User is not authorized to read records from stream %s', source_stream_name), '42501');
         END IF;
         v_stream_id := v_src.stream_id;
     ELSE
@@ -330,9 +330,9 @@ BEGIN
         INSERT INTO stream.shards (stream_id, shard_index, starting_hash_key, ending_hash_key, starting_seq, created_at)
         VALUES (v_stream_id, 0, 0, 340282366920938463463374607431768211455,
                 (floor(extract(epoch FROM v_now) / 3600)::bigint) << 32, v_now);
-        PERFORM stream._create_stream_table(v_stream_id, 'records put to delivery stream ' || delivery_stream_name);
-        PERFORM stream._make_chunks(x) FROM stream.streams x WHERE x.stream_id = v_stream_id;
-        PERFORM stream._catalog_changed();
+        PERFORM stream_internal._create_stream_table(v_stream_id, 'records put to delivery stream ' || delivery_stream_name);
+        PERFORM stream_internal._make_chunks(x) FROM stream.streams x WHERE x.stream_id = v_stream_id;
+        PERFORM stream_internal._catalog_changed();
         IF NOT (SELECT rolsuper FROM pg_roles WHERE oid = v_invoker) THEN
             EXECUTE format('GRANT INSERT ON stream_data.%I TO %I', 's' || v_stream_id,
                            (SELECT rolname FROM pg_roles WHERE oid = v_invoker));
@@ -353,29 +353,29 @@ BEGIN
     INSERT INTO stream.delivery_checkpoints (delivery_stream_id, shard_index, next_seq)
     SELECT v_id, sh.shard_index,
            CASE WHEN starting_position = 'LATEST' AND sh.ending_seq IS NULL
-                THEN stream._delivery_stable_seq(v_stream_id, sh.shard_index)
+                THEN stream_internal._delivery_stable_seq(v_stream_id, sh.shard_index)
                 ELSE sh.starting_seq END
       FROM stream.shards sh WHERE sh.stream_id = v_stream_id;
-    PERFORM stream._wake_worker();
-    RETURN stream._delivery_arn(delivery_stream_name);
+    PERFORM stream_internal._wake_worker();
+    RETURN stream_internal._delivery_arn(delivery_stream_name);
 END $$;
 
 CREATE FUNCTION stream.delete_delivery_stream(delivery_stream_name text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    d stream.delivery_streams := stream._delivery_stream(delivery_stream_name);
+    d stream.delivery_streams := stream_internal._delivery_stream(delivery_stream_name);
 BEGIN
-    IF NOT pg_has_role(stream._delivery_invoker(), d.owner, 'MEMBER') THEN
-        PERFORM stream._raise('AccessDeniedException', format('only the owner of Firehose %s may delete it', d.delivery_stream_name), '42501');
+    IF NOT pg_has_role(stream_internal._delivery_invoker(), d.owner, 'MEMBER') THEN
+        PERFORM stream_internal._raise('AccessDeniedException', format('only the owner of Firehose %s may delete it', d.delivery_stream_name), '42501');
     END IF;
     -- waits for a delivery of this stream that is under way (src/locktag.h)
-    PERFORM stream._xact_lock('delivery_unit', d.delivery_stream_id);
+    PERFORM stream_internal._xact_lock('delivery_unit', d.delivery_stream_id);
     DELETE FROM stream.delivery_streams WHERE delivery_stream_id = d.delivery_stream_id;
     IF d.delivery_stream_type = 'DirectPut' THEN
         EXECUTE format('DROP TABLE IF EXISTS stream_data.%I', 's' || d.source_stream_id);
         DELETE FROM stream.streams WHERE stream_id = d.source_stream_id;
-        PERFORM stream._forget_stream(d.source_stream_id);
-        PERFORM stream._catalog_changed();
+        PERFORM stream_internal._forget_stream(d.source_stream_id);
+        PERFORM stream_internal._catalog_changed();
     END IF;
 END $$;
 
@@ -383,7 +383,7 @@ CREATE FUNCTION stream.list_delivery_streams(delivery_stream_type text DEFAULT N
 RETURNS TABLE(delivery_stream_name text, delivery_stream_arn text, delivery_stream_type text,
               delivery_stream_status text, create_timestamp timestamptz)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT d.delivery_stream_name, stream._delivery_arn(d.delivery_stream_name), d.delivery_stream_type,
+    SELECT d.delivery_stream_name, stream_internal._delivery_arn(d.delivery_stream_name), d.delivery_stream_type,
            d.delivery_stream_status, d.created_at
       FROM stream.delivery_streams d
      WHERE $1 IS NULL OR d.delivery_stream_type = $1
@@ -393,7 +393,7 @@ $$;
 CREATE FUNCTION stream.describe_delivery_stream(delivery_stream_name text) RETURNS jsonb
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    d stream.delivery_streams := stream._delivery_stream(delivery_stream_name);
+    d stream.delivery_streams := stream_internal._delivery_stream(delivery_stream_name);
     v_source jsonb;
     v_dest jsonb;
     v_comp text := CASE d.compression WHEN 'none' THEN 'UNCOMPRESSED' WHEN 'gzip' THEN 'GZIP'
@@ -401,7 +401,7 @@ DECLARE
 BEGIN
     IF d.delivery_stream_type = 'KinesisStreamAsSource' THEN
         v_source := jsonb_build_object('KinesisStreamSourceDescription', jsonb_build_object(
-            'KinesisStreamARN', (SELECT stream._arn(s.stream_name) FROM stream.streams s WHERE s.stream_id = d.source_stream_id),
+            'KinesisStreamARN', (SELECT stream_internal._arn(s.stream_name) FROM stream.streams s WHERE s.stream_id = d.source_stream_id),
             'DeliveryStartTimestamp', round(extract(epoch FROM d.created_at), 3)));
     END IF;
     IF d.destination IS NOT NULL THEN
@@ -436,7 +436,7 @@ BEGIN
     END IF;
     RETURN jsonb_strip_nulls(jsonb_build_object(
         'DeliveryStreamName', d.delivery_stream_name,
-        'DeliveryStreamARN', stream._delivery_arn(d.delivery_stream_name),
+        'DeliveryStreamARN', stream_internal._delivery_arn(d.delivery_stream_name),
         'DeliveryStreamStatus', d.delivery_stream_status,
         'DeliveryStreamType', d.delivery_stream_type,
         'VersionId', d.version_id::text,
@@ -448,33 +448,33 @@ END $$;
 
 -- Direct put privileges, per delivery stream: INSERT on its internal stream.
 -- Granting on a stream-fed delivery stream is refused; revoking there is a no-op.
-CREATE FUNCTION stream._delivery_access(p_grant bool, p_name text, p_role regrole)
+CREATE FUNCTION stream_internal._delivery_access(p_grant bool, p_name text, p_role regrole)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    d stream.delivery_streams := stream._delivery_stream(p_name);
+    d stream.delivery_streams := stream_internal._delivery_stream(p_name);
 BEGIN
-    IF NOT pg_has_role(stream._delivery_invoker(), d.owner, 'MEMBER') THEN
-        PERFORM stream._raise('AccessDeniedException', format('only the owner of Firehose %s may %s access to it',
+    IF NOT pg_has_role(stream_internal._delivery_invoker(), d.owner, 'MEMBER') THEN
+        PERFORM stream_internal._raise('AccessDeniedException', format('only the owner of Firehose %s may %s access to it',
                               d.delivery_stream_name, CASE WHEN p_grant THEN 'grant' ELSE 'revoke' END), '42501');
     END IF;
     IF d.delivery_stream_type <> 'DirectPut' THEN
         IF p_grant THEN
-            PERFORM stream._raise('InvalidArgumentException', 'This operation is not permitted on KinesisStreamAsSource delivery stream type.');
+            PERFORM stream_internal._raise('InvalidArgumentException', 'This operation is not permitted on KinesisStreamAsSource delivery stream type.');
         END IF;
         RETURN;
     END IF;
     EXECUTE format(CASE WHEN p_grant THEN 'GRANT INSERT ON stream_data.%I TO %I' ELSE 'REVOKE INSERT ON stream_data.%I FROM %I' END,
-                   's' || d.source_stream_id, stream._role_name(p_role));
+                   's' || d.source_stream_id, stream_internal._role_name(p_role));
 END $$;
-REVOKE ALL ON FUNCTION stream._delivery_access(bool, text, regrole) FROM PUBLIC;
+REVOKE ALL ON FUNCTION stream_internal._delivery_access(bool, text, regrole) FROM PUBLIC;
 
 CREATE FUNCTION stream.grant_delivery_stream_access(delivery_stream_name text, role regrole)
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT stream._delivery_access(true, delivery_stream_name, role) $$;
+AS $$ SELECT stream_internal._delivery_access(true, delivery_stream_name, role) $$;
 
 CREATE FUNCTION stream.revoke_delivery_stream_access(delivery_stream_name text, role regrole)
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT stream._delivery_access(false, delivery_stream_name, role) $$;
+AS $$ SELECT stream_internal._delivery_access(false, delivery_stream_name, role) $$;
 
 -- One row per delivery stream the caller owns (or, for superusers, every one):
 -- what is buffered, what was delivered, the last error.
@@ -497,7 +497,7 @@ SELECT d.delivery_stream_name,
        (SELECT pe.batch_no FROM stream.delivery_pending pe WHERE pe.delivery_stream_id = d.delivery_stream_id) AS pending_batch
   FROM stream.delivery_streams d
   JOIN stream.delivery_progress p USING (delivery_stream_id)
-  LEFT JOIN LATERAL stream._delivery_buffer(d.delivery_stream_id) b ON true
+  LEFT JOIN LATERAL stream_internal._delivery_buffer(d.delivery_stream_id) b ON true
  WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = d.owner AND pg_has_role(r.oid, 'USAGE'));
 GRANT SELECT ON stream.delivery_stream_status TO PUBLIC;
 

@@ -44,7 +44,7 @@ def main():
         q(conn, "SELECT stream.put_record(%s, 'pre', '\\x01')", (s,))
         # an expired chunk to trim
         k_now = q1(conn, "SELECT floor(extract(epoch FROM now()) / 3600)::bigint")
-        q(conn, "SELECT stream._add_chunk(x, %s) FROM stream.streams x WHERE stream_id = %s", (k_now - 200, sid))
+        q(conn, "SELECT stream_internal._add_chunk(x, %s) FROM stream.streams x WHERE stream_id = %s", (k_now - 200, sid))
         q(conn, f"INSERT INTO stream_data.{t} VALUES (0, %s, now() - interval '200 hours', 'old', '\\x01')", ((k_now - 200) << 32,))
         # drop the current chunk and those ahead: puts must make theirs
         chunks = [r[0] for r in q(conn, "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass", ('stream_data.' + t,))]
@@ -75,7 +75,7 @@ def main():
         t0 = time.time()
         merr = None
         try:
-            m = q(conn, "SELECT chunks_created, chunks_dropped, chunks_emptied FROM stream._maintain_stream(%s)", (sid,))
+            m = q(conn, "SELECT chunks_created, chunks_dropped, chunks_emptied FROM stream_internal._maintain_stream(%s)", (sid,))
         except psycopg2.Error as e:
             merr = str(e).split('\n')[0]
             m = None

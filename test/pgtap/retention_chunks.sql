@@ -59,7 +59,7 @@ BEGIN
         EXECUTE format('CREATE TRIGGER tap_ret_no_delete AFTER DELETE ON stream_data.%I FOR EACH ROW EXECUTE FUNCTION public.tap_ret_log_trim()', chunk);
         EXECUTE format('CREATE TRIGGER tap_ret_no_truncate AFTER TRUNCATE ON stream_data.%I FOR EACH STATEMENT EXECUTE FUNCTION public.tap_ret_log_trim()', chunk);
     END IF;
-    PERFORM stream._catalog_changed();
+    PERFORM stream_internal._catalog_changed();
 END $$;
 CREATE FUNCTION pg_temp.keys(p_stream text) RETURNS text LANGUAGE sql AS
 $$ SELECT coalesce(string_agg(partition_key, ',' ORDER BY sequence_number), '') FROM stream.read_shard(p_stream, 'shardId-000000000000') $$;

@@ -736,7 +736,7 @@ def main():
             by_shard.setdefault((r.stream, r.shard), []).append(r)
     by_seq = {r.seq: r for r in recs if r.seq is not None}
     for (s, sh), rs in by_shard.items():
-        for r, (iseq,) in zip(rs, q(admin, 'SELECT (stream._sequence_parts(x)).seq FROM unnest(%s::text[]) '
+        for r, (iseq,) in zip(rs, q(admin, 'SELECT (stream_internal._sequence_parts(x)).seq FROM unnest(%s::text[]) '
                                            'WITH ORDINALITY u(x, o) ORDER BY o', ([r.seq for r in rs],))):
             r.iseq = iseq
 

@@ -16,7 +16,7 @@ P="psql -X -qAt -d $DB"
 $P -c "CREATE EXTENSION stream" -c "SELECT stream.create_stream('s', 1)" \
    -c "SELECT stream.grant_stream_access('s', 'direct_writer', 'write')" >/dev/null
 $P -U direct_writer >/dev/null 2>&1 <<'SQL'
-SELECT (stream._sequence_parts((stream.put_record('s', 'k', '\x01')).sequence_number)).seq AS s \gset
+SELECT (stream_internal._sequence_parts((stream.put_record('s', 'k', '\x01')).sequence_number)).seq AS s \gset
 INSERT INTO stream_data.s1 (shard_id, seq, arrival, partition_key, data)
 SELECT 0, :s + g, now(), 'injected', '\x00' FROM generate_series(1, 1000) g;
 SQL

@@ -28,7 +28,7 @@ before any reader starts.  Sub-tests, in order:
                  parent is locked); the pg_dump-like transaction still reads
                  its chunk.  Once the transactions end, the next round drops
                  every expired chunk.
-  fallback_range  stream._add_chunk_for_put makes only chunks in the range
+  fallback_range  stream_internal._add_chunk_for_put makes only chunks in the range
                  sequence numbers are handed out in, and nobody may call it.
   churn          for 4 s (seeded random pauses, seed printed; STREAM_TEST_SEED
                  sets it): 3 producers, a read-only reader and a pg_dump-like
@@ -223,13 +223,13 @@ def test_dump_and_idle(admin, sid):
 
 def test_fallback_range(admin, sid):
     now_k = hour_now(admin)
-    check(q1(admin, "SELECT stream._add_chunk_for_put(%s, %s)", (sid, now_k + 100)) == 0,
+    check(q1(admin, "SELECT stream_internal._add_chunk_for_put(%s, %s)", (sid, now_k + 100)) == 0,
           'no chunk far ahead of the sequence numbers handed out')
     check(not chunk_exists(admin, sid, now_k + 100), '... none was made')
-    check(q1(admin, "SELECT stream._add_chunk_for_put(%s, %s)", (sid, now_k - 5)) == 0,
+    check(q1(admin, "SELECT stream_internal._add_chunk_for_put(%s, %s)", (sid, now_k - 5)) == 0,
           'no chunk in the past')
     w = connect(user=ROLE_W)
-    expect_error(w, "SELECT stream._add_chunk_for_put(%s, %s)", (sid, now_k), '42501',
+    expect_error(w, "SELECT stream_internal._add_chunk_for_put(%s, %s)", (sid, now_k), '42501',
                  'permission denied', 'a producer cannot call _add_chunk_for_put itself')
     w.close()
 

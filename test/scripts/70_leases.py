@@ -428,7 +428,7 @@ def test_parents(admin, producer):
 
         # close 0, 1, 2 at their last records; 3 and 4 split 0; 5 merges 1 and 2
         for i in range(3):
-            last = q1(admin, 'SELECT seq FROM stream._sequence_parts(%s)', (before[shard_id(i)][-1],))
+            last = q1(admin, 'SELECT seq FROM stream_internal._sequence_parts(%s)', (before[shard_id(i)][-1],))
             q(admin, 'UPDATE stream.shards SET ending_seq = %s, closed_at = now() WHERE stream_id = %s AND shard_index = %s',
               (last, sid, i))
         start_seq = q1(admin, 'SELECT max(ending_seq) + 1 FROM stream.shards WHERE stream_id = %s', (sid,))
@@ -439,7 +439,7 @@ def test_parents(admin, producer):
             q(admin, 'INSERT INTO stream.shards (stream_id, shard_index, parent_shard_index, adjacent_parent_shard_index, '
                      'starting_hash_key, ending_hash_key, starting_seq) VALUES (%s, %s, %s, %s, %s, %s, %s)',
               (sid, idx, parent, adj, lo, hi, start_seq))
-        q(admin, 'SELECT stream._catalog_changed()')
+        q(admin, 'SELECT stream_internal._catalog_changed()')
         after = put_split(60, 'post')
         check(set(after) <= {shard_id(i) for i in (3, 4, 5)}, f'parents: post-split records went to {sorted(after)}')
 
@@ -763,7 +763,7 @@ def test_example_split(admin, producer):
                  (keys, [psycopg2.Binary(f'{tag}-data-{i}'.encode()) for i in range(n)]))
 
     pre = put_w(300, 'pre')
-    last = q1(admin, 'SELECT seq FROM stream._sequence_parts(%s)', (pre[-1][1],))
+    last = q1(admin, 'SELECT seq FROM stream_internal._sequence_parts(%s)', (pre[-1][1],))
     q(admin, 'UPDATE stream.shards SET ending_seq = %s, closed_at = now() WHERE stream_id = %s AND shard_index = 0', (last, sid))
     lo, hi = [int(x) for x in q(admin, 'SELECT starting_hash_key, ending_hash_key FROM stream.shards '
                                        'WHERE stream_id = %s AND shard_index = 0', (sid,))[0]]
@@ -771,7 +771,7 @@ def test_example_split(admin, producer):
     for idx, a, b in ((1, lo, mid), (2, mid + 1, hi)):
         q(admin, 'INSERT INTO stream.shards (stream_id, shard_index, parent_shard_index, starting_hash_key, '
                  'ending_hash_key, starting_seq) VALUES (%s, %s, 0, %s, %s, %s)', (sid, idx, a, b, last + 1))
-    q(admin, 'SELECT stream._catalog_changed()')
+    q(admin, 'SELECT stream_internal._catalog_changed()')
     post = put_w(300, 'post')
     last_child = {}
     for sh, seq in post:

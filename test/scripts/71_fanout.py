@@ -373,9 +373,9 @@ def test_shard_end(admin):
     q(admin, "SELECT stream.register_stream_consumer('closing', 'ce')")
     sid = q1(admin, "SELECT stream_id FROM stream.streams WHERE stream_name = 'closing'")
     seqs = [q(admin, "SELECT sequence_number FROM stream.put_record('closing', 'k', '\\x01', '0')")[0][0] for _ in range(5)]
-    last = q1(admin, 'SELECT seq FROM stream._sequence_parts(%s)', (seqs[-1],))
+    last = q1(admin, 'SELECT seq FROM stream_internal._sequence_parts(%s)', (seqs[-1],))
     q(admin, 'UPDATE stream.shards SET ending_seq = %s, closed_at = now() WHERE stream_id = %s AND shard_index = 0', (last, sid))
-    q(admin, 'SELECT stream._catalog_changed()')
+    q(admin, 'SELECT stream_internal._catalog_changed()')
     c = connect()
     try:
         t = time.perf_counter()

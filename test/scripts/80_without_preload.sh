@@ -20,7 +20,7 @@ psql -X -qAt -d postgres -c "CREATE DATABASE stream_np" >/dev/null
 q "CREATE EXTENSION stream" >/dev/null
 echo "[80_without_preload] extension created without preloading"
 
-[ "$(q "SELECT stream._wake_worker()")" = "f" ] || fail "_wake_worker() should report that no worker runs"
+[ "$(q "SELECT stream_internal._wake_worker()")" = "f" ] || fail "_wake_worker() should report that no worker runs"
 q "SELECT stream.create_stream('np', 2)" >/dev/null
 q "SELECT count(*) FROM stream.put_records('np', ARRAY['a','b','c','d','e'], ARRAY['1','2','3','4','5']::bytea[])" >/dev/null
 

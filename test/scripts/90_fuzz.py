@@ -30,7 +30,7 @@ the extension where the API's error belongs), or warns of a leaked resource.  Th
 gives calls, errors by SQLSTATE and crashes.
 
 Against 57c2543 (before issue 7's fixes) the default run fails with 22
-crashes (stream._check_name with a NULL member, stream._delivery_validate
+crashes (stream_internal._check_name with a NULL member, stream_internal._delivery_validate
 with NULL array elements behind a prefix that names a key), 42601 from
 grant/revoke_(delivery_)stream_access with a NULL role or role OIDs of no
 role, and XX000 from write_parquet's over-long file names.
@@ -70,7 +70,7 @@ configure(DB)
 SKIP = {
     # a trigger function: PostgreSQL refuses to call it outside a trigger
     # (it returns "trigger"); it is covered through inserts into stream_consumers.
-    'stream._consumer_limit',
+    'stream_internal._consumer_limit',
 }
 
 # Functions whose effects destroy or disable the fixtures the other calls need
@@ -78,8 +78,8 @@ SKIP = {
 NEVER_COMMIT = {
     'stream.delete_stream', 'stream.delete_delivery_stream', 'stream.deregister_application',
     'stream.deregister_stream_consumer', 'stream.revoke_stream_access', 'stream.revoke_delivery_stream_access',
-    'stream._stream_access', 'stream._delivery_access', 'stream._forget_stream', 'stream.release_leases',
-    'stream.decrease_stream_retention_period', 'stream._set_retention', 'stream._trim_chunks',
+    'stream_internal._stream_access', 'stream_internal._delivery_access', 'stream_internal._forget_stream', 'stream.release_leases',
+    'stream.decrease_stream_retention_period', 'stream_internal._set_retention', 'stream_internal._trim_chunks',
     'stream.create_stream', 'stream.create_delivery_stream',   # would pile up streams and tables
 }
 
