@@ -6,6 +6,8 @@ OBJS = \
 	src/md5.o \
 	src/seqalloc.o \
 	src/locktag.o \
+	src/sandbox.o \
+	src/caller.o \
 	src/catalog.o \
 	src/storage.o \
 	src/put.o \

@@ -8,6 +8,7 @@
  * when it commits.
  */
 #include "stream.h"
+#include "sandbox.h"
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -144,9 +145,12 @@ stream_load(const char *name, int32 stream_id)
 	int			ret;
 	bool		isnull;
 	Oid			nsp;
+	int			path_level;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	/* the extension's queries never resolve through the caller's search_path */
+	path_level = safe_search_path_begin();
 
 	if (name != NULL)
 	{
@@ -230,6 +234,7 @@ stream_load(const char *name, int32 stream_id)
 				info->open_shards[info->nopen++] = &info->shards[i];
 		qsort(info->open_shards, info->nopen, sizeof(StreamShard *), cmp_shard_start);
 	}
+	safe_search_path_end(path_level);
 	SPI_finish();
 	return info;
 }

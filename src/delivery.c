@@ -35,6 +35,7 @@
  */
 #include "stream.h"
 #include "locktag.h"
+#include "sandbox.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -80,6 +81,7 @@
 
 #include "codec.h"
 #include "delivery.h"
+#include "sandbox.h"
 #include "md5.h"
 
 PG_FUNCTION_INFO_V1(stream_put_delivery_record);
@@ -88,7 +90,6 @@ PG_FUNCTION_INFO_V1(stream_delivery_stable_seq);
 PG_FUNCTION_INFO_V1(stream_delivery_validate);
 PG_FUNCTION_INFO_V1(stream_delivery_check_keys);
 PG_FUNCTION_INFO_V1(stream_delivery_check_destination);
-PG_FUNCTION_INFO_V1(stream_delivery_invoker);
 PG_FUNCTION_INFO_V1(stream_delivery_buffer);
 PG_FUNCTION_INFO_V1(stream_flush_delivery_stream);
 
@@ -391,13 +392,6 @@ stream_delivery_stable_seq(PG_FUNCTION_ARGS)
 	StreamShard *shard = stream_get_shard(info, PG_GETARG_INT32(1), false);
 
 	PG_RETURN_INT64(seqalloc_stable_seq(info, shard));
-}
-
-/* stream_internal._delivery_invoker() RETURNS oid: the role that called the SECURITY DEFINER function */
-Datum
-stream_delivery_invoker(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_OID(GetOuterUserId());
 }
 
 /*
@@ -872,6 +866,14 @@ catch_record_error(MemoryContext cxt)
 	 * may also leave a file writer half way through a row.  The batch fails
 	 * and is retried whole.
 	 */
+	if (sandbox_timed_out(ed->sqlerrcode))
+	{
+		/* owner code ran out of time: that call failed, like a Lambda timeout */
+		ed->message = psprintf("owner code ran longer than stream.owner_code_timeout (%d ms) in this batch",
+							   stream_owner_code_timeout_ms);
+		FlushErrorState();
+		return ed;
+	}
 	if (ed->sqlerrcode == ERRCODE_QUERY_CANCELED || ed->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
 		ERRCODE_TO_CATEGORY(ed->sqlerrcode) == ERRCODE_INSUFFICIENT_RESOURCES ||
 		ERRCODE_TO_CATEGORY(ed->sqlerrcode) == ERRCODE_SYSTEM_ERROR)
@@ -917,18 +919,6 @@ subxact_abort(MemoryContext cxt, ResourceOwner oldowner)
 	return ed;
 }
 
-/*
- * Become the delivery stream's owner, restricted, saving the current user for
- * the caller to restore with SetUserIdAndSecContext(); aborting the enclosing
- * subtransaction also restores it.
- */
-static void
-become_owner(DeliveryConfig *cfg, Oid *save_user, int *save_sec)
-{
-	GetUserIdAndSecContext(save_user, save_sec);
-	SetUserIdAndSecContext(cfg->owner, *save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-}
 
 /* ----------------------------------------------------------------------
  * Transform: Firehose's Lambda contract as a SQL function
@@ -995,22 +985,21 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 	for (attempt = 1; attempt <= 1 + DELIVERY_TRANSFORM_RETRIES && !done; attempt++)
 	{
 		ResourceOwner oldowner = subxact_begin(cxt);
+		Sandbox		sb;
 
 		PG_TRY();
 		{
-			Oid			save_user;
-			int			save_sec;
 			Oid			argtype = in_array_type;
 			Datum		arg = PointerGetDatum(arr);
 			int			ret;
 
-			become_owner(cfg, &save_user, &save_sec);
 			if (SPI_connect() != SPI_OK_CONNECT)
 				elog(ERROR, "SPI_connect failed");
+			sandbox_begin(&sb, cfg->owner);
 			ret = SPI_execute_with_args(fn_sql, 1, &argtype, &arg, NULL, false, 0);
 			if (ret != SPI_OK_SELECT)
 				elog(ERROR, "transform returned %s", SPI_result_code_string(ret));
-			SetUserIdAndSecContext(save_user, save_sec);
+			sandbox_end(&sb);
 
 			ids = hash_create("transform record ids", hi - lo, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 			for (int i = lo; i < hi; i++)
@@ -1099,8 +1088,10 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 		}
 		PG_CATCH();
 		{
-			ErrorData  *ed = subxact_abort(cxt, oldowner);
+			ErrorData  *ed;
 
+			sandbox_abort(&sb);
+			ed = subxact_abort(cxt, oldowner);
 			errmsg_text = pstrdup(ed->message);
 			ereport(WARNING,
 					(errmsg("Firehose %s: transform attempt %d failed: %s",
@@ -1467,13 +1458,11 @@ convert_records(Batch *b, MemoryContext cxt, MemoryContext scratch,
 	while (cur < b->nrecs)
 	{
 		ResourceOwner oldowner = subxact_begin(cxt);
+		Sandbox		sb;
 
 		PG_TRY();
 		{
-			Oid			save_user;
-			int			save_sec;
-
-			become_owner(b->cfg, &save_user, &save_sec);
+			sandbox_begin(&sb, b->cfg->owner);
 			for (; cur < b->nrecs; cur++)
 			{
 				CHECK_FOR_INTERRUPTS();
@@ -1485,12 +1474,21 @@ convert_records(Batch *b, MemoryContext cxt, MemoryContext scratch,
 				convert_error_code = NULL;
 				convert(&b->recs[cur], arg);
 			}
-			SetUserIdAndSecContext(save_user, save_sec);
+			sandbox_end(&sb);
 			subxact_commit(cxt, oldowner);
 		}
 		PG_CATCH();
 		{
-			ErrorData  *ed = subxact_abort(cxt, oldowner);
+			ErrorData  *ed;
+
+			sandbox_abort(&sb);
+			ed = subxact_abort(cxt, oldowner);
+			/* the batch's owner-code time is used up: not these records' fault */
+			if (ed->sqlerrcode == ERRCODE_QUERY_CANCELED)
+				ereport(ERROR,
+						(errcode(ERRCODE_QUERY_CANCELED),
+						 errmsg("Firehose %s: %s", cfg->name, ed->message),
+						 errdetail("The batch is retried with back-off.")));
 
 			if (scratch)
 				MemoryContextReset(scratch);
@@ -2014,6 +2012,7 @@ insert_rows(DeliveryConfig *cfg, RowMapper *m, Oid relid, TableRow *rows, int n,
 			uint64 mask, MemoryContext cxt, char **errmsg_out)
 {
 	ResourceOwner oldowner;
+	Sandbox		sb;
 	volatile bool ok = false;
 	Datum	   *elems = palloc(sizeof(Datum) * n);
 	ArrayType  *arr;
@@ -2026,25 +2025,26 @@ insert_rows(DeliveryConfig *cfg, RowMapper *m, Oid relid, TableRow *rows, int n,
 	oldowner = subxact_begin(cxt);
 	PG_TRY();
 	{
-		Oid			save_user;
-		int			save_sec;
 		Datum		arg = PointerGetDatum(arr);
 		int			ret;
 
-		become_owner(cfg, &save_user, &save_sec);
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
+		sandbox_begin(&sb, cfg->owner);
 		ret = SPI_execute_with_args(insert_sql(m, relid, mask), 1, &arrtype, &arg, NULL, false, 0);
 		if (ret != SPI_OK_INSERT)
 			elog(ERROR, "insert into the destination table returned %s", SPI_result_code_string(ret));
+		sandbox_end(&sb);
 		SPI_finish();
-		SetUserIdAndSecContext(save_user, save_sec);
 		subxact_commit(cxt, oldowner);
 		ok = true;
 	}
 	PG_CATCH();
 	{
-		ErrorData  *ed = subxact_abort(cxt, oldowner);
+		ErrorData  *ed;
+
+		sandbox_abort(&sb);
+		ed = subxact_abort(cxt, oldowner);
 
 		*errmsg_out = pstrdup(ed->message);
 		/* the table itself is the problem: retry the whole batch later */
@@ -3087,7 +3087,10 @@ delivery_run_round(const int32 *flush_ids, int nflush, bool flush_all, uint32 ti
 		MemoryContextSwitchTo(cxt);
 		PG_TRY();
 		{
-			UnitResult	r = deliver_unit(id, force, cxt);
+			UnitResult	r;
+
+			sandbox_budget_reset();
+			r = deliver_unit(id, force, cxt);
 
 			if (r == UNIT_MORE)
 				more = true;
@@ -3324,15 +3327,19 @@ stream_flush_delivery_stream(PG_FUNCTION_ARGS)
 		Oid			save_user;
 		int			save_sec;
 		int			ret;
+		int			path_level;
 
 		if (!OidIsValid(cp_relid))
 			elog(ERROR, "stream.delivery_checkpoints is missing");
+		/* as that owner, names must not resolve through the caller's search_path */
+		path_level = safe_search_path_begin();
 		GetUserIdAndSecContext(&save_user, &save_sec);
 		SetUserIdAndSecContext(rel_owner(cp_relid), save_sec | SECURITY_LOCAL_USERID_CHANGE |
 							   SECURITY_RESTRICTED_OPERATION);
 		ret = SPI_execute_with_args("SELECT shard_index, next_seq FROM stream.delivery_checkpoints WHERE delivery_stream_id = $1",
 									1, &argtype, &arg, NULL, false, 0);
 		SetUserIdAndSecContext(save_user, save_sec);
+		safe_search_path_end(path_level);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "could not read stream.delivery_checkpoints");
 		for (int i = 0; i < n && ok; i++)

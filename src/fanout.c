@@ -9,6 +9,7 @@
  * each call names its start, so every consumer reads independently.
  */
 #include "stream.h"
+#include "sandbox.h"
 #include "read.h"
 
 #include "access/htup_details.h"
@@ -33,11 +34,13 @@ require_consumer(const char *stream_name, const char *consumer_name)
 	Datum		args[2];
 	int			ret;
 	bool		found;
+	int			path_level;
 
 	args[0] = CStringGetTextDatum(stream_name);
 	args[1] = CStringGetTextDatum(consumer_name);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	path_level = safe_search_path_begin();
 	ret = SPI_execute_with_args("SELECT 1 FROM stream.stream_consumers c "
 								"JOIN stream.streams s USING (stream_id) "
 								"WHERE s.stream_name = $1 AND c.consumer_name = $2 "
@@ -46,6 +49,7 @@ require_consumer(const char *stream_name, const char *consumer_name)
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read stream.stream_consumers");
 	found = SPI_processed > 0;
+	safe_search_path_end(path_level);
 	SPI_finish();
 	if (!found)
 		ereport(ERROR,

@@ -10,6 +10,7 @@
 #include "storage/shmem.h"
 #include "utils/guc.h"
 
+#include "sandbox.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -76,6 +77,13 @@ _PG_init(void)
 							&stream_max_shards_per_xact,
 							1024, 1, 100000,
 							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("stream.owner_code_timeout",
+							"Time owner code may run in one unit of the stream worker's work.",
+							"Transform functions and the destination's triggers and checks of one delivery batch share it; 0 turns the limit off.",
+							&stream_owner_code_timeout_ms,
+							30000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	stream_worker_define_gucs();
 	MarkGUCPrefixReserved("stream");

@@ -9,6 +9,9 @@ CREATE SCHEMA stream_data;
 -- that API functions running as the caller need.  Users see the API alone in
 -- schema stream.
 CREATE SCHEMA stream_internal;
+-- the role that called the API function under way (src/caller.c)
+CREATE FUNCTION stream_internal._caller() RETURNS oid
+    AS 'MODULE_PATHNAME', 'stream_caller' LANGUAGE C STABLE;
 GRANT USAGE ON SCHEMA stream TO PUBLIC;
 GRANT USAGE ON SCHEMA stream_data TO PUBLIC;
 GRANT USAGE ON SCHEMA stream_internal TO PUBLIC;
@@ -409,7 +412,7 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION stream_internal._create_stream_table(int, text) FROM PUBLIC;
 
-CREATE FUNCTION stream.create_stream(stream_name text, shard_count int, retention_hours int DEFAULT 24)
+CREATE FUNCTION stream_internal.create_stream(stream_name text, shard_count int, retention_hours int DEFAULT 24)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_id int;
@@ -455,6 +458,10 @@ BEGIN
     PERFORM stream_internal._catalog_changed();
     PERFORM stream_internal._wake_worker();
 END $$;
+-- the API entry: notes the caller, then runs stream_internal.create_stream (src/caller.c)
+CREATE FUNCTION stream.create_stream(stream_name text, shard_count int, retention_hours int DEFAULT 24)
+RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+
 
 -- Like Kinesis, refuses (ResourceInUseException) while consumers are
 -- associated with the stream unless enforce_consumer_deletion: registered
@@ -462,7 +469,7 @@ END $$;
 -- checkpoints, and delivery streams reading the stream.  Enforced, they are
 -- deleted with it: a delivery stream whose source is gone could only fail,
 -- and Firehose has no state for it but deletion.
-CREATE FUNCTION stream.delete_stream(stream_name text, enforce_consumer_deletion boolean DEFAULT false)
+CREATE FUNCTION stream_internal.delete_stream(stream_name text, enforce_consumer_deletion boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -508,6 +515,10 @@ BEGIN
     PERFORM stream_internal._forget_stream(s.stream_id);
     PERFORM stream_internal._catalog_changed();
 END $$;
+-- the API entry: notes the caller, then runs stream_internal.delete_stream (src/caller.c)
+CREATE FUNCTION stream.delete_stream(stream_name text, enforce_consumer_deletion boolean DEFAULT false)
+RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+
 
 CREATE FUNCTION stream.list_streams()
 RETURNS TABLE(stream_name text, stream_arn text, stream_status text, stream_mode text,
@@ -608,13 +619,21 @@ BEGIN
     PERFORM stream_internal._catalog_changed();
 END $$;
 
-CREATE FUNCTION stream.increase_stream_retention_period(stream_name text, retention_period_hours int)
+CREATE FUNCTION stream_internal.increase_stream_retention_period(stream_name text, retention_period_hours int)
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT stream_internal._set_retention(stream_name, retention_period_hours, true) $$;
+-- the API entry: notes the caller, then runs stream_internal.increase_stream_retention_period (src/caller.c)
+CREATE FUNCTION stream.increase_stream_retention_period(stream_name text, retention_period_hours int)
+RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
 
-CREATE FUNCTION stream.decrease_stream_retention_period(stream_name text, retention_period_hours int)
+
+CREATE FUNCTION stream_internal.decrease_stream_retention_period(stream_name text, retention_period_hours int)
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT stream_internal._set_retention(stream_name, retention_period_hours, false) $$;
+-- the API entry: notes the caller, then runs stream_internal.decrease_stream_retention_period (src/caller.c)
+CREATE FUNCTION stream.decrease_stream_retention_period(stream_name text, retention_period_hours int)
+RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+
 
 -- The name of a role given as regrole: NULL and OIDs of no role are refused
 -- here, not by the GRANT built from it.
@@ -653,13 +672,21 @@ BEGIN
                    privs, 's' || s.stream_id, stream_internal._role_name(p_role));
 END $$;
 
-CREATE FUNCTION stream.grant_stream_access(stream_name text, role regrole, access text DEFAULT 'read')
+CREATE FUNCTION stream_internal.grant_stream_access(stream_name text, role regrole, access text DEFAULT 'read')
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT stream_internal._stream_access(true, stream_name, role, access) $$;
+-- the API entry: notes the caller, then runs stream_internal.grant_stream_access (src/caller.c)
+CREATE FUNCTION stream.grant_stream_access(stream_name text, role regrole, access text DEFAULT 'read')
+RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
 
-CREATE FUNCTION stream.revoke_stream_access(stream_name text, role regrole, access text DEFAULT 'read_write')
+
+CREATE FUNCTION stream_internal.revoke_stream_access(stream_name text, role regrole, access text DEFAULT 'read_write')
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT stream_internal._stream_access(false, stream_name, role, access) $$;
+-- the API entry: notes the caller, then runs stream_internal.revoke_stream_access (src/caller.c)
+CREATE FUNCTION stream.revoke_stream_access(stream_name text, role regrole, access text DEFAULT 'read_write')
+RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+
 
 -- Managing streams is for administrators; they grant it on as they see fit.
 REVOKE ALL ON FUNCTION stream.create_stream(text, int, int), stream.delete_stream(text, boolean),

@@ -152,8 +152,6 @@ CREATE FUNCTION stream_internal._delivery_check_keys(partition_key_queries jsonb
 CREATE FUNCTION stream_internal._delivery_check_destination(destination text) RETURNS void
     AS 'MODULE_PATHNAME', 'stream_delivery_check_destination' LANGUAGE C VOLATILE STRICT;
 REVOKE ALL ON FUNCTION stream_internal._delivery_check_keys(jsonb), stream_internal._delivery_check_destination(text) FROM PUBLIC;
-CREATE FUNCTION stream_internal._delivery_invoker() RETURNS oid
-    AS 'MODULE_PATHNAME', 'stream_delivery_invoker' LANGUAGE C STABLE;
 REVOKE ALL ON FUNCTION stream_internal._delivery_stable_seq(int, int), stream_internal._delivery_validate(text, text, text, text[], bool)
     FROM PUBLIC;
 
@@ -178,7 +176,7 @@ BEGIN
     RETURN d;
 END $$;
 
-CREATE FUNCTION stream.create_delivery_stream(
+CREATE FUNCTION stream_internal.create_delivery_stream(
     delivery_stream_name    text,
     source_stream_name      text DEFAULT NULL,
     destination             text DEFAULT NULL,
@@ -196,7 +194,7 @@ CREATE FUNCTION stream.create_delivery_stream(
     starting_position       text DEFAULT 'LATEST')
 RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_invoker oid := stream_internal._delivery_invoker();
+    v_invoker oid := stream_internal._caller();
     v_src stream.streams;
     v_stream_id int;
     v_id int;
@@ -359,13 +357,32 @@ BEGIN
     PERFORM stream_internal._wake_worker();
     RETURN stream_internal._delivery_arn(delivery_stream_name);
 END $$;
+-- the API entry: notes the caller, then runs stream_internal.create_delivery_stream (src/caller.c)
+CREATE FUNCTION stream.create_delivery_stream(
+    delivery_stream_name    text,
+    source_stream_name      text DEFAULT NULL,
+    destination             text DEFAULT NULL,
+    destination_table       regclass DEFAULT NULL,
+    format                  text DEFAULT 'json',
+    schema                  regtype DEFAULT NULL,
+    compression             text DEFAULT 'none',
+    buffer_size_mb          int DEFAULT 5,
+    buffer_interval_seconds int DEFAULT 300,
+    prefix                  text DEFAULT NULL,
+    error_output_prefix     text DEFAULT NULL,
+    partition_key_queries   jsonb DEFAULT NULL,
+    transform_function      regprocedure DEFAULT NULL,
+    backup_prefix           text DEFAULT NULL,
+    starting_position       text DEFAULT 'LATEST')
+RETURNS text AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
 
-CREATE FUNCTION stream.delete_delivery_stream(delivery_stream_name text) RETURNS void
+
+CREATE FUNCTION stream_internal.delete_delivery_stream(delivery_stream_name text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     d stream.delivery_streams := stream_internal._delivery_stream(delivery_stream_name);
 BEGIN
-    IF NOT pg_has_role(stream_internal._delivery_invoker(), d.owner, 'MEMBER') THEN
+    IF NOT pg_has_role(stream_internal._caller(), d.owner, 'MEMBER') THEN
         PERFORM stream_internal._raise('AccessDeniedException', format('only the owner of Firehose %s may delete it', d.delivery_stream_name), '42501');
     END IF;
     -- waits for a delivery of this stream that is under way (src/locktag.h)
@@ -378,6 +395,10 @@ BEGIN
         PERFORM stream_internal._catalog_changed();
     END IF;
 END $$;
+-- the API entry: notes the caller, then runs stream_internal.delete_delivery_stream (src/caller.c)
+CREATE FUNCTION stream.delete_delivery_stream(delivery_stream_name text)
+RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+
 
 CREATE FUNCTION stream.list_delivery_streams(delivery_stream_type text DEFAULT NULL)
 RETURNS TABLE(delivery_stream_name text, delivery_stream_arn text, delivery_stream_type text,
@@ -453,7 +474,7 @@ RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     d stream.delivery_streams := stream_internal._delivery_stream(p_name);
 BEGIN
-    IF NOT pg_has_role(stream_internal._delivery_invoker(), d.owner, 'MEMBER') THEN
+    IF NOT pg_has_role(stream_internal._caller(), d.owner, 'MEMBER') THEN
         PERFORM stream_internal._raise('AccessDeniedException', format('only the owner of Firehose %s may %s access to it',
                               d.delivery_stream_name, CASE WHEN p_grant THEN 'grant' ELSE 'revoke' END), '42501');
     END IF;
@@ -468,13 +489,21 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION stream_internal._delivery_access(bool, text, regrole) FROM PUBLIC;
 
-CREATE FUNCTION stream.grant_delivery_stream_access(delivery_stream_name text, role regrole)
+CREATE FUNCTION stream_internal.grant_delivery_stream_access(delivery_stream_name text, role regrole)
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT stream_internal._delivery_access(true, delivery_stream_name, role) $$;
+-- the API entry: notes the caller, then runs stream_internal.grant_delivery_stream_access (src/caller.c)
+CREATE FUNCTION stream.grant_delivery_stream_access(delivery_stream_name text, role regrole)
+RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
 
-CREATE FUNCTION stream.revoke_delivery_stream_access(delivery_stream_name text, role regrole)
+
+CREATE FUNCTION stream_internal.revoke_delivery_stream_access(delivery_stream_name text, role regrole)
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT stream_internal._delivery_access(false, delivery_stream_name, role) $$;
+-- the API entry: notes the caller, then runs stream_internal.revoke_delivery_stream_access (src/caller.c)
+CREATE FUNCTION stream.revoke_delivery_stream_access(delivery_stream_name text, role regrole)
+RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+
 
 -- One row per delivery stream the caller owns (or, for superusers, every one):
 -- what is buffered, what was delivered, the last error.

@@ -1,0 +1,184 @@
+/*
+ * sandbox.c: code the background worker runs on a user's behalf.
+ *
+ * The worker is one superuser session serving every stream of its database.
+ * It runs code that users own: a delivery stream's transform function, and
+ * the triggers, defaults, domain checks, index expressions and type I/O of
+ * its destination.  Between sandbox_begin() and sandbox_end():
+ *  - the current user is the owner, in a security-restricted operation (no
+ *    SET ROLE, no temporary objects, no cursors WITH HOLD);
+ *  - settings live in a GUC nest level of their own that is rolled back at
+ *    the end, committed or not, as index builds and VACUUM do around user
+ *    code: set_config(..., false) cannot change the worker's search_path or
+ *    default_transaction_read_only;
+ *  - triggers deferred to commit fire before the end, as the owner, not at
+ *    the worker's commit as the superuser;
+ *  - owner code gets stream.owner_code_timeout per unit of work in all
+ *    (sandbox_budget_reset), enforced with the statement timeout;
+ *  - the control plane refuses to run (caller.c).
+ *
+ * Rules for callers: begin inside a subtransaction of their own; on success
+ * call sandbox_end(), on error sandbox_abort() first thing in PG_CATCH, then
+ * roll the subtransaction back.  The time limit raises ERRCODE_QUERY_CANCELED;
+ * sandbox_timed_out() tells it from a cancel request.
+ */
+#include "sandbox.h"
+
+#include "access/xact.h"
+#include "commands/trigger.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "utils/guc.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
+
+int			stream_owner_code_timeout_ms = 30000;
+
+static Sandbox *active = NULL;
+static TimestampTz budget_end = 0;
+static TimestampTz last_deadline = 0;
+
+void
+sandbox_budget_reset(void)
+{
+	budget_end = 0;
+}
+
+bool
+sandbox_active(void)
+{
+	return active != NULL;
+}
+
+/* Is this error the time limit of the call that just failed? */
+bool
+sandbox_timed_out(int sqlerrcode)
+{
+	return sqlerrcode == ERRCODE_QUERY_CANCELED && last_deadline != 0 &&
+		GetCurrentTimestamp() >= last_deadline;
+}
+
+static void
+arm_timer(Sandbox *sb)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		secs;
+	int			usecs;
+
+	sb->timer = false;
+	last_deadline = 0;
+	if (stream_owner_code_timeout_ms <= 0 || sb->outer != NULL)
+		return;
+	if (budget_end == 0)
+		budget_end = TimestampTzPlusMilliseconds(now, stream_owner_code_timeout_ms);
+	last_deadline = budget_end;
+	if (now >= budget_end)
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("canceling statement due to statement timeout"),
+				 errdetail("Owner code of this unit of work used its stream.owner_code_timeout (%d ms).",
+						   stream_owner_code_timeout_ms)));
+	TimestampDifference(now, budget_end, &secs, &usecs);
+	enable_timeout_after(STATEMENT_TIMEOUT, (int) Max(1, secs * 1000 + usecs / 1000));
+	sb->timer = true;
+}
+
+/*
+ * An error that skips sandbox_abort() still ends the sandbox: rolling back
+ * the subtransaction it began in (or the transaction) forgets it.
+ */
+static void
+forget_aborted(SubTransactionId subid)
+{
+	while (active != NULL && (subid == InvalidSubTransactionId || active->subid >= subid))
+	{
+		if (active->timer)
+			disable_timeout(STATEMENT_TIMEOUT, false);
+		active = active->outer;
+	}
+}
+
+static void
+on_xact(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		forget_aborted(InvalidSubTransactionId);
+}
+
+static void
+on_subxact(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		forget_aborted(mySubid);
+}
+
+void
+sandbox_begin(Sandbox *sb, Oid owner)
+{
+	static bool callbacks = false;
+
+	if (!callbacks)
+	{
+		RegisterXactCallback(on_xact, NULL);
+		RegisterSubXactCallback(on_subxact, NULL);
+		callbacks = true;
+	}
+	GetUserIdAndSecContext(&sb->save_user, &sb->save_sec);
+	sb->subid = GetCurrentSubTransactionId();
+	sb->outer = active;
+	sb->timer = false;
+	sb->guc_level = NewGUCNestLevel();
+	SetUserIdAndSecContext(owner, sb->save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	active = sb;
+	arm_timer(sb);
+}
+
+void
+sandbox_end(Sandbox *sb)
+{
+	ConstraintsSetStmt *all_now = makeNode(ConstraintsSetStmt);
+
+	/* SET CONSTRAINTS ALL IMMEDIATE: fires what was deferred, still as the owner */
+	all_now->constraints = NIL;
+	all_now->deferred = false;
+	AfterTriggerSetState(all_now);
+
+	if (sb->timer)
+		disable_timeout(STATEMENT_TIMEOUT, false);
+	AtEOXact_GUC(false, sb->guc_level);
+	SetUserIdAndSecContext(sb->save_user, sb->save_sec);
+	active = sb->outer;
+}
+
+void
+sandbox_abort(Sandbox *sb)
+{
+	if (active != sb)
+		return;					/* never began, or its subtransaction is gone */
+	if (sb->timer)
+		disable_timeout(STATEMENT_TIMEOUT, false);
+	/* the subtransaction's rollback undoes the settings from guc_level up */
+	SetUserIdAndSecContext(sb->save_user, sb->save_sec);
+	active = sb->outer;
+}
+
+/*
+ * The extension's SQL run by C code in a user's session under another
+ * identity must not resolve names through the user's search_path.
+ */
+int
+safe_search_path_begin(void)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+void
+safe_search_path_end(int level)
+{
+	AtEOXact_GUC(true, level);
+}

@@ -1,0 +1,35 @@
+/*
+ * sandbox.h: run code that a background worker runs on a user's behalf as
+ * that user, with nothing of it surviving the call (sandbox.c).
+ */
+#ifndef STREAM_SANDBOX_H
+#define STREAM_SANDBOX_H
+
+#include "postgres.h"
+#include "datatype/timestamp.h"
+
+typedef struct Sandbox
+{
+	Oid			save_user;
+	int			save_sec;
+	int			guc_level;
+	bool		timer;			/* armed STATEMENT_TIMEOUT */
+	SubTransactionId subid;		/* begun in this subtransaction */
+	struct Sandbox *outer;
+} Sandbox;
+
+extern int	stream_owner_code_timeout_ms;
+
+/* one unit of background work begins: owner code gets a fresh time budget */
+extern void sandbox_budget_reset(void);
+extern void sandbox_begin(Sandbox *sb, Oid owner);
+extern void sandbox_end(Sandbox *sb);
+extern void sandbox_abort(Sandbox *sb);
+extern bool sandbox_active(void);
+extern bool sandbox_timed_out(int sqlerrcode);
+
+/* a pinned search path for the extension's own SQL in a user's session */
+extern int	safe_search_path_begin(void);
+extern void safe_search_path_end(int level);
+
+#endif
