@@ -869,7 +869,7 @@ catch_record_error(MemoryContext cxt)
 	if (sandbox_timed_out(ed->sqlerrcode))
 	{
 		/* owner code ran out of time: that call failed, like a Lambda timeout */
-		ed->message = psprintf("owner code ran longer than stream.owner_code_timeout (%d ms) in this batch",
+		ed->message = psprintf("owner code ran longer than stream.owner_code_timeout (%d ms)",
 							   stream_owner_code_timeout_ms);
 		FlushErrorState();
 		return ed;
@@ -955,6 +955,7 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 	volatile int attempt;
 	char	   *volatile errmsg_text = NULL;
 	volatile bool done = false;
+	volatile bool timed_out = false;
 
 	for (int i = lo; i < hi; i++)
 	{
@@ -982,7 +983,8 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 	ctl.entrysize = sizeof(IdEntry);
 	ctl.hcxt = cxt;
 
-	for (attempt = 1; attempt <= 1 + DELIVERY_TRANSFORM_RETRIES && !done; attempt++)
+	/* a call that ran out of time is not retried: one hung transform must not hold the worker 4 times */
+	for (attempt = 1; attempt <= 1 + DELIVERY_TRANSFORM_RETRIES && !done && !timed_out; attempt++)
 	{
 		ResourceOwner oldowner = subxact_begin(cxt);
 		Sandbox		sb;
@@ -1093,6 +1095,7 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 			sandbox_abort(&sb);
 			ed = subxact_abort(cxt, oldowner);
 			errmsg_text = pstrdup(ed->message);
+			timed_out = sandbox_timed_out(ed->sqlerrcode);
 			ereport(WARNING,
 					(errmsg("Firehose %s: transform attempt %d failed: %s",
 							cfg->name, (int) attempt, ed->message)));
@@ -1105,7 +1108,7 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 		{
 			fail_record(&b->recs[i], "processing-failed", "Lambda.FunctionError",
 						errmsg_text);
-			b->recs[i].attempts = 1 + DELIVERY_TRANSFORM_RETRIES;
+			b->recs[i].attempts = attempt - 1;
 		}
 	}
 }
@@ -1483,8 +1486,8 @@ convert_records(Batch *b, MemoryContext cxt, MemoryContext scratch,
 
 			sandbox_abort(&sb);
 			ed = subxact_abort(cxt, oldowner);
-			/* the batch's owner-code time is used up: not these records' fault */
-			if (ed->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			/* a conversion that runs out of time is not this record's fault */
+			if (sandbox_timed_out(ed->sqlerrcode))
 				ereport(ERROR,
 						(errcode(ERRCODE_QUERY_CANCELED),
 						 errmsg("Firehose %s: %s", cfg->name, ed->message),
@@ -2047,8 +2050,13 @@ insert_rows(DeliveryConfig *cfg, RowMapper *m, Oid relid, TableRow *rows, int n,
 		ed = subxact_abort(cxt, oldowner);
 
 		*errmsg_out = pstrdup(ed->message);
-		/* the table itself is the problem: retry the whole batch later */
-		if (ed->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE ||
+		/*
+		 * the table itself is the problem: retry the whole batch later (also
+		 * when its triggers or checks ran out of time: retrying row by row
+		 * would hold the worker once per row)
+		 */
+		if (sandbox_timed_out(ed->sqlerrcode) ||
+			ed->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE ||
 			ed->sqlerrcode == ERRCODE_UNDEFINED_TABLE ||
 			ed->sqlerrcode == ERRCODE_DISK_FULL ||
 			ed->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
@@ -3087,10 +3095,7 @@ delivery_run_round(const int32 *flush_ids, int nflush, bool flush_all, uint32 ti
 		MemoryContextSwitchTo(cxt);
 		PG_TRY();
 		{
-			UnitResult	r;
-
-			sandbox_budget_reset();
-			r = deliver_unit(id, force, cxt);
+			UnitResult	r = deliver_unit(id, force, cxt);
 
 			if (r == UNIT_MORE)
 				more = true;

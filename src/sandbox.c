@@ -13,8 +13,8 @@
  *    default_transaction_read_only;
  *  - triggers deferred to commit fire before the end, as the owner, not at
  *    the worker's commit as the superuser;
- *  - owner code gets stream.owner_code_timeout per unit of work in all
- *    (sandbox_budget_reset), enforced with the statement timeout;
+ *  - each call may run for stream.owner_code_timeout, enforced with the
+ *    statement timeout;
  *  - the control plane refuses to run (caller.c).
  *
  * Rules for callers: begin inside a subtransaction of their own; on success
@@ -35,14 +35,7 @@
 int			stream_owner_code_timeout_ms = 30000;
 
 static Sandbox *active = NULL;
-static TimestampTz budget_end = 0;
 static TimestampTz last_deadline = 0;
-
-void
-sandbox_budget_reset(void)
-{
-	budget_end = 0;
-}
 
 bool
 sandbox_active(void)
@@ -61,25 +54,12 @@ sandbox_timed_out(int sqlerrcode)
 static void
 arm_timer(Sandbox *sb)
 {
-	TimestampTz now = GetCurrentTimestamp();
-	long		secs;
-	int			usecs;
-
 	sb->timer = false;
 	last_deadline = 0;
 	if (stream_owner_code_timeout_ms <= 0 || sb->outer != NULL)
 		return;
-	if (budget_end == 0)
-		budget_end = TimestampTzPlusMilliseconds(now, stream_owner_code_timeout_ms);
-	last_deadline = budget_end;
-	if (now >= budget_end)
-		ereport(ERROR,
-				(errcode(ERRCODE_QUERY_CANCELED),
-				 errmsg("canceling statement due to statement timeout"),
-				 errdetail("Owner code of this unit of work used its stream.owner_code_timeout (%d ms).",
-						   stream_owner_code_timeout_ms)));
-	TimestampDifference(now, budget_end, &secs, &usecs);
-	enable_timeout_after(STATEMENT_TIMEOUT, (int) Max(1, secs * 1000 + usecs / 1000));
+	last_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), stream_owner_code_timeout_ms);
+	enable_timeout_after(STATEMENT_TIMEOUT, stream_owner_code_timeout_ms);
 	sb->timer = true;
 }
 

@@ -20,8 +20,6 @@ typedef struct Sandbox
 
 extern int	stream_owner_code_timeout_ms;
 
-/* one unit of background work begins: owner code gets a fresh time budget */
-extern void sandbox_budget_reset(void);
 extern void sandbox_begin(Sandbox *sb, Oid owner);
 extern void sandbox_end(Sandbox *sb);
 extern void sandbox_abort(Sandbox *sb);

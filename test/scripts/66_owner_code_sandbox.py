@@ -54,10 +54,10 @@ def flush(name, c=None, timeout=60):
 def setup():
     q(conn, "CREATE ROLE sb_owner LOGIN; CREATE ROLE sb_other LOGIN")
     q(conn, "CREATE SCHEMA sb_owner AUTHORIZATION sb_owner; CREATE SCHEMA sb_other AUTHORIZATION sb_other")
-    q(conn, f"GRANT EXECUTE ON FUNCTION {CREATE_DS} TO sb_owner, sb_other")
+    q(conn, f"GRANT EXECUTE ON FUNCTION {CREATE_DS}, stream.delete_delivery_stream(text) TO sb_owner, sb_other")
     q(conn, "GRANT EXECUTE ON FUNCTION stream.grant_stream_access(text, regrole, text) TO sb_owner")
     q(conn, "SELECT stream.create_stream('secret', 1)")
-    q(conn, "SELECT stream.put_record('secret', convert_to('{\"n\": 42, \"ssn\": \"123-45-6789\"}', 'UTF8'), 'k')")
+    q(conn, "SELECT stream.put_record('secret', 'k', convert_to('{\"n\": 42, \"ssn\": \"123-45-6789\"}', 'UTF8'))")
     q(conn, "SELECT stream.create_stream('busy', 2)")
 
 
@@ -66,7 +66,7 @@ def setup():
 # the superuser resolves it through that search_path.
 WEAPON = r"""
 CREATE TABLE sb_owner.log (at timestamptz DEFAULT clock_timestamp(), place text, search_path text,
-                           read_only text, who text, note text);
+                           read_only text, who text, note text, first_in_call bool);
 CREATE FUNCTION sb_owner.escalate(a int4, b int4) RETURNS bool LANGUAGE plpgsql AS $$
 BEGIN
     BEGIN
@@ -79,8 +79,11 @@ END $$;
 CREATE OPERATOR sb_owner.= (LEFTARG = int4, RIGHTARG = int4, FUNCTION = sb_owner.escalate);
 CREATE FUNCTION sb_owner.poison(place text) RETURNS bool LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO sb_owner.log (place, search_path, read_only, who)
-    VALUES (place, current_setting('search_path'), current_setting('default_transaction_read_only'), current_user);
+    -- sb.mark is set by the first poison() of a call: settings of one call last for that call
+    INSERT INTO sb_owner.log (place, search_path, read_only, who, first_in_call)
+    VALUES (place, current_setting('search_path'), current_setting('default_transaction_read_only'), current_user,
+            coalesce(current_setting('sb.mark', true), '') = '');
+    PERFORM set_config('sb.mark', 'set', false);
     PERFORM set_config('search_path', 'sb_owner, pg_catalog', false);
     PERFORM set_config('default_transaction_read_only', 'on', false);
     PERFORM set_config('statement_timeout', '1', false);
@@ -172,13 +175,19 @@ def t_escalation():
         check(q1(conn, "SELECT count(*) FROM stream.run_maintenance()") is not None, 'maintenance runs')
     check(q1(conn, "SELECT rolsuper FROM pg_roles WHERE rolname = 'sb_owner'") is False,
           'sb_owner did not become superuser')
-    rows = q(conn, "SELECT place, search_path, read_only, who FROM sb_owner.log WHERE note IS NULL ORDER BY at")
+    rows = q(conn, "SELECT place, search_path, read_only, who, first_in_call FROM sb_owner.log "
+                   "WHERE note IS NULL ORDER BY at")
     places = {r[0] for r in rows}
     for p in ('transform', 'trigger', 'domain check', 'default', 'index expression', 'deferred trigger'):
         check(p in places, 'owner code ran in the %s' % p)
-    for place, sp, ro, who in rows:
-        check(sp == 'pg_catalog, pg_temp' and ro == 'off',
-              '%s found the worker\'s settings changed: search_path=%r read_only=%r' % (place, sp, ro))
+    firsts = [r for r in rows if r[4]]
+    # 4 rounds, each: a transform call, the conversions, the insert (with its deferred trigger)
+    check(len(firsts) >= 12, 'every call began with fresh settings (%d calls seen of at least 12; '
+          'settings of one call leaked into the next)' % len(firsts))
+    for place, sp, ro, who, first in rows:
+        if first:
+            check(sp == 'pg_catalog, pg_temp' and ro == 'off',
+                  '%s found the worker\'s settings changed: search_path=%r read_only=%r' % (place, sp, ro))
         check(who == 'sb_owner', '%s ran as %s, not as the owner' % (place, who))
     check(q1(conn, "SELECT count(*) FROM sb_owner.log WHERE note = 'escalated'") == 0, 'no escalation logged')
     notes = q(conn, "SELECT place, note FROM sb_owner.log WHERE note IS NOT NULL AND note <> 'escalated' ORDER BY at")
