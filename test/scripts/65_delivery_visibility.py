@@ -15,8 +15,10 @@ delivery stream owner B and a LOGIN role with no grants
 * filter those views with a function that prints its argument, cheaper than
   any built-in (a security_barrier view must not show it a hidden row),
 
-and none of it may show a secret.  A, a member of A and the superuser see A's
-delivery streams in full; A does not see B's.
+and none of it may show a secret; nor may B grant itself puts to A's delivery
+streams, revoke A's or delete them, nor (without pg_write_server_files) deliver
+to a server directory.  A, a member of A and the superuser see
+A's delivery streams in full; A does not see B's.
 
 A direct-put delivery stream's internal stream is still named after it in
 stream.streams (and its table's comment), both readable by PUBLIC: that is
@@ -218,6 +220,25 @@ def t_others_see_nothing(role):
     c.close()
 
 
+def t_others_cannot_change():
+    """Only A (or a member) deletes A's delivery streams or grants puts to them."""
+    q(su, "GRANT EXECUTE ON FUNCTION stream.delete_delivery_stream(text) TO dvis_b")
+    c = connect(user='dvis_b')
+    for sql in ("SELECT stream.grant_delivery_stream_access(%s, 'dvis_b')",
+                "SELECT stream.revoke_delivery_stream_access(%s, 'dvis_a')",
+                "SELECT stream.delete_delivery_stream(%s)"):
+        for name in (A_DIRECT, A_TABLE):
+            check(error_of(c, sql, (name,)) is not None, f'dvis_b: {sql % repr(name)} succeeded')
+    check(error_of(c, "SELECT stream.put_delivery_record(%s, 'x')", (A_DIRECT,)) is not None,
+          'dvis_b may put to A\'s delivery stream')
+    # files on the server are for superusers and pg_write_server_files (A is a member, B is not)
+    got = error_of(c, "SELECT stream.create_delivery_stream('b-files', destination => %s)", (WORK,))
+    check(got is not None and got[0] == '42501', f'dvis_b delivers to a server directory: {got}')
+    c.close()
+    names = {r[0] for r in q(su, "SELECT delivery_stream_name FROM stream.list_delivery_streams()")}
+    check({A_FILES, A_TABLE, A_DIRECT} <= names, f'A\'s delivery streams after B\'s attempts: {sorted(names)}')
+
+
 def t_known_leak():
     """create_delivery_stream names a direct-put stream's internal stream after it."""
     c = connect(user='dvis_nobody')
@@ -240,6 +261,7 @@ try:
                   ('member_sees_owners', t_owner_sees_own, ('dvis_team',)),
                   ('other_owner_sees_nothing', t_others_see_nothing, ('dvis_b',)),
                   ('no_grants_sees_nothing', t_others_see_nothing, ('dvis_nobody',)),
+                  ('others_cannot_change', t_others_cannot_change, ()),
                   ('known_leak', t_known_leak, ())])
 finally:
     su.close()
