@@ -126,6 +126,35 @@ rel_owner(Oid relid)
 	return owner;
 }
 
+/*
+ * SPI on the delivery catalogs, which PUBLIC may not read (manifest paths
+ * and errors hold record data): as the owner of stream.delivery_streams,
+ * restricted.  Only for lookups whose result the caller then checks against
+ * the calling role.  An error restores the user at the (sub)transaction's
+ * abort.
+ */
+static int
+catalog_spi(const char *sql, int nargs, Oid *argtypes, Datum *args, bool read_only, long count)
+{
+	Oid			relid = get_relname_relid("delivery_streams", stream_nsp());
+	Oid			save_user;
+	int			save_sec;
+	int			ret;
+	int			path_level;
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "stream.delivery_streams is missing");
+	/* as that owner, names must not resolve through the caller's search_path */
+	path_level = safe_search_path_begin();
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	SetUserIdAndSecContext(rel_owner(relid), save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	ret = SPI_execute_with_args(sql, nargs, argtypes, args, NULL, read_only, count);
+	SetUserIdAndSecContext(save_user, save_sec);
+	safe_search_path_end(path_level);
+	return ret;
+}
+
 /* ----------------------------------------------------------------------
  * Direct put: a backend-local cache of name -> internal stream
  * ----------------------------------------------------------------------
@@ -187,9 +216,10 @@ delivery_lookup_name(const char *name)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	arg = CStringGetTextDatum(name);
-	ret = SPI_execute_with_args("SELECT delivery_stream_id, source_stream_id, delivery_stream_type = 'DirectPut' "
-								"FROM stream.delivery_streams WHERE delivery_stream_name = $1",
-								1, &argtype, &arg, NULL, true, 1);
+	/* put and flush check the caller's rights on what this finds */
+	ret = catalog_spi("SELECT delivery_stream_id, source_stream_id, delivery_stream_type = 'DirectPut' "
+					  "FROM stream.delivery_streams WHERE delivery_stream_name = $1",
+					  1, &argtype, &arg, true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read stream.delivery_streams");
 	if (SPI_processed != 1)
@@ -3179,15 +3209,20 @@ stream_delivery_buffer(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("SELECT source_stream_id FROM stream.delivery_streams WHERE delivery_stream_id = $1",
-							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	/*
+	 * No row unless the calling role is a member of the delivery stream's
+	 * owner (superusers are): PUBLIC may call this, the status view does.
+	 */
+	if (catalog_spi("SELECT source_stream_id, owner FROM stream.delivery_streams WHERE delivery_stream_id = $1",
+					1, &argtype, &arg, true, 1) != SPI_OK_SELECT || SPI_processed != 1 ||
+		!is_member_of_role(GetUserId(), DatumGetObjectId(spi_datum(0, 2, &isnull))))
 	{
 		SPI_finish();
 		return (Datum) 0;
 	}
 	stream_id = DatumGetInt32(spi_datum(0, 1, &isnull));
-	if (SPI_execute_with_args("SELECT shard_index, next_seq FROM stream.delivery_checkpoints WHERE delivery_stream_id = $1",
-							  1, &argtype, &arg, NULL, true, 0) != SPI_OK_SELECT)
+	if (catalog_spi("SELECT shard_index, next_seq FROM stream.delivery_checkpoints WHERE delivery_stream_id = $1",
+					1, &argtype, &arg, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read stream.delivery_checkpoints");
 	ncp = SPI_processed;
 	cp_idx = MemoryContextAlloc(rsinfo->econtext->ecxt_per_query_memory, sizeof(int32) * Max(ncp, 1));
@@ -3271,8 +3306,8 @@ stream_flush_delivery_stream(PG_FUNCTION_ARGS)
 		Datum		arg = Int32GetDatum(e->delivery_stream_id);
 		bool		isnull;
 
-		if (SPI_execute_with_args("SELECT owner FROM stream.delivery_streams WHERE delivery_stream_id = $1",
-								  1, &argtype, &arg, NULL, true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+		if (catalog_spi("SELECT owner FROM stream.delivery_streams WHERE delivery_stream_id = $1",
+						1, &argtype, &arg, true, 1) == SPI_OK_SELECT && SPI_processed == 1)
 			owner = DatumGetObjectId(spi_datum(0, 1, &isnull));
 	}
 	SPI_finish();
@@ -3319,8 +3354,7 @@ stream_flush_delivery_stream(PG_FUNCTION_ARGS)
 	/*
 	 * delivered up to the targets?  (a fresh snapshot in READ COMMITTED)
 	 * The checkpoints are the extension's bookkeeping, readable by its owner
-	 * only: read them as the owner of stream.delivery_checkpoints (the caller
-	 * was checked above), restricted, so any owner or producer may flush.
+	 * only (the caller was checked above), so any owner or producer may flush.
 	 */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -3328,23 +3362,10 @@ stream_flush_delivery_stream(PG_FUNCTION_ARGS)
 		Oid			argtype = INT4OID;
 		Datum		arg = Int32GetDatum(e->delivery_stream_id);
 		bool		isnull;
-		Oid			cp_relid = get_relname_relid("delivery_checkpoints", stream_nsp());
-		Oid			save_user;
-		int			save_sec;
 		int			ret;
-		int			path_level;
 
-		if (!OidIsValid(cp_relid))
-			elog(ERROR, "stream.delivery_checkpoints is missing");
-		/* as that owner, names must not resolve through the caller's search_path */
-		path_level = safe_search_path_begin();
-		GetUserIdAndSecContext(&save_user, &save_sec);
-		SetUserIdAndSecContext(rel_owner(cp_relid), save_sec | SECURITY_LOCAL_USERID_CHANGE |
-							   SECURITY_RESTRICTED_OPERATION);
-		ret = SPI_execute_with_args("SELECT shard_index, next_seq FROM stream.delivery_checkpoints WHERE delivery_stream_id = $1",
-									1, &argtype, &arg, NULL, false, 0);
-		SetUserIdAndSecContext(save_user, save_sec);
-		safe_search_path_end(path_level);
+		ret = catalog_spi("SELECT shard_index, next_seq FROM stream.delivery_checkpoints WHERE delivery_stream_id = $1",
+						  1, &argtype, &arg, false, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "could not read stream.delivery_checkpoints");
 		for (int i = 0; i < n && ok; i++)

@@ -117,7 +117,41 @@ SELECT pg_catalog.pg_extension_config_dump('stream.delivery_pending', '');
 SELECT pg_catalog.pg_extension_config_dump('stream.delivery_manifest', '');
 SELECT pg_catalog.pg_extension_config_dump('stream.delivery_progress', '');
 SELECT pg_catalog.pg_extension_config_dump('stream.delivery_errors', '');
-GRANT SELECT ON stream.delivery_streams, stream.delivery_manifest, stream.delivery_progress TO PUBLIC;
+-- No privileges for PUBLIC on the delivery catalogs: partition values end up
+-- in manifest paths (cust=...), record content in errors.  A role reads the
+-- delivery streams it may see through the security_barrier views below.
+REVOKE ALL ON stream.delivery_streams, stream.delivery_streams_delivery_stream_id_seq,
+    stream.delivery_checkpoints, stream.delivery_pending, stream.delivery_manifest,
+    stream.delivery_progress, stream.delivery_errors FROM PUBLIC;
+
+-- The delivery streams the querying role may see: those whose owner it is a
+-- member of (superusers: all).  A view reads the table with its owner's
+-- rights but evaluates current_user as the querying role (also inside an
+-- API function running as the caller, and as the owner inside a SECURITY
+-- DEFINER function, where every row shows).  security_barrier: the
+-- caller's own conditions cannot see rows before this filter.
+CREATE VIEW stream_internal.visible_delivery_streams WITH (security_barrier) AS
+SELECT d.*
+  FROM stream.delivery_streams d
+ WHERE pg_catalog.pg_has_role(current_user, d.owner, 'MEMBER');
+GRANT SELECT ON stream_internal.visible_delivery_streams TO PUBLIC;
+
+-- One row per delivered batch (its files, or for a table the rows' count,
+-- and the source ranges), of the delivery streams the caller may see.
+CREATE VIEW stream.delivery_batches WITH (security_barrier) AS
+SELECT d.delivery_stream_name, m.batch_no, m.shard_indexes, m.from_seqs, m.to_seqs, m.files,
+       m.records_in, m.records_delivered, m.records_dropped, m.records_failed, m.delivered_at
+  FROM stream_internal.visible_delivery_streams d
+  JOIN stream.delivery_manifest m ON m.delivery_stream_id = d.delivery_stream_id;
+GRANT SELECT ON stream.delivery_batches TO PUBLIC;
+
+-- The failed records of table destinations, with Firehose's error envelope,
+-- of the delivery streams the caller may see.
+CREATE VIEW stream.delivery_failed_records WITH (security_barrier) AS
+SELECT d.delivery_stream_name, e.batch_no, e.error_output_type, e.envelope, e.created_at
+  FROM stream_internal.visible_delivery_streams d
+  JOIN stream.delivery_errors e ON e.delivery_stream_id = d.delivery_stream_id;
+GRANT SELECT ON stream.delivery_failed_records TO PUBLIC;
 
 ---------------------------------------------------------------------------
 -- C functions
@@ -139,9 +173,9 @@ CREATE FUNCTION stream_internal._delivery_buffer(delivery_stream_id int,
                                         OUT buffered_records bigint, OUT buffered_bytes bigint,
                                         OUT oldest_buffered timestamptz)
     RETURNS SETOF record
-    AS 'MODULE_PATHNAME', 'stream_delivery_buffer' LANGUAGE C VOLATILE STRICT ROWS 1
-    -- reads the delivery catalog, which only its owner may: the status view calls it for any role
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+    -- runs as the caller (the status view's querying role), who must be a
+    -- member of the delivery stream's owner; reads the catalogs as their owner
+    AS 'MODULE_PATHNAME', 'stream_delivery_buffer' LANGUAGE C VOLATILE STRICT ROWS 1;
 CREATE FUNCTION stream_internal._delivery_stable_seq(stream_id int, shard_index int) RETURNS bigint
     AS 'MODULE_PATHNAME', 'stream_delivery_stable_seq' LANGUAGE C VOLATILE STRICT;
 CREATE FUNCTION stream_internal._delivery_validate(prefix text, error_output_prefix text, backup_prefix text,
@@ -169,7 +203,8 @@ DECLARE
     d stream.delivery_streams;
 BEGIN
     PERFORM stream_internal._check_name(p_name, 'deliveryStreamName', 64);
-    SELECT * INTO d FROM stream.delivery_streams WHERE delivery_stream_name = p_name;
+    -- one not visible to the caller is not found, exactly as a missing one
+    SELECT * INTO d FROM stream_internal.visible_delivery_streams v WHERE v.delivery_stream_name = p_name;
     IF NOT FOUND THEN
         PERFORM stream_internal._raise('ResourceNotFoundException', format('Firehose %s under account 000000000000 not found.', p_name), '42704');
     END IF;
@@ -406,7 +441,7 @@ RETURNS TABLE(delivery_stream_name text, delivery_stream_arn text, delivery_stre
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT d.delivery_stream_name, stream_internal._delivery_arn(d.delivery_stream_name), d.delivery_stream_type,
            d.delivery_stream_status, d.created_at
-      FROM stream.delivery_streams d
+      FROM stream_internal.visible_delivery_streams d
      WHERE $1 IS NULL OR d.delivery_stream_type = $1
      ORDER BY d.delivery_stream_name
 $$;
@@ -505,8 +540,8 @@ CREATE FUNCTION stream.revoke_delivery_stream_access(delivery_stream_name text, 
 RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
 
 
--- One row per delivery stream the caller owns (or, for superusers, every one):
--- what is buffered, what was delivered, the last error.
+-- One row per delivery stream the caller may see (it is a member of its
+-- owner; superusers: all): what is buffered, what was delivered, the last error.
 CREATE VIEW stream.delivery_stream_status WITH (security_barrier) AS
 SELECT d.delivery_stream_name,
        d.delivery_stream_type,
@@ -524,10 +559,9 @@ SELECT d.delivery_stream_name,
        p.failed_attempts,
        p.next_attempt_at,
        (SELECT pe.batch_no FROM stream.delivery_pending pe WHERE pe.delivery_stream_id = d.delivery_stream_id) AS pending_batch
-  FROM stream.delivery_streams d
+  FROM stream_internal.visible_delivery_streams d
   JOIN stream.delivery_progress p USING (delivery_stream_id)
-  LEFT JOIN LATERAL stream_internal._delivery_buffer(d.delivery_stream_id) b ON true
- WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = d.owner AND pg_has_role(r.oid, 'USAGE'));
+  LEFT JOIN LATERAL stream_internal._delivery_buffer(d.delivery_stream_id) b ON true;
 GRANT SELECT ON stream.delivery_stream_status TO PUBLIC;
 
 -- Creating and deleting delivery streams is for administrators.

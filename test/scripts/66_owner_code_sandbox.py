@@ -233,9 +233,11 @@ def t_caller_is_current_user():
     for fn in ("stream_internal.create_delivery_stream('x', NULL, NULL, 'sb_owner.mine', 'json', NULL, 'none', 5, 300, "
                "NULL, NULL, NULL, NULL, NULL, 'LATEST')",
                "stream_internal.delete_delivery_stream('other_ds')",
-               "stream_internal._delivery_buffer(1)",
                "stream_internal._caller()"):
         expect_error(oc, "SELECT " + fn, None, '42501', 'permission denied', 'direct call of ' + fn.split('(')[0])
+    other_id = q1(conn, "SELECT delivery_stream_id FROM stream.delivery_streams WHERE delivery_stream_name = 'other_ds'")
+    check(q(oc, "SELECT * FROM stream_internal._delivery_buffer(%s)", (other_id,)) == [],
+          'another owner\'s buffer counts stay hidden')
     sc.close()
     oc.close()
 
