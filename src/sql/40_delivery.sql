@@ -279,7 +279,7 @@ BEGIN
             PERFORM stream_internal._raise('InvalidArgumentException', 'schema is taken from destination_table; do not give both');
         END IF;
         IF prefix IS NOT NULL OR error_output_prefix IS NOT NULL OR partition_key_queries IS NOT NULL OR backup_prefix IS NOT NULL THEN
-            PERFORM stream_internal._raise('InvalidArgumentException', 'a table destination takes no prefix, error_output_prefix, partition_key_queries or backup_prefix (failed records go to stream.delivery_errors)');
+            PERFORM stream_internal._raise('InvalidArgumentException', 'a table destination takes no prefix, error_output_prefix, partition_key_queries or backup_prefix (failed records go to stream.delivery_failed_records)');
         END IF;
         IF format IS DISTINCT FROM 'json' THEN
             PERFORM stream_internal._raise('InvalidArgumentException', 'a table destination reads JSON records (format ''json'')');
@@ -357,13 +357,14 @@ BEGIN
         END IF;
         v_stream_id := v_src.stream_id;
     ELSE
-        INSERT INTO stream.streams (stream_name, retention_hours, chunk_hours, stream_mode, created_at, next_shard_index)
-        VALUES ('firehose:' || delivery_stream_name, 24, 1, 'FIREHOSE_DIRECT_PUT', v_now, 1)
-        RETURNING stream_id INTO v_stream_id;
+        -- named by its id: stream.streams is readable by every role, delivery stream names are not
+        v_stream_id := nextval('stream.streams_stream_id_seq');
+        INSERT INTO stream.streams (stream_id, stream_name, retention_hours, chunk_hours, stream_mode, created_at, next_shard_index)
+        VALUES (v_stream_id, 'firehose:' || v_stream_id, 24, 1, 'FIREHOSE_DIRECT_PUT', v_now, 1);
         INSERT INTO stream.shards (stream_id, shard_index, starting_hash_key, ending_hash_key, starting_seq, created_at)
         VALUES (v_stream_id, 0, 0, 340282366920938463463374607431768211455,
                 (floor(extract(epoch FROM v_now) / 3600)::bigint) << 32, v_now);
-        PERFORM stream_internal._create_stream_table(v_stream_id, 'records put to delivery stream ' || delivery_stream_name);
+        PERFORM stream_internal._create_stream_table(v_stream_id, 'records put to a delivery stream (direct put)');
         PERFORM stream_internal._make_chunks(x) FROM stream.streams x WHERE x.stream_id = v_stream_id;
         PERFORM stream_internal._catalog_changed();
         IF NOT (SELECT rolsuper FROM pg_roles WHERE oid = v_invoker) THEN

@@ -239,8 +239,8 @@ def t_others_cannot_change():
     check({A_FILES, A_TABLE, A_DIRECT} <= names, f'A\'s delivery streams after B\'s attempts: {sorted(names)}')
 
 
-def t_known_leak():
-    """create_delivery_stream names a direct-put stream's internal stream after it."""
+def t_direct_put_names():
+    """A direct-put delivery stream's internal stream and table do not carry its name."""
     c = connect(user='dvis_nobody')
     where = [rel for rel, text in sweep(c).items() if text and A_DIRECT in text]
     comment = rows_text(c, "SELECT obj_description(c.oid, 'pg_class') FROM pg_class c "
@@ -248,10 +248,7 @@ def t_known_leak():
     if comment and A_DIRECT in comment:
         where.append('the comment on a stream_data table')
     c.close()
-    if where:
-        warn(f'KNOWN LEAK (create_delivery_stream): a direct-put delivery stream\'s name shows in {", ".join(where)}')
-    else:
-        check(False, 'the known leak of direct-put delivery stream names is gone: make t_known_leak a failure')
+    check(not where, f'a direct-put delivery stream\'s name shows in {", ".join(where)}')
 
 
 try:
@@ -262,7 +259,7 @@ try:
                   ('other_owner_sees_nothing', t_others_see_nothing, ('dvis_b',)),
                   ('no_grants_sees_nothing', t_others_see_nothing, ('dvis_nobody',)),
                   ('others_cannot_change', t_others_cannot_change, ()),
-                  ('known_leak', t_known_leak, ())])
+                  ('direct_put_names', t_direct_put_names, ())])
 finally:
     su.close()
     if not KEEP_DB:
