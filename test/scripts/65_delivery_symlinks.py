@@ -42,7 +42,7 @@ from streamtest import log as say  # noqa: E402
 
 DB = 'stream_delivery_links'
 SEED = int(os.environ.get('STREAM_TEST_SEED', str(int(time.time()))))
-ROUNDS = int(os.environ.get('STREAM_DELIVERY_LINK_ROUNDS', '30'))
+ROUNDS = int(os.environ.get('STREAM_DELIVERY_LINK_ROUNDS', '40'))
 rnd = random.Random(SEED)
 configure(DB, statement_timeout='120s', client_min_messages='warning')
 STAGING = '.firehose-staging'
@@ -138,7 +138,7 @@ def plant_staging_link(ctx):
     for name in predicted_staging_names(ctx):
         d = os.path.join(DECOY, 'st', name)
         if not os.path.isdir(d):
-            os.mkdir(d)
+            os.makedirs(d)      # (the old code removed what it found there)
             with open(os.path.join(d, '0.tmp'), 'w') as f:
                 f.write('decoy staging\n')
             chown_pg(d)
