@@ -19,6 +19,7 @@ OBJS = \
 	src/parquet.o \
 	src/delivery.o \
 	src/delivery_format.o \
+	src/destdir.o \
 	src/prefix.o \
 	src/json.o \
 	src/raise.o

@@ -13,20 +13,23 @@
  *   1. in a short transaction, the batch's source ranges (per shard
  *      [from, to), every number below the shards' stable sequences, so
  *      reading them again gives the same records) are recorded as the
- *      delivery stream's pending batch;
+ *      delivery stream's pending batch, with the name of its staging
+ *      directory (random, so no one can plant it in advance);
  *   2. the records are read, transformed and written to temporary files
- *      in a staging directory, each fsynced; the list of final names is
- *      committed into the pending row;
+ *      in that staging directory, created exclusively, each fsynced; the
+ *      list of final names is committed into the pending row;
  *   3. each temporary file is renamed to its final name and the
  *      directories are fsynced;
  *   4. in a short transaction, the manifest row is inserted, the
  *      checkpoints advance and the pending row goes.
  * After a crash, a pending batch without a file list is written again from
- * scratch (its staging directory is emptied first: nothing of it was
- * visible); one with a file list only finishes its renames.  A file thus
- * appears atomically and every record lands in exactly one file.  For a
- * table destination, the rows, the checkpoints and the manifest row are
- * written in one transaction.
+ * scratch (its recorded staging directory goes first, and a new name is
+ * recorded: nothing of it was visible); one with a file list only finishes
+ * its renames.  A file thus appears atomically and every record lands in
+ * exactly one file.  Below the destination nothing is reached through a
+ * symbolic link (see destdir.c): a planted link fails the batch, which
+ * waits with the error shown.  For a table destination, the rows, the
+ * checkpoints and the manifest row are written in one transaction.
  *
  * Failures of the destination (a directory that cannot be written, a full
  * disk, a missing table) leave the checkpoints where they were; the
@@ -1201,6 +1204,7 @@ typedef struct OutObject
 	TimestampTz oldest;
 	StringInfo	buf;
 	void	   *pw;				/* parquet writer */
+	char	   *tmp_name;		/* in the staging directory */
 	char	   *tmp_path;
 	char	   *rel_path;
 	int64		records;
@@ -1211,7 +1215,8 @@ typedef struct OutObject
 typedef struct FileOutput
 {
 	Batch	   *b;
-	char	   *staging;
+	DestDir    *dir;			/* the batch's own staging directory */
+	char	   *staging;		/* its path */
 	HTAB	   *objects;
 	OutObject **list;
 	int			nobjects;
@@ -1265,7 +1270,8 @@ get_object(FileOutput *fo, ObjKind kind, const char *error_type, int nkeys,
 	o->records = 0;
 	o->bytes = 0;
 	o->index = fo->nobjects;
-	o->tmp_path = psprintf("%s/%d.tmp", fo->staging, o->index);
+	o->tmp_name = psprintf("%d.tmp", o->index);
+	o->tmp_path = psprintf("%s/%s", fo->staging, o->tmp_name);
 	o->rel_path = NULL;
 	if (fo->nobjects >= fo->cap)
 	{
@@ -1416,7 +1422,7 @@ write_data_record(FileOutput *fo, OutObject *o, SrcRec *r, Datum *values, bool *
 			{
 				MemoryContext old = MemoryContextSwitchTo(fo->cxt);
 
-				o->pw = delivery_parquet_open(o->tmp_path, fo->mapper, cfg->compression);
+				o->pw = delivery_parquet_open(fo->dir, o->tmp_name, fo->mapper, cfg->compression);
 				MemoryContextSwitchTo(old);
 			}
 			delivery_parquet_add(o->pw, values, isnull);
@@ -1711,12 +1717,9 @@ finish_objects(FileOutput *fo)
 		o->rel_path = name.data;
 		if (o->pw != NULL)
 		{
+			/* created 0644 (see parquet_writer_create_ext) */
 			o->bytes = delivery_parquet_finish(o->pw);
 			o->pw = NULL;
-			if (chmod(o->tmp_path, 0644) != 0)
-				ereport(ERROR,
-						(errcode_for_file_access(),
-						 errmsg("ServiceUnavailableException: could not chmod \"%s\": %m", o->tmp_path)));
 		}
 		else
 		{
@@ -1733,7 +1736,7 @@ finish_objects(FileOutput *fo)
 				pfree(o->buf->data);
 				*o->buf = z;
 			}
-			delivery_write_file(o->tmp_path, o->buf->data, o->buf->len);
+			delivery_write_file(fo->dir, o->tmp_name, o->buf->data, o->buf->len);
 			o->bytes = o->buf->len;
 			pfree(o->buf->data);
 			o->buf->data = NULL;
@@ -1756,81 +1759,6 @@ finish_objects(FileOutput *fo)
 	appendStringInfoChar(&b->files, ']');
 }
 
-static void
-make_dir(const char *path)
-{
-	if (MakePGDirectory(path) != 0 && errno != EEXIST)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("ServiceUnavailableException: could not create directory \"%s\": %m", path)));
-	(void) chmod(path, 0755);
-}
-
-/* mkdir -p below base; fsyncs the parent of each directory it creates. */
-static void
-make_dirs(const char *base, const char *rel_dir)
-{
-	char	   *path = psprintf("%s/%s", base, rel_dir);
-	char	   *p = path + strlen(base) + 1;
-
-	for (;;)
-	{
-		char	   *slash = strchr(p, '/');
-		struct stat st;
-
-		if (slash)
-			*slash = '\0';
-		if (*p && stat(path, &st) != 0)
-		{
-			char	   *parent = pstrdup(path);
-
-			make_dir(path);
-			*strrchr(parent, '/') = '\0';
-			/* the destination is outside the data directory: an error, not a PANIC */
-			(void) fsync_fname_ext(parent, true, false, ERROR);
-		}
-		if (!slash)
-			break;
-		*slash = '/';
-		p = slash + 1;
-	}
-}
-
-static void
-ensure_destination(const char *dest)
-{
-	struct stat st;
-
-	if (stat(dest, &st) != 0)
-	{
-		char	   *d = pstrdup(dest);
-		char	   *p = d + 1;
-
-		/* the destination itself may be created, as S3 creates prefixes */
-		for (;;)
-		{
-			char	   *slash = strchr(p, '/');
-
-			if (slash)
-				*slash = '\0';
-			if (stat(d, &st) != 0)
-				make_dir(d);
-			if (!slash)
-				break;
-			*slash = '/';
-			p = slash + 1;
-		}
-	}
-}
-
-static char *
-staging_dir(DeliveryConfig *cfg, int64 batch_no)
-{
-	/* the database's OID too: several databases may share a destination */
-	return psprintf("%s/" DELIVERY_STAGING_NAME "/%u-%d-" INT64_FORMAT, cfg->destination, MyDatabaseId,
-					cfg->id, batch_no);
-}
-
 /*
  * stream_internal._delivery_check_destination(destination text): at creation, the
  * server must be able to create the destination and write in it (as the
@@ -1840,9 +1768,7 @@ Datum
 stream_delivery_check_destination(PG_FUNCTION_ARGS)
 {
 	char	   *dest = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char	   *probe;
-	int			fd;
-	int			save_errno;
+	volatile int probe_errno = 0;
 	ErrorContextCallback *saved = error_context_stack;
 
 	/* called by create_delivery_stream: its plpgsql call chain is no use to the user */
@@ -1861,8 +1787,13 @@ stream_delivery_check_destination(PG_FUNCTION_ARGS)
 						dest, (int) (MAXPGPATH - 1 - DELIVERY_PREFIX_MAX - DELIVERY_OBJECT_NAME_MAX - 64 - 1))));
 	PG_TRY();
 	{
-		ensure_destination(dest);
-		make_dirs(dest, DELIVERY_STAGING_NAME);
+		/* as the worker will: by descriptor, refusing links and a foreign staging directory */
+		DestDir    *root = destdir_open_root(dest, CurrentMemoryContext);
+		DestDir    *sroot = destdir_staging_root(root, true);
+
+		probe_errno = destdir_probe_write(sroot);
+		destdir_close(sroot);
+		destdir_close(root);
 	}
 	PG_CATCH();
 	{
@@ -1878,49 +1809,64 @@ stream_delivery_check_destination(PG_FUNCTION_ARGS)
 				 errhint("The directory must be writable by the operating system user the database server runs as.")));
 	}
 	PG_END_TRY();
-	probe = psprintf("%s/" DELIVERY_STAGING_NAME "/.probe-%d", dest, MyProcPid);
-	(void) unlink(probe);
-	fd = OpenTransientFilePerm(probe, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY, 0600);
-	if (fd >= 0 && write(fd, "x", 1) == 1)
+	if (probe_errno != 0)
 	{
-		CloseTransientFile(fd);
-		(void) unlink(probe);
-		error_context_stack = saved;
-	PG_RETURN_VOID();
+		errno = probe_errno;
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: the server cannot write destination \"%s\": could not create a file in \"%s/" DELIVERY_STAGING_NAME "\": %m",
+						dest, dest),
+				 errhint("The directory must be writable by the operating system user the database server runs as.")));
 	}
-	save_errno = errno;
-	if (fd >= 0)
-		CloseTransientFile(fd);
-	(void) unlink(probe);
-	errno = save_errno;
-	ereport(ERROR,
-			(errcode(ERRCODE_STREAM_INVALID_ARG),
-			 errmsg("InvalidArgumentException: the server cannot write destination \"%s\": could not create a file in \"%s/" DELIVERY_STAGING_NAME "\": %m",
-					dest, dest),
-			 errhint("The directory must be writable by the operating system user the database server runs as.")));
 	error_context_stack = saved;
 	PG_RETURN_VOID();
 }
 
+/* the directory part of a relative path ("" for none) */
+static char *
+rel_dirname(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash ? pnstrdup(path, slash - path) : pstrdup("");
+}
+
+static const char *
+rel_basename(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash ? slash + 1 : path;
+}
+
 /*
- * Step 3: rename the temporary files of a committed file list into place.
+ * Step 3: rename the temporary files of a committed file list from the
+ * batch's staging directory into place.  Every directory on the way is
+ * opened by descriptor (a symbolic link is refused with an error, the
+ * batch waits), each target directory is fsynced once its files are in.
  * Returns false when a file has neither its temporary nor its final name
  * (someone removed it): the batch is then written again.
  */
 static bool
-publish_files(DeliveryConfig *cfg, const char *files_json)
+publish_files(DeliveryConfig *cfg, const char *files_json, const char *staging, MemoryContext cxt)
 {
+	MemoryContext old = MemoryContextSwitchTo(cxt);
 	Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(files_json)));
 	JsonbIterator *it = JsonbIteratorInit(&jb->root);
 	JsonbValue	v;
 	JsonbIteratorToken tok;
-	List	   *dirs = NIL;
-	ListCell   *lc;
+	List	   *paths = NIL,
+			   *tmps = NIL;
 	char	   *path = NULL,
 			   *tmp = NULL,
 			   *key = NULL;
-	int			nfiles = 0;
 	int			expected = JB_ROOT_IS_ARRAY(jb) ? JB_ROOT_COUNT(jb) : -1;
+	int			n;
+	bool	   *done;
+	char	  **dirs;
+	DestDir    *root,
+			   *sroot,
+			   *sdir = NULL;
 
 	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
 	{
@@ -1937,41 +1883,81 @@ publish_files(DeliveryConfig *cfg, const char *files_json)
 		}
 		else if (tok == WJB_END_OBJECT && path && tmp)
 		{
-			char	   *final = psprintf("%s/%s", cfg->destination, path);
-			char	   *dir = pstrdup(final);
-			struct stat st;
-			bool		seen = false;
-
-			*strrchr(dir, '/') = '\0';
-			if (strchr(path, '/'))
-			{
-				char	   *rel_dir = pstrdup(path);
-
-				*strrchr(rel_dir, '/') = '\0';
-				make_dirs(cfg->destination, rel_dir);
-			}
-			if (stat(tmp, &st) == 0)
-			{
-				if (rename(tmp, final) != 0)
-					ereport(ERROR,
-							(errcode_for_file_access(),
-							 errmsg("ServiceUnavailableException: could not rename \"%s\" to \"%s\": %m", tmp, final)));
-			}
-			else if (stat(final, &st) != 0)
-				return false;
-			nfiles++;
-			foreach(lc, dirs)
-				if (strcmp(lfirst(lc), dir) == 0)
-					seen = true;
-			if (!seen)
-				dirs = lappend(dirs, dir);
+			if (!destdir_is_tmp_name(rel_basename(tmp)) || path[0] == '\0' || path[strlen(path) - 1] == '/')
+				elog(ERROR, "file list of a pending batch is malformed: \"%s\" from \"%s\"", path, tmp);
+			paths = lappend(paths, path);
+			tmps = lappend(tmps, tmp);
 		}
 	}
-	foreach(lc, dirs)
-		(void) fsync_fname_ext(lfirst(lc), true, false, ERROR);
-	if (nfiles != expected)
-		elog(ERROR, "file list of a pending batch is malformed: %d of %d files found", nfiles, expected);
+	n = list_length(paths);
+	if (n != expected)
+		elog(ERROR, "file list of a pending batch is malformed: %d of %d files found", n, expected);
+
+	root = destdir_open_root(cfg->destination, cxt);
+	sroot = destdir_staging_root(root, false);
+	if (sroot != NULL && staging != NULL)
+		sdir = destdir_open_staging(sroot, staging);
+	done = palloc0(sizeof(bool) * Max(n, 1));
+	dirs = palloc(sizeof(char *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		dirs[i] = rel_dirname(list_nth(paths, i));
+	for (int i = 0; i < n; i++)
+	{
+		DestDir    *dir;
+
+		if (done[i])
+			continue;
+		dir = dirs[i][0] ? destdir_open_path(root, dirs[i], true) : root;
+		/* every file of this directory, then its fsync */
+		for (int j = i; j < n; j++)
+		{
+			const char *final = list_nth(paths, j);
+			const char *tmpname = rel_basename(list_nth(tmps, j));
+
+			CHECK_FOR_INTERRUPTS();
+			if (done[j] || strcmp(dirs[j], dirs[i]) != 0)
+				continue;
+			if (sdir != NULL && destdir_has_file(sdir, tmpname))
+				destdir_rename(sdir, tmpname, dir, rel_basename(final));
+			else if (!destdir_has_file(dir, rel_basename(final)))
+			{
+				MemoryContextSwitchTo(old);
+				return false;
+			}
+			done[j] = true;
+		}
+		destdir_fsync(dir);
+		if (dir != root)
+			destdir_close(dir);
+	}
+	destdir_close(sdir);
+	destdir_close(sroot);
+	destdir_close(root);
+	MemoryContextSwitchTo(old);
 	return true;
+}
+
+/*
+ * Remove a batch's staging directory, if there is one: only the temporary
+ * files the worker made in it (see destdir_remove_staging).
+ */
+static void
+remove_staging(DeliveryConfig *cfg, const char *staging, MemoryContext cxt)
+{
+	MemoryContext old;
+	DestDir    *root,
+			   *sroot;
+
+	if (staging == NULL)
+		return;
+	old = MemoryContextSwitchTo(cxt);
+	root = destdir_open_root(cfg->destination, cxt);
+	sroot = destdir_staging_root(root, false);
+	if (sroot != NULL)
+		destdir_remove_staging(sroot, staging);
+	destdir_close(sroot);
+	destdir_close(root);
+	MemoryContextSwitchTo(old);
 }
 
 /* ----------------------------------------------------------------------
@@ -2247,7 +2233,7 @@ deliver_to_table(Batch *b, MemoryContext cxt)
  * ----------------------------------------------------------------------
  */
 static void
-write_file_batch(Batch *b, MemoryContext cxt)
+write_file_batch(Batch *b, MemoryContext cxt, const char *staging)
 {
 	DeliveryConfig *cfg = b->cfg;
 	FileOutput	fo;
@@ -2257,23 +2243,24 @@ write_file_batch(Batch *b, MemoryContext cxt)
 	memset(&fo, 0, sizeof(fo));
 	fo.b = b;
 	fo.cxt = cxt;
-	fo.staging = staging_dir(cfg, b->batch_no);
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = GROUP_KEY_MAX;
 	ctl.entrysize = sizeof(OutObject);
 	ctl.hcxt = cxt;
 	fo.objects = hash_create("delivery objects", 64, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 
-	/* a fresh staging directory: whatever an interrupted attempt left goes */
-	ensure_destination(cfg->destination);
-	make_dirs(cfg->destination, DELIVERY_STAGING_NAME);
+	/* a fresh staging directory of the batch's own, under the name recorded in its pending row */
+	if (staging == NULL)
+		elog(ERROR, "the pending batch of Firehose %s has no staging directory", cfg->name);
 	{
-		struct stat st;
+		DestDir    *root = destdir_open_root(cfg->destination, cxt);
+		DestDir    *sroot = destdir_staging_root(root, true);
 
-		if (stat(fo.staging, &st) == 0)
-			(void) rmtree(fo.staging, true);
+		fo.dir = destdir_create_staging(sroot, staging);
+		fo.staging = fo.dir->path;
+		destdir_close(sroot);
+		destdir_close(root);
 	}
-	make_dir(fo.staging);
 
 	if (cfg->format == DFMT_CSV || cfg->format == DFMT_PARQUET ||
 		(cfg->format == DFMT_JSON && OidIsValid(cfg->schema)))
@@ -2543,6 +2530,7 @@ typedef struct PendingRow
 	int64	   *to;
 	TimestampTz min_arrival;
 	char	   *files;
+	char	   *staging;		/* the batch's staging directory, by name */
 } PendingRow;
 
 static void
@@ -2554,7 +2542,7 @@ load_pending(int32 id, PendingRow *p, MemoryContext cxt)
 	MemoryContext old;
 
 	memset(p, 0, sizeof(*p));
-	if (SPI_execute_with_args("SELECT batch_no, shard_indexes, from_seqs, to_seqs, min_arrival, files::text "
+	if (SPI_execute_with_args("SELECT batch_no, shard_indexes, from_seqs, to_seqs, min_arrival, files::text, staging "
 							  "FROM stream.delivery_pending WHERE delivery_stream_id = $1",
 							  1, &argtype, &arg, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read stream.delivery_pending");
@@ -2584,6 +2572,7 @@ load_pending(int32 id, PendingRow *p, MemoryContext cxt)
 	}
 	p->min_arrival = DatumGetTimestampTz(spi_datum(0, 5, &isnull));
 	p->files = spi_text(0, 6);
+	p->staging = spi_text(0, 7);
 	MemoryContextSwitchTo(old);
 }
 
@@ -2736,6 +2725,7 @@ deliver_unit(int32 id, bool force, MemoryContext cxt)
 	int64	   *cp_seq = NULL;
 	bool		backing_off = false;
 	DsState    *st = ds_state(id);
+	char	   *staging = NULL;
 
 	batch_cxt = cxt;
 	/* step 1: look at the buffer; record the batch as pending */
@@ -2784,6 +2774,27 @@ deliver_unit(int32 id, bool force, MemoryContext cxt)
 		b->from = pending.from;
 		b->to = pending.to;
 		b->min_arrival = pending.min_arrival;
+		staging = pending.staging;
+		if (pending.files == NULL)
+		{
+			/*
+			 * Written again from scratch: what an interrupted attempt staged
+			 * goes, and the new attempt stages under a new name, recorded
+			 * before it is created.
+			 */
+			Oid			types[2] = {INT4OID, TEXTOID};
+			Datum		args[2];
+			MemoryContext old;
+
+			remove_staging(cfg, staging, cxt);
+			old = MemoryContextSwitchTo(cxt);
+			staging = destdir_staging_name(id, b->batch_no);
+			MemoryContextSwitchTo(old);
+			args[0] = Int32GetDatum(id);
+			args[1] = CStringGetTextDatum(staging);
+			run_sql("UPDATE stream.delivery_pending SET staging = $2 WHERE delivery_stream_id = $1",
+					2, types, args, SPI_OK_UPDATE);
+		}
 	}
 	else
 	{
@@ -2862,17 +2873,23 @@ deliver_unit(int32 id, bool force, MemoryContext cxt)
 			args[3] = PointerGetDatum(int8_array(b->to, b->nranges));
 			args[4] = TimestampTzGetDatum(b->min_arrival);
 			{
-				Oid			t6[6] = {INT4OID, INT8OID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZOID};
-				Datum		a6[6];
+				Oid			t7[7] = {INT4OID, INT8OID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZOID, TEXTOID};
+				Datum		a7[7];
+				MemoryContext old;
 
-				a6[0] = args[0];
-				a6[1] = Int64GetDatum(b->batch_no);
-				a6[2] = args[1];
-				a6[3] = args[2];
-				a6[4] = args[3];
-				a6[5] = args[4];
-				run_sql("INSERT INTO stream.delivery_pending (delivery_stream_id, batch_no, shard_indexes, from_seqs, to_seqs, min_arrival) "
-						"VALUES ($1, $2, $3, $4, $5, $6)", 6, t6, a6, SPI_OK_INSERT);
+				/* an unpredictable staging directory, known to recovery before it exists */
+				old = MemoryContextSwitchTo(cxt);
+				staging = destdir_staging_name(id, b->batch_no);
+				MemoryContextSwitchTo(old);
+				a7[0] = args[0];
+				a7[1] = Int64GetDatum(b->batch_no);
+				a7[2] = args[1];
+				a7[3] = args[2];
+				a7[4] = args[3];
+				a7[5] = args[4];
+				a7[6] = CStringGetTextDatum(staging);
+				run_sql("INSERT INTO stream.delivery_pending (delivery_stream_id, batch_no, shard_indexes, from_seqs, to_seqs, min_arrival, staging) "
+						"VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, t7, a7, SPI_OK_INSERT);
 			}
 		}
 	}
@@ -2886,7 +2903,7 @@ deliver_unit(int32 id, bool force, MemoryContext cxt)
 		begin_step();
 		old = MemoryContextSwitchTo(cxt);
 		read_batch(b);
-		write_file_batch(b, cxt);
+		write_file_batch(b, cxt, staging);
 		MemoryContextSwitchTo(old);
 		{
 			Oid			types[2] = {INT4OID, JSONBOID};
@@ -2941,7 +2958,7 @@ deliver_unit(int32 id, bool force, MemoryContext cxt)
 	}
 
 	/* step 3: rename into place */
-	if (!publish_files(cfg, pending.files))
+	if (!publish_files(cfg, pending.files, staging, cxt))
 	{
 		Oid			argtype = INT4OID;
 		Datum		arg = Int32GetDatum(id);
@@ -2955,13 +2972,7 @@ deliver_unit(int32 id, bool force, MemoryContext cxt)
 		end_step();
 		return UNIT_MORE;
 	}
-	{
-		struct stat sst;
-		char	   *sd = staging_dir(cfg, b->batch_no);
-
-		if (stat(sd, &sst) == 0)
-			(void) rmtree(sd, true);
-	}
+	remove_staging(cfg, staging, cxt);
 
 	/* step 4: manifest, checkpoints, pending row gone */
 	begin_step();

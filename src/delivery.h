@@ -9,6 +9,8 @@
 #ifndef STREAM_DELIVERY_H
 #define STREAM_DELIVERY_H
 
+#include <sys/types.h>
+
 #include "access/tupdesc.h"
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
@@ -96,6 +98,31 @@ extern char *keyquery_eval(const KeyQuery *q, Jsonb *doc, int *len);
 extern char *jsonb_scalar_text(Jsonb *jb);
 extern char *prefix_effective(const char *prefix, bool error_prefix);
 
+/* ---- destdir.c: directories below a destination, by descriptor, never through a link ---- */
+typedef struct DestDir
+{
+	int			fd;				/* -1 once closed */
+	char	   *path;			/* for messages */
+	MemoryContext cxt;			/* closes the descriptor when reset at the latest */
+	MemoryContextCallback cb;
+} DestDir;
+
+extern DestDir *destdir_open_root(const char *dest, MemoryContext cxt);
+extern DestDir *destdir_open_sub(DestDir *parent, const char *name, bool create);
+extern DestDir *destdir_open_path(DestDir *root, const char *rel_dir, bool create);
+extern void destdir_close(DestDir *d);
+extern void destdir_fsync(DestDir *d);
+extern DestDir *destdir_staging_root(DestDir *root, bool create);
+extern char *destdir_staging_name(int32 id, int64 batch_no);
+extern DestDir *destdir_create_staging(DestDir *sroot, const char *name);
+extern DestDir *destdir_open_staging(DestDir *sroot, const char *name);
+extern void destdir_remove_staging(DestDir *sroot, const char *name);
+extern bool destdir_is_tmp_name(const char *name);
+extern bool destdir_has_file(DestDir *d, const char *name);
+extern void destdir_rename(DestDir *from, const char *from_name, DestDir *to, const char *to_name);
+extern int	destdir_create_file(DestDir *d, const char *name, mode_t mode);
+extern int	destdir_probe_write(DestDir *d);
+
 /* ---- delivery_format.c: JSON to rows, writers ---- */
 
 /* Maps JSON objects onto the columns of a composite type. */
@@ -122,8 +149,8 @@ extern void csv_append_row(StringInfo out, RowMapper *m, Datum *values, bool *is
 extern void json_append_row(StringInfo out, RowMapper *m, Datum *values, bool *isnull);
 extern void delivery_compress_file(StreamCodec c, StringInfo in, StringInfo out);
 extern const char *delivery_file_extension(DeliveryFormat f, StreamCodec c);
-extern void delivery_write_file(const char *path, const char *data, Size len);
-extern void *delivery_parquet_open(const char *path, RowMapper *m, StreamCodec c);
+extern void delivery_write_file(DestDir *dir, const char *name, const char *data, Size len);
+extern void *delivery_parquet_open(DestDir *dir, const char *name, RowMapper *m, StreamCodec c);
 extern void delivery_parquet_add(void *w, Datum *values, bool *isnull);
 extern uint64 delivery_parquet_finish(void *w);
 

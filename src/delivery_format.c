@@ -322,66 +322,63 @@ delivery_file_extension(DeliveryFormat f, StreamCodec c)
 					codec_file_suffix(c));
 }
 
-/* Write a whole file, fsync it, readable by others (0644). */
+/*
+ * Write a whole new file name in dir (the batch's own staging directory),
+ * fsync it, readable by others (0644).  It is created exclusively, never
+ * through something planted at its name.
+ */
 void
-delivery_write_file(const char *path, const char *data, Size len)
+delivery_write_file(DestDir *dir, const char *name, const char *data, Size len)
 {
-	int			fd;
+	int			fd = destdir_create_file(dir, name, 0644);
 	Size		done = 0;
 
-	/*
-	 * Never write through something planted at our temp name (a symlink,
-	 * say): remove what is there and create the file exclusively.
-	 */
-	if (unlink(path) != 0 && errno != ENOENT)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("ServiceUnavailableException: could not remove \"%s\": %m", path)));
-	fd = OpenTransientFilePerm(path, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY, 0644);
-	if (fd < 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("ServiceUnavailableException: could not create file \"%s\": %m", path)));
-	(void) fchmod(fd, 0644);
-	while (done < len)
+	PG_TRY();
 	{
-		ssize_t		n;
-
-		CHECK_FOR_INTERRUPTS();
-		errno = 0;
-		n = write(fd, data + done, Min(len - done, (Size) 1024 * 1024));
-		if (n <= 0)
+		(void) fchmod(fd, 0644);
+		while (done < len)
 		{
-			int			save = errno ? errno : ENOSPC;
+			ssize_t		n;
 
-			CloseTransientFile(fd);
-			errno = save;
+			CHECK_FOR_INTERRUPTS();
+			errno = 0;
+			n = write(fd, data + done, Min(len - done, (Size) 1024 * 1024));
+			if (n <= 0)
+			{
+				if (errno == 0)
+					errno = ENOSPC;
+				ereport(ERROR,
+						(errcode_for_file_access(),
+						 errmsg("ServiceUnavailableException: could not write file \"%s/%s\": %m", dir->path, name)));
+			}
+			done += n;
+		}
+		if (pg_fsync(fd) != 0)
 			ereport(ERROR,
 					(errcode_for_file_access(),
-					 errmsg("ServiceUnavailableException: could not write file \"%s\": %m", path)));
-		}
-		done += n;
+					 errmsg("ServiceUnavailableException: could not fsync file \"%s/%s\": %m", dir->path, name)));
 	}
-	if (pg_fsync(fd) != 0)
+	PG_CATCH();
 	{
-		int			save = errno;
-
-		CloseTransientFile(fd);
-		errno = save;
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("ServiceUnavailableException: could not fsync file \"%s\": %m", path)));
+		close(fd);
+		PG_RE_THROW();
 	}
-	if (CloseTransientFile(fd) != 0)
+	PG_END_TRY();
+	if (close(fd) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("ServiceUnavailableException: could not close file \"%s\": %m", path)));
+				 errmsg("ServiceUnavailableException: could not close file \"%s/%s\": %m", dir->path, name)));
 }
 
 void *
-delivery_parquet_open(const char *path, RowMapper *m, StreamCodec c)
+delivery_parquet_open(DestDir *dir, const char *name, RowMapper *m, StreamCodec c)
 {
-	return parquet_writer_create(path, m->desc, c, 0);
+	ParquetWriterOptions opts;
+
+	memset(&opts, 0, sizeof(opts));
+	opts.dir_fd = dir->fd;
+	opts.dir_path = dir->path;
+	return parquet_writer_create_ext(name, m->desc, c, &opts);
 }
 
 void

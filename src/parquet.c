@@ -287,7 +287,9 @@ struct ParquetWriter
 	MemoryContext rg_cxt;		/* buffers of the current row group */
 	MemoryContext row_cxt;		/* per-row detoasting and output functions */
 	MemoryContextCallback cleanup;
-	char	   *path;
+	char	   *path;			/* for messages */
+	int			dir_fd;			/* name is relative to it (AT_FDCWD: a path) */
+	char	   *name;
 	int			fd;
 	bool		finished;
 	StreamCodec codec;
@@ -602,7 +604,9 @@ parquet_writer_create_ext(const char *path, TupleDesc desc, StreamCodec codec,
 	w = palloc0(sizeof(ParquetWriter));
 	w->cxt = cxt;
 	w->fd = -1;
-	w->path = pstrdup(path);
+	w->dir_fd = opts->dir_path ? opts->dir_fd : AT_FDCWD;
+	w->name = pstrdup(path);
+	w->path = opts->dir_path ? psprintf("%s/%s", opts->dir_path, path) : w->name;
 	w->codec = codec;
 	switch (codec)
 	{
@@ -655,7 +659,7 @@ parquet_writer_create_ext(const char *path, TupleDesc desc, StreamCodec codec,
 
 	/* like COPY TO: readable by others, whatever the server's umask */
 	oumask = umask(S_IWGRP | S_IWOTH);
-	w->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY, 0666);
+	w->fd = openat(w->dir_fd, w->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | PG_BINARY, 0666);
 	umask(oumask);
 	if (w->fd < 0)
 	{
@@ -665,7 +669,7 @@ parquet_writer_create_ext(const char *path, TupleDesc desc, StreamCodec codec,
 		errno = save_errno;
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not create file \"%s\": %m", path)));
+				 errmsg("could not create file \"%s\": %m", w->path)));
 	}
 	write_all(w, PARQUET_MAGIC, 4);
 	MemoryContextSwitchTo(old);
@@ -682,7 +686,7 @@ writer_cleanup(void *arg)
 		close(w->fd);
 	w->fd = -1;
 	if (!w->finished)
-		(void) unlink(w->path);
+		(void) unlinkat(w->dir_fd, w->name, 0);
 	w->finished = true;
 }
 

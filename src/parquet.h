@@ -37,9 +37,14 @@ typedef struct ParquetWriterOptions
 	Size		dictionary_bytes;	/* 0: default; past this a chunk falls back to PLAIN */
 	bool		no_dictionary;	/* PLAIN only */
 	bool		required_not_null;	/* attnotnull attributes become REQUIRED */
+	const char *dir_path;		/* set: path is a file name in the directory
+								 * open as dir_fd (dir_path names it in
+								 * messages), created and removed relative
+								 * to it */
+	int			dir_fd;
 } ParquetWriterOptions;
 
-/* Creates path with O_CREAT|O_EXCL; row_group_bytes 0 means the default. */
+/* Creates path with O_CREAT|O_EXCL|O_NOFOLLOW; row_group_bytes 0 means the default. */
 extern ParquetWriter *parquet_writer_create(const char *path, TupleDesc desc,
 											StreamCodec codec, Size row_group_bytes);
 extern ParquetWriter *parquet_writer_create_ext(const char *path, TupleDesc desc,

@@ -57,6 +57,8 @@ CREATE TABLE stream.delivery_checkpoints (
 
 -- The batch in flight (at most one per delivery stream): its source ranges,
 -- then, once its temporary files are written and fsynced, their names.
+-- staging: the batch's own staging directory (random name), recorded before
+-- it is created so that recovery removes exactly that directory.
 CREATE TABLE stream.delivery_pending (
     delivery_stream_id int PRIMARY KEY REFERENCES stream.delivery_streams ON DELETE CASCADE,
     batch_no      bigint NOT NULL,
@@ -65,6 +67,7 @@ CREATE TABLE stream.delivery_pending (
     to_seqs       bigint[] NOT NULL,
     min_arrival   timestamptz NOT NULL,
     files         jsonb,
+    staging       text,
     created_at    timestamptz NOT NULL DEFAULT now()
 );
 

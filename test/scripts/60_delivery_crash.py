@@ -15,7 +15,11 @@ from the same stream, JSON lines by direct put) deliver 1 MiB batches as
 fast as they can while the server is killed at random moments, round after
 round.  At the end every record must be in exactly one delivered file
 (read by Python and DuckDB), no temporary file may be visible outside the
-staging directory, and the manifests must add up.
+staging directory, and the manifests must add up.  Recovery removes exactly
+the staging directories the worker made: entries planted in each staging
+directory beforehand (at the names of the old predictable staging paths,
+database-id-batch, and a look-alike holding <n>.tmp files) are untouched,
+and nothing else is left.
 """
 import json
 import os
@@ -51,6 +55,43 @@ def setup(conn):
             "buffer_size_mb => 1, buffer_interval_seconds => 0)", (os.path.join(WORK, 'direct'),))
 
 
+STAGING = '.firehose-staging'
+
+
+def plant_foreign(conn):
+    """Entries in the staging directories that the worker did not create, as
+    the server's OS user (so only the worker's own care keeps them)."""
+    dboid = q1(conn, "SELECT oid FROM pg_database WHERE datname = current_database()")
+    uid, gid = os.stat(WORK).st_uid, os.stat(WORK).st_gid
+    planted = {}
+    for ds_id, name in q(conn, "SELECT delivery_stream_id, delivery_stream_name FROM stream.delivery_streams"):
+        sub = {'crash_json': 'json', 'crash_parquet': 'parquet', 'crash_direct': 'direct'}[name]
+        st = os.path.join(WORK, sub, STAGING)
+        names = ['%d-%d-%d' % (dboid, ds_id, b) for b in range(0, 80, 3)]
+        names.append('%d-%d-%d-%016x' % (dboid, ds_id, 1, random.getrandbits(64)))
+        for n in names:
+            d = os.path.join(st, n)
+            os.mkdir(d)
+            for f in ('0.tmp', 'keep'):
+                with open(os.path.join(d, f), 'w') as fh:
+                    fh.write('not the worker\'s: %s/%s\n' % (n, f))
+                os.chown(os.path.join(d, f), uid, gid)
+            os.chown(d, uid, gid)
+            os.chmod(d, 0o700)
+            planted[d] = sorted(os.listdir(d))
+    return planted
+
+
+def check_staging(planted):
+    for d, files in sorted(planted.items()):
+        check(os.path.isdir(d) and sorted(os.listdir(d)) == files,
+              'planted %s: %r, expected %r' % (d, sorted(os.listdir(d)) if os.path.isdir(d) else None, files))
+    for sub in ('json', 'parquet', 'direct'):
+        st = os.path.join(WORK, sub, STAGING)
+        left = sorted(set(os.path.join(st, n) for n in os.listdir(st)) - set(planted))
+        check(not left, 'staging directories left behind in %s: %r' % (sub, left[:5]))
+
+
 def put_round(conn, first, n):
     pad = 'p' * 150
     for lo in range(first, first + n, 500):
@@ -77,6 +118,7 @@ def read_ids(root):
 try:
     conn = create_db(extension=True)
     setup(conn)
+    planted = plant_foreign(conn)
     total = 0
     pending_seen = 0
     for rnd in range(ROUNDS):
@@ -125,7 +167,9 @@ try:
         sub = {'crash_json': 'json', 'crash_parquet': 'parquet', 'crash_direct': 'direct'}[name]
         check(files == len(delivered_files(os.path.join(WORK, sub))),
               '%s: %d files in the manifest, %d on disk' % (name, files, len(delivered_files(os.path.join(WORK, sub)))))
-    say('%d batches were pending at a restart and were finished by recovery' % pending_seen)
+    check_staging(planted)
+    say('%d batches were pending at a restart and were finished by recovery; the staging directories hold '
+        'only what was planted in them (%d entries)' % (pending_seen, len(planted)))
     conn.close()
 finally:
     try:
