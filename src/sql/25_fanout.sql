@@ -50,8 +50,13 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         'StreamARN', stream_internal._arn(s.stream_name))
 $$;
 
+-- Registrations on one stream take turns (the limit of 20, consumer_limit),
+-- so one left open in a reader's transaction would stall every other
+-- reader's: after a second of waiting the call fails with
+-- LimitExceededException instead (Kinesis' answer to registrations faster
+-- than it allows), to be retried.
 CREATE FUNCTION stream_internal.register_stream_consumer(stream_name text, consumer_name text) RETURNS jsonb
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '1s' AS $$
 DECLARE
     v_caller oid := stream_internal._caller();
     s stream.streams := stream_internal._stream(stream_name);
@@ -61,6 +66,12 @@ BEGIN
         PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''consumerName'' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+', consumer_name));
     END IF;
     PERFORM stream_internal._require_role_read(s, v_caller);
+    BEGIN
+        PERFORM stream_internal._xact_lock('consumers', s.stream_id);
+    EXCEPTION WHEN lock_not_available THEN
+        PERFORM stream_internal._raise('LimitExceededException', format('Rate exceeded for stream %s under account 000000000000: another consumer registration on it has not finished.',
+                              s.stream_name), '54000', 'Retry the registration.');
+    END;
     -- the limit of 20 consumers is enforced by the consumer_limit trigger
     BEGIN
         INSERT INTO stream.stream_consumers (stream_id, consumer_name, owner)

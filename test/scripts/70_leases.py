@@ -39,7 +39,7 @@ Creates and drops its own database.  Sub-tests, in order:
                a role without access cannot read stream.leases or
                stream.applications at all (42501), sees no leases in the view
                stream.application_leases, and cannot acquire, checkpoint or
-               update them.  (Owners and grants: test/pgtap/application_access.sql.)
+               update them.  (Owners and grants: 73_application_access.py.)
   example      examples/kcl_worker.c builds without warnings (-Wall -Wextra
                -Werror); 3 instances drain the stream (every record printed,
                checkpoints at each shard's last record) while more records
