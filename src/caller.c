@@ -10,6 +10,8 @@
  * PUBLIC may not execute (fmgr checks no EXECUTE privilege; the executor
  * checked the public function's).  Inside, stream_internal._caller() is the
  * noted role.  Calls nest; each restores the outer caller, also on error.
+ * A set-returning target (a plpgsql function) fills the caller's
+ * ReturnSetInfo while the caller is noted.
  *
  * Code that the background worker runs as a user (sandbox.c) may not call
  * the control plane at all.
@@ -20,6 +22,7 @@
 #include "catalog/pg_proc.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/execnodes.h"
 #include "nodes/value.h"
 #include "parser/parse_func.h"
 #include "utils/builtins.h"
@@ -52,7 +55,7 @@ api_target(FunctionCallInfo fcinfo)
 	name = pstrdup(NameStr(api->proname));
 	target_oid = LookupFuncName(list_make2(makeString("stream_internal"), makeString(name)),
 								api->pronargs, api->proargtypes.values, true);
-	if (!OidIsValid(target_oid) || get_func_retset(target_oid) || api->proretset ||
+	if (!OidIsValid(target_oid) || get_func_retset(target_oid) != api->proretset ||
 		get_func_rettype(target_oid) != api->prorettype)
 		elog(ERROR, "stream.%s has no matching stream_internal.%s", name, name);
 	ReleaseSysCache(tup);
@@ -71,6 +74,8 @@ stream_api_call(PG_FUNCTION_ARGS)
 	LOCAL_FCINFO(inner, FUNC_MAX_ARGS);
 	Oid			outer = current_caller;
 	Datum		result;
+	bool		retset;
+	Oid			target_oid;
 
 	if (sandbox_active())
 		ereport(ERROR,
@@ -80,14 +85,22 @@ stream_api_call(PG_FUNCTION_ARGS)
 				 errdetail("Transform functions, triggers and checks run by a delivery stream may not change streams, delivery streams or grants."),
 				 errhint("Call it from a session of your own.")));
 
-	InitFunctionCallInfoData(*inner, target, fcinfo->nargs, fcinfo->fncollation, NULL, NULL);
+	/* a set-returning target fills the caller's ReturnSetInfo (materialize mode) */
+	InitFunctionCallInfoData(*inner, target, fcinfo->nargs, fcinfo->fncollation, NULL, fcinfo->resultinfo);
 	for (int i = 0; i < fcinfo->nargs; i++)
 	{
 		inner->args[i] = fcinfo->args[i];
 		if (fcinfo->args[i].isnull && target->fn_strict)
+		{
+			/* a strict set-returning target returns no rows */
+			if (target->fn_retset && fcinfo->resultinfo != NULL && IsA(fcinfo->resultinfo, ReturnSetInfo))
+				((ReturnSetInfo *) fcinfo->resultinfo)->isDone = ExprEndResult;
 			PG_RETURN_NULL();
+		}
 	}
 
+	retset = target->fn_retset;
+	target_oid = target->fn_oid;
 	current_caller = GetUserId();
 	PG_TRY();
 	{
@@ -98,6 +111,15 @@ stream_api_call(PG_FUNCTION_ARGS)
 		current_caller = outer;
 	}
 	PG_END_TRY();
+
+	/*
+	 * Value-per-call would call the target again after the caller was
+	 * restored: the targets are plpgsql, which materializes.
+	 */
+	if (retset &&
+		(fcinfo->resultinfo == NULL || !IsA(fcinfo->resultinfo, ReturnSetInfo) ||
+		 ((ReturnSetInfo *) fcinfo->resultinfo)->returnMode != SFRM_Materialize))
+		elog(ERROR, "%s must return its set in materialize mode", get_func_name(target_oid));
 	fcinfo->isnull = inner->isnull;
 	return result;
 }

@@ -10,34 +10,62 @@
 -- horizon allows.  While a long transaction holds the horizon back the heap
 -- still grows by the versions it pins (a few pages per thousand updates).
 --
--- Access follows the stream: a role may see and change an application's
--- leases when it may read the application's stream (row-level security).
+-- Access: an application belongs to the role that registered it.  Its owner
+-- (and the owner's members) and the roles it was granted to
+-- (grant_application_access) may use it, as long as they may read its
+-- stream; to everyone else it does not exist.  The tables are the API's
+-- alone: no role has any privilege on them, so none can write or lock them;
+-- the lease functions are SECURITY DEFINER entries that check the calling
+-- role (stream_internal._caller(), src/caller.c).
 
 CREATE FUNCTION stream_internal._sequence_parts(sequence_number text, OUT stream_id int,
                                        OUT shard_index int, OUT seq bigint)
     AS 'MODULE_PATHNAME', 'stream_sequence_parts' LANGUAGE C IMMUTABLE;
 
--- May the current role read stream p_stream_id?
+-- May the current role read stream p_stream_id?  (Row-level security of
+-- stream.stream_consumers and the view stream.application_leases, which
+-- run as the caller.)
 CREATE FUNCTION stream_internal._can_read(p_stream_id int) RETURNS bool
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(has_table_privilege(to_regclass(format('stream_data.%I', 's' || p_stream_id)), 'SELECT'), false)
 $$;
 
-CREATE FUNCTION stream_internal._require_read(s stream.streams) RETURNS void
+-- May role p_role read stream p_stream_id?  For SECURITY DEFINER code,
+-- where the current role is the extension's owner.
+CREATE FUNCTION stream_internal._role_can_read(p_role oid, p_stream_id int) RETURNS bool
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(has_table_privilege(p_role, to_regclass(format('stream_data.%I', 's' || p_stream_id)), 'SELECT'), false)
+$$;
+
+CREATE FUNCTION stream_internal._require_role_read(s stream.streams, p_role oid) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF NOT stream_internal._can_read(s.stream_id) THEN
-        PERFORM stream_internal._raise('AccessDeniedException', format('User %s is not authorized to read records from stream %s', current_user, s.stream_name), '42501');
+    IF NOT stream_internal._role_can_read(p_role, s.stream_id) THEN
+        PERFORM stream_internal._raise('AccessDeniedException', format('User %s is not authorized to read records from stream %s',
+                                       p_role::regrole, s.stream_name), '42501');
     END IF;
 END $$;
 
+-- owner: the role that registered the application (regrole: a dump names
+-- the role, so a restore gives it to the role of that name, as GRANTs in
+-- dumps do).  The default serves rows restored from a dump made before
+-- applications had owners: they go to the restoring role.
 CREATE TABLE stream.applications (
     application_name  text PRIMARY KEY,
     stream_id         int NOT NULL REFERENCES stream.streams ON DELETE CASCADE,
     initial_position  text NOT NULL,
     initial_timestamp timestamptz,
     created_at        timestamptz NOT NULL DEFAULT now(),
+    owner             regrole NOT NULL DEFAULT pg_catalog.to_regrole(pg_catalog.quote_ident(CURRENT_USER)),
     UNIQUE (application_name, stream_id)
+);
+
+-- Roles other than the owner that may run the application's workers
+-- (acquire, checkpoint, release, iterators) and see its leases.
+CREATE TABLE stream.application_grants (
+    application_name text NOT NULL REFERENCES stream.applications ON DELETE CASCADE,
+    grantee          regrole NOT NULL,
+    PRIMARY KEY (application_name, grantee)
 );
 
 CREATE TABLE stream.leases (
@@ -51,24 +79,40 @@ CREATE TABLE stream.leases (
     owner_switches_since_checkpoint int NOT NULL DEFAULT 0,
     parent_shard_indexes int[] NOT NULL DEFAULT '{}',
     PRIMARY KEY (application_name, shard_index),
-    -- a lease belongs to its application's stream: row-level security on
-    -- stream_id then also guards the application
+    -- a lease belongs to its application's stream
     FOREIGN KEY (application_name, stream_id)
         REFERENCES stream.applications (application_name, stream_id) ON DELETE CASCADE
 ) WITH (fillfactor = 50);
 
 SELECT pg_catalog.pg_extension_config_dump('stream.applications', '');
+SELECT pg_catalog.pg_extension_config_dump('stream.application_grants', '');
 SELECT pg_catalog.pg_extension_config_dump('stream.leases', '');
 
+-- No privileges for PUBLIC (LOCK TABLE needs one, SELECT ... FOR UPDATE
+-- needs UPDATE).  Row-level security without a policy: should a privilege
+-- be granted by mistake, it shows no row.
+REVOKE ALL ON stream.applications, stream.application_grants, stream.leases FROM PUBLIC;
 ALTER TABLE stream.applications ENABLE ROW LEVEL SECURITY;
+ALTER TABLE stream.application_grants ENABLE ROW LEVEL SECURITY;
 ALTER TABLE stream.leases ENABLE ROW LEVEL SECURITY;
-CREATE POLICY applications_by_stream ON stream.applications USING (stream_internal._can_read(stream_id));
-CREATE POLICY leases_by_stream ON stream.leases USING (stream_internal._can_read(stream_id));
-GRANT SELECT, INSERT, UPDATE, DELETE ON stream.applications, stream.leases TO PUBLIC;
 
--- A lease as the KCL shows it.
--- security_invoker: the caller's row-level security applies, not the owner's.
-CREATE VIEW stream.application_leases WITH (security_invoker = true) AS
+-- May role p_role use application a (its stream's read access aside)?
+-- Superusers are members of every role.
+CREATE FUNCTION stream_internal._may_use_application(a stream.applications, p_role oid) RETURNS bool
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_has_role(p_role, a.owner, 'MEMBER')
+        OR EXISTS (SELECT 1 FROM stream.application_grants g
+                    WHERE g.application_name = a.application_name AND pg_has_role(p_role, g.grantee, 'MEMBER'))
+$$;
+
+-- A lease as the KCL shows it, for the applications the caller may use.
+-- The view reads the tables with its owner's rights; pg_has_role() and
+-- _can_read() look at the caller (a view does not change the current
+-- role).  The same rule as _may_use_application plus the stream's read
+-- access, written out: a function reading the tables would run as the caller.
+-- security_barrier: the caller's own conditions are applied after this one,
+-- so a leaky function cannot see other applications' rows.
+CREATE VIEW stream.application_leases WITH (security_barrier) AS
 SELECT l.application_name,
        s.stream_name,
        stream_internal._shard_id(l.shard_index) AS lease_key,
@@ -79,10 +123,21 @@ SELECT l.application_name,
        l.checkpoint,
        l.owner_switches_since_checkpoint,
        (SELECT array_agg(stream_internal._shard_id(p) ORDER BY p) FROM unnest(l.parent_shard_indexes) p) AS parent_shard_ids
-  FROM stream.leases l JOIN stream.streams s USING (stream_id);
+  FROM stream.leases l
+  JOIN stream.applications a ON a.application_name = l.application_name
+  JOIN stream.streams s ON s.stream_id = l.stream_id
+ WHERE (pg_catalog.pg_has_role(a.owner, 'MEMBER')
+        OR EXISTS (SELECT 1 FROM stream.application_grants g
+                    WHERE g.application_name = a.application_name AND pg_catalog.pg_has_role(g.grantee, 'MEMBER')))
+   AND stream_internal._can_read(l.stream_id);
 GRANT SELECT ON stream.application_leases TO PUBLIC;
 
-CREATE FUNCTION stream_internal._application(p_name text) RETURNS stream.applications
+-- The application p_name as role p_caller may use it.  One that does not
+-- exist and one the caller may not use raise the same
+-- ResourceNotFoundException, so no role learns of applications it may not
+-- use.  A caller who may use it but no longer read its stream gets
+-- AccessDeniedException (it knows the application).
+CREATE FUNCTION stream_internal._application_for(p_name text, p_caller oid) RETURNS stream.applications
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     a stream.applications;
@@ -90,10 +145,24 @@ BEGIN
     IF p_name IS NULL THEN
         PERFORM stream_internal._raise('ValidationException', '1 validation error detected: Value null at ''applicationName'' failed to satisfy constraint: Member must not be null', '22004');
     END IF;
-    SELECT * INTO a FROM stream.applications WHERE application_name = p_name;
-    IF NOT FOUND THEN
+    SELECT * INTO a FROM stream.applications x WHERE x.application_name = p_name;
+    IF NOT FOUND OR NOT stream_internal._may_use_application(a, p_caller) THEN
         PERFORM stream_internal._raise('ResourceNotFoundException', format('Application %s not found.', p_name), '42704',
                               'Register it with stream.register_application(application_name, stream_name).');
+    END IF;
+    PERFORM stream_internal._require_role_read(s, p_caller) FROM stream.streams s WHERE s.stream_id = a.stream_id;
+    RETURN a;
+END $$;
+
+-- The same, for what only the owner (or a member of the owner role) may do.
+CREATE FUNCTION stream_internal._owned_application(p_name text, p_caller oid, p_action text) RETURNS stream.applications
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    a stream.applications := stream_internal._application_for(p_name, p_caller);
+BEGIN
+    IF NOT pg_has_role(p_caller, a.owner, 'MEMBER') THEN
+        PERFORM stream_internal._raise('AccessDeniedException', format('User %s is not authorized to %s application %s: only its owner %s and members of that role may.',
+                              p_caller::regrole, p_action, a.application_name, a.owner), '42501');
     END IF;
     RETURN a;
 END $$;
@@ -119,18 +188,20 @@ BEGIN
     RETURN n;
 END $$;
 
-CREATE FUNCTION stream.register_application(application_name text, stream_name text,
+-- The caller must be able to read the stream; it becomes the owner.
+CREATE FUNCTION stream_internal.register_application(application_name text, stream_name text,
                                             initial_position text DEFAULT 'TRIM_HORIZON',
                                             initial_timestamp timestamptz DEFAULT NULL)
-RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller oid := stream_internal._caller();
     s stream.streams := stream_internal._stream(stream_name);
     a stream.applications;
 BEGIN
     IF application_name IS NULL OR application_name !~ '^[a-zA-Z0-9_.-]{1,128}$' THEN
         PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''applicationName'' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]{1,128}', application_name));
     END IF;
-    PERFORM stream_internal._require_read(s);
+    PERFORM stream_internal._require_role_read(s, v_caller);
     IF initial_position IS NULL OR initial_position NOT IN ('TRIM_HORIZON', 'LATEST', 'AT_TIMESTAMP') THEN
         PERFORM stream_internal._raise('InvalidArgumentException', format('initial_position must be TRIM_HORIZON, LATEST or AT_TIMESTAMP, not %s', coalesce(initial_position, 'NULL')));
     END IF;
@@ -138,21 +209,94 @@ BEGIN
         PERFORM stream_internal._raise('InvalidArgumentException', 'initial_timestamp is required with AT_TIMESTAMP and allowed only with it');
     END IF;
     BEGIN
-        INSERT INTO stream.applications VALUES (application_name, s.stream_id, initial_position, initial_timestamp, now())
+        INSERT INTO stream.applications (application_name, stream_id, initial_position, initial_timestamp, created_at, owner)
+        VALUES (application_name, s.stream_id, initial_position, initial_timestamp, now(), v_caller::regrole)
         RETURNING * INTO a;
     EXCEPTION WHEN unique_violation THEN
+        -- names are database-wide, like stream names: this says no more than that the name is taken
         PERFORM stream_internal._raise('ResourceInUseException', format('Application %s already exists.', application_name), '42710');
     END;
     PERFORM stream_internal._sync_leases(a);
 END $$;
+-- the API entry: notes the caller, then runs stream_internal.register_application (src/caller.c)
+CREATE FUNCTION stream.register_application(application_name text, stream_name text,
+                                            initial_position text DEFAULT 'TRIM_HORIZON',
+                                            initial_timestamp timestamptz DEFAULT NULL)
+RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
 
-CREATE FUNCTION stream.deregister_application(application_name text) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+
+CREATE FUNCTION stream_internal.deregister_application(application_name text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    a stream.applications := stream_internal._application(application_name);
+    a stream.applications := stream_internal._owned_application(application_name, stream_internal._caller(), 'deregister');
 BEGIN
+    -- leases and grants go with it (ON DELETE CASCADE)
     DELETE FROM stream.applications x WHERE x.application_name = a.application_name;
 END $$;
+-- the API entry: notes the caller, then runs stream_internal.deregister_application (src/caller.c)
+CREATE FUNCTION stream.deregister_application(application_name text)
+RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+
+
+-- Let role (and its members) run the application's workers and see its
+-- leases, or stop letting it.  The owner's call; regranting and revoking
+-- what was not granted change nothing.
+CREATE FUNCTION stream_internal._application_access(p_grant bool, p_name text, p_role regrole)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    a stream.applications := stream_internal._owned_application(p_name, stream_internal._caller(),
+                                 CASE WHEN p_grant THEN 'grant access to' ELSE 'revoke access to' END);
+BEGIN
+    PERFORM stream_internal._role_name(p_role);     -- refuses NULL and OIDs of no role
+    IF p_grant THEN
+        INSERT INTO stream.application_grants (application_name, grantee)
+        VALUES (a.application_name, p_role) ON CONFLICT DO NOTHING;
+    ELSE
+        DELETE FROM stream.application_grants g
+         WHERE g.application_name = a.application_name AND g.grantee = p_role;
+    END IF;
+END $$;
+
+CREATE FUNCTION stream_internal.grant_application_access(application_name text, role regrole)
+RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT stream_internal._application_access(true, application_name, role) $$;
+-- the API entry: notes the caller, then runs stream_internal.grant_application_access (src/caller.c)
+CREATE FUNCTION stream.grant_application_access(application_name text, role regrole)
+RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+
+
+CREATE FUNCTION stream_internal.revoke_application_access(application_name text, role regrole)
+RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT stream_internal._application_access(false, application_name, role) $$;
+-- the API entry: notes the caller, then runs stream_internal.revoke_application_access (src/caller.c)
+CREATE FUNCTION stream.revoke_application_access(application_name text, role regrole)
+RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+
+
+-- The applications the caller may use; grantees are shown to the owner's members only.
+CREATE FUNCTION stream_internal.list_applications()
+RETURNS TABLE(application_name text, stream_name text, owner regrole, grantees regrole[],
+              initial_position text, initial_timestamp timestamptz, created_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_caller oid := stream_internal._caller();
+BEGIN
+    RETURN QUERY
+    SELECT a.application_name, s.stream_name, a.owner,
+           CASE WHEN pg_has_role(v_caller, a.owner, 'MEMBER') THEN
+               coalesce((SELECT array_agg(g.grantee ORDER BY g.grantee::text) FROM stream.application_grants g
+                          WHERE g.application_name = a.application_name), '{}') END,
+           a.initial_position, a.initial_timestamp, a.created_at
+      FROM stream.applications a JOIN stream.streams s ON s.stream_id = a.stream_id
+     WHERE stream_internal._may_use_application(a, v_caller)
+       AND stream_internal._role_can_read(v_caller, a.stream_id)
+     ORDER BY a.application_name;
+END $$;
+-- the API entry: notes the caller, then runs stream_internal.list_applications (src/caller.c)
+CREATE FUNCTION stream.list_applications()
+RETURNS TABLE(application_name text, stream_name text, owner regrole, grantees regrole[],
+              initial_position text, initial_timestamp timestamptz, created_at timestamptz)
+AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C STABLE;
 
 -- The leases that take part in balancing: not finished, parents finished.
 CREATE FUNCTION stream_internal._eligible_leases(p_app text)
@@ -174,12 +318,12 @@ $$;
 -- most loaded worker.  Leases of finished shards (SHARD_END) and of shards
 -- whose parents are not finished do not count and are not handed out.
 -- Returns the leases the worker holds afterwards.
-CREATE FUNCTION stream.acquire_leases(application_name text, worker_id text,
+CREATE FUNCTION stream_internal.acquire_leases(application_name text, worker_id text,
                                       lease_duration interval DEFAULT '10 seconds')
 RETURNS TABLE(shard_id text, checkpoint text, lease_counter bigint, parent_shard_ids text[])
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    a stream.applications := stream_internal._application(application_name);
+    a stream.applications := stream_internal._application_for(application_name, stream_internal._caller());
     v_app text := a.application_name;
     v_until timestamptz;
     n_leases int;
@@ -258,6 +402,12 @@ BEGIN
        AND l.checkpoint <> 'SHARD_END'
      ORDER BY l.shard_index;
 END $$;
+-- the API entry: notes the caller, then runs stream_internal.acquire_leases (src/caller.c)
+CREATE FUNCTION stream.acquire_leases(application_name text, worker_id text,
+                                      lease_duration interval DEFAULT '10 seconds')
+RETURNS TABLE(shard_id text, checkpoint text, lease_counter bigint, parent_shard_ids text[])
+AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+
 
 CREATE FUNCTION stream_internal._held_lease(p_app text, p_worker text, p_shard_id text) RETURNS stream.leases
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -294,10 +444,10 @@ END $$;
 -- Record progress on a held lease.  Fails when another worker took the
 -- lease (the old owner is fenced off); never moves backwards; SHARD_END
 -- marks a closed shard as finished so that its children can start.
-CREATE FUNCTION stream.checkpoint(application_name text, worker_id text, shard_id text, sequence_number text)
-RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+CREATE FUNCTION stream_internal.checkpoint(application_name text, worker_id text, shard_id text, sequence_number text)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    a stream.applications := stream_internal._application(application_name);
+    a stream.applications := stream_internal._application_for(application_name, stream_internal._caller());
     l stream.leases := stream_internal._held_lease(a.application_name, worker_id, shard_id);
     p record;
     cur record;
@@ -327,12 +477,16 @@ BEGIN
        SET checkpoint = sequence_number, owner_switches_since_checkpoint = 0, lease_counter = x.lease_counter + 1
      WHERE x.application_name = l.application_name AND x.shard_index = l.shard_index;
 END $$;
+-- the API entry: notes the caller, then runs stream_internal.checkpoint (src/caller.c)
+CREATE FUNCTION stream.checkpoint(application_name text, worker_id text, shard_id text, sequence_number text)
+RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+
 
 -- Clean shutdown: give up every lease the worker holds.
-CREATE FUNCTION stream.release_leases(application_name text, worker_id text) RETURNS int
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+CREATE FUNCTION stream_internal.release_leases(application_name text, worker_id text) RETURNS int
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    a stream.applications := stream_internal._application(application_name);
+    a stream.applications := stream_internal._application_for(application_name, stream_internal._caller());
     n int;
 BEGIN
     -- lock in shard order, as acquire_leases does, so the two never deadlock
@@ -344,14 +498,20 @@ BEGIN
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END $$;
+-- the API entry: notes the caller, then runs stream_internal.release_leases (src/caller.c)
+CREATE FUNCTION stream.release_leases(application_name text, worker_id text)
+RETURNS int AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+
 
 -- A shard iterator where a held lease's checkpoint says to resume:
 -- right after the checkpointed record, or at the application's initial
 -- position.  NULL once the shard is checkpointed at SHARD_END.
-CREATE FUNCTION stream.get_lease_iterator(application_name text, worker_id text, shard_id text)
-RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- (_application_for checked that the caller may read the stream; the
+-- iterator is checked again at each get_records.)
+CREATE FUNCTION stream_internal.get_lease_iterator(application_name text, worker_id text, shard_id text)
+RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    a stream.applications := stream_internal._application(application_name);
+    a stream.applications := stream_internal._application_for(application_name, stream_internal._caller());
     l stream.leases := stream_internal._held_lease(a.application_name, worker_id, shard_id);
     s stream.streams;
 BEGIN
@@ -366,3 +526,6 @@ BEGIN
         ELSE stream.get_shard_iterator(s.stream_name, stream_internal._shard_id(l.shard_index), 'AFTER_SEQUENCE_NUMBER', l.checkpoint)
     END;
 END $$;
+-- the API entry: notes the caller, then runs stream_internal.get_lease_iterator (src/caller.c)
+CREATE FUNCTION stream.get_lease_iterator(application_name text, worker_id text, shard_id text)
+RETURNS text AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;

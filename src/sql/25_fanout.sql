@@ -2,20 +2,30 @@
 -- Enhanced fan-out: registered consumers that get records pushed
 ---------------------------------------------------------------------------
 
+-- Who may do what, as in Kinesis for principals with the stream's IAM
+-- rights: every role that may read the stream sees its consumers, registers
+-- consumers and subscribes with any of them; deregistering is for the role
+-- that registered the consumer (owner; a regrole, dumped by name, see
+-- stream.applications) and its members.
 CREATE TABLE stream.stream_consumers (
     stream_id       int NOT NULL REFERENCES stream.streams ON DELETE CASCADE,
     consumer_name   text NOT NULL,
     consumer_status text NOT NULL DEFAULT 'ACTIVE',
     created_at      timestamptz NOT NULL DEFAULT now(),
+    owner           regrole NOT NULL DEFAULT pg_catalog.to_regrole(pg_catalog.quote_ident(CURRENT_USER)),
     PRIMARY KEY (stream_id, consumer_name)
 );
 SELECT pg_catalog.pg_extension_config_dump('stream.stream_consumers', '');
 ALTER TABLE stream.stream_consumers ENABLE ROW LEVEL SECURITY;
 CREATE POLICY consumers_by_stream ON stream.stream_consumers USING (stream_internal._can_read(stream_id));
-GRANT SELECT, INSERT, UPDATE, DELETE ON stream.stream_consumers TO PUBLIC;
+-- Readers see the rows (list and describe run as the caller); only the
+-- API's SECURITY DEFINER functions write them.  SELECT allows LOCK TABLE
+-- IN ACCESS SHARE MODE alone, which blocks only ACCESS EXCLUSIVE, and the
+-- API never takes that; SELECT ... FOR UPDATE/SHARE needs UPDATE.
+REVOKE ALL ON stream.stream_consumers FROM PUBLIC;
+GRANT SELECT ON stream.stream_consumers TO PUBLIC;
 
--- At most 20 consumers per stream, also for rows inserted directly (the
--- count must see every row, whatever the inserting role may read).
+-- At most 20 consumers per stream, also for rows a restore copies in.
 CREATE FUNCTION stream_internal._consumer_limit() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -40,36 +50,69 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         'StreamARN', stream_internal._arn(s.stream_name))
 $$;
 
-CREATE FUNCTION stream.register_stream_consumer(stream_name text, consumer_name text) RETURNS jsonb
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- Registrations on one stream take turns (the limit of 20, consumer_limit),
+-- so one left open in a reader's transaction would stall every other
+-- reader's: after a second of waiting the call fails with
+-- LimitExceededException instead (Kinesis' answer to registrations faster
+-- than it allows), to be retried.
+CREATE FUNCTION stream_internal.register_stream_consumer(stream_name text, consumer_name text) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '1s' AS $$
 DECLARE
+    v_caller oid := stream_internal._caller();
     s stream.streams := stream_internal._stream(stream_name);
     c stream.stream_consumers;
 BEGIN
     IF consumer_name IS NULL OR consumer_name !~ '^[a-zA-Z0-9_.-]{1,128}$' THEN
         PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''consumerName'' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+', consumer_name));
     END IF;
-    PERFORM stream_internal._require_read(s);
+    PERFORM stream_internal._require_role_read(s, v_caller);
+    BEGIN
+        PERFORM stream_internal._xact_lock('consumers', s.stream_id);
+    EXCEPTION WHEN lock_not_available THEN
+        PERFORM stream_internal._raise('LimitExceededException', format('Rate exceeded for stream %s under account 000000000000: another consumer registration on it has not finished.',
+                              s.stream_name), '54000', 'Retry the registration.');
+    END;
     -- the limit of 20 consumers is enforced by the consumer_limit trigger
     BEGIN
-        INSERT INTO stream.stream_consumers (stream_id, consumer_name) VALUES (s.stream_id, consumer_name)
+        INSERT INTO stream.stream_consumers (stream_id, consumer_name, owner)
+        VALUES (s.stream_id, consumer_name, v_caller::regrole)
         RETURNING * INTO c;
     EXCEPTION WHEN unique_violation THEN
         PERFORM stream_internal._raise('ResourceInUseException', format('Consumer %s under stream %s already exists for account 000000000000.', consumer_name, s.stream_name), '42710');
     END;
     RETURN stream_internal._consumer_json(s, c);
 END $$;
+-- the API entry: notes the caller, then runs stream_internal.register_stream_consumer (src/caller.c)
+CREATE FUNCTION stream.register_stream_consumer(stream_name text, consumer_name text)
+RETURNS jsonb AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
 
-CREATE FUNCTION stream.deregister_stream_consumer(stream_name text, consumer_name text) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+
+-- A role that may not read the stream gets ResourceNotFoundException, as
+-- for a consumer that does not exist (it could not list them); a reader
+-- that is not the consumer's owner nor a member of it, AccessDeniedException.
+CREATE FUNCTION stream_internal.deregister_stream_consumer(stream_name text, consumer_name text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller oid := stream_internal._caller();
     s stream.streams := stream_internal._stream(stream_name);
+    c stream.stream_consumers;
 BEGIN
-    DELETE FROM stream.stream_consumers c WHERE c.stream_id = s.stream_id AND c.consumer_name = deregister_stream_consumer.consumer_name;
-    IF NOT FOUND THEN
+    IF stream_internal._role_can_read(v_caller, s.stream_id) THEN
+        SELECT * INTO c FROM stream.stream_consumers x
+         WHERE x.stream_id = s.stream_id AND x.consumer_name = deregister_stream_consumer.consumer_name;
+    END IF;
+    IF c.consumer_name IS NULL THEN
         PERFORM stream_internal._raise('ResourceNotFoundException', format('Consumer %s under stream %s under account 000000000000 not found.', consumer_name, s.stream_name), '42704');
     END IF;
+    IF NOT pg_has_role(v_caller, c.owner, 'MEMBER') THEN
+        PERFORM stream_internal._raise('AccessDeniedException', format('User %s is not authorized to deregister consumer %s under stream %s: only the role that registered it (%s) and its members may.',
+                              v_caller::regrole, c.consumer_name, s.stream_name, c.owner), '42501');
+    END IF;
+    DELETE FROM stream.stream_consumers x WHERE x.stream_id = c.stream_id AND x.consumer_name = c.consumer_name;
 END $$;
+-- the API entry: notes the caller, then runs stream_internal.deregister_stream_consumer (src/caller.c)
+CREATE FUNCTION stream.deregister_stream_consumer(stream_name text, consumer_name text)
+RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION stream.list_stream_consumers(stream_name text)
 RETURNS TABLE(consumer_name text, consumer_arn text, consumer_status text, consumer_creation_timestamp timestamptz)

@@ -1,8 +1,8 @@
 -- Last part of the install script.
 
 -- The internal schema's functions are for the API alone (00_core.sql).  These
--- few run inside API functions that execute as the caller, or in row-level
--- security policies, so PUBLIC keeps EXECUTE on them; each checks the
+-- few run inside API functions that execute as the caller, in row-level
+-- security policies or in views, so PUBLIC keeps EXECUTE on them; each checks the
 -- caller's rights itself or only formats and parses.  test/expected/acl.txt
 -- lists every object's privileges and test/scripts/05_privilege_audit.py
 -- compares them.
@@ -16,11 +16,6 @@ GRANT EXECUTE ON FUNCTION
     stream_internal._sequence_text(int, int, bigint),
     stream_internal._sequence_parts(text),
     stream_internal._can_read(int),
-    stream_internal._require_read(stream.streams),
-    stream_internal._application(text),
-    stream_internal._eligible_leases(text),
-    stream_internal._held_lease(text, text, text),
-    stream_internal._sync_leases(stream.applications),
     stream_internal._consumer_json(stream.streams, stream.stream_consumers),
     stream_internal._delivery_stream(text),
     stream_internal._delivery_arn(text),

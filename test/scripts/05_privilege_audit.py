@@ -68,9 +68,8 @@ READ_ONLY_VIEWS = {
 PENDING = {
     'stream.streams': ({'SELECT'}, 'stream metadata that list_streams shows every role (00_core.sql)'),
     'stream.shards': ({'SELECT'}, 'shard metadata that list_shards shows (00_core.sql)'),
-    'stream.applications': ({'SELECT', 'INSERT', 'UPDATE', 'DELETE'}, 'consumer catalog, row-level security (20_consumers.sql)'),
-    'stream.leases': ({'SELECT', 'INSERT', 'UPDATE', 'DELETE'}, 'consumer catalog, row-level security (20_consumers.sql)'),
-    'stream.stream_consumers': ({'SELECT', 'INSERT', 'UPDATE', 'DELETE'}, 'consumer catalog, row-level security (25_fanout.sql)'),
+    'stream.stream_consumers': ({'SELECT'}, 'registered consumers, readers of the stream see its rows (row-level '
+                                'security, 25_fanout.sql); ACCESS SHARE is the only lock it allows (72_catalog_locks.py)'),
 }
 # R8: administrators only (README "Privileges", docs/reference.md).
 ADMIN_ONLY = {

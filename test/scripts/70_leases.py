@@ -36,9 +36,10 @@ Creates and drops its own database.  Sub-tests, in order:
                asserted) with a transaction holding back the xmin horizon.
   privileges   a role with read access to the stream runs the whole worker
                loop (register, acquire, iterator, read, checkpoint, release);
-               a role without access sees no leases, neither in stream.leases
-               nor in the view stream.application_leases, and cannot acquire,
-               checkpoint or update them.
+               a role without access cannot read stream.leases or
+               stream.applications at all (42501), sees no leases in the view
+               stream.application_leases, and cannot acquire, checkpoint or
+               update them.  (Owners and grants: 73_application_access.py.)
   example      examples/kcl_worker.c builds without warnings (-Wall -Wextra
                -Werror); 3 instances drain the stream (every record printed,
                checkpoints at each shard's last record) while more records
@@ -627,9 +628,13 @@ def test_privileges(admin):
               'privileges: the reader does not see its leases in stream.application_leases')
 
         total = q1(admin, 'SELECT count(*) FROM stream.leases')
-        seen_table = q1(n, 'SELECT count(*) FROM stream.leases')
+        for table in ('stream.leases', 'stream.applications'):
+            try:
+                seen_table = q1(n, f'SELECT count(*) FROM {table}')
+                fail(f'privileges: a role without access reads {table} ({seen_table} rows)')
+            except psycopg2.Error as e:
+                check(e.pgcode == '42501', f'privileges: reading {table} without access failed with {e.pgcode}')
         seen_view = q1(n, 'SELECT count(*) FROM stream.application_leases')
-        check(seen_table == 0, f'privileges: a role without access sees {seen_table} rows of stream.leases')
         check(seen_view == 0, f'privileges: a role without access sees {seen_view} of {total} leases (owners, checkpoints) '
                               f'in the view stream.application_leases')
         try:
