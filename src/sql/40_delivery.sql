@@ -42,7 +42,7 @@ CREATE TABLE stream.delivery_streams (
     partition_key_queries   jsonb,                  -- {"key": "jsonpath", ...}
     transform_function      regprocedure,
     backup_prefix           text,                   -- not NULL: source record backup
-    owner                   oid NOT NULL,
+    owner                   regrole NOT NULL,       -- a dump names the role (as for applications)
     version_id              int NOT NULL DEFAULT 1,
     created_at              timestamptz NOT NULL DEFAULT now()
 );
