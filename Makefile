@@ -6,7 +6,7 @@ OBJS = \
 	src/md5.o \
 	src/seqalloc.o \
 	src/locktag.o \
-	src/sandbox.o \
+	src/runtime/sandbox.o \
 	src/caller.o \
 	src/catalog.o \
 	src/storage.o \
@@ -17,10 +17,25 @@ OBJS = \
 	src/thrift.o \
 	src/codec.o \
 	src/parquet.o \
-	src/delivery.o \
-	src/delivery_format.o \
-	src/destdir.o \
-	src/prefix.o \
+	src/runtime/window.o \
+	src/runtime/checkpoint.o \
+	src/runtime/round.o \
+	src/delivery/delivery_catalog.o \
+	src/delivery/delivery_put.o \
+	src/delivery/delivery_buffer.o \
+	src/delivery/delivery_batch.o \
+	src/delivery/delivery_round.o \
+	src/delivery/delivery_flush.o \
+	src/delivery/delivery_convert.o \
+	src/delivery/delivery_transform.o \
+	src/delivery/delivery_partition.o \
+	src/delivery/delivery_prefix.o \
+	src/delivery/delivery_rowmap.o \
+	src/delivery/delivery_output.o \
+	src/delivery/delivery_files.o \
+	src/delivery/delivery_publish.o \
+	src/delivery/destdir.o \
+	src/delivery/delivery_table.o \
 	src/json.o \
 	src/raise.o
 
@@ -56,7 +71,7 @@ include $(PGXS)
 ISOLATION_TESTDB = stream_isolation
 
 # PGXS tracks no header dependencies: rebuild every object when a header changes
-$(OBJS): $(wildcard $(srcdir)/src/*.h)
+$(OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/*/*.h)
 
 stream--0.1.sql: $(sort $(wildcard $(srcdir)/src/sql/*.sql))
 	cat $^ > $@

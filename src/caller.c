@@ -29,7 +29,7 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
-#include "sandbox.h"
+#include "runtime/sandbox.h"
 
 PG_FUNCTION_INFO_V1(stream_api_call);
 PG_FUNCTION_INFO_V1(stream_caller);

@@ -8,7 +8,7 @@
  * when it commits.
  */
 #include "stream.h"
-#include "sandbox.h"
+#include "runtime/sandbox.h"
 
 #include "access/heapam.h"
 #include "access/htup_details.h"

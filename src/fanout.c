@@ -9,7 +9,7 @@
  * each call names its start, so every consumer reads independently.
  */
 #include "stream.h"
-#include "sandbox.h"
+#include "runtime/sandbox.h"
 #include "read.h"
 
 #include "access/htup_details.h"

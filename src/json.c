@@ -19,6 +19,7 @@
  * converted inside a subtransaction, so that an error makes them NULL.
  */
 #include "stream.h"
+#include "runtime/sandbox.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"
@@ -62,29 +63,19 @@ static bool
 try_call(PGFunction fn, Datum arg, Datum *result)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
+	ResourceOwner oldowner = subxact_begin(oldcxt);
 	volatile bool ok = false;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
 		*result = DirectFunctionCall1(fn, arg);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
+		subxact_commit(oldcxt, oldowner);
 		ok = true;
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = subxact_rollback(oldcxt, oldowner);
 
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
 		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION &&
 			ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_PROGRAM_LIMIT_EXCEEDED)
 			ReThrowError(edata);

@@ -21,15 +21,15 @@ stream_xact_lock(PG_FUNCTION_ARGS)
 	int32		id = PG_GETARG_INT32(1);
 	LOCKTAG		tag;
 
-	if (strcmp(kind, "delivery_unit") == 0)
-		SET_STREAM_LOCKTAG(tag, STREAM_LOCK_DELIVERY_UNIT, id, 0);
+	if (strcmp(kind, "processor_unit") == 0)
+		SET_STREAM_LOCKTAG(tag, STREAM_LOCK_PROCESSOR_UNIT, id, 0);
 	else if (strcmp(kind, "consumers") == 0)
 		SET_STREAM_LOCKTAG(tag, STREAM_LOCK_CONSUMERS, id, 0);
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown lock kind \"%s\"", kind),
-				 errhint("The kinds are delivery_unit and consumers.")));
+				 errhint("The kinds are processor_unit and consumers.")));
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 	PG_RETURN_VOID();
 }

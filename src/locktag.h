@@ -16,7 +16,7 @@ typedef enum StreamLockKind
 {
 	STREAM_LOCK_SHARD_PUT = 0x5354,	/* (stream, shard): puts without shared memory */
 	STREAM_LOCK_SEQUENCE_MARK = 0x5355,	/* moving the database's sequence mark */
-	STREAM_LOCK_DELIVERY_UNIT = 0x5356,	/* (delivery stream): a unit of delivery work */
+	STREAM_LOCK_PROCESSOR_UNIT = 0x5356,	/* (processor): a unit of its work (runtime/round.c) */
 	STREAM_LOCK_CONSUMERS = 0x5357	/* (stream): registering a consumer */
 } StreamLockKind;
 

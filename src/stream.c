@@ -10,7 +10,7 @@
 #include "storage/shmem.h"
 #include "utils/guc.h"
 
-#include "sandbox.h"
+#include "runtime/sandbox.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;

@@ -67,7 +67,7 @@
 
 #include "worker.h"
 #include "stream.h"
-#include "delivery.h"
+#include "delivery/delivery.h"
 
 #define STREAM_EXTENSION_NAME	"stream"
 #define STREAM_LIBRARY_NAME		"stream"

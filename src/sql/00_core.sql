@@ -490,8 +490,8 @@ BEGIN
     SELECT string_agg(a.application_name, ', ' ORDER BY a.application_name) INTO v_apps
       FROM stream.applications a WHERE a.stream_id = s.stream_id;
     SELECT string_agg(x.delivery_stream_name, ', ' ORDER BY x.delivery_stream_name) INTO v_delivery
-      FROM stream.delivery_streams x
-     WHERE x.source_stream_id = s.stream_id AND x.delivery_stream_type = 'KinesisStreamAsSource';
+      FROM stream.delivery_streams x JOIN stream.processors p ON p.processor_id = x.delivery_stream_id
+     WHERE p.source_stream_id = s.stream_id AND x.delivery_stream_type = 'KinesisStreamAsSource';
     IF NOT coalesce(enforce_consumer_deletion, false) AND num_nonnulls(v_consumers, v_apps, v_delivery) > 0 THEN
         RAISE EXCEPTION USING ERRCODE = '42710',     -- ResourceInUseException (src/stream.h)
             MESSAGE = format('ResourceInUseException: DeleteStream can''t delete 000000000000:%s because there are consumers associated with this data stream. To delete %s anyway, set the EnforceConsumerDeletion parameter to true to force the deletion of all the consumers that are associated with it.',
@@ -501,12 +501,12 @@ BEGIN
                                'Delivery streams reading it: ' || v_delivery || '.'),
             HINT = format('SELECT stream.delete_stream(%L, enforce_consumer_deletion => true) deletes them with the stream.', s.stream_name);
     END IF;
-    FOR d IN SELECT x.delivery_stream_id, x.delivery_stream_name FROM stream.delivery_streams x
-              WHERE x.source_stream_id = s.stream_id AND x.delivery_stream_type = 'KinesisStreamAsSource'
+    FOR d IN SELECT x.delivery_stream_id, x.delivery_stream_name
+               FROM stream.delivery_streams x JOIN stream.processors p ON p.processor_id = x.delivery_stream_id
+              WHERE p.source_stream_id = s.stream_id AND x.delivery_stream_type = 'KinesisStreamAsSource'
               ORDER BY x.delivery_stream_id LOOP
-        -- waits for a delivery of it that is under way (src/locktag.h)
-        PERFORM stream_internal._xact_lock('delivery_unit', d.delivery_stream_id);
-        DELETE FROM stream.delivery_streams WHERE delivery_stream_id = d.delivery_stream_id;
+        -- after a delivery of it under way; its catalog rows go with the processor
+        PERFORM stream_internal._processor_drop(d.delivery_stream_id);
         RAISE NOTICE 'delivery stream % read stream % and was deleted with it', d.delivery_stream_name, s.stream_name;
     END LOOP;
     EXECUTE format('DROP TABLE stream_data.%I', 's' || s.stream_id);

@@ -1,6 +1,10 @@
 ---------------------------------------------------------------------------
 -- Delivery streams (Firehose): batches of a stream's records delivered as
--- files in a server directory or as rows of a table.  See src/delivery.c.
+-- files in a server directory or as rows of a table.  See src/delivery/.
+-- A delivery stream is a processor of kind 'delivery' (35_processors.sql):
+-- its id, source stream, owner, checkpoints, unit in flight, back-off and
+-- failed records are the runtime's; the tables here keep what is
+-- delivery's own.
 ---------------------------------------------------------------------------
 
 -- What a transform function gets and returns (Firehose's Lambda contract):
@@ -24,12 +28,13 @@ CREATE TYPE stream.firehose_result AS (
     partition_keys jsonb
 );
 
+-- The configuration; the source stream (an internal one for DirectPut) and
+-- the owner are the processor's (stream.processors).
 CREATE TABLE stream.delivery_streams (
-    delivery_stream_id      serial PRIMARY KEY,
+    delivery_stream_id      int PRIMARY KEY REFERENCES stream.processors ON DELETE CASCADE,
     delivery_stream_name    text NOT NULL UNIQUE,
     delivery_stream_type    text NOT NULL,          -- DirectPut | KinesisStreamAsSource
     delivery_stream_status  text NOT NULL DEFAULT 'ACTIVE',
-    source_stream_id        int NOT NULL,           -- read stream (an internal one for DirectPut)
     destination             text,                   -- server directory (S3 bucket analogue)
     destination_table       text,                   -- qualified table name (resolved at each delivery)
     format                  text NOT NULL,
@@ -42,33 +47,19 @@ CREATE TABLE stream.delivery_streams (
     partition_key_queries   jsonb,                  -- {"key": "jsonpath", ...}
     transform_function      regprocedure,
     backup_prefix           text,                   -- not NULL: source record backup
-    owner                   regrole NOT NULL,       -- a dump names the role (as for applications)
     version_id              int NOT NULL DEFAULT 1,
     created_at              timestamptz NOT NULL DEFAULT now()
 );
 
--- Per source shard, the next sequence number to deliver.
-CREATE TABLE stream.delivery_checkpoints (
-    delivery_stream_id int NOT NULL REFERENCES stream.delivery_streams ON DELETE CASCADE,
-    shard_index        int NOT NULL,
-    next_seq           bigint NOT NULL,
-    PRIMARY KEY (delivery_stream_id, shard_index)
-) WITH (fillfactor = 50);
-
--- The batch in flight (at most one per delivery stream): its source ranges,
+-- A file batch in flight, what is delivery's own of the processor's pending
+-- unit (stream.processor_pending holds its ranges, and this row goes with
+-- it): staging, the batch's own staging directory (random name), recorded
+-- before it is created so that recovery removes exactly that directory;
 -- then, once its temporary files are written and fsynced, their names.
--- staging: the batch's own staging directory (random name), recorded before
--- it is created so that recovery removes exactly that directory.
 CREATE TABLE stream.delivery_pending (
-    delivery_stream_id int PRIMARY KEY REFERENCES stream.delivery_streams ON DELETE CASCADE,
-    batch_no      bigint NOT NULL,
-    shard_indexes int[] NOT NULL,
-    from_seqs     bigint[] NOT NULL,
-    to_seqs       bigint[] NOT NULL,
-    min_arrival   timestamptz NOT NULL,
-    files         jsonb,
+    delivery_stream_id int PRIMARY KEY REFERENCES stream.processor_pending ON DELETE CASCADE,
     staging       text,
-    created_at    timestamptz NOT NULL DEFAULT now()
+    files         jsonb
 );
 
 -- One row per delivered batch, committed together with the checkpoints.
@@ -87,45 +78,29 @@ CREATE TABLE stream.delivery_manifest (
     PRIMARY KEY (delivery_stream_id, batch_no)
 );
 
--- Counters and the last error; one small row per delivery stream.
+-- Counters; one small row per delivery stream (batch numbers, the last
+-- error and the back-off are the processor's: stream.processor_progress).
+-- Failed records of table destinations are the processor's error rows
+-- (stream.processor_errors), with Firehose's error envelope; files
+-- destinations write them under the error prefix.
 CREATE TABLE stream.delivery_progress (
     delivery_stream_id int PRIMARY KEY REFERENCES stream.delivery_streams ON DELETE CASCADE,
-    next_batch_no     bigint NOT NULL DEFAULT 1,
     files_delivered   bigint NOT NULL DEFAULT 0,
     bytes_delivered   bigint NOT NULL DEFAULT 0,
     records_delivered bigint NOT NULL DEFAULT 0,
     records_failed    bigint NOT NULL DEFAULT 0,
-    last_delivery_at  timestamptz,
-    last_error        text,
-    last_error_at     timestamptz,
-    failed_attempts   int NOT NULL DEFAULT 0,
-    next_attempt_at   timestamptz
+    last_delivery_at  timestamptz
 ) WITH (fillfactor = 50);
 
--- Failed records of table destinations (files destinations write them
--- under the error prefix), with Firehose's error envelope.
-CREATE TABLE stream.delivery_errors (
-    delivery_stream_id int NOT NULL REFERENCES stream.delivery_streams ON DELETE CASCADE,
-    batch_no          bigint NOT NULL,
-    error_output_type text NOT NULL,
-    envelope          jsonb NOT NULL,
-    created_at        timestamptz NOT NULL DEFAULT clock_timestamp()
-);
-CREATE INDEX ON stream.delivery_errors (delivery_stream_id, batch_no);
-
 SELECT pg_catalog.pg_extension_config_dump('stream.delivery_streams', '');
-SELECT pg_catalog.pg_extension_config_dump('stream.delivery_streams_delivery_stream_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('stream.delivery_checkpoints', '');
 SELECT pg_catalog.pg_extension_config_dump('stream.delivery_pending', '');
 SELECT pg_catalog.pg_extension_config_dump('stream.delivery_manifest', '');
 SELECT pg_catalog.pg_extension_config_dump('stream.delivery_progress', '');
-SELECT pg_catalog.pg_extension_config_dump('stream.delivery_errors', '');
 -- No privileges for PUBLIC on the delivery catalogs: partition values end up
 -- in manifest paths (cust=...), record content in errors.  A role reads the
 -- delivery streams it may see through the security_barrier views below.
-REVOKE ALL ON stream.delivery_streams, stream.delivery_streams_delivery_stream_id_seq,
-    stream.delivery_checkpoints, stream.delivery_pending, stream.delivery_manifest,
-    stream.delivery_progress, stream.delivery_errors FROM PUBLIC;
+REVOKE ALL ON stream.delivery_streams, stream.delivery_pending, stream.delivery_manifest,
+    stream.delivery_progress FROM PUBLIC;
 
 -- The delivery streams the querying role may see: those whose owner it is a
 -- member of (superusers: all).  A view reads the table with its owner's
@@ -133,10 +108,12 @@ REVOKE ALL ON stream.delivery_streams, stream.delivery_streams_delivery_stream_i
 -- API function running as the caller, and as the owner inside a SECURITY
 -- DEFINER function, where every row shows).  security_barrier: the
 -- caller's own conditions cannot see rows before this filter.
+-- With the processor's source stream and owner.
 CREATE VIEW stream_internal.visible_delivery_streams WITH (security_barrier) AS
-SELECT d.*
+SELECT d.*, p.source_stream_id, p.owner
   FROM stream.delivery_streams d
- WHERE pg_catalog.pg_has_role(current_user, d.owner, 'MEMBER');
+  JOIN stream.processors p ON p.processor_id = d.delivery_stream_id
+ WHERE pg_catalog.pg_has_role(current_user, p.owner, 'MEMBER');
 GRANT SELECT ON stream_internal.visible_delivery_streams TO PUBLIC;
 
 -- One row per delivered batch (its files, or for a table the rows' count,
@@ -151,9 +128,9 @@ GRANT SELECT ON stream.delivery_batches TO PUBLIC;
 -- The failed records of table destinations, with Firehose's error envelope,
 -- of the delivery streams the caller may see.
 CREATE VIEW stream.delivery_failed_records WITH (security_barrier) AS
-SELECT d.delivery_stream_name, e.batch_no, e.error_output_type, e.envelope, e.created_at
+SELECT d.delivery_stream_name, e.unit_no AS batch_no, e.error_type AS error_output_type, e.envelope, e.created_at
   FROM stream_internal.visible_delivery_streams d
-  JOIN stream.delivery_errors e ON e.delivery_stream_id = d.delivery_stream_id;
+  JOIN stream.processor_errors e ON e.processor_id = d.delivery_stream_id;
 GRANT SELECT ON stream.delivery_failed_records TO PUBLIC;
 
 ---------------------------------------------------------------------------
@@ -179,8 +156,6 @@ CREATE FUNCTION stream_internal._delivery_buffer(delivery_stream_id int,
     -- runs as the caller (the status view's querying role), who must be a
     -- member of the delivery stream's owner; reads the catalogs as their owner
     AS 'MODULE_PATHNAME', 'stream_delivery_buffer' LANGUAGE C VOLATILE STRICT ROWS 1;
-CREATE FUNCTION stream_internal._delivery_stable_seq(stream_id int, shard_index int) RETURNS bigint
-    AS 'MODULE_PATHNAME', 'stream_delivery_stable_seq' LANGUAGE C VOLATILE STRICT;
 CREATE FUNCTION stream_internal._delivery_validate(prefix text, error_output_prefix text, backup_prefix text,
                                           partition_keys text[], has_transform bool) RETURNS void
     AS 'MODULE_PATHNAME', 'stream_delivery_validate' LANGUAGE C VOLATILE;
@@ -189,8 +164,44 @@ CREATE FUNCTION stream_internal._delivery_check_keys(partition_key_queries jsonb
 CREATE FUNCTION stream_internal._delivery_check_destination(destination text) RETURNS void
     AS 'MODULE_PATHNAME', 'stream_delivery_check_destination' LANGUAGE C VOLATILE STRICT;
 REVOKE ALL ON FUNCTION stream_internal._delivery_check_keys(jsonb), stream_internal._delivery_check_destination(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION stream_internal._delivery_stable_seq(int, int), stream_internal._delivery_validate(text, text, text, text[], bool)
-    FROM PUBLIC;
+REVOKE ALL ON FUNCTION stream_internal._delivery_validate(text, text, text, text[], bool) FROM PUBLIC;
+
+---------------------------------------------------------------------------
+-- The protocol's bookkeeping, one function per step (src/delivery/delivery_batch.c)
+---------------------------------------------------------------------------
+
+-- Step 1 (and again after a crash before step 2): the staging directory's
+-- name, recorded before it is created.
+CREATE FUNCTION stream_internal._delivery_stage(p_id int, p_staging text) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO stream.delivery_pending (delivery_stream_id, staging) VALUES (p_id, p_staging)
+        ON CONFLICT (delivery_stream_id) DO UPDATE SET staging = EXCLUDED.staging, files = NULL
+$$;
+
+-- Step 2: the names of the written, fsynced files (NULL: write the batch again).
+CREATE FUNCTION stream_internal._delivery_set_files(p_id int, p_files jsonb) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE stream.delivery_pending SET files = p_files WHERE delivery_stream_id = p_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'delivery stream % has no pending batch', p_id;
+    END IF;
+END $$;
+
+-- The last step, with the runtime's _processor_finish_unit in the same
+-- transaction: the manifest row and the counters.
+CREATE FUNCTION stream_internal._delivery_finish_batch(p_id int, p_batch bigint, p_shards int[], p_from bigint[],
+                                                       p_to bigint[], p_files jsonb, p_in bigint, p_delivered bigint,
+                                                       p_dropped bigint, p_failed bigint, p_nfiles int, p_bytes bigint)
+RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO stream.delivery_manifest (delivery_stream_id, batch_no, shard_indexes, from_seqs, to_seqs,
+        files, records_in, records_delivered, records_dropped, records_failed)
+    VALUES (p_id, p_batch, p_shards, p_from, p_to, p_files, p_in, p_delivered, p_dropped, p_failed);
+    UPDATE stream.delivery_progress SET files_delivered = files_delivered + p_nfiles,
+           bytes_delivered = bytes_delivered + p_bytes, records_delivered = records_delivered + p_delivered,
+           records_failed = records_failed + p_failed, last_delivery_at = clock_timestamp()
+     WHERE delivery_stream_id = p_id;
+$$;
 
 ---------------------------------------------------------------------------
 -- Control plane
@@ -200,10 +211,10 @@ CREATE FUNCTION stream_internal._delivery_arn(name text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
 AS $$ SELECT 'arn:aws:firehose:local:000000000000:deliverystream/' || name $$;
 
-CREATE FUNCTION stream_internal._delivery_stream(p_name text) RETURNS stream.delivery_streams
+CREATE FUNCTION stream_internal._delivery_stream(p_name text) RETURNS stream_internal.visible_delivery_streams
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    d stream.delivery_streams;
+    d stream_internal.visible_delivery_streams;
 BEGIN
     PERFORM stream_internal._check_name(p_name, 'deliveryStreamName', 64);
     -- one not visible to the caller is not found, exactly as a missing one
@@ -377,22 +388,17 @@ BEGIN
         starting_position := 'TRIM_HORIZON';
     END IF;
 
-    INSERT INTO stream.delivery_streams (delivery_stream_name, delivery_stream_type, source_stream_id,
+    -- the processor reads the source from starting_position on, as the owner
+    v_id := stream_internal._processor_register('delivery', v_stream_id, v_invoker::regrole, starting_position, v_now);
+    INSERT INTO stream.delivery_streams (delivery_stream_id, delivery_stream_name, delivery_stream_type,
         destination, destination_table, format, schema, compression, buffer_size_mb,
         buffer_interval_seconds, prefix, error_output_prefix, partition_key_queries,
-        transform_function, backup_prefix, owner, created_at)
-    VALUES (delivery_stream_name, CASE WHEN source_stream_name IS NULL THEN 'DirectPut' ELSE 'KinesisStreamAsSource' END,
-        v_stream_id, destination, v_table, format, v_schema, compression, buffer_size_mb,
+        transform_function, backup_prefix, created_at)
+    VALUES (v_id, delivery_stream_name, CASE WHEN source_stream_name IS NULL THEN 'DirectPut' ELSE 'KinesisStreamAsSource' END,
+        destination, v_table, format, v_schema, compression, buffer_size_mb,
         buffer_interval_seconds, coalesce(prefix, ''), error_output_prefix, partition_key_queries,
-        transform_function, backup_prefix, v_invoker, v_now)
-    RETURNING delivery_stream_id INTO v_id;
+        transform_function, backup_prefix, v_now);
     INSERT INTO stream.delivery_progress (delivery_stream_id) VALUES (v_id);
-    INSERT INTO stream.delivery_checkpoints (delivery_stream_id, shard_index, next_seq)
-    SELECT v_id, sh.shard_index,
-           CASE WHEN starting_position = 'LATEST' AND sh.ending_seq IS NULL
-                THEN stream_internal._delivery_stable_seq(v_stream_id, sh.shard_index)
-                ELSE sh.starting_seq END
-      FROM stream.shards sh WHERE sh.stream_id = v_stream_id;
     PERFORM stream_internal._wake_worker();
     RETURN stream_internal._delivery_arn(delivery_stream_name);
 END $$;
@@ -419,14 +425,13 @@ RETURNS text AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
 CREATE FUNCTION stream_internal.delete_delivery_stream(delivery_stream_name text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    d stream.delivery_streams := stream_internal._delivery_stream(delivery_stream_name);
+    d stream_internal.visible_delivery_streams := stream_internal._delivery_stream(delivery_stream_name);
 BEGIN
     IF NOT pg_has_role(stream_internal._caller(), d.owner, 'MEMBER') THEN
         PERFORM stream_internal._raise('AccessDeniedException', format('only the owner of Firehose %s may delete it', d.delivery_stream_name), '42501');
     END IF;
-    -- waits for a delivery of this stream that is under way (src/locktag.h)
-    PERFORM stream_internal._xact_lock('delivery_unit', d.delivery_stream_id);
-    DELETE FROM stream.delivery_streams WHERE delivery_stream_id = d.delivery_stream_id;
+    -- after a delivery of it under way; its catalog rows go with the processor
+    PERFORM stream_internal._processor_drop(d.delivery_stream_id);
     IF d.delivery_stream_type = 'DirectPut' THEN
         EXECUTE format('DROP TABLE IF EXISTS stream_data.%I', 's' || d.source_stream_id);
         DELETE FROM stream.streams WHERE stream_id = d.source_stream_id;
@@ -453,7 +458,7 @@ $$;
 CREATE FUNCTION stream.describe_delivery_stream(delivery_stream_name text) RETURNS jsonb
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    d stream.delivery_streams := stream_internal._delivery_stream(delivery_stream_name);
+    d stream_internal.visible_delivery_streams := stream_internal._delivery_stream(delivery_stream_name);
     v_source jsonb;
     v_dest jsonb;
     v_comp text := CASE d.compression WHEN 'none' THEN 'UNCOMPRESSED' WHEN 'gzip' THEN 'GZIP'
@@ -511,7 +516,7 @@ END $$;
 CREATE FUNCTION stream_internal._delivery_access(p_grant bool, p_name text, p_role regrole)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    d stream.delivery_streams := stream_internal._delivery_stream(p_name);
+    d stream_internal.visible_delivery_streams := stream_internal._delivery_stream(p_name);
 BEGIN
     IF NOT pg_has_role(stream_internal._caller(), d.owner, 'MEMBER') THEN
         PERFORM stream_internal._raise('AccessDeniedException', format('only the owner of Firehose %s may %s access to it',
@@ -558,13 +563,14 @@ SELECT d.delivery_stream_name,
        p.records_delivered,
        p.records_failed,
        p.last_delivery_at,
-       p.last_error,
-       p.last_error_at,
-       p.failed_attempts,
-       p.next_attempt_at,
-       (SELECT pe.batch_no FROM stream.delivery_pending pe WHERE pe.delivery_stream_id = d.delivery_stream_id) AS pending_batch
+       g.last_error,
+       g.last_error_at,
+       g.failed_attempts,
+       g.next_attempt_at,
+       (SELECT pe.unit_no FROM stream.processor_pending pe WHERE pe.processor_id = d.delivery_stream_id) AS pending_batch
   FROM stream_internal.visible_delivery_streams d
   JOIN stream.delivery_progress p USING (delivery_stream_id)
+  JOIN stream.processor_progress g ON g.processor_id = d.delivery_stream_id
   LEFT JOIN LATERAL stream_internal._delivery_buffer(d.delivery_stream_id) b ON true;
 GRANT SELECT ON stream.delivery_stream_status TO PUBLIC;
 

@@ -94,14 +94,14 @@ SELECT is(pg_temp.try_delete(s, true),
 SELECT is((SELECT count(*)::int FROM stream.stream_consumers c JOIN ids USING (stream_id) WHERE ids.m = combo.m)
           + (SELECT count(*)::int FROM stream.applications a JOIN ids USING (stream_id) WHERE ids.m = combo.m)
           + (SELECT count(*)::int FROM stream.leases l JOIN ids USING (stream_id) WHERE ids.m = combo.m)
-          + (SELECT count(*)::int FROM stream.delivery_streams d JOIN ids ON d.source_stream_id = ids.stream_id WHERE ids.m = combo.m)
-          + (SELECT count(*)::int FROM stream.delivery_checkpoints k
-               JOIN stream.delivery_streams d USING (delivery_stream_id) JOIN ids ON d.source_stream_id = ids.stream_id
+          + (SELECT count(*)::int FROM stream.processors p JOIN ids ON p.source_stream_id = ids.stream_id WHERE ids.m = combo.m)
+          + (SELECT count(*)::int FROM stream.processor_checkpoints k
+               JOIN stream.processors p USING (processor_id) JOIN ids ON p.source_stream_id = ids.stream_id
               WHERE ids.m = combo.m), 0,
           s || ': no consumer, application, lease, delivery stream or checkpoint of it is left') FROM combo ORDER BY m;
 
-SELECT is((SELECT count(*)::int FROM stream.delivery_streams d
-            WHERE NOT EXISTS (SELECT 1 FROM stream.streams st WHERE st.stream_id = d.source_stream_id)), 0,
+SELECT is((SELECT count(*)::int FROM stream.processors p
+            WHERE NOT EXISTS (SELECT 1 FROM stream.streams st WHERE st.stream_id = p.source_stream_id)), 0,
           'no delivery stream reads a stream that does not exist');
 SELECT is((SELECT delivery_stream_status FROM stream.list_delivery_streams() WHERE delivery_stream_name = 'tap_del_direct'),
           'ACTIVE', 'a direct-put delivery stream is left alone');

@@ -17,12 +17,12 @@ $P -c "BEGIN" -c "SELECT count(*) FROM stream.put_records('s', array_fill('k'::t
 $P -c "SELECT stream.flush_delivery_stream('dl', 20)" >/dev/null
 sleep 3
 $P -c "SELECT stream.flush_delivery_stream('dl', 20)" >/dev/null
-echo "A: checkpoint $($P -c "SELECT next_seq FROM stream.delivery_checkpoints") max seq $($P -c "SELECT max(seq) FROM stream_data.s1") delivered $($P -c "SELECT count(*) FROM events")"
+echo "A: checkpoint $($P -c "SELECT next_seq FROM stream.processor_checkpoints") max seq $($P -c "SELECT max(seq) FROM stream_data.s1") delivered $($P -c "SELECT count(*) FROM events")"
 pg_dump -d $A | psql -X -q -d $B >/dev/null 2>&1
 Q="psql -X -qAt -d $B"
 $Q -c "SELECT 1 FROM stream.put_record('s', 'k', convert_to('{\"a\": 3}', 'UTF8'))" >/dev/null
 $Q -c "SELECT stream.flush_delivery_stream('dl', 20)" >/dev/null
-echo "B: checkpoint $($Q -c "SELECT next_seq FROM stream.delivery_checkpoints") max seq $($Q -c "SELECT max(seq) FROM stream_data.s1") delivered $($Q -c "SELECT string_agg(a::text, ',') FROM events")"
+echo "B: checkpoint $($Q -c "SELECT next_seq FROM stream.processor_checkpoints") max seq $($Q -c "SELECT max(seq) FROM stream_data.s1") delivered $($Q -c "SELECT string_agg(a::text, ',') FROM events")"
 GOT=$($Q -c "SELECT count(*) FROM events WHERE a = 3")
 psql -X -q -d postgres -c "DROP DATABASE $A WITH (FORCE)" -c "DROP DATABASE $B WITH (FORCE)"
 if [ "$GOT" != 1 ]; then echo "31_dump_restore_mark: FAILED (the record put after the restore was delivered $GOT times, not once)"; exit 1; fi

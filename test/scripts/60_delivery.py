@@ -345,8 +345,8 @@ LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'transform is broken'; END $$""")
     check(len(rows) == 50 and all(r[0] == 'n%d' % i and float(r[1]) == i * 0.5 and r[2] == {'i': i} and r[3]
                                   for i, r in enumerate(rows)), 'table rows %r' % rows[:3])
     check(q1(conn, "SELECT name FROM public.sink WHERE id = 1000") == 'explicit id', 'explicit id row')
-    wait_for(lambda: q1(conn, "SELECT count(*) FROM stream.delivery_errors") == 2, 10, 'rejected rows')
-    errs = q(conn, "SELECT error_output_type, envelope FROM stream.delivery_errors ORDER BY envelope->>'rawData'")
+    wait_for(lambda: q1(conn, "SELECT count(*) FROM stream.processor_errors") == 2, 10, 'rejected rows')
+    errs = q(conn, "SELECT error_type, envelope FROM stream.processor_errors ORDER BY envelope->>'rawData'")
     check(sorted(base64.b64decode(e[1]['rawData']).decode() for e in errs) == sorted(badt) and
           set(e[0] for e in errs) == {'table-insert-failed', 'format-conversion-failed'}, 'table errors %r' % errs)
 
@@ -398,7 +398,8 @@ LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'transform is broken'; END $$""")
                   "JOIN stream.delivery_streams d USING (delivery_stream_id) WHERE d.delivery_stream_name = 'h_failing'")[0]
     check(man[1] == 150 and man[2], 'manifest %r' % (man,))
     expect_error_mentioning(conn, "SELECT stream.put_delivery_record('c_csv', 'x')", None, 'KinesisStreamAsSource', 'put to stream-sourced')
-    internal = q1(conn, "SELECT source_stream_id FROM stream.delivery_streams WHERE delivery_stream_name = 'a_interval'")
+    internal = q1(conn, "SELECT p.source_stream_id FROM stream.delivery_streams d JOIN stream.processors p "
+                        "ON p.processor_id = d.delivery_stream_id WHERE d.delivery_stream_name = 'a_interval'")
     q(conn, "SELECT stream.delete_delivery_stream('a_interval')")
     check(q1(conn, "SELECT count(*) FROM stream.streams WHERE stream_id = %s", (internal,)) == 0, 'internal stream dropped')
     check(q1(conn, "SELECT to_regclass('stream_data.s%s')" % internal) is None, 'internal stream table dropped')

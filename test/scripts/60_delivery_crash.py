@@ -131,7 +131,8 @@ try:
         files_before = len(delivered_files(WORK))
         crash(how)
         conn = connect(DB, retries=20)
-        pend, listed = q(conn, "SELECT count(*), count(files) FROM stream.delivery_pending")[0]
+        pend, listed = q(conn, "SELECT count(*), count(d.files) FROM stream.processor_pending p "
+                           "LEFT JOIN stream.delivery_pending d ON d.delivery_stream_id = p.processor_id")[0]
         pending_seen += pend
         say('round %d: %d records put, %s after %.2fs (%d files so far; pending at restart: %d batches, '
             '%d of them with their files written)'
@@ -142,7 +143,8 @@ try:
     for name in ('crash_json', 'crash_parquet', 'crash_direct'):
         ok = wait_for(lambda: q1(conn, 'SELECT stream.flush_delivery_stream(%s, 60)', (name,)), 120, 'flush of ' + name)
         check(ok, 'flush %s' % name)
-    check(q1(conn, "SELECT count(*) FROM stream.delivery_pending") == 0, 'no batch left pending')
+    check(q1(conn, "SELECT count(*) FROM stream.processor_pending") == 0, 'no batch left pending')
+    check(q1(conn, "SELECT count(*) FROM stream.delivery_pending") == 0, 'no file state left pending')
 
     for name, sub in (('crash_json', 'json'), ('crash_direct', 'direct')):
         ids = read_ids(os.path.join(WORK, sub))

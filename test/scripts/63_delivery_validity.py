@@ -228,7 +228,7 @@ def t_utf8():
     rows = q(conn, "SELECT id, name FROM public.u_sink ORDER BY id")
     check([r[0] for r in rows] == ok_ids and all(r[1] == ok_names[r[0]] for r in rows),
           'table rows: %d, valid records %d' % (len(rows), len(ok_ids)))
-    errs = q(conn, "SELECT e.envelope FROM stream.delivery_errors e JOIN stream.delivery_streams d USING (delivery_stream_id) "
+    errs = q(conn, "SELECT e.envelope FROM stream.processor_errors e JOIN stream.delivery_streams d ON d.delivery_stream_id = e.processor_id "
                    "WHERE d.delivery_stream_name = 'u_table'")
     check(sorted(base64.b64decode(e[0]['rawData']) for e in errs) == sorted(rejected),
           'table error output: %d rows, %d rejected records' % (len(errs), len(rejected)))

@@ -205,7 +205,7 @@ PLANTS = (plant_staging_link, plant_staging_foreign, plant_prefix_top, plant_pre
 def predicted_staging_names(ctx):
     """The staging paths the old code used: <database oid>-<id>-<batch number>."""
     names = []
-    for ds_id, next_batch in q(ctx['conn'], "SELECT delivery_stream_id, next_batch_no FROM stream.delivery_progress"):
+    for ds_id, next_batch in q(ctx['conn'], "SELECT processor_id, next_unit_no FROM stream.processor_progress"):
         for b in range(next_batch - 1, next_batch + 3):
             names.append('%d-%d-%d' % (ctx['dboid'], ds_id, b))
     return names
@@ -395,7 +395,8 @@ def main():
                 break
         check(ok, '%s: not delivered once the planted links are gone: %s' % (s, q1(
             conn, "SELECT last_error FROM stream.delivery_stream_status WHERE delivery_stream_name = %s", (s,))))
-    check(q1(conn, "SELECT count(*) FROM stream.delivery_pending") == 0, 'no batch left pending')
+    check(q1(conn, "SELECT count(*) FROM stream.processor_pending") == 0, 'no batch left pending')
+    check(q1(conn, "SELECT count(*) FROM stream.delivery_pending") == 0, 'no file state left pending')
     now = snapshot()
     if now != base:
         fail('at the end: outside the destination something changed: %s' % sorted(set(now.items()) ^ set(base.items()))[:6])

@@ -130,8 +130,8 @@ def setup():
     for name in (A_FILES, A_TABLE):
         check(q1(a, "SELECT stream.flush_delivery_stream(%s, 60)", (name,)) is True, f'flush {name}')
     # a destination error quoting a record (a failing transform or trigger may); the worker writes it so
-    q(su, "UPDATE stream.delivery_progress p SET last_error = %s FROM stream.delivery_streams d "
-          "WHERE d.delivery_stream_id = p.delivery_stream_id AND d.delivery_stream_name = %s", (ERR, A_FILES))
+    q(su, "UPDATE stream.processor_progress p SET last_error = %s FROM stream.delivery_streams d "
+          "WHERE d.delivery_stream_id = p.processor_id AND d.delivery_stream_name = %s", (ERR, A_FILES))
     a.close()
     b = connect(user='dvis_b')
     q(b, "CREATE TABLE public.b_sink (n int)")
@@ -180,8 +180,9 @@ def t_others_see_nothing(role):
         check(not bad, f'{role} reads {bad} in {rel}')
     say(f'{role} may read {len(readable)} relations: {", ".join(readable)}')
     for rel in ('stream.delivery_streams', 'stream.delivery_manifest', 'stream.delivery_progress',
-                'stream.delivery_errors', 'stream.delivery_pending', 'stream.delivery_checkpoints',
-                'stream.delivery_streams_delivery_stream_id_seq'):
+                'stream.delivery_pending', 'stream.processors', 'stream.processor_checkpoints',
+                'stream.processor_pending', 'stream.processor_progress', 'stream.processor_errors',
+                'stream.processors_processor_id_seq'):
         check(rel not in readable, f'{role} may read {rel}')
     # the API
     own = ['b-own'] if role == 'dvis_b' else []

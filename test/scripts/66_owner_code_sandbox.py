@@ -217,8 +217,8 @@ def t_caller_is_current_user():
                  'a delivery stream from a stream the current user may not read')
     q(sc, "CREATE TABLE sb_owner.mine (n int)")
     q(sc, "SELECT stream.create_delivery_stream('via_set_role', destination_table => 'sb_owner.mine')")
-    check(q1(conn, "SELECT owner::regrole::text FROM stream.delivery_streams "
-                   "WHERE delivery_stream_name = 'via_set_role'") == 'sb_owner',
+    check(q1(conn, "SELECT p.owner::regrole::text FROM stream.delivery_streams d JOIN stream.processors p "
+                   "ON p.processor_id = d.delivery_stream_id WHERE d.delivery_stream_name = 'via_set_role'") == 'sb_owner',
           'the delivery stream is owned by the role that called, not by the session\'s superuser')
     expect_error(sc, "SELECT stream.delete_delivery_stream('other_ds')", None, '42501', 'AccessDeniedException',
                  'deleting another owner\'s delivery stream under SET ROLE')
@@ -255,7 +255,7 @@ def t_time_limit():
     check(flush('owned', timeout=60) is True, 'the sleeping transform\'s batch completes')
     took = time.monotonic() - t0
     check(took < 20, 'the transform was cut off (%.1f s, not 4 x 30 s)' % took)
-    err = q(conn, "SELECT envelope FROM stream.delivery_errors e JOIN stream.delivery_streams d USING (delivery_stream_id) "
+    err = q(conn, "SELECT envelope FROM stream.processor_errors e JOIN stream.delivery_streams d ON d.delivery_stream_id = e.processor_id "
                   "WHERE d.delivery_stream_name = 'owned'")
     check(len(err) == 1 and 'owner_code_timeout' in str(err[0][0]) and 'processing-failed' in str(err[0][0]).lower()
           or len(err) == 1 and 'owner_code_timeout' in str(err[0][0]),
@@ -271,8 +271,8 @@ def t_time_limit():
         check(flush('other_ds', other, timeout=30) is True, 'the other owner delivers while the trigger sleeps (%d)' % i)
     check(time.monotonic() - t0 < 25, 'three flushes of the other owner took %.1f s' % (time.monotonic() - t0))
     check(q1(conn, "SELECT count(*) FROM sb_other.sink") == before_other + 3, 'the other owner got its rows')
-    wait_for(lambda: q1(conn, "SELECT last_error FROM stream.delivery_progress p JOIN stream.delivery_streams d "
-                              "USING (delivery_stream_id) WHERE d.delivery_stream_name = 'owned' "
+    wait_for(lambda: q1(conn, "SELECT last_error FROM stream.processor_progress p JOIN stream.delivery_streams d "
+                              "ON d.delivery_stream_id = p.processor_id WHERE d.delivery_stream_name = 'owned' "
                               "AND last_error LIKE '%%owner_code_timeout%%'"), 20,
              'the sleeping trigger\'s batch fails with the time limit in last_error')
     q(conn, "ALTER SYSTEM RESET stream.owner_code_timeout")

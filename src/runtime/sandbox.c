@@ -21,8 +21,14 @@
  * call sandbox_end(), on error sandbox_abort() first thing in PG_CATCH, then
  * roll the subtransaction back.  The time limit raises ERRCODE_QUERY_CANCELED;
  * sandbox_timed_out() tells it from a cancel request.
+ *
+ * The subtransaction protocol every attempt follows (a transform call, a
+ * record's conversion, a table insert, a JSON conversion in a user's
+ * session) is here too, so the steps cannot drift apart: subxact_begin,
+ * then subxact_commit, or in PG_CATCH subxact_abort (record-vs-batch
+ * policy) or subxact_rollback (the caller decides).
  */
-#include "sandbox.h"
+#include "runtime/sandbox.h"
 
 #include "access/xact.h"
 #include "commands/trigger.h"
@@ -161,4 +167,83 @@ void
 safe_search_path_end(int level)
 {
 	AtEOXact_GUC(true, level);
+}
+
+/* Rethrow errors that must not be turned into record failures. */
+ErrorData *
+catch_record_error(MemoryContext cxt)
+{
+	ErrorData  *ed;
+
+	MemoryContextSwitchTo(cxt);
+	ed = CopyErrorData();
+	/*
+	 * Cancels, shutdown, and system or resource errors (I/O, disk full, out
+	 * of memory: classes 53 and 58) concern the batch, not the record; they
+	 * may also leave a file writer half way through a row.  The batch fails
+	 * and is retried whole.
+	 */
+	if (sandbox_timed_out(ed->sqlerrcode))
+	{
+		/* owner code ran out of time: that call failed, like a Lambda timeout */
+		ed->message = psprintf("owner code ran longer than stream.owner_code_timeout (%d ms)",
+							   stream_owner_code_timeout_ms);
+		FlushErrorState();
+		return ed;
+	}
+	if (ed->sqlerrcode == ERRCODE_QUERY_CANCELED || ed->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
+		ERRCODE_TO_CATEGORY(ed->sqlerrcode) == ERRCODE_INSUFFICIENT_RESOURCES ||
+		ERRCODE_TO_CATEGORY(ed->sqlerrcode) == ERRCODE_SYSTEM_ERROR)
+		PG_RE_THROW();
+	FlushErrorState();
+	return ed;
+}
+
+ResourceOwner
+subxact_begin(MemoryContext cxt)
+{
+	ResourceOwner oldowner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	return oldowner;
+}
+
+void
+subxact_commit(MemoryContext cxt, ResourceOwner oldowner)
+{
+	ReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = oldowner;
+}
+
+static void
+subxact_release(MemoryContext cxt, ResourceOwner oldowner)
+{
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = oldowner;
+}
+
+/* In PG_CATCH: copy whatever was raised, then roll back. */
+ErrorData *
+subxact_rollback(MemoryContext cxt, ResourceOwner oldowner)
+{
+	ErrorData  *ed;
+
+	MemoryContextSwitchTo(cxt);
+	ed = CopyErrorData();
+	FlushErrorState();
+	subxact_release(cxt, oldowner);
+	return ed;
+}
+
+/* In PG_CATCH: copy the error (or rethrow it, see catch_record_error), then roll back. */
+ErrorData *
+subxact_abort(MemoryContext cxt, ResourceOwner oldowner)
+{
+	ErrorData  *ed = catch_record_error(cxt);
+
+	subxact_release(cxt, oldowner);
+	return ed;
 }

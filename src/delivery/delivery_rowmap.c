@@ -1,14 +1,11 @@
 /*
- * delivery_format.c: what a delivery stream does with one record's bytes.
+ * delivery/delivery_rowmap.c: JSON records to rows of a composite type.
  *
- * JSON records are mapped onto the columns of a composite type (the
- * "schema", or the destination table's row type) by field name,
- * case-insensitively as Firehose's OpenX JSON SerDe does: strings go
- * through the column type's input function, numbers too (epoch seconds or
- * milliseconds for timestamp columns), nested objects and arrays as JSON
- * text, missing fields and null become NULL.  Rows are then written as CSV
- * (COPY's quoting), JSON lines or Parquet.  Whole-file compression and the
- * Parquet writer come from codec.c and parquet.c.
+ * The columns of a schema (a table or composite type) are filled by JSON
+ * field name, case-insensitively, through each column type's input
+ * function (json and jsonb columns take the JSON text, timestamps also
+ * epoch seconds or milliseconds); for a table destination it also notes
+ * which columns the record named, so the others get their defaults.
  */
 #include "stream.h"
 
@@ -33,9 +30,7 @@
 #include "utils/rel.h"
 #include "utils/typcache.h"
 
-#include "codec.h"
-#include "parquet.h"
-#include "delivery.h"
+#include "delivery/delivery_int.h"
 
 RowMapper *
 rowmapper_create(Oid typid, Oid relid)
@@ -243,153 +238,3 @@ rowmapper_json_to_row(RowMapper *m, const char *data, int len,
 	}
 	pfree(cstr);
 }
-
-static void
-csv_append_value(StringInfo out, const char *s)
-{
-	bool		quote = (*s == '\0');
-
-	for (const char *p = s; *p && !quote; p++)
-		if (*p == ',' || *p == '"' || *p == '\n' || *p == '\r')
-			quote = true;
-	if (!quote)
-	{
-		appendStringInfoString(out, s);
-		return;
-	}
-	appendStringInfoChar(out, '"');
-	for (const char *p = s; *p; p++)
-	{
-		if (*p == '"')
-			appendStringInfoChar(out, '"');
-		appendStringInfoChar(out, *p);
-	}
-	appendStringInfoChar(out, '"');
-}
-
-/* One CSV line as COPY ... (FORMAT csv) writes it: NULL is empty, "" is an empty string. */
-void
-csv_append_row(StringInfo out, RowMapper *m, Datum *values, bool *isnull)
-{
-	for (int i = 0; i < m->natts; i++)
-	{
-		int			att = m->attnums[i] - 1;
-
-		if (i > 0)
-			appendStringInfoChar(out, ',');
-		if (isnull[att])
-			continue;
-		if (m->types[i] == BOOLOID)
-			appendStringInfoString(out, DatumGetBool(values[att]) ? "true" : "false");
-		else
-			csv_append_value(out, OutputFunctionCall(&m->out_funcs[i], values[att]));
-	}
-	appendStringInfoChar(out, '\n');
-}
-
-/* One JSON line with the schema's columns (row_to_json). */
-void
-json_append_row(StringInfo out, RowMapper *m, Datum *values, bool *isnull)
-{
-	HeapTuple	tup = heap_form_tuple(m->desc, values, isnull);
-	Datum		json = DirectFunctionCall1(row_to_json, HeapTupleGetDatum(tup));
-	text	   *t = DatumGetTextPP(json);
-
-	appendBinaryStringInfo(out, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-	appendStringInfoChar(out, '\n');
-	heap_freetuple(tup);
-}
-
-/* Whole-file compression of JSON lines, CSV and raw files. */
-void
-delivery_compress_file(StreamCodec c, StringInfo in, StringInfo out)
-{
-	CodecStream *cs;
-
-	cs = codec_stream_create(c);
-	codec_stream_write(cs, in->data, in->len, out);
-	codec_stream_finish(cs, out);
-	codec_stream_free(cs);
-}
-
-const char *
-delivery_file_extension(DeliveryFormat f, StreamCodec c)
-{
-	/* Parquet compresses inside its pages; other files are compressed whole */
-	if (f == DFMT_PARQUET)
-		return ".parquet";
-	return psprintf("%s%s", f == DFMT_JSON ? ".json" : f == DFMT_CSV ? ".csv" : "",
-					codec_file_suffix(c));
-}
-
-/*
- * Write a whole new file name in dir (the batch's own staging directory),
- * fsync it, readable by others (0644).  It is created exclusively, never
- * through something planted at its name.
- */
-void
-delivery_write_file(DestDir *dir, const char *name, const char *data, Size len)
-{
-	int			fd = destdir_create_file(dir, name, 0644);
-	Size		done = 0;
-
-	PG_TRY();
-	{
-		(void) fchmod(fd, 0644);
-		while (done < len)
-		{
-			ssize_t		n;
-
-			CHECK_FOR_INTERRUPTS();
-			errno = 0;
-			n = write(fd, data + done, Min(len - done, (Size) 1024 * 1024));
-			if (n <= 0)
-			{
-				if (errno == 0)
-					errno = ENOSPC;
-				ereport(ERROR,
-						(errcode_for_file_access(),
-						 errmsg("ServiceUnavailableException: could not write file \"%s/%s\": %m", dir->path, name)));
-			}
-			done += n;
-		}
-		if (pg_fsync(fd) != 0)
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("ServiceUnavailableException: could not fsync file \"%s/%s\": %m", dir->path, name)));
-	}
-	PG_CATCH();
-	{
-		close(fd);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	if (close(fd) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("ServiceUnavailableException: could not close file \"%s/%s\": %m", dir->path, name)));
-}
-
-void *
-delivery_parquet_open(DestDir *dir, const char *name, RowMapper *m, StreamCodec c)
-{
-	ParquetWriterOptions opts;
-
-	memset(&opts, 0, sizeof(opts));
-	opts.dir_fd = dir->fd;
-	opts.dir_path = dir->path;
-	return parquet_writer_create_ext(name, m->desc, c, &opts);
-}
-
-void
-delivery_parquet_add(void *w, Datum *values, bool *isnull)
-{
-	parquet_writer_add_row((ParquetWriter *) w, values, isnull);
-}
-
-uint64
-delivery_parquet_finish(void *w)
-{
-	return parquet_writer_finish((ParquetWriter *) w, true);
-}
-

@@ -1,13 +1,13 @@
 /*
- * delivery.h: delivery streams (Firehose): declarations shared by
- * delivery.c (catalog, direct put, batches, exactly-once protocol, worker
- * round), delivery_format.c (record conversion and file writers) and
- * prefix.c (object key templates).
+ * delivery/delivery_int.h: what the files of src/delivery/ share (delivery
+ * streams, Firehose's model): limits, the configuration, a batch and its
+ * records, and each file's functions.  Other modules include
+ * delivery/delivery.h only.
  *
  * Include stream.h (and so postgres.h) before this file.
  */
-#ifndef STREAM_DELIVERY_H
-#define STREAM_DELIVERY_H
+#ifndef STREAM_DELIVERY_INT_H
+#define STREAM_DELIVERY_INT_H
 
 #include <sys/types.h>
 
@@ -17,6 +17,7 @@
 #include "utils/timestamp.h"
 
 #include "codec.h"
+#include "runtime/runtime.h"
 
 /* Firehose limits (kinesis-semantics.md 5.1, 5.2, 5.6) */
 #define DELIVERY_NAME_MAX			64
@@ -45,7 +46,7 @@ typedef enum DeliveryFormat
 } DeliveryFormat;
 
 
-/* ---- prefix.c: object key templates ---- */
+/* ---- delivery_prefix.c: object key templates ---- */
 typedef enum PrefixSegKind
 {
 	PSEG_LITERAL,
@@ -91,12 +92,13 @@ extern void prefix_check_worst_case(const PrefixTemplate *t, const char *member,
 extern void prefix_format_timestamp(StringInfo out, const char *pattern, TimestampTz ts);
 extern char *prefix_partition_value(const char *value, int len, const char **why);
 
-/* Partition key queries: SQL/JSON paths, or the jq subset Firehose users write. */
+extern char *prefix_effective(const char *prefix, bool error_prefix);
+
+/* ---- delivery_partition.c: partition key queries (SQL/JSON paths, or the jq subset Firehose users write) ---- */
 typedef struct KeyQuery KeyQuery;
 extern KeyQuery *keyquery_compile(const char *key, const char *expr);
 extern char *keyquery_eval(const KeyQuery *q, Jsonb *doc, int *len);
 extern char *jsonb_scalar_text(Jsonb *jb);
-extern char *prefix_effective(const char *prefix, bool error_prefix);
 
 /* ---- destdir.c: directories below a destination, by descriptor, never through a link ---- */
 typedef struct DestDir
@@ -123,7 +125,7 @@ extern void destdir_rename(DestDir *from, const char *from_name, DestDir *to, co
 extern int	destdir_create_file(DestDir *d, const char *name, mode_t mode);
 extern int	destdir_probe_write(DestDir *d);
 
-/* ---- delivery_format.c: JSON to rows, writers ---- */
+/* ---- delivery_rowmap.c: JSON to rows; delivery_output.c: formats and writers ---- */
 
 /* Maps JSON objects onto the columns of a composite type. */
 typedef struct RowMapper
@@ -154,24 +156,136 @@ extern void *delivery_parquet_open(DestDir *dir, const char *name, RowMapper *m,
 extern void delivery_parquet_add(void *w, Datum *values, bool *isnull);
 extern uint64 delivery_parquet_finish(void *w);
 
-/* ---- delivery.c: called by the background worker ---- */
-extern int	stream_delivery_naptime_ms;
+/* ---- delivery_catalog.c: configuration, names, catalog lookups ---- */
+typedef struct DeliveryConfig
+{
+	int32		id;
+	char	   *name;
+	bool		direct_put;
+	int32		source_stream_id;
+	char	   *destination;	/* NULL for a table destination */
+	char	   *destination_table;
+	DeliveryFormat format;
+	Oid			schema;
+	StreamCodec compression;
+	Size		buffer_bytes;
+	int			interval_s;
+	char	   *prefix;
+	char	   *error_prefix;	/* effective, never NULL */
+	char	   *backup_prefix;	/* NULL: no backup */
+	Oid			transform;
+	Oid			owner;
+	int32		version;
+	int			nkeys;
+	char	  **key_names;
+	KeyQuery  **key_queries;
+	PrefixTemplate *prefix_t;
+	PrefixTemplate *error_t;
+	PrefixTemplate *backup_t;
+} DeliveryConfig;
 
-/*
- * One delivery round of the current database: each delivery stream gets at
- * most one unit of work, each in transactions of its own.  flush_ids names
- * delivery streams to flush now (flush_all: all of them).  Returns true when
- * some delivery stream has more to deliver at once; *extension_missing when
- * the extension is gone.  ticket numbers this round's flush requests;
- * *done_ticket is the highest ticket whose flushes are all over.  Call
- * outside a transaction.
- */
-extern bool delivery_run_round(const int32 *flush_ids, int nflush, bool flush_all,
-							   uint32 ticket, uint32 *done_ticket,
-							   bool *extension_missing);
 
-/* ---- worker.c: flush requests handed to the worker ---- */
-extern bool stream_worker_request_flush(int32 delivery_stream_id, uint32 *ticket);
-extern bool stream_worker_flush_done(uint32 ticket, bool *worker_gone);
+extern void check_delivery_name(const char *name);
+extern Oid	stream_nsp(void);
+extern int	catalog_spi(const char *sql, int nargs, Oid *argtypes, Datum *args, bool read_only, long count);
+extern void catalog_load_checkpoints(int32 id, ProcessorCheckpoints *cps, MemoryContext cxt);
+extern char *spi_text(int row, int col);
+extern Datum spi_datum(int row, int col, bool *isnull);
+extern DeliveryConfig *load_config(int32 id, MemoryContext cxt);
 
-#endif							/* STREAM_DELIVERY_H */
+/* the name cache of put and flush */
+typedef struct DeliveryNameEntry
+{
+	char		name[DELIVERY_NAME_MAX + 1];
+	int32		delivery_stream_id;
+	int32		stream_id;
+	bool		direct_put;
+} DeliveryNameEntry;
+
+extern DeliveryNameEntry *delivery_lookup_name(const char *name);
+
+/* ---- a batch and its records (delivery_batch.c) ---- */
+typedef enum RecStatus
+{
+	REC_OK,
+	REC_DROPPED,
+	REC_FAILED
+} RecStatus;
+
+typedef struct SrcRec
+{
+	int32		shard_index;
+	int64		seq;
+	TimestampTz arrival;
+	char	   *data;
+	int			len;
+	char	   *pkey;
+	int			pkey_len;
+	/* after the transform */
+	RecStatus	status;
+	char	   *out;
+	int			outlen;
+	Jsonb	   *lambda_keys;
+	const char *error_type;
+	const char *error_code;
+	char	   *error_message;
+	int			attempts;
+} SrcRec;
+
+typedef struct Batch
+{
+	DeliveryConfig *cfg;
+	StreamInfo *info;
+	ProcessorUnit unit;			/* its ranges; unit.unit_no is the batch number */
+	SrcRec	   *recs;
+	int			nrecs;
+	int			cap;
+	Size		bytes;
+	/* results */
+	int64		delivered;
+	int64		dropped;
+	int64		failed;
+	int64		out_bytes;
+	StringInfoData files;		/* jsonb array text of the files */
+	int			nfiles;
+} Batch;
+
+
+extern void read_batch(Batch *b);
+
+/* ---- delivery_convert.c: record failures, conversion as the owner, the error envelope ---- */
+extern MemoryContext batch_cxt;	/* where record failures keep their messages */
+extern const char *convert_error_type;
+extern const char *convert_error_code;
+extern void fail_record(SrcRec *r, const char *type, const char *code, const char *message);
+extern void append_error_line(StringInfo out, Batch *b, SrcRec *r, TimestampTz now);
+
+/* Converts one OK record; an error it raises fails that record alone. */
+typedef void (*ConvertRecordFn) (SrcRec *r, void *arg);
+extern void convert_records(Batch *b, MemoryContext cxt, MemoryContext scratch,
+							ConvertRecordFn convert, void *arg);
+
+/* ---- delivery_partition.c ---- */
+extern bool partition_values(Batch *b, SrcRec *r, char **names, char **values, int nkeys);
+
+/* ---- delivery_transform.c ---- */
+extern void run_transform(Batch *b, MemoryContext cxt);
+
+/* ---- delivery_files.c, delivery_publish.c: a server directory ---- */
+extern void write_file_batch(Batch *b, MemoryContext cxt, const char *staging);
+extern bool publish_files(DeliveryConfig *cfg, const char *files_json, const char *staging, MemoryContext cxt);
+extern void remove_staging(DeliveryConfig *cfg, const char *staging, MemoryContext cxt);
+
+/* ---- delivery_table.c ---- */
+extern void deliver_to_table(Batch *b, MemoryContext cxt);
+
+/* ---- delivery_buffer.c: what is buffered, when a batch is due ---- */
+extern void buffer_forget(int32 id);
+extern void buffer_keep_only(const int32 *ids, int n);
+extern bool buffer_due(DeliveryConfig *cfg, StreamInfo *info, bool force,
+					   const ProcessorCheckpoints *cps, Batch *b, bool *full);
+
+/* ---- delivery_batch.c ---- */
+extern RunResult deliver_unit(int32 id, bool force, MemoryContext cxt, bool *drained);
+
+#endif							/* STREAM_DELIVERY_INT_H */

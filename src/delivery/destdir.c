@@ -23,7 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "delivery.h"
+#include "delivery/delivery_int.h"
 #include "miscadmin.h"
 #include "port.h"
 #include "storage/fd.h"

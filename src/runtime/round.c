@@ -1,0 +1,233 @@
+/*
+ * runtime/round.c: the worker's rounds over processors.
+ *
+ * A round lists the processors of a kind and gives each at most one unit
+ * of work, in order of id, so one busy processor cannot starve the others
+ * (a unit that leaves more to do makes the worker start the next round at
+ * once instead of waiting for its naptime).  Around every unit:
+ *  - the processor's unit lock (src/locktag.h), only tried: a unit under
+ *    way elsewhere, or a delete_delivery_stream waiting for it, skips the
+ *    processor for this round, and no two units of one processor ever run
+ *    at once;
+ *  - its back-off: after a failed unit the processor waits 1 s, doubling to
+ *    30 s (stream_internal._processor_failed), unless the client wants a
+ *    unit now (a flush);
+ *  - its errors: the unit's transaction is rolled back, the client hears of
+ *    it (unit_failed), and the error is recorded on the progress row in a
+ *    transaction of its own, whose own failure is only logged.
+ * Units run in short transactions (runtime_step_begin/end), each with a
+ * fresh snapshot: the worker holds none between them.
+ */
+#include "stream.h"
+#include "locktag.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/lock.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "runtime/runtime.h"
+
+void
+runtime_step_begin(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+void
+runtime_step_end(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+bool
+runtime_try_unit_lock(int32 processor_id)
+{
+	LOCKTAG		tag;
+
+	SET_STREAM_LOCKTAG(tag, STREAM_LOCK_PROCESSOR_UNIT, processor_id, 0);
+	return LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+void
+runtime_unit_unlock(int32 processor_id)
+{
+	LOCKTAG		tag;
+
+	SET_STREAM_LOCKTAG(tag, STREAM_LOCK_PROCESSOR_UNIT, processor_id, 0);
+	LockRelease(&tag, ExclusiveLock, true);
+}
+
+/* The error of a failed unit on its progress row; a failure here is only logged. */
+static void
+record_failure(int32 processor_id, const char *message)
+{
+	PG_TRY();
+	{
+		Oid			types[2] = {INT4OID, TEXTOID};
+		Datum		args[2];
+
+		runtime_step_begin();
+		args[0] = Int32GetDatum(processor_id);
+		args[1] = CStringGetTextDatum(message);
+		runtime_sql("SELECT stream_internal._processor_failed($1, $2)", 2, types, args, SPI_OK_SELECT);
+		runtime_step_end();
+	}
+	PG_CATCH();
+	{
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		RESUME_INTERRUPTS();
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Settings every unit runs with: what a unit writes must not depend on the
+ * server's settings (it is redone identically after a crash), and a
+ * committed checkpoint must outlive a crash.
+ */
+static void
+configure_session(void)
+{
+	static bool configured = false;
+
+	if (configured)
+		return;
+	SetConfigOption("TimeZone", "UTC", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("DateStyle", "ISO, YMD", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("IntervalStyle", "postgres", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("extra_float_digits", "1", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_SESSION);
+	configured = true;
+}
+
+/* List the processors of kind (and whether each backs off now); false when the extension is gone. */
+static bool
+list_processors(const ProcessorKind *kind, void *arg, MemoryContext cxt,
+				int32 **ids, bool **backing_off, int *n, bool *extension_missing)
+{
+	Oid			nsp;
+	Oid			argtype = TEXTOID;
+	Datum		karg;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	nsp = get_namespace_oid("stream", true);
+	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("processors", nsp)))
+	{
+		/* looked up while the transaction still allows catalog access */
+		*extension_missing = !OidIsValid(nsp);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		return false;
+	}
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	karg = CStringGetTextDatum(kind->name);
+	if (SPI_execute_with_args("SELECT p.processor_id, coalesce(g.next_attempt_at > clock_timestamp(), false) "
+							  "FROM stream.processors p JOIN stream.processor_progress g USING (processor_id) "
+							  "WHERE p.processor_kind = $1 ORDER BY 1",
+							  1, &argtype, &karg, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read stream.processors");
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		*n = SPI_processed;
+		*ids = palloc(sizeof(int32) * Max(*n, 1));
+		*backing_off = palloc(sizeof(bool) * Max(*n, 1));
+		for (int i = 0; i < *n; i++)
+		{
+			bool		isnull;
+
+			(*ids)[i] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+			(*backing_off)[i] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+		}
+		MemoryContextSwitchTo(old);
+	}
+	if (kind->round_begin)
+		kind->round_begin(*ids, *n, arg);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	return true;
+}
+
+bool
+runtime_run_round(const ProcessorKind *kind, void *arg, bool *extension_missing)
+{
+	static MemoryContext round_cxt = NULL;
+	int32	   *ids = NULL;
+	bool	   *backing_off = NULL;
+	int			n = 0;
+	volatile bool more = false;
+
+	*extension_missing = false;
+	if (round_cxt == NULL)
+		round_cxt = AllocSetContextCreate(TopMemoryContext, "stream processor round",
+										  ALLOCSET_DEFAULT_SIZES);
+	configure_session();
+	MemoryContextReset(round_cxt);
+	if (!list_processors(kind, arg, round_cxt, &ids, &backing_off, &n, extension_missing))
+		return false;
+
+	for (int i = 0; i < n; i++)
+	{
+		int32		id = ids[i];
+		volatile bool now;
+		MemoryContext cxt;
+
+		CHECK_FOR_INTERRUPTS();
+		now = kind->wants_now ? kind->wants_now(id, arg) : false;
+		if (backing_off[i] && !now)
+			continue;
+		if (!runtime_try_unit_lock(id))
+			continue;
+		cxt = AllocSetContextCreate(round_cxt, "processor unit", ALLOCSET_DEFAULT_SIZES);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			if (kind->run_unit(id, now, cxt, arg) == RUN_MORE)
+				more = true;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *ed;
+
+			HOLD_INTERRUPTS();
+			MemoryContextSwitchTo(round_cxt);
+			ed = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			RESUME_INTERRUPTS();
+			if (kind->unit_failed)
+				kind->unit_failed(id, ed, arg);
+			record_failure(id, ed->message ? ed->message : "unknown error");
+		}
+		PG_END_TRY();
+		runtime_unit_unlock(id);
+		MemoryContextSwitchTo(round_cxt);
+		MemoryContextDelete(cxt);
+		pgstat_report_stat(false);
+	}
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return more;
+}
