@@ -34,8 +34,10 @@ stream_stable_seq(PG_FUNCTION_ARGS)
 void
 runtime_sql(const char *sql, int nargs, Oid *types, Datum *args, int expect)
 {
+	MemoryContext cxt = CurrentMemoryContext;
 	int			ret = SPI_execute_with_args(sql, nargs, types, args, NULL, false, 0);
 
+	MemoryContextSwitchTo(cxt);	/* SPI returns in its own context */
 	if (ret != expect)
 		elog(ERROR, "processor bookkeeping failed (%s): %s", SPI_result_code_string(ret), sql);
 }
@@ -99,12 +101,12 @@ runtime_load_checkpoints(int32 processor_id, ProcessorCheckpoints *cps, MemoryCo
 {
 	Oid			argtype = INT4OID;
 	Datum		arg = Int32GetDatum(processor_id);
-	MemoryContext old;
+	MemoryContext old = CurrentMemoryContext;
 
 	if (SPI_execute_with_args("SELECT shard_index, lane, next_seq FROM stream.processor_checkpoints "
 							  "WHERE processor_id = $1", 1, &argtype, &arg, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read stream.processor_checkpoints");
-	old = MemoryContextSwitchTo(cxt);
+	MemoryContextSwitchTo(cxt);
 	cps->n = SPI_processed;
 	cps->shard_index = palloc(sizeof(int32) * Max(cps->n, 1));
 	cps->lane = palloc(sizeof(int32) * Max(cps->n, 1));
@@ -148,7 +150,7 @@ runtime_load_pending(int32 processor_id, ProcessorUnit *u, MemoryContext cxt)
 	Oid			argtype = INT4OID;
 	Datum		arg = Int32GetDatum(processor_id);
 	bool		isnull;
-	MemoryContext old;
+	MemoryContext old = CurrentMemoryContext;
 
 	memset(u, 0, sizeof(*u));
 	u->processor_id = processor_id;
@@ -157,8 +159,11 @@ runtime_load_pending(int32 processor_id, ProcessorUnit *u, MemoryContext cxt)
 							  1, &argtype, &arg, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read stream.processor_pending");
 	if (SPI_processed == 0)
+	{
+		MemoryContextSwitchTo(old);	/* SPI returns in its own context */
 		return false;
-	old = MemoryContextSwitchTo(cxt);
+	}
+	MemoryContextSwitchTo(cxt);
 	u->recovered = true;
 	u->unit_no = DatumGetInt64(col(0, 1, &isnull));
 	u->nranges = int4_elems(col(0, 2, &isnull), &u->shards);
@@ -179,6 +184,7 @@ runtime_begin_unit(ProcessorUnit *u, bool pending)
 	TIMESTAMPTZOID, BOOLOID};
 	Datum		args[7];
 	bool		isnull;
+	MemoryContext cxt = CurrentMemoryContext;
 
 	args[0] = Int32GetDatum(u->processor_id);
 	args[1] = PointerGetDatum(runtime_int4_array(u->shards, u->nranges));
@@ -191,6 +197,7 @@ runtime_begin_unit(ProcessorUnit *u, bool pending)
 							  7, types, args, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not begin a unit of processor %d", u->processor_id);
 	u->unit_no = DatumGetInt64(col(0, 1, &isnull));
+	MemoryContextSwitchTo(cxt);
 }
 
 /* In the transaction of the unit's effects: checkpoints, pending row gone, back-off over. */
