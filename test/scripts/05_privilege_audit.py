@@ -60,6 +60,7 @@ READ_ONLY_VIEWS = {
     'stream.delivery_stream_status',        # security_barrier: the caller's delivery streams
     'stream.delivery_batches',
     'stream.delivery_failed_records',
+    'stream.processor_status',              # security_barrier: the caller's processors
     'stream_internal.visible_delivery_streams',
 }
 # R1: PUBLIC table privileges that exist today, tolerated exactly as listed

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # No role without grants can stall the extension with advisory locks.  The
-# extension's own locks (a delivery stream's unit of work, delivery.c
-# DELIVERY_LOCK_KEY; the consumer limit trigger, 25_fanout.sql) must not lie
+# extension's own locks (a delivery stream's unit of work, the processor
+# unit lock of runtime/round.c; the consumer limit trigger, 25_fanout.sql) must not lie
 # in the key space that pg_advisory_lock(int4, int4) reaches (field4 = 2):
 # otherwise a LOGIN role with no grants holding pg_advisory_lock(1179123713,
 # id) stops a delivery stream for good and blocks delete_delivery_stream,
