@@ -22,7 +22,6 @@
 #include <math.h>
 
 #include "common/hashfn.h"
-#include "utils/memutils.h"
 #include "utils/uuid.h"
 
 #include "parquet/parquet_int.h"

@@ -23,7 +23,6 @@
 #include "mb/pg_wchar.h"
 #include "utils/date.h"
 #include "utils/jsonb.h"
-#include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 

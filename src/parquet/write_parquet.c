@@ -1,17 +1,14 @@
 /*
- * parquet/write_parquet.c: the SQL function stream.write_parquet(query,
- * path, compression), the Parquet counterpart of COPY (query) TO 'path'.
+ * parquet/write_parquet.c: the SQL function stream.write_parquet(), COPY
+ * (query) TO 'path' for Parquet: checks the caller and the path, plans the
+ * query like COPY, feeds the executor's result slots to the writer through a
+ * DestReceiver and renames the finished file into place (see
+ * stream_write_parquet for the whole story).
  *
- * The query is parsed, checked and planned here like COPY's, run by the
- * executor with the caller's privileges, and each result slot goes straight
- * to the writer through a DestReceiver.  The file is written under a hidden
- * temporary name next to path and renamed over it with durable_rename, so
- * readers only ever see a complete file.  On an error the writer is aborted
- * (which unlinks its file) and a finished but unrenamed temporary file is
- * removed; no other file is ever unlinked.  The executor's resources are
- * released by the (sub)transaction's abort.
- *
- * Only the public writer API (parquet/parquet.h) is used here.
+ * Rules: only the public writer API (parquet/parquet.h) is used here.  On an
+ * error the writer is aborted, which unlinks its file, and a finished but
+ * not yet renamed temporary file is removed; no other file is ever
+ * unlinked.  The executor's resources go with the (sub)transaction's abort.
  */
 #include "postgres.h"
 
