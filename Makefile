@@ -14,9 +14,14 @@ OBJS = \
 	src/iterator.o \
 	src/fanout.o \
 	src/worker.o \
-	src/thrift.o \
 	src/codec.o \
-	src/parquet.o \
+	src/parquet/thrift.o \
+	src/parquet/parquet_schema.o \
+	src/parquet/parquet_values.o \
+	src/parquet/parquet_encoding.o \
+	src/parquet/parquet_stats.o \
+	src/parquet/parquet_writer.o \
+	src/parquet/write_parquet.o \
 	src/delivery.o \
 	src/delivery_format.o \
 	src/destdir.o \
@@ -56,7 +61,7 @@ include $(PGXS)
 ISOLATION_TESTDB = stream_isolation
 
 # PGXS tracks no header dependencies: rebuild every object when a header changes
-$(OBJS): $(wildcard $(srcdir)/src/*.h)
+$(OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/parquet/*.h)
 
 stream--0.1.sql: $(sort $(wildcard $(srcdir)/src/sql/*.sql))
 	cat $^ > $@

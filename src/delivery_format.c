@@ -8,7 +8,7 @@
  * milliseconds for timestamp columns), nested objects and arrays as JSON
  * text, missing fields and null become NULL.  Rows are then written as CSV
  * (COPY's quoting), JSON lines or Parquet.  Whole-file compression and the
- * Parquet writer come from codec.c and parquet.c.
+ * Parquet writer come from codec.c and parquet/.
  */
 #include "stream.h"
 
@@ -34,7 +34,7 @@
 #include "utils/typcache.h"
 
 #include "codec.h"
-#include "parquet.h"
+#include "parquet/parquet.h"
 #include "delivery.h"
 
 RowMapper *
