@@ -45,9 +45,8 @@ kinesis_check_name(const char *name, const char *member, int maxlen)
 	if (n < 1 || n > maxlen)
 		ereport(ERROR,
 				(errcode(ERRCODE_STREAM_VALIDATION),
-				 errmsg("ValidationException: 1 validation error detected: Value '%s' at '%s' failed to satisfy constraint: Member must have length %s %d",
-						name, member, n < 1 ? "greater than or equal to" : "less than or equal to",
-						n < 1 ? 1 : maxlen)));
+				 errmsg("ValidationException: 1 validation error detected: Value '%s' at '%s' failed to satisfy constraint: Member must have length %s",
+						name, member, kinesis_bound_text(n, 1, maxlen))));
 	for (int i = 0; i < n; i++)
 	{
 		char		c = name[i];
@@ -76,6 +75,14 @@ kinesis_require_arg(bool isnull, const char *member)
 				(errcode(ERRCODE_STREAM_NULL_MEMBER),
 				 errmsg("ValidationException: 1 validation error detected: Value null at '%s' failed to satisfy constraint: Member must not be null",
 						member)));
+}
+
+char *
+kinesis_bound_text(int64 n, int64 min, int64 max)
+{
+	if (n < min)
+		return psprintf("greater than or equal to %lld", (long long) min);
+	return psprintf("less than or equal to %lld", (long long) max);
 }
 
 /*

@@ -66,6 +66,13 @@ extern void kinesis_check_stream_name(const char *name);
 /* A required member: ValidationException "must not be null" when isnull. */
 extern void kinesis_require_arg(bool isnull, const char *member);
 
+/*
+ * The bound n breaks, in the words of Kinesis' length and value
+ * constraints: "greater than or equal to <min>" or "less than or equal to
+ * <max>" (palloc'd).
+ */
+extern char *kinesis_bound_text(int64 n, int64 min, int64 max);
+
 /* Whether s matches 0|([1-9]\d{0,maxdigits-1}) (hash keys, sequence numbers). */
 extern bool kinesis_is_plain_decimal(const char *s, int maxdigits);
 

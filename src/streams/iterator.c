@@ -192,9 +192,8 @@ iterator_decode(const char *text, ShardIterator *it)
 	if (len < 1 || len > SHARD_ITERATOR_MAX_LEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_STREAM_VALIDATION),
-				 errmsg("ValidationException: 1 validation error detected: Value '%s' at 'shardIterator' failed to satisfy constraint: Member must have length %s %d",
-						text, len < 1 ? "greater than or equal to" : "less than or equal to",
-						len < 1 ? 1 : SHARD_ITERATOR_MAX_LEN)));
+				 errmsg("ValidationException: 1 validation error detected: Value '%s' at 'shardIterator' failed to satisfy constraint: Member must have length %s",
+						text, kinesis_bound_text(len, 1, SHARD_ITERATOR_MAX_LEN))));
 	if (len != ITERATOR_TEXT_LEN ||
 		pg_b64_dec_len(len) > (int) sizeof(raw) ||
 		pg_b64_decode(text, len, (char *) raw, sizeof(raw)) != ITERATOR_RAW_LEN ||

@@ -43,9 +43,8 @@ validate_record(text *key, bytea *data, text *ehk, const char *path)
 	if (key_chars < 1 || key_chars > PARTITION_KEY_MAX_CHARS)
 		ereport(ERROR,
 				(errcode(ERRCODE_STREAM_VALIDATION),
-				 errmsg("ValidationException: 1 validation error detected: Value at '%spartitionKey' failed to satisfy constraint: Member must have length %s %d",
-						path, key_chars < 1 ? "greater than or equal to" : "less than or equal to",
-						key_chars < 1 ? 1 : PARTITION_KEY_MAX_CHARS),
+				 errmsg("ValidationException: 1 validation error detected: Value at '%spartitionKey' failed to satisfy constraint: Member must have length %s",
+						path, kinesis_bound_text(key_chars, 1, PARTITION_KEY_MAX_CHARS)),
 				 errdetail("The partition key has %d characters.", key_chars)));
 	if (size > RECORD_MAX_BYTES)
 		ereport(ERROR,
@@ -235,9 +234,8 @@ stream_put_records(PG_FUNCTION_ARGS)
 	if (nkeys < 1 || nkeys > PUT_RECORDS_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_STREAM_VALIDATION),
-				 errmsg("ValidationException: 1 validation error detected: Value at 'records' failed to satisfy constraint: Member must have length %s %d",
-						nkeys < 1 ? "greater than or equal to" : "less than or equal to",
-						nkeys < 1 ? 1 : PUT_RECORDS_MAX),
+				 errmsg("ValidationException: 1 validation error detected: Value at 'records' failed to satisfy constraint: Member must have length %s",
+						kinesis_bound_text(nkeys, 1, PUT_RECORDS_MAX)),
 				 errdetail("The request has %d records.", nkeys)));
 
 	items = palloc0(sizeof(PutItem) * nkeys);

@@ -25,9 +25,8 @@ read_check_limit(int limit)
 	if (limit < 1 || limit > GET_RECORDS_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_STREAM_VALIDATION),
-				 errmsg("ValidationException: 1 validation error detected: Value '%d' at 'limit' failed to satisfy constraint: Member must have value %s %d",
-						limit, limit < 1 ? "greater than or equal to" : "less than or equal to",
-						limit < 1 ? 1 : GET_RECORDS_MAX)));
+				 errmsg("ValidationException: 1 validation error detected: Value '%d' at 'limit' failed to satisfy constraint: Member must have value %s",
+						limit, kinesis_bound_text(limit, 1, GET_RECORDS_MAX))));
 }
 
 ReadResult
