@@ -95,6 +95,7 @@ _PG_init(void)
 	seqalloc_init();
 	stream_catalog_init();
 	iterator_init();
+	chunk_insert_init(stream_worker_wake_now, stream_make_chunk_in_worker);
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

@@ -11,7 +11,6 @@
 #include "streams/chunk_insert.h"
 #include "streams/chunk.h"
 #include "streams/seqno.h"
-#include "worker.h"
 
 #include "access/genam.h"
 #include "access/table.h"
@@ -56,6 +55,17 @@
  */
 #define CHUNK_WAIT_MS	10000
 
+/* the worker's services (chunk_insert.h) */
+static ChunkWakeWorker wake_worker = NULL;
+static ChunkMakeInWorker make_in_worker = NULL;
+
+void
+chunk_insert_init(ChunkWakeWorker wake, ChunkMakeInWorker make)
+{
+	wake_worker = wake;
+	make_in_worker = make;
+}
+
 static bool
 chunk_appeared(StreamInfo *info, int64 chunk_no)
 {
@@ -73,7 +83,7 @@ make_missing_chunk(StreamInfo *info, int64 chunk_no)
 	bool		parent_locked = false;
 
 	if (chunk_no >= k_now && chunk_no <= k_now + stream_chunk_premake &&
-		stream_worker_wake_now())
+		wake_worker())
 	{
 		TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CHUNK_WAIT_MS);
 
@@ -92,7 +102,7 @@ make_missing_chunk(StreamInfo *info, int64 chunk_no)
 	SET_LOCKTAG_RELATION(tag, MyDatabaseId, info->relid);
 	for (LOCKMODE m = ShareUpdateExclusiveLock; m <= AccessExclusiveLock && !parent_locked; m++)
 		parent_locked = LockHeldByMe(&tag, m);
-	if (!parent_locked && stream_make_chunk_in_worker(info->stream_id, chunk_no) &&
+	if (!parent_locked && make_in_worker(info->stream_id, chunk_no) &&
 		chunk_appeared(info, chunk_no))
 		return true;
 
