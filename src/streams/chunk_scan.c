@@ -3,7 +3,7 @@
  * first, by btree range scans on the chunks' (shard_id, seq) keys.
  *
  * The scan takes its own fresh snapshot.  The caller computes the range
- * first (streams/read.h: below the stable sequence), so every number in it
+ * first (read_window.h: below the stable sequence), so every number in it
  * belongs to a transaction that has ended and the snapshot sees all of
  * those that committed.
  */

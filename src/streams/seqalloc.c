@@ -8,7 +8,8 @@
  * its shard.  Instead, as Kafka does with its last stable offset:
  *
  *  - numbers come from a counter per shard in shared memory, taken under a
- *    spinlock held for a few instructions, never until commit;
+ *    spinlock held briefly (see the locking rules below), never until
+ *    commit;
  *  - each transaction that took numbers on a shard registers the lowest of
  *    them as in flight, and unregisters at commit or abort, after the
  *    commit is visible in the proc array;
