@@ -1,18 +1,33 @@
 # stream: PostgreSQL extension (PGXS)
 MODULE_big = stream
+# The data path of Kinesis Data Streams (src/streams/), in the order it is
+# read: a put routes, numbers and inserts; a read starts at an iterator,
+# takes the readable window, scans chunks and builds its output.
 OBJS = \
 	src/stream.o \
-	src/routing.o \
+	src/kinesis.o \
+	src/raise.o \
 	src/md5.o \
-	src/seqalloc.o \
 	src/locktag.o \
 	src/sandbox.o \
 	src/caller.o \
-	src/catalog.o \
-	src/storage.o \
-	src/put.o \
-	src/iterator.o \
-	src/fanout.o \
+	src/streams/stream_catalog.o \
+	src/streams/shard.o \
+	src/streams/access.o \
+	src/streams/put.o \
+	src/streams/routing.o \
+	src/streams/seqno.o \
+	src/streams/seqalloc.o \
+	src/streams/chunk.o \
+	src/streams/chunk_insert.o \
+	src/streams/iterator.o \
+	src/streams/read.o \
+	src/streams/read_window.o \
+	src/streams/retention.o \
+	src/streams/chunk_scan.o \
+	src/streams/record_out.o \
+	src/streams/fanout.o \
+	src/streams/json.o \
 	src/worker.o \
 	src/codec.o \
 	src/parquet/thrift.o \
@@ -25,9 +40,7 @@ OBJS = \
 	src/delivery.o \
 	src/delivery_format.o \
 	src/destdir.o \
-	src/prefix.o \
-	src/json.o \
-	src/raise.o
+	src/prefix.o
 
 EXTENSION = stream
 # The install script is assembled from one file per concern, in name order.
@@ -42,7 +55,7 @@ CONTRIB_TESTDB = stream_regression
 # isolation tester: every specs/*.spec (concurrency invariants), expected/*.out
 ISOLATION = $(sort $(basename $(notdir $(wildcard specs/*.spec))))
 
-PG_CPPFLAGS = -I$(srcdir)/src
+PG_CPPFLAGS += -I$(srcdir)/src
 SHLIB_LINK += -lzstd -lsnappy -lz
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 # make STREAM_WERROR=1: every warning is an error (CI builds so, see scripts/setup.sh)
@@ -61,7 +74,7 @@ include $(PGXS)
 ISOLATION_TESTDB = stream_isolation
 
 # PGXS tracks no header dependencies: rebuild every object when a header changes
-$(OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/parquet/*.h)
+$(OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/*/*.h)
 
 stream--0.1.sql: $(sort $(wildcard $(srcdir)/src/sql/*.sql))
 	cat $^ > $@

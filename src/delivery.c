@@ -36,7 +36,15 @@
  * delivery stream retries with back-off and shows the error in
  * stream.delivery_stream_status.
  */
-#include "stream.h"
+#include "streams/access.h"
+#include "streams/chunk_insert.h"
+#include "streams/chunk_scan.h"
+#include "streams/read_window.h"
+#include "streams/retention.h"
+#include "streams/seqalloc.h"
+#include "streams/seqno.h"
+#include "streams/shard.h"
+#include "streams/stream_catalog.h"
 #include "locktag.h"
 #include "sandbox.h"
 
@@ -106,7 +114,7 @@ int			stream_delivery_naptime_ms = 1000;
 static void
 check_delivery_name(const char *name)
 {
-	stream_check_resource_name(name, "deliveryStreamName", DELIVERY_NAME_MAX);
+	kinesis_check_name(name, "deliveryStreamName", DELIVERY_NAME_MAX);
 }
 
 static Oid
@@ -269,7 +277,7 @@ direct_put_stream(const char *name)
 				(errcode(ERRCODE_STREAM_NOT_FOUND),
 				 errmsg("ResourceNotFoundException: Firehose %s under account %s not found.",
 						name, STREAM_ACCOUNT)));
-	if (pg_class_aclcheck(info->relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+	if (!access_allows(info, GetUserId(), ACL_INSERT))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("AccessDeniedException: User %s is not authorized to put records to Firehose %s",
@@ -312,7 +320,7 @@ direct_put(StreamInfo *info, PutItem *items, int n)
 		items[i].seq = first + i;
 		items[i].arrival = arrival;
 	}
-	storage_insert(info, items, n);
+	chunk_insert(info, items, n);
 }
 
 /* stream.put_delivery_record(delivery_stream_name, data) RETURNS text (record id) */
@@ -326,8 +334,8 @@ stream_put_delivery_record(PG_FUNCTION_ARGS)
 
 	PreventCommandIfReadOnly("stream.put_delivery_record()");
 	PreventCommandIfParallelMode("stream.put_delivery_record()");
-	stream_require_arg(PG_ARGISNULL(0), "deliveryStreamName");
-	stream_require_arg(PG_ARGISNULL(1), "record.data");
+	kinesis_require_arg(PG_ARGISNULL(0), "deliveryStreamName");
+	kinesis_require_arg(PG_ARGISNULL(1), "record.data");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	data = PG_GETARG_BYTEA_PP(1);
 	check_record_size(data, "record.");
@@ -360,8 +368,8 @@ stream_put_delivery_record_batch(PG_FUNCTION_ARGS)
 
 	PreventCommandIfReadOnly("stream.put_delivery_record_batch()");
 	PreventCommandIfParallelMode("stream.put_delivery_record_batch()");
-	stream_require_arg(PG_ARGISNULL(0), "deliveryStreamName");
-	stream_require_arg(PG_ARGISNULL(1), "records");
+	kinesis_require_arg(PG_ARGISNULL(0), "deliveryStreamName");
+	kinesis_require_arg(PG_ARGISNULL(1), "records");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	arr = PG_GETARG_ARRAYTYPE_P(1);
 	if (ARR_NDIM(arr) > 1)
@@ -383,8 +391,7 @@ stream_put_delivery_record_batch(PG_FUNCTION_ARGS)
 
 		snprintf(path, sizeof(path), "records.%d.", i + 1);
 		if (nulls[i])
-			stream_require_arg(true, psprintf("%sdata", path));
-		items[i].input_index = i;
+			kinesis_require_arg(true, psprintf("%sdata", path));
 		items[i].partition_key = empty;
 		items[i].data = (bytea *) PG_DETOAST_DATUM_PACKED(elems[i]);
 		check_record_size(items[i].data, path);
@@ -422,7 +429,7 @@ Datum
 stream_delivery_stable_seq(PG_FUNCTION_ARGS)
 {
 	StreamInfo *info = stream_lookup_by_id(PG_GETARG_INT32(0), false);
-	StreamShard *shard = stream_get_shard(info, PG_GETARG_INT32(1), false);
+	StreamShard *shard = shard_by_index(info, PG_GETARG_INT32(1), false);
 
 	PG_RETURN_INT64(seqalloc_stable_seq(info, shard));
 }
@@ -830,8 +837,7 @@ check_owner_privileges(Batch *b)
 {
 	DeliveryConfig *cfg = b->cfg;
 
-	if (!cfg->direct_put &&
-		pg_class_aclcheck(b->info->relid, cfg->owner, ACL_SELECT) != ACLCHECK_OK)
+	if (!cfg->direct_put && !access_allows(b->info, cfg->owner, ACL_SELECT))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("AccessDeniedException: the owner of delivery stream %s may no longer read stream %s",
@@ -852,7 +858,7 @@ read_batch(Batch *b)
 	check_owner_privileges(b);
 	for (int i = 0; i < b->nranges; i++)
 	{
-		StreamShard *shard = stream_get_shard(b->info, b->shards[i], false);
+		StreamShard *shard = shard_by_index(b->info, b->shards[i], false);
 		int			first = b->nrecs;
 		int64		from = b->from[i];
 		int64		next;
@@ -861,8 +867,8 @@ read_batch(Batch *b)
 		{
 			int			n;
 
-			n = storage_read(b->info, shard, from, b->to[i], b->min_arrival, INT_MAX,
-							 (Size) 1 << 40, collect_record, b, &next);
+			n = chunk_scan(b->info, shard, from, b->to[i], b->min_arrival, INT_MAX,
+						   (Size) 1 << 40, collect_record, b, &next);
 			if (n == 0 || next <= from)
 				break;
 			from = next;
@@ -1004,7 +1010,7 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 		v[2] = PointerGetDatum(d);
 		v[3] = PointerGetDatum(cstring_to_text_with_len(r->pkey, r->pkey_len));
 		v[4] = v[0];
-		v[5] = CStringGetTextDatum(psprintf("shardId-%012d", r->shard_index));
+		v[5] = CStringGetTextDatum(shard_id_text(r->shard_index));
 		if (cfg->direct_put)
 			n[3] = n[4] = n[5] = true;
 		elems[i - lo] = heap_copy_tuple_as_datum(heap_form_tuple(in_desc, v, n), in_desc);
@@ -2585,8 +2591,6 @@ buffer_due(DeliveryConfig *cfg, StreamInfo *info, DsState *st, bool force,
 		   int ncp, int32 *cp_idx, int64 *cp_seq, Batch *b, bool *full)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz min_arrival;
-	int64		trim_seq = stream_trim_horizon_seq(info, now, &min_arrival);
 	Size		total = 0;
 	int64		count = 0;
 	TimestampTz oldest = DT_NOEND;
@@ -2596,31 +2600,30 @@ buffer_due(DeliveryConfig *cfg, StreamInfo *info, DsState *st, bool force,
 	b->from = palloc(sizeof(int64) * Max(info->nshards, 1));
 	b->to = palloc(sizeof(int64) * Max(info->nshards, 1));
 	b->nranges = 0;
-	b->min_arrival = min_arrival;
+	/* the batch records the horizon it was cut with: a replay reads the same */
+	(void) retention_horizon(info, now, &b->min_arrival);
 
 	for (int i = 0; i < info->nshards; i++)
 	{
 		StreamShard *shard = &info->shards[i];
 		int64		cp = checkpoint_of(shard->shard_index, ncp, cp_idx, cp_seq, shard->starting_seq);
 		ShardScan  *sc = shard_scan(st, shard->shard_index, cp);
-		int64		stable,
-					to;
 
 		if (shard->closed && cp > shard->ending_seq)
 			continue;
 		if (!*full)
 		{
-			stable = seqalloc_stable_seq(info, shard);
-			to = shard->closed ? Min(stable, shard->ending_seq + 1) : stable;
+			ReadWindow	w = read_window(info, shard, sc->scanned_to, now);
+			int64		to = w.to;
+
 			if (sc->scanned_to < to && total + sc->bytes < cfg->buffer_bytes)
 			{
 				ScanCount	c;
 				int64		next;
-				int64		from = Max(sc->scanned_to, trim_seq);
 
 				memset(&c, 0, sizeof(c));
-				(void) storage_read(info, shard, from, to, min_arrival, INT_MAX,
-									cfg->buffer_bytes - total - sc->bytes, count_record, &c, &next);
+				(void) chunk_scan(info, shard, w.from, to, w.min_arrival, INT_MAX,
+								  cfg->buffer_bytes - total - sc->bytes, count_record, &c, &next);
 				if (c.count > 0 && sc->count == 0)
 					sc->oldest = c.first_arrival;
 				sc->count += c.count;
@@ -3213,8 +3216,6 @@ stream_delivery_buffer(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	bool		nulls[3] = {false, false, true};
 	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz min_arrival;
-	int64		trim_seq;
 	bool		isnull;
 
 	InitMaterializedSRF(fcinfo, 0);
@@ -3250,21 +3251,19 @@ stream_delivery_buffer(PG_FUNCTION_ARGS)
 	total.first_arrival = DT_NOEND;
 	if (info != NULL)
 	{
-		trim_seq = stream_trim_horizon_seq(info, now, &min_arrival);
 		for (int i = 0; i < info->nshards; i++)
 		{
 			StreamShard *shard = &info->shards[i];
 			int64		cp = checkpoint_of(shard->shard_index, ncp, cp_idx, cp_seq, shard->starting_seq);
-			int64		stable = seqalloc_stable_seq(info, shard);
-			int64		to = shard->closed ? Min(stable, shard->ending_seq + 1) : stable;
+			ReadWindow	w = read_window(info, shard, cp, now);
 			ScanCount	c;
 			int64		next;
 
 			memset(&c, 0, sizeof(c));
-			if (cp >= to)
+			if (cp >= w.to)
 				continue;
-			(void) storage_read(info, shard, Max(cp, trim_seq), to, min_arrival, INT_MAX,
-								(Size) 1024 * 1024 * 1024, count_record, &c, &next);
+			(void) chunk_scan(info, shard, w.from, w.to, w.min_arrival, INT_MAX,
+							  (Size) 1024 * 1024 * 1024, count_record, &c, &next);
 			total.count += c.count;
 			total.bytes += c.bytes;
 			if (c.count > 0 && c.first_arrival < total.first_arrival)
@@ -3304,7 +3303,7 @@ stream_flush_delivery_stream(PG_FUNCTION_ARGS)
 	bool		ok = true;
 	Oid			owner = InvalidOid;
 
-	stream_require_arg(PG_ARGISNULL(0), "deliveryStreamName");
+	kinesis_require_arg(PG_ARGISNULL(0), "deliveryStreamName");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	/* a copy: an invalidation during the SPI calls below frees the cache */
 	entry = *delivery_lookup_name(name);
@@ -3324,7 +3323,7 @@ stream_flush_delivery_stream(PG_FUNCTION_ARGS)
 	SPI_finish();
 	info = stream_lookup_by_id(e->stream_id, false);
 	if (!has_privs_of_role(GetUserId(), owner) &&
-		pg_class_aclcheck(info->relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+		!access_allows(info, GetUserId(), ACL_INSERT))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("AccessDeniedException: User %s is not authorized to flush Firehose %s",
@@ -3336,7 +3335,8 @@ stream_flush_delivery_stream(PG_FUNCTION_ARGS)
 	for (int i = 0; i < n; i++)
 	{
 		shards[i] = info->shards[i].shard_index;
-		targets[i] = seqalloc_stable_seq(info, &info->shards[i]);
+		targets[i] = read_window(info, &info->shards[i], info->shards[i].starting_seq,
+								 GetCurrentTimestamp()).to;
 	}
 
 	if (!stream_worker_request_flush(e->delivery_stream_id, &ticket))
@@ -3384,8 +3384,7 @@ stream_flush_delivery_stream(PG_FUNCTION_ARGS)
 			int64		cp = info->shards[i].starting_seq;
 			ScanCount	c;
 			int64		next;
-			TimestampTz min_arrival;
-			int64		trim_seq = stream_trim_horizon_seq(info, GetCurrentTimestamp(), &min_arrival);
+			ReadWindow	w;
 
 			for (uint64 r = 0; r < SPI_processed; r++)
 				if (DatumGetInt32(spi_datum(r, 1, &isnull)) == shards[i])
@@ -3393,9 +3392,10 @@ stream_flush_delivery_stream(PG_FUNCTION_ARGS)
 			if (cp >= targets[i])
 				continue;
 			/* numbers below the target that hold no record do not count */
+			w = read_window(info, &info->shards[i], cp, GetCurrentTimestamp());
 			memset(&c, 0, sizeof(c));
-			(void) storage_read(info, &info->shards[i], Max(cp, trim_seq), targets[i], min_arrival, 1,
-								(Size) 1 << 40, count_record, &c, &next);
+			(void) chunk_scan(info, &info->shards[i], w.from, targets[i], w.min_arrival, 1,
+							  (Size) 1 << 40, count_record, &c, &next);
 			if (c.count > 0)
 				ok = false;
 		}
