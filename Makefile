@@ -1,22 +1,42 @@
 # stream: PostgreSQL extension (PGXS)
 MODULE_big = stream
+# The data path of Kinesis Data Streams (src/streams/), in the order it is
+# read: a put routes, numbers and inserts; a read starts at an iterator,
+# takes the readable window, scans chunks and builds its output.
 OBJS = \
 	src/stream.o \
-	src/routing.o \
+	src/kinesis.o \
+	src/raise.o \
 	src/md5.o \
-	src/seqalloc.o \
 	src/locktag.o \
 	src/runtime/sandbox.o \
 	src/caller.o \
-	src/catalog.o \
-	src/storage.o \
-	src/put.o \
-	src/iterator.o \
-	src/fanout.o \
+	src/streams/stream_catalog.o \
+	src/streams/shard.o \
+	src/streams/access.o \
+	src/streams/put.o \
+	src/streams/routing.o \
+	src/streams/seqno.o \
+	src/streams/seqalloc.o \
+	src/streams/chunk.o \
+	src/streams/chunk_insert.o \
+	src/streams/iterator.o \
+	src/streams/read.o \
+	src/streams/read_window.o \
+	src/streams/retention.o \
+	src/streams/chunk_scan.o \
+	src/streams/record_out.o \
+	src/streams/fanout.o \
+	src/streams/json.o \
 	src/worker.o \
-	src/thrift.o \
 	src/codec.o \
-	src/parquet.o \
+	src/parquet/thrift.o \
+	src/parquet/parquet_schema.o \
+	src/parquet/parquet_values.o \
+	src/parquet/parquet_encoding.o \
+	src/parquet/parquet_stats.o \
+	src/parquet/parquet_writer.o \
+	src/parquet/write_parquet.o \
 	src/runtime/window.o \
 	src/runtime/checkpoint.o \
 	src/runtime/round.o \
@@ -35,9 +55,7 @@ OBJS = \
 	src/delivery/delivery_files.o \
 	src/delivery/delivery_publish.o \
 	src/delivery/destdir.o \
-	src/delivery/delivery_table.o \
-	src/json.o \
-	src/raise.o
+	src/delivery/delivery_table.o
 
 EXTENSION = stream
 # The install script is assembled from one file per concern, in name order.
@@ -52,7 +70,7 @@ CONTRIB_TESTDB = stream_regression
 # isolation tester: every specs/*.spec (concurrency invariants), expected/*.out
 ISOLATION = $(sort $(basename $(notdir $(wildcard specs/*.spec))))
 
-PG_CPPFLAGS = -I$(srcdir)/src
+PG_CPPFLAGS += -I$(srcdir)/src
 SHLIB_LINK += -lzstd -lsnappy -lz
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 # make STREAM_WERROR=1: every warning is an error (CI builds so, see scripts/setup.sh)

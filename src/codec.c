@@ -13,7 +13,9 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "fmgr.h"
 #include "port/pg_crc32c.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 
 #include "codec.h"
@@ -468,4 +470,44 @@ codec_stream_free(CodecStream *cs)
 {
 	/* the reset callback frees the native state */
 	MemoryContextDelete(cs->cxt);
+}
+
+/* ---------------------------------------------------------------- SQL (tests) */
+
+/*
+ * stream_internal._compress(data, compression): data compressed as a whole file
+ * (gzip member, zstd frame or snappy framing format), fed in uneven pieces
+ * to exercise the stream code; for tests of the delivery file formats.
+ */
+PG_FUNCTION_INFO_V1(stream_compress_file);
+Datum
+stream_compress_file(PG_FUNCTION_ARGS)
+{
+	bytea	   *data = PG_GETARG_BYTEA_PP(0);
+	StreamCodec codec = codec_from_name(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	const char *p = VARDATA_ANY(data);
+	size_t		left = VARSIZE_ANY_EXHDR(data);
+	size_t		piece = 1000;
+	StringInfoData out;
+	CodecStream *cs;
+	bytea	   *result;
+
+	initStringInfo(&out);
+	cs = codec_stream_create(codec);
+	while (left > 0)
+	{
+		size_t		n = Min(left, piece);
+
+		codec_stream_write(cs, p, n, &out);
+		p += n;
+		left -= n;
+		piece = piece * 3 + 7;	/* small and large writes */
+	}
+	codec_stream_finish(cs, &out);
+	codec_stream_free(cs);
+
+	result = palloc(VARHDRSZ + out.len);
+	SET_VARSIZE(result, VARHDRSZ + out.len);
+	memcpy(VARDATA(result), out.data, out.len);
+	PG_RETURN_BYTEA_P(result);
 }

@@ -1,7 +1,7 @@
 /*
  * stream.c: module initialisation, settings and shared memory hooks.
  */
-#include "stream.h"
+#include "postgres.h"
 
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -11,6 +11,10 @@
 #include "utils/guc.h"
 
 #include "runtime/sandbox.h"
+#include "streams/chunk_insert.h"
+#include "streams/iterator.h"
+#include "streams/seqalloc.h"
+#include "streams/stream_catalog.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -90,6 +94,8 @@ _PG_init(void)
 
 	seqalloc_init();
 	stream_catalog_init();
+	iterator_init();
+	chunk_insert_init(stream_worker_wake_now, stream_make_chunk_in_worker);
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

@@ -19,7 +19,7 @@ import sys
 
 out, root = sys.argv[1], sys.argv[2]
 # a frame of ours: stream.so without debug information, else one of our source files
-OURS = re.compile(r'stream\.so|' + re.escape(root) + r'/src/[a-z_]+\.c:|\(src/[a-z_]+\.c:')
+OURS = re.compile(r'stream\.so|' + re.escape(root) + r'/src/(?:[a-z_]+/)?[a-z_]+\.c:|\(src/(?:[a-z_]+/)?[a-z_]+\.c:')
 BOUNDARY = re.compile(r': (CommitTransactionCommand|StartTransactionCommand|AbortCurrentTransaction|'
                       r'PortalRun|standard_ExecutorRun|ExecMakeTableFunctionResult|SPI_[a-z_]+) ')
 HEADS = re.compile(r'^(Invalid|Conditional|Use of uninit|Syscall param|Source and dest|Mismatched|'

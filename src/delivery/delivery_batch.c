@@ -21,6 +21,9 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
+#include "streams/access.h"
+#include "streams/stream_catalog.h"
+
 #include "runtime/runtime.h"
 #include "delivery/delivery_int.h"
 
@@ -69,7 +72,7 @@ check_owner_privileges(Batch *b)
 	DeliveryConfig *cfg = b->cfg;
 
 	if (!cfg->direct_put &&
-		pg_class_aclcheck(b->info->relid, cfg->owner, ACL_SELECT) != ACLCHECK_OK)
+		!access_allows(b->info, cfg->owner, ACL_SELECT))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("AccessDeniedException: the owner of delivery stream %s may no longer read stream %s",

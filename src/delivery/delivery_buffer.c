@@ -22,6 +22,8 @@
 #include "utils/memutils.h"
 #include "utils/tuplestore.h"
 
+#include "streams/stream_catalog.h"
+
 #include "runtime/runtime.h"
 #include "delivery/delivery_int.h"
 

@@ -34,7 +34,7 @@ PG_FUNCTION_INFO_V1(stream_delivery_check_keys);
 void
 check_delivery_name(const char *name)
 {
-	stream_check_resource_name(name, "deliveryStreamName", DELIVERY_NAME_MAX);
+	kinesis_check_name(name, "deliveryStreamName", DELIVERY_NAME_MAX);
 }
 
 Oid

@@ -17,6 +17,8 @@
 #include "utils/memutils.h"
 #include "utils/regproc.h"
 
+#include "streams/seqno.h"
+
 #include "runtime/sandbox.h"
 #include "delivery/delivery_int.h"
 

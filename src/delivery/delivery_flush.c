@@ -18,6 +18,9 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "streams/access.h"
+#include "streams/stream_catalog.h"
+
 #include "runtime/runtime.h"
 #include "delivery/delivery.h"
 #include "delivery/delivery_int.h"
@@ -43,7 +46,6 @@ stream_flush_delivery_stream(PG_FUNCTION_ARGS)
 	StreamInfo *info;
 	DeliveryNameEntry entry;
 	int			n;
-	int32	   *shards;
 	int64	   *targets;
 	uint32		ticket;
 	TimestampTz deadline;
@@ -51,7 +53,7 @@ stream_flush_delivery_stream(PG_FUNCTION_ARGS)
 	bool		ok = true;
 	Oid			owner = InvalidOid;
 
-	stream_require_arg(PG_ARGISNULL(0), "deliveryStreamName");
+	kinesis_require_arg(PG_ARGISNULL(0), "deliveryStreamName");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	/* a copy: an invalidation during the SPI calls below frees the cache */
 	entry = *delivery_lookup_name(name);
@@ -71,19 +73,23 @@ stream_flush_delivery_stream(PG_FUNCTION_ARGS)
 	SPI_finish();
 	info = stream_lookup_by_id(e->stream_id, false);
 	if (!has_privs_of_role(GetUserId(), owner) &&
-		pg_class_aclcheck(info->relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+		!access_allows(info, GetUserId(), ACL_INSERT))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("AccessDeniedException: User %s is not authorized to flush Firehose %s",
 						GetUserNameFromId(GetUserId(), false), name)));
 
 	n = info->nshards;
-	shards = palloc(sizeof(int32) * Max(n, 1));
 	targets = palloc(sizeof(int64) * Max(n, 1));
-	for (int i = 0; i < n; i++)
 	{
-		shards[i] = info->shards[i].shard_index;
-		targets[i] = seqalloc_stable_seq(info, &info->shards[i]);
+		/* what is readable now: the ends of the windows from each shard's start */
+		ConsumerWindow now;
+
+		runtime_window(info, NULL, &now);
+		for (int i = 0; i < n; i++)
+		{
+			targets[i] = now.shards[i].to;
+		}
 	}
 
 	if (!stream_worker_request_flush(e->delivery_stream_id, &ticket))

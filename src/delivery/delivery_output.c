@@ -29,7 +29,7 @@
 #include "utils/rel.h"
 #include "utils/typcache.h"
 
-#include "parquet.h"
+#include "parquet/parquet.h"
 #include "delivery/delivery_int.h"
 
 static void

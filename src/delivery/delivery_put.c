@@ -18,6 +18,12 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 
+#include "streams/access.h"
+#include "streams/chunk_insert.h"
+#include "streams/seqalloc.h"
+#include "streams/seqno.h"
+#include "streams/stream_catalog.h"
+
 #include "delivery/delivery_int.h"
 
 PG_FUNCTION_INFO_V1(stream_put_delivery_record);
@@ -40,7 +46,7 @@ direct_put_stream(const char *name)
 				(errcode(ERRCODE_STREAM_NOT_FOUND),
 				 errmsg("ResourceNotFoundException: Firehose %s under account %s not found.",
 						name, STREAM_ACCOUNT)));
-	if (pg_class_aclcheck(info->relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+	if (!access_allows(info, GetUserId(), ACL_INSERT))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("AccessDeniedException: User %s is not authorized to put records to Firehose %s",
@@ -83,7 +89,7 @@ direct_put(StreamInfo *info, PutItem *items, int n)
 		items[i].seq = first + i;
 		items[i].arrival = arrival;
 	}
-	storage_insert(info, items, n);
+	chunk_insert(info, items, n);
 }
 
 /* stream.put_delivery_record(delivery_stream_name, data) RETURNS text (record id) */
@@ -97,8 +103,8 @@ stream_put_delivery_record(PG_FUNCTION_ARGS)
 
 	PreventCommandIfReadOnly("stream.put_delivery_record()");
 	PreventCommandIfParallelMode("stream.put_delivery_record()");
-	stream_require_arg(PG_ARGISNULL(0), "deliveryStreamName");
-	stream_require_arg(PG_ARGISNULL(1), "record.data");
+	kinesis_require_arg(PG_ARGISNULL(0), "deliveryStreamName");
+	kinesis_require_arg(PG_ARGISNULL(1), "record.data");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	data = PG_GETARG_BYTEA_PP(1);
 	check_record_size(data, "record.");
@@ -131,8 +137,8 @@ stream_put_delivery_record_batch(PG_FUNCTION_ARGS)
 
 	PreventCommandIfReadOnly("stream.put_delivery_record_batch()");
 	PreventCommandIfParallelMode("stream.put_delivery_record_batch()");
-	stream_require_arg(PG_ARGISNULL(0), "deliveryStreamName");
-	stream_require_arg(PG_ARGISNULL(1), "records");
+	kinesis_require_arg(PG_ARGISNULL(0), "deliveryStreamName");
+	kinesis_require_arg(PG_ARGISNULL(1), "records");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	arr = PG_GETARG_ARRAYTYPE_P(1);
 	if (ARR_NDIM(arr) > 1)
@@ -154,8 +160,7 @@ stream_put_delivery_record_batch(PG_FUNCTION_ARGS)
 
 		snprintf(path, sizeof(path), "records.%d.", i + 1);
 		if (nulls[i])
-			stream_require_arg(true, psprintf("%sdata", path));
-		items[i].input_index = i;
+			kinesis_require_arg(true, psprintf("%sdata", path));
 		items[i].partition_key = empty;
 		items[i].data = (bytea *) PG_DETOAST_DATUM_PACKED(elems[i]);
 		check_record_size(items[i].data, path);

@@ -22,6 +22,8 @@
 #include "utils/regproc.h"
 #include "utils/varlena.h"
 
+#include "streams/seqno.h"
+
 #include "runtime/runtime.h"
 #include "runtime/sandbox.h"
 #include "delivery/delivery_int.h"

@@ -27,6 +27,9 @@
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 
+#include "streams/seqno.h"
+#include "streams/shard.h"
+
 #include "runtime/sandbox.h"
 #include "delivery/delivery_int.h"
 
@@ -79,7 +82,7 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 		v[2] = PointerGetDatum(d);
 		v[3] = PointerGetDatum(cstring_to_text_with_len(r->pkey, r->pkey_len));
 		v[4] = v[0];
-		v[5] = CStringGetTextDatum(psprintf("shardId-%012d", r->shard_index));
+		v[5] = CStringGetTextDatum(shard_id_text(r->shard_index));
 		if (cfg->direct_put)
 			n[3] = n[4] = n[5] = true;
 		elems[i - lo] = heap_copy_tuple_as_datum(heap_form_tuple(in_desc, v, n), in_desc);

@@ -17,6 +17,10 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+#include "streams/seqalloc.h"
+#include "streams/shard.h"
+#include "streams/stream_catalog.h"
+
 #include "runtime/runtime.h"
 
 PG_FUNCTION_INFO_V1(stream_stable_seq);
@@ -26,7 +30,7 @@ Datum
 stream_stable_seq(PG_FUNCTION_ARGS)
 {
 	StreamInfo *info = stream_lookup_by_id(PG_GETARG_INT32(0), false);
-	StreamShard *shard = stream_get_shard(info, PG_GETARG_INT32(1), false);
+	StreamShard *shard = shard_by_index(info, PG_GETARG_INT32(1), false);
 
 	PG_RETURN_INT64(seqalloc_stable_seq(info, shard));
 }

@@ -2,12 +2,12 @@
  * runtime/window.c: what a processor may read now, and reading it.
  *
  * A processor reads a shard between its checkpoint and the shard's
- * readable end: below the stable sequence (every number under it is
- * committed or will never be, so reading again returns the same records),
- * and not past a closed shard's last number; records older than the
- * retention horizon are not read.  Every read of the runtime and of its
- * clients goes through runtime_scan(): the one call site of the stream
- * read path here.
+ * readable end, the one readable window of streams/read_window.h: below
+ * the stable sequence (every number under it is committed or will never
+ * be, so reading again returns the same records), not past a closed
+ * shard's last number, and nothing older than the retention horizon.
+ * Every read of the runtime and of its clients goes through read_path()
+ * here: the one call site of the stream read path.
  */
 #include "stream.h"
 
@@ -16,6 +16,10 @@
 #include "miscadmin.h"
 #include "utils/timestamp.h"
 
+#include "streams/chunk_scan.h"
+#include "streams/read_window.h"
+#include "streams/shard.h"
+
 #include "runtime/runtime.h"
 
 /* the stream read path: every read of a processor's records comes here */
@@ -23,7 +27,7 @@ static int
 read_path(StreamInfo *info, StreamShard *shard, int64 from, int64 to, TimestampTz min_arrival,
 		  int limit, Size max_bytes, RecordSink sink, void *arg, int64 *next)
 {
-	return storage_read(info, shard, from, to, min_arrival, limit, max_bytes, sink, arg, next);
+	return chunk_scan(info, shard, from, to, min_arrival, limit, max_bytes, sink, arg, next);
 }
 
 int64
@@ -40,22 +44,25 @@ runtime_checkpoint_of(const ProcessorCheckpoints *cps, int32 shard_index, int32 
 void
 runtime_window(StreamInfo *info, const ProcessorCheckpoints *cps, ConsumerWindow *w)
 {
-	int64		trim_seq = stream_trim_horizon_seq(info, GetCurrentTimestamp(), &w->min_arrival);
+	TimestampTz now = GetCurrentTimestamp();
 
 	w->info = info;
 	w->nshards = info->nshards;
 	w->shards = palloc0(sizeof(ShardWindow) * Max(info->nshards, 1));
+	w->min_arrival = DT_NOBEGIN;
 	for (int i = 0; i < info->nshards; i++)
 	{
 		StreamShard *shard = &info->shards[i];
 		ShardWindow *sw = &w->shards[i];
-		int64		stable = seqalloc_stable_seq(info, shard);
+		ReadWindow	rw;
 
 		sw->shard = shard;
 		sw->next = runtime_checkpoint_of(cps, shard->shard_index, 0, shard->starting_seq);
-		sw->from = Max(sw->next, trim_seq);
-		sw->to = shard->closed ? Min(stable, shard->ending_seq + 1) : stable;
+		rw = read_window(info, shard, sw->next, now);
+		sw->from = rw.from;
+		sw->to = rw.to;
 		sw->finished = shard->closed && sw->next > shard->ending_seq;
+		w->min_arrival = rw.min_arrival;	/* the same for every shard at now */
 	}
 }
 
@@ -73,7 +80,7 @@ runtime_scan(ConsumerWindow *w, StreamShard *shard, int64 from, int64 to, int li
 void
 runtime_read_range(ProcessorUnit *u, StreamInfo *info, int i, RecordSink sink, void *arg)
 {
-	StreamShard *shard = stream_get_shard(info, u->shards[i], false);
+	StreamShard *shard = shard_by_index(info, u->shards[i], false);
 	int64		from = u->from[i];
 	int64		next;
 

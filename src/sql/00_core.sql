@@ -144,6 +144,11 @@ CREATE FUNCTION stream_internal._shard_id(shard_index int) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
 AS $$ SELECT 'shardId-' || lpad(shard_index::text, 12, '0') $$;
 
+-- The shard index a shard id names, NULL when it names none; the shard-id
+-- parser of the C functions (src/streams/shard.c), so SQL reads ids alike.
+CREATE FUNCTION stream_internal._shard_index(shard_id text) RETURNS int
+    AS 'MODULE_PATHNAME', 'stream_shard_index_sql' LANGUAGE C IMMUTABLE;
+
 CREATE FUNCTION stream_internal._arn(stream_name text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
 AS $$ SELECT 'arn:aws:kinesis:local:000000000000:stream/' || stream_name $$;

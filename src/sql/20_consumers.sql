@@ -413,21 +413,11 @@ CREATE FUNCTION stream_internal._held_lease(p_app text, p_worker text, p_shard_i
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     l stream.leases;
-    idx int;
-    digits text;
+    idx int := stream_internal._shard_index(p_shard_id);
 BEGIN
-    -- shard ids as stream_find_shard (src/catalog.c) reads them: the digits
-    -- after the last '-', any number of them, at most 2147483647
-    PERFORM stream_internal._check_name(p_shard_id, 'shardId', 128);
-    digits := substring(p_shard_id FROM '[^-]*$');
-    IF digits !~ '^[0-9]+$' THEN
+    IF idx IS NULL THEN
         PERFORM stream_internal._raise('ResourceNotFoundException', format('Could not find shard %s in application %s.', p_shard_id, p_app), '42704');
     END IF;
-    digits := coalesce(nullif(ltrim(digits, '0'), ''), '0');
-    IF (CASE WHEN length(digits) > 10 THEN true ELSE digits::int8 > 2147483647 END) THEN
-        PERFORM stream_internal._raise('ResourceNotFoundException', format('Could not find shard %s in application %s.', p_shard_id, p_app), '42704');
-    END IF;
-    idx := digits::int;
     SELECT * INTO l FROM stream.leases x
      WHERE x.application_name = p_app AND x.shard_index = idx FOR UPDATE;
     IF NOT FOUND THEN

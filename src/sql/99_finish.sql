@@ -13,6 +13,7 @@ GRANT EXECUTE ON FUNCTION
     stream_internal._stream(text),
     stream_internal._arn(text),
     stream_internal._shard_id(int),
+    stream_internal._shard_index(text),
     stream_internal._sequence_text(int, int, bigint),
     stream_internal._sequence_parts(text),
     stream_internal._can_read(int),

@@ -24,7 +24,7 @@ SELECT stream_id AS id_b FROM stream.streams WHERE stream_name = 'tap_sec_b' \gs
 SELECT stream.get_shard_iterator('tap_sec_a', 'shardId-000000000000', 'TRIM_HORIZON') AS it \gset
 SELECT stream.get_shard_iterator('tap_sec_a', 'shardId-000000000000', 'LATEST') AS it_latest \gset
 
--- Re-encode the iterator's body (layout of src/iterator.c: version 1 byte,
+-- Re-encode the iterator's body (layout of src/streams/iterator.c: version 1 byte,
 -- stream id 4, shard index 4, next sequence 8, created ms 8, then a
 -- 16-byte HMAC tag) with one field changed and the old tag kept.
 CREATE FUNCTION pg_temp.reencode(it text, byte_offset int, new_bytes bytea) RETURNS text

@@ -1,5 +1,5 @@
 /*
- * thrift.h: Thrift compact protocol encoder, just enough for Parquet's
+ * parquet/thrift.h: Thrift compact protocol encoder, just enough for Parquet's
  * FileMetaData and PageHeader (no messages, maps or sets).
  *
  * Structs are written as "field header + value" sequences closed by a STOP

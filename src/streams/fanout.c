@@ -3,14 +3,16 @@
  *
  * subscribe_to_shard reads what is readable from the starting position; if
  * there is nothing, it sleeps on the shard's condition variable, which the
- * committing transaction of a put broadcasts (seqalloc.c), and reads again.
+ * committing transaction of a put broadcasts (seqalloc.c), and reads again
+ * (read.h: the same read, and readable window, as get_records).
  * A commit therefore wakes a subscriber at once, with no polling, and a put
  * that rolls back wakes no one.  Consumers keep no server-side position:
  * each call names its start, so every consumer reads independently.
  */
-#include "stream.h"
+#include "streams/read.h"
+#include "streams/seqalloc.h"
+#include "streams/shard.h"
 #include "runtime/sandbox.h"
-#include "read.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
@@ -24,8 +26,6 @@
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(stream_subscribe_to_shard);
-
-#define SUBSCRIBE_MAX_WAIT_MS	(5 * 60 * 1000)	/* Kinesis ends a subscription after 5 minutes */
 
 static void
 require_consumer(const char *stream_name, const char *consumer_name)
@@ -90,21 +90,23 @@ stream_subscribe_to_shard(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
 
-	stream_require_arg(PG_ARGISNULL(0), "streamName");
-	stream_require_arg(PG_ARGISNULL(1), "consumerName");
-	stream_require_arg(PG_ARGISNULL(2), "shardId");
-	stream_require_arg(PG_ARGISNULL(3), "startingPosition.type");
-	stream_require_arg(PG_ARGISNULL(5), "waitTimeout");
+	kinesis_require_arg(PG_ARGISNULL(0), "streamName");
+	kinesis_require_arg(PG_ARGISNULL(1), "consumerName");
+	kinesis_require_arg(PG_ARGISNULL(2), "shardId");
+	kinesis_require_arg(PG_ARGISNULL(3), "startingPosition.type");
+	kinesis_require_arg(PG_ARGISNULL(5), "waitTimeout");
 	stream_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	consumer_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	wait_ms = interval_ms(PG_GETARG_INTERVAL_P(5));
 	if (wait_ms < 0 || wait_ms > SUBSCRIBE_MAX_WAIT_MS)
 		ereport(ERROR,
 				(errcode(ERRCODE_STREAM_INVALID_ARG),
-				 errmsg("InvalidArgumentException: wait_timeout must be between 0 and 5 minutes"),
-				 errdetail("Kinesis ends every subscription after 5 minutes; subscribe again with the continuation sequence number.")));
+				 errmsg("InvalidArgumentException: wait_timeout must be between 0 and %d minutes",
+						SUBSCRIBE_MAX_WAIT_MS / (60 * 1000)),
+				 errdetail("Kinesis ends every subscription after %d minutes; subscribe again with the continuation sequence number.",
+						   SUBSCRIBE_MAX_WAIT_MS / (60 * 1000))));
 
-	stream_check_name(stream_name);
+	kinesis_check_stream_name(stream_name);
 	require_consumer(stream_name, consumer_name);
 	it = iterator_start(stream_name,
 						text_to_cstring(PG_GETARG_TEXT_PP(2)),
@@ -134,7 +136,7 @@ stream_subscribe_to_shard(PG_FUNCTION_ARGS)
 		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 		if (remaining <= 0)
 			break;
-		shard = stream_get_shard(r.info, it.shard_index, false);
+		shard = shard_by_index(r.info, it.shard_index, false);
 		(void) seqalloc_wait_for_records(r.info, shard, it.from_seq, remaining);
 	}
 

@@ -18,7 +18,7 @@
  * scan finds unusual (deep nesting, huge numbers, non-UTF-8 database) are
  * converted inside a subtransaction, so that an error makes them NULL.
  */
-#include "stream.h"
+#include "kinesis.h"
 #include "runtime/sandbox.h"
 
 #include "access/htup_details.h"
@@ -422,7 +422,7 @@ member_text(JsonbValue *v, int index, const char *member, bool allow_number)
 		return cstring_to_text(DatumGetCString(DirectFunctionCall1(numeric_out,
 																   NumericGetDatum(v->val.numeric))));
 	ereport(ERROR,
-			(errcode(ERRCODE_STREAM_INVALID_ARG),
+			(errcode(ERRCODE_STREAM_VALIDATION),
 			 errmsg("ValidationException: 1 validation error detected: Value at 'records.%d.%s' failed to satisfy constraint: Member must be a string",
 					index, member)));
 	return NULL;				/* keep compiler quiet */
@@ -457,11 +457,11 @@ stream_put_records_json(PG_FUNCTION_ARGS)
 	int			dims[1];
 	int			lbs[1] = {1};
 
-	stream_require_arg(PG_ARGISNULL(1), "records");
+	kinesis_require_arg(PG_ARGISNULL(1), "records");
 	records = PG_GETARG_JSONB_P(1);
 	if (!JB_ROOT_IS_ARRAY(records) || JB_ROOT_IS_SCALAR(records))
 		ereport(ERROR,
-				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				(errcode(ERRCODE_STREAM_VALIDATION),
 				 errmsg("ValidationException: records must be a JSON array of objects {\"partition_key\": ..., \"data\": ..., \"explicit_hash_key\": ...}")));
 	n = JB_ROOT_COUNT(records);
 	keys = palloc0(sizeof(Datum) * Max(n, 1));
@@ -488,7 +488,7 @@ stream_put_records_json(PG_FUNCTION_ARGS)
 		CHECK_FOR_INTERRUPTS();
 		if (v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data))
 			ereport(ERROR,
-					(errcode(ERRCODE_STREAM_INVALID_ARG),
+					(errcode(ERRCODE_STREAM_VALIDATION),
 					 errmsg("ValidationException: 1 validation error detected: Value at 'records.%d' failed to satisfy constraint: Member must be an object {\"partition_key\": ..., \"data\": ...}",
 							i + 1)));
 		/* no members other than the three: a typo would otherwise be a silent NULL */
@@ -500,7 +500,7 @@ stream_put_records_json(PG_FUNCTION_ARGS)
 				  (mv.val.string.len == 4 && memcmp(mv.val.string.val, "data", 4) == 0) ||
 				  (mv.val.string.len == 17 && memcmp(mv.val.string.val, "explicit_hash_key", 17) == 0)))
 				ereport(ERROR,
-						(errcode(ERRCODE_STREAM_INVALID_ARG),
+						(errcode(ERRCODE_STREAM_VALIDATION),
 						 errmsg("ValidationException: unknown member \"%s\" in records.%d",
 								pnstrdup(mv.val.string.val, mv.val.string.len), i + 1),
 						 errhint("A record has the members partition_key, data and explicit_hash_key.")));

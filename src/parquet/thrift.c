@@ -1,5 +1,5 @@
 /*
- * thrift.c: Thrift compact protocol encoder for Parquet metadata.
+ * parquet/thrift.c: Thrift compact protocol encoder for Parquet metadata.
  *
  * Wire rules (thrift-compact-protocol.md): integers are zigzag varints, i8
  * is one raw byte, booleans that are struct fields live in the type nibble
@@ -8,7 +8,7 @@
  */
 #include "postgres.h"
 
-#include "thrift.h"
+#include "parquet/thrift.h"
 
 void
 thrift_put_uvarint(StringInfo buf, uint64 v)

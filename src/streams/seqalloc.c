@@ -8,7 +8,8 @@
  * its shard.  Instead, as Kafka does with its last stable offset:
  *
  *  - numbers come from a counter per shard in shared memory, taken under a
- *    spinlock held for a few instructions, never until commit;
+ *    spinlock held briefly (see the locking rules below), never until
+ *    commit;
  *  - each transaction that took numbers on a shard registers the lowest of
  *    them as in flight, and unregisters at commit or abort, after the
  *    commit is visible in the proc array;
@@ -35,8 +36,28 @@
  * committed number plus one, or the mark, which each put moves past its
  * numbers: numbers still become visible in order, and none is handed out
  * twice.
+ *
+ * Locking rules.  shared->lock (an LWLock) guards the membership of the
+ * counter table and of the per-database marks: exclusive to add or remove
+ * an entry, shared to find one and for as long as the entry is used, so
+ * that no entry is removed under its user (shard_state_locked returns with
+ * it held).  A subscriber that sleeps without the LWLock keeps its entry
+ * alive by counting itself in ShardState.subscribers instead; eviction and
+ * seqalloc_forget_stream leave an entry with subscribers or anything in
+ * flight.  Each entry's mutex (a spinlock) guards every field but the key;
+ * pool_mutex guards the free list of in-flight nodes.  Order: shared->lock
+ * before a shard's mutex, never the other way; pool_mutex is never taken
+ * with a shard's mutex held.  Under a spinlock nothing may raise an error,
+ * allocate or take another lock; the in-flight list of a shard is walked
+ * there (stable_locked), so that section grows with the transactions in
+ * flight on the shard.  The heavyweight mark lock (STREAM_LOCK_SEQUENCE_MARK)
+ * is taken with no shared-memory lock held, and a condition variable is
+ * broadcast after the mutex is released.  held[] and own_in_use are this
+ * backend's own.
  */
-#include "stream.h"
+#include "streams/seqalloc.h"
+#include "streams/chunk.h"
+#include "streams/seqno.h"
 #include "locktag.h"
 
 #include "access/xact.h"
@@ -65,9 +86,6 @@
 #include "access/htup_details.h"
 #include "funcapi.h"
 
-/* GUCs (defined in stream.c) */
-extern int	stream_max_shards;
-
 /*
  * A counter belongs to one shard of one stream table: stream ids start
  * again at 1 when the extension is created anew, and a database OID may be
@@ -91,7 +109,7 @@ typedef struct InflightNode
 typedef struct ShardState
 {
 	ShardKey	key;
-	slock_t		mutex;
+	slock_t		mutex;			/* guards everything below */
 	bool		initialized;
 	int64		next_seq;
 	int64		reserved;		/* next_seq never passes this durable mark */
@@ -103,8 +121,8 @@ typedef struct ShardState
 
 typedef struct SeqallocShared
 {
-	LWLock	   *lock;			/* guards the hash table's membership */
-	slock_t		pool_mutex;
+	LWLock	   *lock;			/* guards the hash tables' membership */
+	slock_t		pool_mutex;		/* guards free_nodes */
 	dlist_head	free_nodes;
 	int			nnodes;
 	InflightNode nodes[FLEXIBLE_ARRAY_MEMBER];
@@ -149,9 +167,6 @@ static bool xact_put = false;	/* this transaction put records */
  * numbers one crash can skip, and the numbers per WAL flush on the put path.
  */
 #define SEQ_MARK_AHEAD			((int64) 1 << 20)
-
-/* GUC stream.max_shards_per_transaction (stream.c) */
-extern int	stream_max_shards_per_xact;
 
 /*
  * In-flight registrations.  Every process slot owns OWN_NODES of its own,
@@ -221,99 +236,6 @@ seqalloc_shmem_init(void)
 	database_marks = ShmemInitHash("stream database marks",
 								   MAX_DATABASE_MARKS, MAX_DATABASE_MARKS,
 								   &info, HASH_ELEM | HASH_BLOBS);
-}
-
-/* ---- text form of sequence numbers ---- */
-
-static void
-put_digits(char *p, uint64 v, int width)
-{
-	for (int i = width - 1; i >= 0; i--)
-	{
-		p[i] = '0' + (v % 10);
-		v /= 10;
-	}
-}
-
-/* Rewrite only the sequence digits of a formatted sequence number. */
-void
-seq_format_seq(char *p, int64 seq)
-{
-	put_digits(p + 1, (uint64) seq, 19);
-}
-
-void
-seq_format(char *p, int32 stream_id, int32 shard_index, int64 seq)
-{
-	p[0] = '4';
-	put_digits(p + 1, (uint64) seq, 19);
-	put_digits(p + 20, (uint32) stream_id, 10);
-	put_digits(p + 30, (uint32) shard_index, 10);
-}
-
-/* '4' + 19-digit sequence + 10-digit stream id + 10-digit shard index */
-char *
-seq_to_text(int32 stream_id, int32 shard_index, int64 seq)
-{
-	char	   *out = palloc(SEQ_TEXT_LEN + 1);
-
-	seq_format(out, stream_id, shard_index, seq);
-	out[SEQ_TEXT_LEN] = '\0';
-	return out;
-}
-
-/* The same as a text datum, without the detour through a C string (hot in reads). */
-text *
-seq_to_text_datum(int32 stream_id, int32 shard_index, int64 seq)
-{
-	text	   *t = palloc(VARHDRSZ + SEQ_TEXT_LEN);
-
-	SET_VARSIZE(t, VARHDRSZ + SEQ_TEXT_LEN);
-	seq_format(VARDATA(t), stream_id, shard_index, seq);
-	return t;
-}
-
-bool
-seq_from_text(const char *text, int32 *stream_id, int32 *shard_index, int64 *seq)
-{
-	int64		s = 0,
-				id = 0,
-				sh = 0;
-
-	if (strlen(text) != SEQ_TEXT_LEN || text[0] != '4')
-		return false;
-	for (int i = 1; i < SEQ_TEXT_LEN; i++)
-	{
-		int			d = text[i] - '0';
-
-		if (d < 0 || d > 9)
-			return false;
-		if (i < 20)
-		{
-			if (s > (PG_INT64_MAX - d) / 10)
-				return false;
-			s = s * 10 + d;
-		}
-		else if (i < 30)
-			id = id * 10 + d;
-		else
-			sh = sh * 10 + d;
-	}
-	if (id > PG_INT32_MAX || sh > PG_INT32_MAX)
-		return false;
-	*seq = s;
-	*stream_id = (int32) id;
-	*shard_index = (int32) sh;
-	return true;
-}
-
-/* Hours since the Unix epoch: the high half of every sequence number. */
-int64
-seq_bucket_now(TimestampTz now)
-{
-	int64		unix_us = now + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
-
-	return unix_us / USECS_PER_HOUR;
 }
 
 /* ---- transaction bookkeeping ---- */
@@ -528,12 +450,6 @@ mark_claim(int64 floor, int64 bucket, int count)
 
 /* ---- shard counters ---- */
 
-/*
- * Make room in a full table: drop every entry with nothing in flight and no
- * subscriber (streams deleted, databases dropped, shards unused).  That is
- * safe because an entry is rebuilt above everything it ever handed out
- * (see shard_state_locked).  Caller holds shared->lock exclusively.
- */
 static InflightNode *held_node_for(ShardState *st);
 
 /*
@@ -552,6 +468,13 @@ drop_entry(ShardState *st)
 	hash_search(shard_table, &st->key, HASH_REMOVE, NULL);
 }
 
+/*
+ * Make room in a full table: drop every entry with nothing in flight and no
+ * subscriber (streams deleted, databases dropped, shards unused).  That is
+ * safe because an entry is rebuilt above everything it ever handed out
+ * (see shard_state_locked).  Caller holds shared->lock exclusively; the
+ * walk over the whole table stalls every producer for its length.
+ */
 static int
 evict_idle_entries(void)
 {
@@ -668,7 +591,7 @@ shard_state_locked(StreamInfo *info, StreamShard *shard)
 		 * that aborted were stable, so a reader's iterator may already
 		 * point past them.  The durable mark lies above all of them.
 		 */
-		max_seq = storage_max_seq(info, shard);
+		max_seq = chunk_max_seq(info, shard);
 		mark = mark_read(mark_relid());
 		start = database_startup_mark(mark);
 
@@ -785,7 +708,7 @@ reserve_without_shmem(StreamInfo *info, StreamShard *shard, int count,
 	/* holding the lock until commit, the committed maximum is exact */
 	now = GetCurrentTimestamp();
 	/* numbers of rolled-back puts are not handed out again either */
-	first = mark_claim(Max(storage_max_seq(info, shard) + 1, shard->starting_seq),
+	first = mark_claim(Max(chunk_max_seq(info, shard) + 1, shard->starting_seq),
 					   seq_bucket_now(now), count);
 	*arrival = now;
 	return first;
@@ -882,10 +805,6 @@ seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 }
 
 /*
- * The shard's stable sequence: every number below it belongs to a
- * transaction that has ended.  Call before taking the snapshot to read with.
- */
-/*
  * A standby cannot know which numbers are still in flight on the primary,
  * so it could not read without skipping: refuse rather than guess.
  */
@@ -900,6 +819,10 @@ refuse_in_recovery(void)
 				 errhint("Read streams on the primary.")));
 }
 
+/*
+ * The shard's stable sequence: every number below it belongs to a
+ * transaction that has ended.  Call before taking the snapshot to read with.
+ */
 int64
 seqalloc_stable_seq(StreamInfo *info, StreamShard *shard)
 {
@@ -911,7 +834,7 @@ seqalloc_stable_seq(StreamInfo *info, StreamShard *shard)
 	if (shared == NULL)
 	{
 		/* producers serialise and commit in order: what is committed is stable */
-		return storage_max_seq(info, shard) + 1;
+		return chunk_max_seq(info, shard) + 1;
 	}
 
 	st = shard_state_locked(info, shard);
@@ -928,7 +851,7 @@ seqalloc_stable_seq(StreamInfo *info, StreamShard *shard)
  * entry hold shared->lock, so none is removed under them; if the deletion
  * rolls back, counters are rebuilt from the committed records on next use.
  */
-void
+static void
 seqalloc_forget_stream(int32 stream_id)
 {
 	HASH_SEQ_STATUS status;
@@ -1022,18 +945,9 @@ seqalloc_wait_for_records(StreamInfo *info, StreamShard *shard, int64 from_seq,
 	return found;
 }
 
-/* ---- SQL-callable helpers for the control plane ---- */
+/* ---- SQL-callable helper for the control plane ---- */
 
-PG_FUNCTION_INFO_V1(stream_sequence_text);
 PG_FUNCTION_INFO_V1(stream_forget_stream);
-
-/* stream_internal._sequence_text(stream_id int, shard_index int, seq bigint) RETURNS text */
-Datum
-stream_sequence_text(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_TEXT_P(cstring_to_text(seq_to_text(PG_GETARG_INT32(0), PG_GETARG_INT32(1),
-												 PG_GETARG_INT64(2))));
-}
 
 /* stream_internal._forget_stream(stream_id int): called by delete_stream */
 Datum
@@ -1041,34 +955,4 @@ stream_forget_stream(PG_FUNCTION_ARGS)
 {
 	seqalloc_forget_stream(PG_GETARG_INT32(0));
 	PG_RETURN_VOID();
-}
-
-PG_FUNCTION_INFO_V1(stream_sequence_parts);
-
-/*
- * stream_internal._sequence_parts(sequence_number text, OUT stream_id int,
- *                        OUT shard_index int, OUT seq bigint)
- * All NULL when the text is not a sequence number of ours.
- */
-Datum
-stream_sequence_parts(PG_FUNCTION_ARGS)
-{
-	TupleDesc	desc;
-	Datum		values[3];
-	bool		nulls[3] = {true, true, true};
-	int32		stream_id,
-				shard_index;
-	int64		seq;
-
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "_sequence_parts must return a composite type");
-	if (!PG_ARGISNULL(0) &&
-		seq_from_text(text_to_cstring(PG_GETARG_TEXT_PP(0)), &stream_id, &shard_index, &seq))
-	{
-		values[0] = Int32GetDatum(stream_id);
-		values[1] = Int32GetDatum(shard_index);
-		values[2] = Int64GetDatum(seq);
-		nulls[0] = nulls[1] = nulls[2] = false;
-	}
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

@@ -1,12 +1,13 @@
 /*
- * parquet.h: a Parquet file writer for PostgreSQL tuples.
+ * parquet/parquet.h: a Parquet file writer for PostgreSQL tuples; the only
+ * header of src/parquet/ that other modules include.
  *
  * One file per writer, flat schema (one leaf per non-dropped attribute of the
  * TupleDesc, in order), OPTIONAL columns unless asked to make NOT NULL
  * attributes REQUIRED, data pages v1 with PLAIN or RLE_DICTIONARY values,
  * chunk statistics, and the chosen codec on every page.  Rows are buffered
  * per row group (so memory stays around row_group_bytes) and each full row
- * group is written out at once.  Type mapping: see parquet.c.
+ * group is written out at once.  Type mapping: see parquet_schema.c.
  *
  * Errors: parquet_writer_add_row converts the whole row before it buffers
  * anything, so a value that cannot be written (numeric NaN or out of the
@@ -56,8 +57,5 @@ extern void parquet_writer_add_row(ParquetWriter *w, Datum *values, bool *isnull
 extern uint64 parquet_writer_finish(ParquetWriter *w, bool do_fsync);
 /* Closes and unlinks the file; safe in error cleanup (PG_CATCH). */
 extern void parquet_writer_abort(ParquetWriter *w);
-
-/* Rows added so far. */
-/* Bytes written to the file so far plus the uncompressed bytes buffered. */
 
 #endif							/* STREAM_PARQUET_H */

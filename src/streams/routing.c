@@ -3,10 +3,10 @@
  *
  * The hash key is the MD5 of the partition key's UTF-8 bytes read as an
  * unsigned big-endian 128-bit integer; a record goes to the open shard whose
- * [starting, ending] hash-key range holds it.
+ * [starting, ending] hash-key range holds it (the catalog keeps the open
+ * shards sorted by range for the binary search).
  */
-#include "stream.h"
-
+#include "streams/routing.h"
 #include "md5.h"
 
 #include "fmgr.h"
@@ -69,6 +69,32 @@ routing_hash_key_to_cstring(uint128 value)
 		value /= 10;
 	} while (value != 0);
 	return pstrdup(buf + pos);
+}
+
+/* The open shard whose hash-key range holds hash. */
+StreamShard *
+routing_open_shard(StreamInfo *info, uint128 hash)
+{
+	int			lo = 0,
+				hi = info->nopen - 1;
+
+	while (lo <= hi)
+	{
+		int			mid = (lo + hi) / 2;
+		StreamShard *sh = info->open_shards[mid];
+
+		if (hash < sh->start_hash)
+			hi = mid - 1;
+		else if (hash > sh->end_hash)
+			lo = mid + 1;
+		else
+			return sh;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg("InternalFailure: no open shard of stream %s covers hash key %s",
+					info->name, routing_hash_key_to_cstring(hash))));
+	return NULL;				/* keep compiler quiet */
 }
 
 /* stream.hash_key(partition_key text) RETURNS numeric */

@@ -6,7 +6,13 @@
  * shard in one step, and inserts straight into the chunk table.  The
  * records become visible when the caller's transaction commits.
  */
-#include "stream.h"
+#include "streams/access.h"
+#include "streams/chunk_insert.h"
+#include "streams/routing.h"
+#include "streams/seqalloc.h"
+#include "streams/seqno.h"
+#include "streams/shard.h"
+#include "streams/stream_catalog.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"
@@ -36,13 +42,13 @@ validate_record(text *key, bytea *data, text *ehk, const char *path)
 
 	if (key_chars < 1 || key_chars > PARTITION_KEY_MAX_CHARS)
 		ereport(ERROR,
-				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				(errcode(ERRCODE_STREAM_VALIDATION),
 				 errmsg("ValidationException: 1 validation error detected: Value at '%spartitionKey' failed to satisfy constraint: Member must have length %s",
-						path, key_chars < 1 ? "greater than or equal to 1" : "less than or equal to 256"),
+						path, kinesis_bound_text(key_chars, 1, PARTITION_KEY_MAX_CHARS)),
 				 errdetail("The partition key has %d characters.", key_chars)));
 	if (size > RECORD_MAX_BYTES)
 		ereport(ERROR,
-				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				(errcode(ERRCODE_STREAM_VALIDATION),
 				 errmsg("ValidationException: 1 validation error detected: Value at '%sdata' failed to satisfy constraint: Member must have length less than or equal to %d",
 						path, RECORD_MAX_BYTES),
 				 errdetail("Partition key plus data is %zu bytes; a record may hold at most %d.",
@@ -52,11 +58,11 @@ validate_record(text *key, bytea *data, text *ehk, const char *path)
 		char	   *s = text_to_cstring(ehk);
 
 		/* the member's pattern 0|([1-9]\d{0,38}) first, then the range */
-		if (!stream_is_plain_decimal(s, 39))
+		if (!kinesis_is_plain_decimal(s, EXPLICIT_HASH_KEY_MAX_DIGITS))
 			ereport(ERROR,
-					(errcode(ERRCODE_STREAM_INVALID_ARG),
-					 errmsg("ValidationException: 1 validation error detected: Value '%s' at '%sexplicitHashKey' failed to satisfy constraint: Member must satisfy regular expression pattern: 0|([1-9]\\d{0,38})",
-							s, path)));
+					(errcode(ERRCODE_STREAM_VALIDATION),
+					 errmsg("ValidationException: 1 validation error detected: Value '%s' at '%sexplicitHashKey' failed to satisfy constraint: Member must satisfy regular expression pattern: 0|([1-9]\\d{0,%d})",
+							s, path, EXPLICIT_HASH_KEY_MAX_DIGITS - 1)));
 		if (!routing_parse_hash_key(s, &hash))
 			ereport(ERROR,
 					(errcode(ERRCODE_STREAM_INVALID_ARG),
@@ -65,12 +71,6 @@ validate_record(text *key, bytea *data, text *ehk, const char *path)
 		return hash;
 	}
 	return routing_hash_key(VARDATA_ANY(key), key_bytes);
-}
-
-static char *
-shard_id_text(StreamShard *shard)
-{
-	return psprintf("shardId-%012d", shard->shard_index);
 }
 
 /*
@@ -86,7 +86,7 @@ notify_put(StreamInfo *info, StreamShard *shard)
 	if (!info->notify)
 		return;
 	snprintf(channel, sizeof(channel), "stream_%d", info->stream_id);
-	Async_Notify(channel, shard_id_text(shard));
+	Async_Notify(channel, shard_id_text(shard->shard_index));
 }
 
 /* The blessed result descriptor, looked up once per call site. */
@@ -128,31 +128,30 @@ stream_put_record(PG_FUNCTION_ARGS)
 
 	PreventCommandIfReadOnly("stream.put_record()");
 	PreventCommandIfParallelMode("stream.put_record()");
-	stream_require_arg(PG_ARGISNULL(0), "streamName");
-	stream_require_arg(PG_ARGISNULL(1), "partitionKey");
-	stream_require_arg(PG_ARGISNULL(2), "data");
+	kinesis_require_arg(PG_ARGISNULL(0), "streamName");
+	kinesis_require_arg(PG_ARGISNULL(1), "partitionKey");
+	kinesis_require_arg(PG_ARGISNULL(2), "data");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	key = PG_GETARG_TEXT_PP(1);
 	data = PG_GETARG_BYTEA_PP(2);
 	if (!PG_ARGISNULL(3))
 		ehk = PG_GETARG_TEXT_PP(3);
 
-	stream_check_name(name);
+	kinesis_check_stream_name(name);
 	hash = validate_record(key, data, ehk, "");
 
 	info = stream_lookup(name, false);
-	stream_check_access(info, ACL_INSERT);
+	access_check(info, ACL_INSERT);
 
-	item.input_index = 0;
-	item.shard = stream_route(info, hash);
+	item.shard = routing_open_shard(info, hash);
 	item.partition_key = key;
 	item.data = data;
 	item.seq = seqalloc_reserve(info, item.shard, 1, &item.arrival);
-	storage_insert(info, &item, 1);
+	chunk_insert(info, &item, 1);
 	notify_put(info, item.shard);
 
 	desc = cached_result_desc(fcinfo);
-	values[0] = CStringGetTextDatum(shard_id_text(item.shard));
+	values[0] = CStringGetTextDatum(shard_id_text(item.shard->shard_index));
 	values[1] = CStringGetTextDatum(seq_to_text(info->stream_id, item.shard->shard_index, item.seq));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
@@ -215,11 +214,11 @@ stream_put_records(PG_FUNCTION_ARGS)
 
 	PreventCommandIfReadOnly("stream.put_records()");
 	PreventCommandIfParallelMode("stream.put_records()");
-	stream_require_arg(PG_ARGISNULL(0), "streamName");
-	stream_require_arg(PG_ARGISNULL(1), "records.partitionKey");
-	stream_require_arg(PG_ARGISNULL(2), "records.data");
+	kinesis_require_arg(PG_ARGISNULL(0), "streamName");
+	kinesis_require_arg(PG_ARGISNULL(1), "records.partitionKey");
+	kinesis_require_arg(PG_ARGISNULL(2), "records.data");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	stream_check_name(name);
+	kinesis_check_stream_name(name);
 
 	keys = array_elements(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, &key_nulls, &nkeys);
 	datas = array_elements(PG_GETARG_ARRAYTYPE_P(2), BYTEAOID, &data_nulls, &ndata);
@@ -228,15 +227,15 @@ stream_put_records(PG_FUNCTION_ARGS)
 
 	if (nkeys != ndata || (ehks != NULL && nehk != nkeys))
 		ereport(ERROR,
-				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				(errcode(ERRCODE_STREAM_VALIDATION),
 				 errmsg("ValidationException: partition_keys, data and explicit_hash_keys must have the same number of elements"),
 				 errdetail("Got %d partition keys, %d data values and %d explicit hash keys.",
 						   nkeys, ndata, ehks ? nehk : 0)));
 	if (nkeys < 1 || nkeys > PUT_RECORDS_MAX)
 		ereport(ERROR,
-				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				(errcode(ERRCODE_STREAM_VALIDATION),
 				 errmsg("ValidationException: 1 validation error detected: Value at 'records' failed to satisfy constraint: Member must have length %s",
-						nkeys < 1 ? "greater than or equal to 1" : "less than or equal to 500"),
+						kinesis_bound_text(nkeys, 1, PUT_RECORDS_MAX)),
 				 errdetail("The request has %d records.", nkeys)));
 
 	items = palloc0(sizeof(PutItem) * nkeys);
@@ -249,10 +248,9 @@ stream_put_records(PG_FUNCTION_ARGS)
 		CHECK_FOR_INTERRUPTS();
 		snprintf(path, sizeof(path), "records.%d.", i + 1);
 		if (key_nulls[i])
-			stream_require_arg(true, psprintf("%spartitionKey", path));
+			kinesis_require_arg(true, psprintf("%spartitionKey", path));
 		if (data_nulls[i])
-			stream_require_arg(true, psprintf("%sdata", path));
-		items[i].input_index = i;
+			kinesis_require_arg(true, psprintf("%sdata", path));
 		items[i].partition_key = (text *) PG_DETOAST_DATUM_PACKED(keys[i]);
 		items[i].data = (bytea *) PG_DETOAST_DATUM_PACKED(datas[i]);
 		hashes[i] = validate_record(items[i].partition_key, items[i].data,
@@ -263,15 +261,16 @@ stream_put_records(PG_FUNCTION_ARGS)
 	if (total > PUT_RECORDS_MAX_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_STREAM_INVALID_ARG),
-				 errmsg("InvalidArgumentException: Records size exceeds 5 MB limit"),
+				 errmsg("InvalidArgumentException: Records size exceeds %d MB limit",
+						PUT_RECORDS_MAX_BYTES / (1024 * 1024)),
 				 errdetail("The request holds %zu bytes of partition keys and data; at most %d are allowed.",
 						   total, PUT_RECORDS_MAX_BYTES)));
 
 	info = stream_lookup(name, false);
-	stream_check_access(info, ACL_INSERT);
+	access_check(info, ACL_INSERT);
 
 	for (int i = 0; i < nkeys; i++)
-		items[i].shard = stream_route(info, hashes[i]);
+		items[i].shard = routing_open_shard(info, hashes[i]);
 
 	/* one reservation per shard, in shard order; input order within a shard */
 	sort_by_shard(info, items, nkeys, by_shard);
@@ -298,7 +297,7 @@ stream_put_records(PG_FUNCTION_ARGS)
 
 		for (int i = 0; i < nkeys; i++)
 			ordered[i] = *by_shard[i];
-		storage_insert(info, ordered, nkeys);
+		chunk_insert(info, ordered, nkeys);
 		pfree(ordered);
 	}
 
@@ -308,7 +307,7 @@ stream_put_records(PG_FUNCTION_ARGS)
 		Datum		values[4];
 		bool		nulls[4] = {false, false, true, true};
 
-		values[0] = CStringGetTextDatum(shard_id_text(items[i].shard));
+		values[0] = CStringGetTextDatum(shard_id_text(items[i].shard->shard_index));
 		values[1] = CStringGetTextDatum(seq_to_text(info->stream_id, items[i].shard->shard_index,
 													items[i].seq));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);

@@ -1,0 +1,129 @@
+/*
+ * read.c: get_records and read_shard, and the read both share with
+ * subscribe_to_shard (read.h).
+ */
+#include "streams/read.h"
+#include "streams/access.h"
+#include "streams/chunk_scan.h"
+#include "streams/read_window.h"
+#include "streams/shard.h"
+#include "streams/stream_catalog.h"
+
+#include "access/htup_details.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(stream_get_records);
+PG_FUNCTION_INFO_V1(stream_read_shard);
+
+void
+read_check_limit(int limit)
+{
+	if (limit < 1 || limit > GET_RECORDS_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_VALIDATION),
+				 errmsg("ValidationException: 1 validation error detected: Value '%d' at 'limit' failed to satisfy constraint: Member must have value %s",
+						limit, kinesis_bound_text(limit, 1, GET_RECORDS_MAX))));
+}
+
+ReadResult
+read_records(ShardIterator *it, int limit, bool check_expiry,
+			 RecordSink sink, RecordCollector *c)
+{
+	ReadResult	r;
+	TimestampTz now = GetCurrentTimestamp();
+	StreamShard *shard;
+	ReadWindow	w;
+	int64		next_from;
+
+	if (check_expiry)
+		iterator_check_expiry(it, now);
+
+	r.info = stream_lookup_by_id(it->stream_id, false);
+	access_check(r.info, ACL_SELECT);
+	shard = shard_by_index(r.info, it->shard_index, false);
+
+	/* the window first, then the snapshot (inside chunk_scan) */
+	w = read_window(r.info, shard, it->from_seq, now);
+
+	c->stream_id = r.info->stream_id;
+	c->shard_index = shard->shard_index;
+	r.count = chunk_scan(r.info, shard, w.from, w.to, w.min_arrival, limit,
+						 GET_RECORDS_MAX_BYTES, sink, c, &next_from);
+	r.next = *it;
+	r.next.from_seq = Max(next_from, it->from_seq);
+	r.next.created_ms = iterator_unix_ms(now);
+	r.shard_ended = shard->closed && r.next.from_seq > shard->ending_seq;
+	if (r.next.from_seq >= w.stable || r.count == 0)
+		r.millis_behind = 0;
+	else
+		r.millis_behind = Max(0, (now - c->last_arrival) / 1000);
+	return r;
+}
+
+/*
+ * stream.get_records(shard_iterator, limit)
+ *   RETURNS TABLE(records stream.record[], next_shard_iterator text, millis_behind_latest bigint)
+ */
+Datum
+stream_get_records(PG_FUNCTION_ARGS)
+{
+	ShardIterator it;
+	ReadResult	r;
+	TupleDesc	desc;
+	Oid			rectype;
+	RecordCollector c;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+	int			limit;
+
+	kinesis_require_arg(PG_ARGISNULL(0), "shardIterator");
+	kinesis_require_arg(PG_ARGISNULL(1), "limit");
+	limit = PG_GETARG_INT32(1);
+	read_check_limit(limit);
+	iterator_decode(text_to_cstring(PG_GETARG_TEXT_PP(0)), &it);
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "get_records must return a composite type");
+	desc = BlessTupleDesc(desc);
+	rectype = get_element_type(TupleDescAttr(desc, 0)->atttypid);
+
+	collector_init_array(&c, rectype, limit);
+	r = read_records(&it, limit, true, collect_datum, &c);
+	values[0] = collector_array(&c);
+	if (r.shard_ended)
+		nulls[1] = true;
+	else
+		values[1] = CStringGetTextDatum(iterator_encode(&r.next));
+	values[2] = Int64GetDatum(r.millis_behind);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/*
+ * stream.read_shard(stream_name, shard_id, type, starting_sequence_number,
+ *                   timestamp, limit) RETURNS SETOF stream.record
+ * One read from a new iterator, as rows: pleasant in psql.
+ */
+Datum
+stream_read_shard(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ShardIterator it;
+	RecordCollector c;
+	int			limit;
+
+	kinesis_require_arg(PG_ARGISNULL(5), "limit");
+	limit = PG_GETARG_INT32(5);
+	read_check_limit(limit);
+	it = iterator_start_args(fcinfo);
+
+	InitMaterializedSRF(fcinfo, 0);
+	memset(&c, 0, sizeof(c));
+	c.desc = rsinfo->setDesc;
+	c.store = rsinfo->setResult;
+	(void) read_records(&it, limit, false, collect_row, &c);
+	return (Datum) 0;
+}

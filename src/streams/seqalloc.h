@@ -1,0 +1,34 @@
+/*
+ * seqalloc.h: sequence numbers handed out per shard so that no reader ever
+ * skips one - shared counters, the in-flight registry, the shard's stable
+ * sequence and the commit wake-ups of subscribers.  How it works and its
+ * locking rules: the head of seqalloc.c.
+ */
+#ifndef STREAM_SEQALLOC_H
+#define STREAM_SEQALLOC_H
+
+#include "stream.h"
+
+/* GUC stream.max_shards (PGC_POSTMASTER): counters in shared memory */
+extern int	stream_max_shards;
+/* GUC stream.max_shards_per_transaction: shards one transaction may have in flight */
+extern int	stream_max_shards_per_xact;
+
+/* Module start-up (stream.c): shared memory size and set-up, the xact callback. */
+extern Size seqalloc_shmem_size(void);
+extern void seqalloc_shmem_init(void);
+extern void seqalloc_init(void);
+
+/*
+ * Reserve count consecutive numbers on a shard for the current transaction
+ * and stamp their arrival time; returns the first.
+ */
+extern int64 seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
+							  TimestampTz *arrival);
+/* Every number below it belongs to an ended transaction; call before taking the snapshot. */
+extern int64 seqalloc_stable_seq(StreamInfo *info, StreamShard *shard);
+/* Sleep until the stable sequence passes from_seq (true) or timeout_ms pass (false). */
+extern bool seqalloc_wait_for_records(StreamInfo *info, StreamShard *shard,
+									  int64 from_seq, long timeout_ms);
+
+#endif							/* STREAM_SEQALLOC_H */
