@@ -134,29 +134,20 @@ buffer_forget(int32 id)
 		s->scans[i].cp = -1;
 }
 
+static void
+release_scans(void *entry)
+{
+	DsState    *s = entry;
+
+	if (s->scans)
+		pfree(s->scans);
+}
+
 /* forget the counts of delivery streams that are gone */
 void
 buffer_keep_only(const int32 *ids, int n)
 {
-	HASH_SEQ_STATUS status;
-	DsState    *s;
-
-	if (ds_states == NULL)
-		return;
-	hash_seq_init(&status, ds_states);
-	while ((s = hash_seq_search(&status)) != NULL)
-	{
-		bool		seen = false;
-
-		for (int i = 0; i < n && !seen; i++)
-			seen = ids[i] == s->id;
-		if (!seen)
-		{
-			if (s->scans)
-				pfree(s->scans);
-			hash_search(ds_states, &s->id, HASH_REMOVE, NULL);
-		}
-	}
+	runtime_forget_gone(ds_states, ids, n, release_scans);
 }
 
 /*

@@ -87,22 +87,7 @@ delivery_round_begin(const int32 *ids, int n, void *arg)
 				flush_entry(ids[i], true)->ticket = ra->ticket;
 		}
 	}
-	if (flushes != NULL)
-	{
-		HASH_SEQ_STATUS status;
-		FlushEntry *e;
-
-		hash_seq_init(&status, flushes);
-		while ((e = hash_seq_search(&status)) != NULL)
-		{
-			bool		seen = false;
-
-			for (int i = 0; i < n && !seen; i++)
-				seen = ids[i] == e->id;
-			if (!seen)
-				hash_search(flushes, &e->id, HASH_REMOVE, NULL);
-		}
-	}
+	runtime_forget_gone(flushes, ids, n, NULL);
 	buffer_keep_only(ids, n);
 }
 

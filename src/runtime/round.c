@@ -72,6 +72,31 @@ runtime_unit_unlock(int32 processor_id)
 	LockRelease(&tag, ExclusiveLock, true);
 }
 
+void
+runtime_forget_gone(HTAB *h, const int32 *ids, int n, void (*release) (void *entry))
+{
+	HASH_SEQ_STATUS status;
+	void	   *e;
+
+	if (h == NULL)
+		return;
+	hash_seq_init(&status, h);
+	while ((e = hash_seq_search(&status)) != NULL)
+	{
+		int32		id = *(int32 *) e;
+		bool		seen = false;
+
+		for (int i = 0; i < n && !seen; i++)
+			seen = ids[i] == id;
+		if (!seen)
+		{
+			if (release)
+				release(e);
+			hash_search(h, &id, HASH_REMOVE, NULL);
+		}
+	}
+}
+
 /* The error of a failed unit on its progress row; a failure here is only logged. */
 static void
 record_failure(int32 processor_id, const char *message)

@@ -44,6 +44,7 @@
 #define STREAM_RUNTIME_H
 
 #include "utils/array.h"
+#include "utils/hsearch.h"
 
 /* ---- window.c: what a processor may read now ---- */
 
@@ -155,6 +156,13 @@ typedef struct ProcessorKind
  * *extension_missing when the extension is gone.  Call outside a transaction.
  */
 extern bool runtime_run_round(const ProcessorKind *kind, void *arg, bool *extension_missing);
+
+/*
+ * A client's per-processor state in a hash keyed by the processor id (an
+ * int32 first in each entry): drop the entries of processors not in ids
+ * (round_begin's list), release(entry) first if not NULL.
+ */
+extern void runtime_forget_gone(HTAB *h, const int32 *ids, int n, void (*release) (void *entry));
 
 /* A short transaction of a unit, with a snapshot and SPI. */
 extern void runtime_step_begin(void);

@@ -19,6 +19,7 @@ after a flush: every committed valid id is in the table exactly once, every
 invalid one in the error rows exactly once, no rolled-back id anywhere, the
 manifests add up, and the runtime shows no unit in flight and no back-off.
 """
+import base64
 import json
 import os
 import random
@@ -26,7 +27,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
-from streamtest import check, configure, connect, create_db, drop_db, finish, q, q1, crash, wait_for, KEEP_DB  # noqa: E402
+from streamtest import check, configure, connect, create_db, drop_db, main_wrapper, q, q1, warn, crash, start_cluster, wait_for  # noqa: E402
 from streamtest import log as say  # noqa: E402
 
 DB = 'stream_processor_crash'
@@ -121,7 +122,7 @@ def main():
         check(dup == 0 and sorted(rows) == valid and not ghost,
               '%s: %d rows, %d duplicates, %d missing, %d rolled back ones' %
               (name, len(rows), dup, len(set(valid) - set(rows)), len(ghost)))
-        errs = [int(json.loads(bytes.__new__(bytes, __import__('base64').b64decode(e['rawData'])))['id'])
+        errs = [json.loads(base64.b64decode(e['rawData']))['id']
                 for (e,) in q(conn, "SELECT envelope FROM stream.delivery_failed_records WHERE delivery_stream_name = %s",
                               (name,))]
         check(sorted(errs) == sorted(invalid),
@@ -147,12 +148,14 @@ def main():
     conn.close()
 
 
-try:
-    main()
-finally:
-    if not KEEP_DB:
-        try:
-            drop_db(DB)
-        except Exception as e:  # noqa: BLE001
-            say('drop: %s' % e)
-finish()
+
+
+def cleanup():
+    try:
+        start_cluster()         # if a crash left it down
+    except Exception as e:      # noqa: BLE001
+        warn('%s' % e)
+    drop_db(DB, on_error=warn)
+
+
+main_wrapper(main, cleanup)

@@ -15,7 +15,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
-from streamtest import check, configure, connect, create_db, drop_db, finish, q, q1, wait_for, KEEP_DB  # noqa: E402
+from streamtest import check, configure, connect, create_db, drop_db, main_wrapper, q, q1, warn, wait_for  # noqa: E402
 from streamtest import log as say  # noqa: E402
 import psycopg2  # noqa: E402
 
@@ -104,12 +104,4 @@ def main():
     conn.close()
 
 
-try:
-    main()
-finally:
-    if not KEEP_DB:
-        try:
-            drop_db(DB)
-        except Exception as e:  # noqa: BLE001
-            say('drop: %s' % e)
-finish()
+main_wrapper(main, lambda: drop_db(DB, on_error=warn))
