@@ -1,7 +1,7 @@
 # stream: PostgreSQL extension (PGXS)
 MODULE_big = stream
 OBJS = \
-	src/stream.o \
+	src/module.o \
 	src/routing.o \
 	src/md5.o \
 	src/seqalloc.o \
@@ -13,7 +13,11 @@ OBJS = \
 	src/put.o \
 	src/iterator.o \
 	src/fanout.o \
-	src/worker.o \
+	src/bgw/worker_slots.o \
+	src/bgw/unit.o \
+	src/bgw/chunk_maker.o \
+	src/bgw/launcher.o \
+	src/bgw/db_worker.o \
 	src/thrift.o \
 	src/codec.o \
 	src/parquet.o \
@@ -56,7 +60,7 @@ include $(PGXS)
 ISOLATION_TESTDB = stream_isolation
 
 # PGXS tracks no header dependencies: rebuild every object when a header changes
-$(OBJS): $(wildcard $(srcdir)/src/*.h)
+$(OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/*/*.h)
 
 stream--0.1.sql: $(sort $(wildcard $(srcdir)/src/sql/*.sql))
 	cat $^ > $@

@@ -10,6 +10,7 @@
  */
 #include "stream.h"
 #include "read.h"
+#include "module.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"

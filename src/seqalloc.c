@@ -38,6 +38,7 @@
  */
 #include "stream.h"
 #include "locktag.h"
+#include "module.h"
 
 #include "access/xact.h"
 #include "access/xlog.h"
@@ -64,9 +65,6 @@
 #include "utils/builtins.h"
 #include "access/htup_details.h"
 #include "funcapi.h"
-
-/* GUCs (defined in stream.c) */
-extern int	stream_max_shards;
 
 /*
  * A counter belongs to one shard of one stream table: stream ids start
@@ -149,9 +147,6 @@ static bool xact_put = false;	/* this transaction put records */
  * numbers one crash can skip, and the numbers per WAL flush on the put path.
  */
 #define SEQ_MARK_AHEAD			((int64) 1 << 20)
-
-/* GUC stream.max_shards_per_transaction (stream.c) */
-extern int	stream_max_shards_per_xact;
 
 /*
  * In-flight registrations.  Every process slot owns OWN_NODES of its own,

@@ -138,8 +138,4 @@ extern int64 storage_max_seq(StreamInfo *info, StreamShard *shard);
 extern int64 stream_trim_horizon_seq(StreamInfo *info, TimestampTz now,
 									 TimestampTz *min_arrival);
 
-/* ---- stream.c ---- */
-extern int	stream_iterator_lifetime_ms;
-extern int	stream_chunk_premake;
-
 #endif							/* STREAM_H */

@@ -249,7 +249,7 @@ END $$;
 
 -- A producer found no chunk for its records (maintenance has not run for
 -- stream.chunk_premake chunks): storage.c has a one-shot chunk maker
--- (worker.c) run this in a transaction of its own, or, when it cannot, calls
+-- (bgw/chunk_maker.c) run this in a transaction of its own, or, when it cannot, calls
 -- it itself, bypassing EXECUTE checks, in the producer's transaction.  Only chunks
 -- from one before the current one to stream.chunk_premake ahead, the range
 -- sequence numbers are handed out in; waits for the parent's SHARE UPDATE
