@@ -92,6 +92,8 @@
 
 #include "codec.h"
 #include "delivery.h"
+#include "module.h"
+#include "bgw/worker.h"
 #include "sandbox.h"
 #include "md5.h"
 
@@ -103,8 +105,6 @@ PG_FUNCTION_INFO_V1(stream_delivery_check_keys);
 PG_FUNCTION_INFO_V1(stream_delivery_check_destination);
 PG_FUNCTION_INFO_V1(stream_delivery_buffer);
 PG_FUNCTION_INFO_V1(stream_flush_delivery_stream);
-
-int			stream_delivery_naptime_ms = 1000;
 
 #define BACKOFF_MAX_S		30
 #define TRANSFORM_CHUNK_BYTES	(3 * 1024 * 1024)
@@ -3339,7 +3339,7 @@ stream_flush_delivery_stream(PG_FUNCTION_ARGS)
 								 GetCurrentTimestamp()).to;
 	}
 
-	if (!stream_worker_request_flush(e->delivery_stream_id, &ticket))
+	if (!stream_worker_post_request(e->delivery_stream_id, &ticket))
 	{
 		ereport(WARNING,
 				(errmsg("no stream worker runs for this database: nothing was flushed"),
@@ -3347,7 +3347,7 @@ stream_flush_delivery_stream(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(false);
 	}
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) timeout_s * 1000);
-	while (!stream_worker_flush_done(ticket, &gone))
+	while (!stream_worker_request_done(ticket, &gone))
 	{
 		CHECK_FOR_INTERRUPTS();
 		if (gone || GetCurrentTimestamp() >= deadline)

@@ -154,8 +154,7 @@ extern void *delivery_parquet_open(DestDir *dir, const char *name, RowMapper *m,
 extern void delivery_parquet_add(void *w, Datum *values, bool *isnull);
 extern uint64 delivery_parquet_finish(void *w);
 
-/* ---- delivery.c: called by the background worker ---- */
-extern int	stream_delivery_naptime_ms;
+/* ---- delivery.c: called by the background worker (bgw/db_worker.c) ---- */
 
 /*
  * One delivery round of the current database: each delivery stream gets at
@@ -169,9 +168,5 @@ extern int	stream_delivery_naptime_ms;
 extern bool delivery_run_round(const int32 *flush_ids, int nflush, bool flush_all,
 							   uint32 ticket, uint32 *done_ticket,
 							   bool *extension_missing);
-
-/* ---- worker.c: flush requests handed to the worker ---- */
-extern bool stream_worker_request_flush(int32 delivery_stream_id, uint32 *ticket);
-extern bool stream_worker_flush_done(uint32 ticket, bool *worker_gone);
 
 #endif							/* STREAM_DELIVERY_H */

@@ -23,6 +23,7 @@
  * sandbox_timed_out() tells it from a cancel request.
  */
 #include "sandbox.h"
+#include "module.h"
 
 #include "access/xact.h"
 #include "commands/trigger.h"
@@ -31,8 +32,6 @@
 #include "utils/guc.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
-
-int			stream_owner_code_timeout_ms = 30000;
 
 static Sandbox *active = NULL;
 static TimestampTz last_deadline = 0;
