@@ -4,7 +4,7 @@ MODULE_big = stream
 # read: a put routes, numbers and inserts; a read starts at an iterator,
 # takes the readable window, scans chunks and builds its output.
 OBJS = \
-	src/stream.o \
+	src/module.o \
 	src/kinesis.o \
 	src/raise.o \
 	src/md5.o \
@@ -28,7 +28,11 @@ OBJS = \
 	src/streams/record_out.o \
 	src/streams/fanout.o \
 	src/streams/json.o \
-	src/worker.o \
+	src/bgw/worker_slots.o \
+	src/bgw/unit.o \
+	src/bgw/chunk_maker.o \
+	src/bgw/launcher.o \
+	src/bgw/db_worker.o \
 	src/codec.o \
 	src/parquet/thrift.o \
 	src/parquet/parquet_schema.o \

@@ -13,7 +13,7 @@
  * A set-returning target (a plpgsql function) fills the caller's
  * ReturnSetInfo while the caller is noted.
  *
- * Code that the background worker runs as a user (sandbox.c) may not call
+ * Code that the background worker runs as a user (runtime/sandbox.c) may not call
  * the control plane at all.
  */
 #include "postgres.h"

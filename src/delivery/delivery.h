@@ -8,8 +8,6 @@
 #ifndef STREAM_DELIVERY_H
 #define STREAM_DELIVERY_H
 
-extern int	stream_delivery_naptime_ms;
-
 /*
  * One delivery round of the current database: each delivery stream gets at
  * most one unit of work, each in transactions of its own.  flush_ids names
@@ -22,9 +20,5 @@ extern int	stream_delivery_naptime_ms;
 extern bool delivery_run_round(const int32 *flush_ids, int nflush, bool flush_all,
 							   uint32 ticket, uint32 *done_ticket,
 							   bool *extension_missing);
-
-/* ---- worker.c: flush requests handed to the worker ---- */
-extern bool stream_worker_request_flush(int32 delivery_stream_id, uint32 *ticket);
-extern bool stream_worker_flush_done(uint32 ticket, bool *worker_gone);
 
 #endif							/* STREAM_DELIVERY_H */

@@ -22,7 +22,7 @@
 #include "streams/stream_catalog.h"
 
 #include "runtime/runtime.h"
-#include "delivery/delivery.h"
+#include "bgw/worker.h"
 #include "delivery/delivery_int.h"
 
 PG_FUNCTION_INFO_V1(stream_flush_delivery_stream);
@@ -92,7 +92,7 @@ stream_flush_delivery_stream(PG_FUNCTION_ARGS)
 		}
 	}
 
-	if (!stream_worker_request_flush(e->delivery_stream_id, &ticket))
+	if (!stream_worker_post_request(e->delivery_stream_id, &ticket))
 	{
 		ereport(WARNING,
 				(errmsg("no stream worker runs for this database: nothing was flushed"),
@@ -100,7 +100,7 @@ stream_flush_delivery_stream(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(false);
 	}
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) timeout_s * 1000);
-	while (!stream_worker_flush_done(ticket, &gone))
+	while (!stream_worker_request_done(ticket, &gone))
 	{
 		CHECK_FOR_INTERRUPTS();
 		if (gone || GetCurrentTimestamp() >= deadline)

@@ -21,8 +21,6 @@
 #include "delivery/delivery.h"
 #include "delivery/delivery_int.h"
 
-int			stream_delivery_naptime_ms = 1000;
-
 /* per delivery stream being flushed: the ticket of its flush */
 typedef struct FlushEntry
 {

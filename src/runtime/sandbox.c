@@ -29,6 +29,7 @@
  * policy) or subxact_rollback (the caller decides).
  */
 #include "runtime/sandbox.h"
+#include "module.h"
 
 #include "access/xact.h"
 #include "commands/trigger.h"
@@ -37,8 +38,6 @@
 #include "utils/guc.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
-
-int			stream_owner_code_timeout_ms = 30000;
 
 static Sandbox *active = NULL;
 static TimestampTz last_deadline = 0;

@@ -20,8 +20,6 @@ typedef struct Sandbox
 	struct Sandbox *outer;
 } Sandbox;
 
-extern int	stream_owner_code_timeout_ms;
-
 extern void sandbox_begin(Sandbox *sb, Oid owner);
 extern void sandbox_end(Sandbox *sb);
 extern void sandbox_abort(Sandbox *sb);

@@ -135,7 +135,7 @@ REVOKE ALL ON FUNCTION stream_internal._catalog_changed(), stream_internal._forg
 ---------------------------------------------------------------------------
 
 -- Raises "<exception>: <message>" without the CONTEXT lines of the
--- extension's internal plpgsql callers (src/json.c).
+-- extension's internal plpgsql callers (src/raise.c).
 CREATE FUNCTION stream_internal._raise(exception text, message text, sqlstate text DEFAULT '22023',
                               hint text DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'stream_raise' LANGUAGE C VOLATILE;
@@ -253,8 +253,8 @@ BEGIN
 END $$;
 
 -- A producer found no chunk for its records (maintenance has not run for
--- stream.chunk_premake chunks): storage.c has a one-shot chunk maker
--- (worker.c) run this in a transaction of its own, or, when it cannot, calls
+-- stream.chunk_premake chunks): streams/chunk_insert.c has a one-shot chunk maker
+-- (bgw/chunk_maker.c) run this in a transaction of its own, or, when it cannot, calls
 -- it itself, bypassing EXECUTE checks, in the producer's transaction.  Only chunks
 -- from one before the current one to stream.chunk_premake ahead, the range
 -- sequence numbers are handed out in; waits for the parent's SHARE UPDATE
@@ -498,7 +498,7 @@ BEGIN
       FROM stream.delivery_streams x JOIN stream.processors p ON p.processor_id = x.delivery_stream_id
      WHERE p.source_stream_id = s.stream_id AND x.delivery_stream_type = 'KinesisStreamAsSource';
     IF NOT coalesce(enforce_consumer_deletion, false) AND num_nonnulls(v_consumers, v_apps, v_delivery) > 0 THEN
-        RAISE EXCEPTION USING ERRCODE = '42710',     -- ResourceInUseException (src/stream.h)
+        RAISE EXCEPTION USING ERRCODE = '42710',     -- ResourceInUseException (src/kinesis.h)
             MESSAGE = format('ResourceInUseException: DeleteStream can''t delete 000000000000:%s because there are consumers associated with this data stream. To delete %s anyway, set the EnforceConsumerDeletion parameter to true to force the deletion of all the consumers that are associated with it.',
                              s.stream_name, s.stream_name),
             DETAIL = concat_ws(' ', 'Registered consumers: ' || v_consumers || '.',

@@ -1,6 +1,6 @@
 ---------------------------------------------------------------------------
 -- JSON conveniences for clients: put JSON documents, read records as rows
--- with the data as jsonb and text.  See src/json.c.
+-- with the data as jsonb and text.  See src/streams/json.c.
 ---------------------------------------------------------------------------
 
 CREATE FUNCTION stream.data_to_text(data bytea) RETURNS text

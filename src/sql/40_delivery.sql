@@ -332,7 +332,7 @@ BEGIN
             PERFORM stream_internal._raise('InvalidArgumentException', 'partition_key_queries must be a JSON object of key name to JSON path, e.g. {"customer_id": "$.customer_id"}');
         END IF;
         SELECT array_agg(k ORDER BY k) INTO v_keys FROM jsonb_object_keys(partition_key_queries) k;
-        -- queries: SQL/JSON paths, or the jq subset Firehose users write (src/prefix.c)
+        -- queries: SQL/JSON paths, or the jq subset Firehose users write (src/delivery/delivery_partition.c)
         PERFORM stream_internal._delivery_check_keys(partition_key_queries);
     END IF;
     IF (partition_key_queries IS NOT NULL OR coalesce(prefix, '') ~ '!\{partitionKeyFrom')

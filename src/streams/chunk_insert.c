@@ -42,7 +42,7 @@
  * 1. When this database has a worker, wake it and wait up to
  *    CHUNK_WAIT_MS for the chunk (the worker makes the chunks from the
  *    current one to chunk_premake ahead).
- * 2. Else start a one-shot chunk maker (worker.c) and wait for it, unless
+ * 2. Else start a one-shot chunk maker (bgw/chunk_maker.c) and wait for it, unless
  *    this transaction holds a lock on the stream table that it would wait
  *    for.
  * 3. Else make it in this transaction.

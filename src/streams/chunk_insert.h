@@ -6,8 +6,8 @@
 
 #include "stream.h"
 
-/* GUC stream.chunk_premake: chunks maintenance keeps ready ahead of the current one */
-extern int	stream_chunk_premake;
+/* reads its settings from module.h */
+#include "module.h"
 
 /* A record to insert; seq and arrival come from seqalloc_reserve. */
 typedef struct PutItem
@@ -23,7 +23,7 @@ typedef struct PutItem
  * The background worker's two services a put may ask for a missing chunk:
  * wake this database's worker for a maintenance round (false when none
  * runs), and run a one-shot chunk maker and wait for it (false when none
- * could start).  _PG_init (stream.c) hands them in, so that the data path
+ * could start).  _PG_init (module.c) hands them in, so that the data path
  * never calls up into the worker, which calls down into delivery and so
  * into here.
  */

@@ -14,8 +14,8 @@
 
 #include "fmgr.h"
 
-/* GUC stream.iterator_lifetime: how long an iterator stays valid, in ms */
-extern int	stream_iterator_lifetime_ms;
+/* reads its settings from module.h */
+#include "module.h"
 
 typedef struct ShardIterator
 {

@@ -59,6 +59,7 @@
 #include "streams/chunk.h"
 #include "streams/seqno.h"
 #include "locktag.h"
+#include "module.h"
 
 #include "access/xact.h"
 #include "access/xlog.h"

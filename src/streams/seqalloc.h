@@ -9,12 +9,10 @@
 
 #include "stream.h"
 
-/* GUC stream.max_shards (PGC_POSTMASTER): counters in shared memory */
-extern int	stream_max_shards;
-/* GUC stream.max_shards_per_transaction: shards one transaction may have in flight */
-extern int	stream_max_shards_per_xact;
+/* reads its settings from module.h */
+#include "module.h"
 
-/* Module start-up (stream.c): shared memory size and set-up, the xact callback. */
+/* Module start-up (module.c): shared memory size and set-up, the xact callback. */
 extern Size seqalloc_shmem_size(void);
 extern void seqalloc_shmem_init(void);
 extern void seqalloc_init(void);

@@ -7,7 +7,7 @@
  * backend, which frees the whole cache after an invalidation.  Code that
  * looks up another stream, or calls something that may (a read looks its
  * stream up by id), while it still needs a StreamInfo must copy it first
- * (delivery.c's copy_stream_info does).  Never keep one across transactions.
+ * (delivery/delivery_batch.c's source_stream does).  Never keep one across transactions.
  */
 #ifndef STREAM_CATALOG_H
 #define STREAM_CATALOG_H
