@@ -96,13 +96,13 @@ delivery_wants_now(int32 id, void *arg)
 }
 
 static RunResult
-delivery_run_unit(int32 id, bool now, MemoryContext cxt, void *arg)
+delivery_run_unit(const ProcessorRun *run, void *arg)
 {
 	bool		drained = false;
-	RunResult	r = deliver_unit(id, now, cxt, &drained);
+	RunResult	r = deliver_unit(run->processor_id, run->now, run->cxt, &drained);
 
-	if (now && drained)
-		flush_done(id);
+	if (run->now && drained)
+		flush_done(run->processor_id);
 	return r;
 }
 

@@ -146,7 +146,7 @@ configure_session(void)
 /* List the processors of kind (and whether each backs off now); false when the extension is gone. */
 static bool
 list_processors(const ProcessorKind *kind, void *arg, MemoryContext cxt,
-				int32 **ids, bool **backing_off, int *n, bool *extension_missing)
+				int32 **ids, bool **backing_off, int **failed, int *n, bool *extension_missing)
 {
 	Oid			nsp;
 	Oid			argtype = TEXTOID;
@@ -167,7 +167,7 @@ list_processors(const ProcessorKind *kind, void *arg, MemoryContext cxt,
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	karg = CStringGetTextDatum(kind->name);
-	if (SPI_execute_with_args("SELECT p.processor_id, coalesce(g.next_attempt_at > clock_timestamp(), false) "
+	if (SPI_execute_with_args("SELECT p.processor_id, coalesce(g.next_attempt_at > clock_timestamp(), false), g.failed_attempts "
 							  "FROM stream.processors p JOIN stream.processor_progress g USING (processor_id) "
 							  "WHERE p.processor_kind = $1 ORDER BY 1",
 							  1, &argtype, &karg, NULL, true, 0) != SPI_OK_SELECT)
@@ -178,12 +178,14 @@ list_processors(const ProcessorKind *kind, void *arg, MemoryContext cxt,
 		*n = SPI_processed;
 		*ids = palloc(sizeof(int32) * Max(*n, 1));
 		*backing_off = palloc(sizeof(bool) * Max(*n, 1));
+		*failed = palloc(sizeof(int) * Max(*n, 1));
 		for (int i = 0; i < *n; i++)
 		{
 			bool		isnull;
 
 			(*ids)[i] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
 			(*backing_off)[i] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+			(*failed)[i] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
 		}
 		MemoryContextSwitchTo(old);
 	}
@@ -202,6 +204,7 @@ runtime_run_round(const ProcessorKind *kind, void *arg, bool *extension_missing)
 	static MemoryContext round_cxt = NULL;
 	int32	   *ids = NULL;
 	bool	   *backing_off = NULL;
+	int		   *failed = NULL;
 	int			n = 0;
 	volatile bool more = false;
 
@@ -211,26 +214,27 @@ runtime_run_round(const ProcessorKind *kind, void *arg, bool *extension_missing)
 										  ALLOCSET_DEFAULT_SIZES);
 	configure_session();
 	MemoryContextReset(round_cxt);
-	if (!list_processors(kind, arg, round_cxt, &ids, &backing_off, &n, extension_missing))
+	if (!list_processors(kind, arg, round_cxt, &ids, &backing_off, &failed, &n, extension_missing))
 		return false;
 
 	for (int i = 0; i < n; i++)
 	{
 		int32		id = ids[i];
-		volatile bool now;
-		MemoryContext cxt;
+		ProcessorRun run;
 
 		CHECK_FOR_INTERRUPTS();
-		now = kind->wants_now ? kind->wants_now(id, arg) : false;
-		if (backing_off[i] && !now)
+		run.processor_id = id;
+		run.now = kind->wants_now ? kind->wants_now(id, arg) : false;
+		run.failed_attempts = failed[i];
+		if (backing_off[i] && !run.now)
 			continue;
 		if (!runtime_try_unit_lock(id))
 			continue;
-		cxt = AllocSetContextCreate(round_cxt, "processor unit", ALLOCSET_DEFAULT_SIZES);
-		MemoryContextSwitchTo(cxt);
+		run.cxt = AllocSetContextCreate(round_cxt, "processor unit", ALLOCSET_DEFAULT_SIZES);
+		MemoryContextSwitchTo(run.cxt);
 		PG_TRY();
 		{
-			if (kind->run_unit(id, now, cxt, arg) == RUN_MORE)
+			if (kind->run_unit(&run, arg) == RUN_MORE)
 				more = true;
 		}
 		PG_CATCH();
@@ -250,7 +254,7 @@ runtime_run_round(const ProcessorKind *kind, void *arg, bool *extension_missing)
 		PG_END_TRY();
 		runtime_unit_unlock(id);
 		MemoryContextSwitchTo(round_cxt);
-		MemoryContextDelete(cxt);
+		MemoryContextDelete(run.cxt);
 		pgstat_report_stat(false);
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);

@@ -120,6 +120,17 @@ typedef enum RunResult
 	RUN_MORE					/* a unit done and more is due at once */
 } RunResult;
 
+/* What a unit is run with. */
+typedef struct ProcessorRun
+{
+	int32		processor_id;
+	bool		now;			/* wants_now said so: run even if nothing is due by the client's rules */
+	int			failed_attempts;	/* units that failed in a row before this one (0 after a success):
+									 * a client may shrink its unit after a failure (bisection) and
+									 * give a record up to runtime_dead_letter() */
+	MemoryContext cxt;			/* lives for this call; also the current context at the call */
+} ProcessorRun;
+
 /*
  * A kind of processor: what a client implements.  All callbacks run in the
  * worker.  round_begin and unit_failed may be NULL.
@@ -140,10 +151,9 @@ typedef struct ProcessorKind
 
 	/*
 	 * One unit of work, outside a transaction, with the processor's unit lock
-	 * held; runs its own transactions (runtime_step_begin/end).  Allocate
-	 * in cxt, which lives for this call.
+	 * held; runs its own transactions (runtime_step_begin/end).
 	 */
-	RunResult	(*run_unit) (int32 processor_id, bool now, MemoryContext cxt, void *arg);
+	RunResult	(*run_unit) (const ProcessorRun *run, void *arg);
 
 	/* after run_unit raised ed (already rolled back): report, forget caches */
 	void		(*unit_failed) (int32 processor_id, ErrorData *ed, void *arg);
