@@ -14,7 +14,10 @@
  *  - triggers deferred to commit fire before the end, as the owner, not at
  *    the worker's commit as the superuser;
  *  - each call may run for stream.owner_code_timeout, enforced with the
- *    statement timeout;
+ *    statement timeout.  Code that catches the cancel (plpgsql's EXCEPTION
+ *    WHEN query_canceled) is cancelled again as soon as the catch has rolled
+ *    back its subtransaction, and a call that returns after its deadline
+ *    fails all the same;
  *  - the control plane refuses to run (caller.c).
  *
  * Rules for callers: begin inside a subtransaction of their own; on success
@@ -59,8 +62,15 @@ arm_timer(Sandbox *sb)
 	if (stream_owner_code_timeout_ms <= 0 || sb->outer != NULL)
 		return;
 	last_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), stream_owner_code_timeout_ms);
+	sb->deadline = last_deadline;
 	enable_timeout_after(STATEMENT_TIMEOUT, stream_owner_code_timeout_ms);
 	sb->timer = true;
+}
+
+static bool
+out_of_time(Sandbox *sb)
+{
+	return sb->timer && GetCurrentTimestamp() >= sb->deadline;
 }
 
 /*
@@ -88,8 +98,20 @@ on_xact(XactEvent event, void *arg)
 static void
 on_subxact(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid, void *arg)
 {
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-		forget_aborted(mySubid);
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	forget_aborted(mySubid);
+
+	/*
+	 * The time limit's cancel is raised once; owner code that caught it (a
+	 * subtransaction inside the sandbox rolled back) gets it again at its
+	 * next CHECK_FOR_INTERRUPTS, until it gives up.
+	 */
+	if (active != NULL && out_of_time(active))
+	{
+		InterruptPending = true;
+		QueryCancelPending = true;
+	}
 }
 
 void
@@ -125,7 +147,17 @@ sandbox_end(Sandbox *sb)
 	AfterTriggerSetState(all_now);
 
 	if (sb->timer)
+	{
 		disable_timeout(STATEMENT_TIMEOUT, false);
+		/* code that caught the cancel and returned after its deadline failed all the same */
+		if (out_of_time(sb))
+		{
+			QueryCancelPending = false; /* that was ours */
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("canceling statement due to statement timeout")));
+		}
+	}
 	AtEOXact_GUC(false, sb->guc_level);
 	SetUserIdAndSecContext(sb->save_user, sb->save_sec);
 	active = sb->outer;
@@ -137,7 +169,11 @@ sandbox_abort(Sandbox *sb)
 	if (active != sb)
 		return;					/* never began, or its subtransaction is gone */
 	if (sb->timer)
+	{
 		disable_timeout(STATEMENT_TIMEOUT, false);
+		if (out_of_time(sb))
+			QueryCancelPending = false; /* a cancel raised again after a catch: ours */
+	}
 	/* the subtransaction's rollback undoes the settings from guc_level up */
 	SetUserIdAndSecContext(sb->save_user, sb->save_sec);
 	active = sb->outer;

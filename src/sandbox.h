@@ -14,6 +14,7 @@ typedef struct Sandbox
 	int			save_sec;
 	int			guc_level;
 	bool		timer;			/* armed STATEMENT_TIMEOUT */
+	TimestampTz deadline;		/* when the owner's time is up (with timer) */
 	SubTransactionId subid;		/* begun in this subtransaction */
 	struct Sandbox *outer;
 } Sandbox;
