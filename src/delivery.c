@@ -945,7 +945,7 @@ typedef struct IdEntry
 
 static void
 transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
-				Oid in_type, Oid in_array_type, MemoryContext cxt)
+				Oid in_type, Oid in_array_type, TimestampTz deadline, MemoryContext cxt)
 {
 	DeliveryConfig *cfg = b->cfg;
 	Datum	   *elems = palloc(sizeof(Datum) * (hi - lo));
@@ -997,7 +997,7 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 
 			if (SPI_connect() != SPI_OK_CONNECT)
 				elog(ERROR, "SPI_connect failed");
-			sandbox_begin(&sb, cfg->owner);
+			sandbox_begin(&sb, cfg->owner, deadline);
 			ret = SPI_execute_with_args(fn_sql, 1, &argtype, &arg, NULL, false, 0);
 			if (ret != SPI_OK_SELECT)
 				elog(ERROR, "transform returned %s", SPI_result_code_string(ret));
@@ -1123,6 +1123,8 @@ run_transform(Batch *b, MemoryContext cxt)
 	Oid			in_array_type = get_array_type(in_type);
 	TupleDesc	in_desc = lookup_rowtype_tupdesc_copy(in_type, -1);
 	int			lo = 0;
+	/* every chunk and attempt of the batch's transform shares one time limit */
+	TimestampTz deadline = sandbox_deadline();
 
 	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(cfg->transform));
 	if (!HeapTupleIsValid(proc))
@@ -1144,7 +1146,7 @@ run_transform(Batch *b, MemoryContext cxt)
 		while (hi < b->nrecs && hi - lo < TRANSFORM_CHUNK_RECORDS &&
 			   (hi == lo || bytes + b->recs[hi].len <= TRANSFORM_CHUNK_BYTES))
 			bytes += b->recs[hi++].len;
-		transform_chunk(b, lo, hi, fn_sql, in_desc, in_type, in_array_type, cxt);
+		transform_chunk(b, lo, hi, fn_sql, in_desc, in_type, in_array_type, deadline, cxt);
 		lo = hi;
 	}
 }
@@ -1457,6 +1459,8 @@ convert_records(Batch *b, MemoryContext cxt, MemoryContext scratch,
 	/* JSON read or written as text: it must be UTF-8 (RFC 8259), and NUL-free */
 	bool		need_utf8 = cfg->format != DFMT_RAW || cfg->destination == NULL ||
 		cfg->prefix_t->has_query_keys;
+	/* one time limit for the batch's conversions: a record that fails does not restart it */
+	TimestampTz deadline = sandbox_deadline();
 
 	while (cur < b->nrecs)
 	{
@@ -1465,7 +1469,7 @@ convert_records(Batch *b, MemoryContext cxt, MemoryContext scratch,
 
 		PG_TRY();
 		{
-			sandbox_begin(&sb, b->cfg->owner);
+			sandbox_begin(&sb, b->cfg->owner, deadline);
 			for (; cur < b->nrecs; cur++)
 			{
 				CHECK_FOR_INTERRUPTS();
@@ -2012,7 +2016,7 @@ insert_sql(RowMapper *m, Oid relid, uint64 mask)
 /* Insert rows (all with one mask) as the owner; true if it worked. */
 static bool
 insert_rows(DeliveryConfig *cfg, RowMapper *m, Oid relid, TableRow *rows, int n,
-			uint64 mask, MemoryContext cxt, char **errmsg_out)
+			uint64 mask, TimestampTz deadline, MemoryContext cxt, char **errmsg_out)
 {
 	ResourceOwner oldowner;
 	Sandbox		sb;
@@ -2033,7 +2037,7 @@ insert_rows(DeliveryConfig *cfg, RowMapper *m, Oid relid, TableRow *rows, int n,
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		sandbox_begin(&sb, cfg->owner);
+		sandbox_begin(&sb, cfg->owner, deadline);
 		ret = SPI_execute_with_args(insert_sql(m, relid, mask), 1, &arrtype, &arg, NULL, false, 0);
 		if (ret != SPI_OK_INSERT)
 			elog(ERROR, "insert into the destination table returned %s", SPI_result_code_string(ret));
@@ -2129,6 +2133,7 @@ deliver_to_table(Batch *b, MemoryContext cxt)
 	TableRow   *rows = palloc_extended(sizeof(TableRow) * Max(b->nrecs, 1), MCXT_ALLOC_HUGE);
 	TableState	ts;
 	int			nrows;
+	TimestampTz deadline;
 
 	/*
 	 * convert, resuming after a record that fails; ts lives in memory (not a
@@ -2143,8 +2148,13 @@ deliver_to_table(Batch *b, MemoryContext cxt)
 	convert_records(b, cxt, NULL, table_record, &ts);
 	nrows = ts.nrows;
 
-	/* insert per mask group; a group that fails is inserted row by row */
+	/*
+	 * insert per mask group; a group that fails is inserted row by row.  All
+	 * of it shares one time limit: a trigger that fails every row just
+	 * before the limit must not hold the worker once per row.
+	 */
 	qsort(rows, nrows, sizeof(TableRow), cmp_mask);
+	deadline = sandbox_deadline();
 	for (int i = 0; i < nrows;)
 	{
 		int			j = i + 1;
@@ -2152,13 +2162,13 @@ deliver_to_table(Batch *b, MemoryContext cxt)
 
 		while (j < nrows && rows[j].mask == rows[i].mask)
 			j++;
-		if (!insert_rows(cfg, m, relid, rows + i, j - i, rows[i].mask, cxt, &msg))
+		if (!insert_rows(cfg, m, relid, rows + i, j - i, rows[i].mask, deadline, cxt, &msg))
 		{
 			for (int k = i; k < j; k++)
 			{
 				char	   *msg1 = NULL;
 
-				if (!insert_rows(cfg, m, relid, rows + k, 1, rows[k].mask, cxt, &msg1))
+				if (!insert_rows(cfg, m, relid, rows + k, 1, rows[k].mask, deadline, cxt, &msg1))
 					fail_record(rows[k].rec, "table-insert-failed", "Table.InsertFailed", msg1);
 			}
 		}

@@ -13,11 +13,14 @@
  *    default_transaction_read_only;
  *  - triggers deferred to commit fire before the end, as the owner, not at
  *    the worker's commit as the superuser;
- *  - each call may run for stream.owner_code_timeout, enforced with the
- *    statement timeout.  Code that catches the cancel (plpgsql's EXCEPTION
- *    WHEN query_canceled) is cancelled again as soon as the catch has rolled
- *    back its subtransaction, and a call that returns after its deadline
- *    fails all the same;
+ *  - the owner's code may run until a deadline, enforced with the statement
+ *    timeout: callers take one sandbox_deadline() per phase of a batch and
+ *    pass it to every sandbox of that phase, so that retries, a call per
+ *    record or row, or many chunks share one stream.owner_code_timeout
+ *    rather than each getting its own.  Code that catches the cancel
+ *    (plpgsql's EXCEPTION WHEN query_canceled) is cancelled again as soon
+ *    as the catch has rolled back its subtransaction, and a call that
+ *    returns after the deadline fails all the same;
  *  - the control plane refuses to run (caller.c).
  *
  * Rules for callers: begin inside a subtransaction of their own; on success
@@ -54,16 +57,26 @@ sandbox_timed_out(int sqlerrcode)
 		GetCurrentTimestamp() >= last_deadline;
 }
 
+/* The deadline of a phase of owner code that starts now; 0: no limit. */
+TimestampTz
+sandbox_deadline(void)
+{
+	if (stream_owner_code_timeout_ms <= 0)
+		return 0;
+	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), stream_owner_code_timeout_ms);
+}
+
 static void
-arm_timer(Sandbox *sb)
+arm_timer(Sandbox *sb, TimestampTz deadline)
 {
 	sb->timer = false;
+	sb->deadline = deadline;
 	last_deadline = 0;
-	if (stream_owner_code_timeout_ms <= 0 || sb->outer != NULL)
+	if (deadline == 0 || sb->outer != NULL)
 		return;
-	last_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), stream_owner_code_timeout_ms);
-	sb->deadline = last_deadline;
-	enable_timeout_after(STATEMENT_TIMEOUT, stream_owner_code_timeout_ms);
+	last_deadline = deadline;
+	/* a deadline already past fires at once */
+	enable_timeout_at(STATEMENT_TIMEOUT, deadline);
 	sb->timer = true;
 }
 
@@ -115,7 +128,7 @@ on_subxact(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parent
 }
 
 void
-sandbox_begin(Sandbox *sb, Oid owner)
+sandbox_begin(Sandbox *sb, Oid owner, TimestampTz deadline)
 {
 	static bool callbacks = false;
 
@@ -133,7 +146,7 @@ sandbox_begin(Sandbox *sb, Oid owner)
 	SetUserIdAndSecContext(owner, sb->save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	active = sb;
-	arm_timer(sb);
+	arm_timer(sb, deadline);
 }
 
 void

@@ -21,7 +21,8 @@ typedef struct Sandbox
 
 extern int	stream_owner_code_timeout_ms;
 
-extern void sandbox_begin(Sandbox *sb, Oid owner);
+extern TimestampTz sandbox_deadline(void);
+extern void sandbox_begin(Sandbox *sb, Oid owner, TimestampTz deadline);
 extern void sandbox_end(Sandbox *sb);
 extern void sandbox_abort(Sandbox *sb);
 extern bool sandbox_active(void);
