@@ -1948,6 +1948,25 @@ publish_files(DeliveryConfig *cfg, const char *files_json)
 	return true;
 }
 
+/*
+ * The worker never waits for a lock that users can hold: an owner's open
+ * transaction that locked its own table would stop every delivery stream and
+ * the maintenance of the database.  A relation a batch opens outside owner
+ * code (its destination table, its schema's type) is locked at once or the
+ * batch is retried with back-off; later opens in the batch's transaction find
+ * the lock held.  (Inside owner code the time limit bounds lock waits.)
+ */
+static void
+lock_or_retry(DeliveryConfig *cfg, Oid relid, LOCKMODE mode, const char *what)
+{
+	if (!ConditionalLockRelationOid(relid, mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("ServiceUnavailableException: %s of Firehose %s is locked by another transaction",
+						what, cfg->name),
+				 errdetail("The batch is retried with back-off.")));
+}
+
 /* ----------------------------------------------------------------------
  * Table destination
  * ----------------------------------------------------------------------
@@ -2129,11 +2148,14 @@ deliver_to_table(Batch *b, MemoryContext cxt)
 {
 	DeliveryConfig *cfg = b->cfg;
 	Oid			relid = resolve_table(cfg);
-	RowMapper  *m = rowmapper_create(InvalidOid, relid);
+	RowMapper  *m;
 	TableRow   *rows = palloc_extended(sizeof(TableRow) * Max(b->nrecs, 1), MCXT_ALLOC_HUGE);
 	TableState	ts;
 	int			nrows;
 	TimestampTz deadline;
+
+	lock_or_retry(cfg, relid, RowExclusiveLock, psprintf("destination table %s", cfg->destination_table));
+	m = rowmapper_create(InvalidOid, relid);
 
 	/*
 	 * convert, resuming after a record that fails; ts lives in memory (not a
@@ -2257,7 +2279,14 @@ write_file_batch(Batch *b, MemoryContext cxt)
 
 	if (cfg->format == DFMT_CSV || cfg->format == DFMT_PARQUET ||
 		(cfg->format == DFMT_JSON && OidIsValid(cfg->schema)))
+	{
+		Oid			typrelid = get_typ_typrelid(cfg->schema);
+
+		/* the type cache opens a composite type's relation to read its columns */
+		if (OidIsValid(typrelid))
+			lock_or_retry(cfg, typrelid, AccessShareLock, psprintf("schema %s", format_type_be(cfg->schema)));
 		fo.mapper = rowmapper_create(cfg->schema, InvalidOid);
+	}
 
 	/* source record backup: the records as they came, before the transform */
 	if (cfg->backup_t != NULL)
