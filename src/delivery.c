@@ -2998,13 +2998,18 @@ try_unit_lock(int32 id)
 	return LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
 }
 
+/*
+ * End a unit: its lock goes, and so does every session-level advisory lock
+ * that owner code took in it (pg_advisory_lock), which would otherwise stay
+ * with the worker for good.  The worker holds no other session-level
+ * advisory locks between units.  Releasing them all also copes with owner
+ * code that called pg_advisory_unlock_all(), which released the unit's lock
+ * already.
+ */
 static void
-unit_unlock(int32 id)
+unit_unlock(void)
 {
-	LOCKTAG		tag;
-
-	SET_STREAM_LOCKTAG(tag, STREAM_LOCK_DELIVERY_UNIT, id, 0);
-	LockRelease(&tag, ExclusiveLock, true);
+	LockReleaseSession(USER_LOCKMETHOD);
 }
 
 /*
@@ -3159,7 +3164,7 @@ delivery_run_round(const int32 *flush_ids, int nflush, bool flush_all, uint32 ti
 			record_error_safely(id, msg);
 		}
 		PG_END_TRY();
-		unit_unlock(id);
+		unit_unlock();
 		MemoryContextSwitchTo(unit_cxt);
 		MemoryContextDelete(cxt);
 		pgstat_report_stat(false);
