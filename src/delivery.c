@@ -3199,7 +3199,9 @@ delivery_run_round(const int32 *flush_ids, int nflush, bool flush_all, uint32 ti
 /*
  * stream_internal._delivery_buffer(delivery_stream_id) RETURNS TABLE(buffered_records
  * bigint, buffered_bytes bigint, oldest_buffered timestamptz): what is
- * past the checkpoints and not yet delivered (counted up to 1 GiB).
+ * past the checkpoints and not yet delivered (counted up to 1 GiB); no row
+ * for a delivery stream the caller does not own.  The status view calls it
+ * as the role that reads the view.
  */
 Datum
 stream_delivery_buffer(PG_FUNCTION_ARGS)
@@ -3224,16 +3226,40 @@ stream_delivery_buffer(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("SELECT source_stream_id FROM stream.delivery_streams WHERE delivery_stream_id = $1",
+	if (SPI_execute_with_args("SELECT source_stream_id, owner FROM stream.delivery_streams WHERE delivery_stream_id = $1",
 							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 	{
 		SPI_finish();
 		return (Datum) 0;
 	}
 	stream_id = DatumGetInt32(spi_datum(0, 1, &isnull));
-	if (SPI_execute_with_args("SELECT shard_index, next_seq FROM stream.delivery_checkpoints WHERE delivery_stream_id = $1",
-							  1, &argtype, &arg, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read stream.delivery_checkpoints");
+	/* the owner's business only (members of the owning role, superusers) */
+	if (!has_privs_of_role(GetUserId(), DatumGetObjectId(spi_datum(0, 2, &isnull))))
+	{
+		SPI_finish();
+		return (Datum) 0;
+	}
+	{
+		/* the checkpoints are readable by the extension's owner only: read them as it, restricted */
+		Oid			cp_relid = get_relname_relid("delivery_checkpoints", stream_nsp());
+		Oid			save_user;
+		int			save_sec;
+		int			ret;
+		int			path_level;
+
+		if (!OidIsValid(cp_relid))
+			elog(ERROR, "stream.delivery_checkpoints is missing");
+		path_level = safe_search_path_begin();
+		GetUserIdAndSecContext(&save_user, &save_sec);
+		SetUserIdAndSecContext(rel_owner(cp_relid), save_sec | SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
+		ret = SPI_execute_with_args("SELECT shard_index, next_seq FROM stream.delivery_checkpoints WHERE delivery_stream_id = $1",
+									1, &argtype, &arg, NULL, true, 0);
+		SetUserIdAndSecContext(save_user, save_sec);
+		safe_search_path_end(path_level);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "could not read stream.delivery_checkpoints");
+	}
 	ncp = SPI_processed;
 	cp_idx = MemoryContextAlloc(rsinfo->econtext->ecxt_per_query_memory, sizeof(int32) * Max(ncp, 1));
 	cp_seq = MemoryContextAlloc(rsinfo->econtext->ecxt_per_query_memory, sizeof(int64) * Max(ncp, 1));

@@ -153,9 +153,8 @@ CREATE FUNCTION stream_internal._delivery_buffer(delivery_stream_id int,
                                         OUT buffered_records bigint, OUT buffered_bytes bigint,
                                         OUT oldest_buffered timestamptz)
     RETURNS SETOF record
-    AS 'MODULE_PATHNAME', 'stream_delivery_buffer' LANGUAGE C VOLATILE STRICT ROWS 1
-    -- reads the delivery catalog, which only its owner may: the status view calls it for any role
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+    AS 'MODULE_PATHNAME', 'stream_delivery_buffer' LANGUAGE C VOLATILE STRICT ROWS 1;
+    -- the status view calls it as the reader: it answers for the caller's own delivery streams only
 CREATE FUNCTION stream_internal._delivery_stable_seq(stream_id int, shard_index int) RETURNS bigint
     AS 'MODULE_PATHNAME', 'stream_delivery_stable_seq' LANGUAGE C VOLATILE STRICT;
 CREATE FUNCTION stream_internal._delivery_validate(prefix text, error_output_prefix text, backup_prefix text,
