@@ -2843,6 +2843,9 @@ deliver_unit(int32 id, bool force, MemoryContext cxt)
 			}
 			old = MemoryContextSwitchTo(cxt);
 			initStringInfo(&b->files);
+			/* a locked destination fails the batch before the transform spends its time */
+			lock_or_retry(cfg, resolve_table(cfg), RowExclusiveLock,
+						  psprintf("destination table %s", cfg->destination_table));
 			read_batch(b);
 			if (OidIsValid(cfg->transform))
 				run_transform(b, cxt);
