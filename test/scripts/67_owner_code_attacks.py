@@ -33,7 +33,9 @@ stream.owner_code_timeout is 500 ms here.  Each attack, and what must hold:
 * redefining the destination table from a domain check in the middle of a
   batch, a transform returning non-object partition keys, and a transform
   that flushes its own delivery stream (waiting for the worker itself) neither
-  crash nor hang the worker.
+  crash nor hang the worker;
+* a cast to json of the owner's type, which the JSON file writer calls for a
+  schema column, loops catching cancels: cut off like any owner code.
 """
 import os
 import sys
@@ -41,7 +43,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
 from streamtest import check, configure, connect, create_db, drop_db, expect_error, finish  # noqa: E402
-from streamtest import q, q1, run_subtests, wait_for, warn, workdir  # noqa: E402
+from streamtest import delivered_files, q, q1, run_subtests, wait_for, warn, workdir  # noqa: E402
 from streamtest import log as say  # noqa: E402
 
 DB = 'stream_owner_attacks'
@@ -501,6 +503,40 @@ def t_robustness():
     check(took is not None and took < 4, 'the honest owner delivers at the end (%s s)' % took)
 
 
+def t_output_cast():
+    say('a cast to json that the JSON writer calls while writing a file catches the cancel: still cut off')
+    # a file destination needs pg_write_server_files (so this runs last: ka_owner is then much more than an owner)
+    q(conn, "GRANT pg_write_server_files TO ka_owner")
+    q(oc, """CREATE TYPE ka_owner.mood AS ENUM ('fine', 'slow');
+             CREATE FUNCTION ka_owner.mood_json(m ka_owner.mood) RETURNS json LANGUAGE plpgsql AS $$
+             DECLARE t0 timestamptz := clock_timestamp();
+             BEGIN
+                 IF m = 'slow' THEN
+                     WHILE clock_timestamp() < t0 + interval '12 seconds' LOOP
+                         BEGIN PERFORM pg_sleep(1); EXCEPTION WHEN query_canceled THEN NULL; END;
+                     END LOOP;
+                     INSERT INTO ka_owner.log (place, note) VALUES ('cast', 'ran to its end');
+                 END IF;
+                 RETURN to_json(upper(m::text) || '!');
+             END $$;
+             CREATE CAST (ka_owner.mood AS json) WITH FUNCTION ka_owner.mood_json(ka_owner.mood);
+             CREATE TYPE ka_owner.mood_row AS (n int, m ka_owner.mood)""")
+    q(oc, "SELECT stream.create_delivery_stream('cast_files', destination => %s, format => 'json', "
+          "schema => 'ka_owner.mood_row', buffer_interval_seconds => 900)", (LAKE + '/cast',))
+    put(oc, 'cast_files', ['{"n": 1, "m": "fine"}'])
+    check(flush('cast_files') is True, 'delivered')
+    written = ''.join(open(f).read() for f in delivered_files(LAKE + '/cast'))
+    check('"FINE!"' in written, 'the JSON writer called the owner\'s cast: %r' % written)
+    put(oc, 'cast_files', ['{"n": 2, "m": "slow"}'])
+    flush('cast_files', 0)
+    time.sleep(0.3)
+    took = other_latency()
+    check(took is not None and took < 5, 'the honest owner waited %s s while the cast looped' % took)
+    wait_for(lambda: 'owner_code_timeout' in (last_error('cast_files') or ''), 20,
+             'the looping cast fails the batch with the time limit')
+    check(notes('cast') == [], 'the cast ran to its end')
+    check(worker_pid() == pid0, 'the worker is the same process')
+
 try:
     setup()
     run_subtests([(n, f, ()) for n, f in [
@@ -511,6 +547,7 @@ try:
         ('catalog_rows', t_catalog_rows),
         ('caller_tracking', t_caller_tracking),
         ('robustness', t_robustness),
+        ('output_cast', t_output_cast),
     ]])
 finally:
     try:
