@@ -984,7 +984,7 @@ typedef struct IdEntry
 
 static void
 transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
-				Oid in_type, Oid in_array_type, MemoryContext cxt)
+				Oid in_type, Oid in_array_type, TimestampTz deadline, MemoryContext cxt)
 {
 	DeliveryConfig *cfg = b->cfg;
 	Datum	   *elems = palloc(sizeof(Datum) * (hi - lo));
@@ -1036,7 +1036,7 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 
 			if (SPI_connect() != SPI_OK_CONNECT)
 				elog(ERROR, "SPI_connect failed");
-			sandbox_begin(&sb, cfg->owner);
+			sandbox_begin(&sb, cfg->owner, deadline);
 			ret = SPI_execute_with_args(fn_sql, 1, &argtype, &arg, NULL, false, 0);
 			if (ret != SPI_OK_SELECT)
 				elog(ERROR, "transform returned %s", SPI_result_code_string(ret));
@@ -1162,6 +1162,8 @@ run_transform(Batch *b, MemoryContext cxt)
 	Oid			in_array_type = get_array_type(in_type);
 	TupleDesc	in_desc = lookup_rowtype_tupdesc_copy(in_type, -1);
 	int			lo = 0;
+	/* every chunk and attempt of the batch's transform shares one time limit */
+	TimestampTz deadline = sandbox_deadline();
 
 	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(cfg->transform));
 	if (!HeapTupleIsValid(proc))
@@ -1183,7 +1185,7 @@ run_transform(Batch *b, MemoryContext cxt)
 		while (hi < b->nrecs && hi - lo < TRANSFORM_CHUNK_RECORDS &&
 			   (hi == lo || bytes + b->recs[hi].len <= TRANSFORM_CHUNK_BYTES))
 			bytes += b->recs[hi++].len;
-		transform_chunk(b, lo, hi, fn_sql, in_desc, in_type, in_array_type, cxt);
+		transform_chunk(b, lo, hi, fn_sql, in_desc, in_type, in_array_type, deadline, cxt);
 		lo = hi;
 	}
 }
@@ -1360,8 +1362,9 @@ partition_values(Batch *b, SrcRec *r, char **names, char **values, int nkeys)
 			if (k < cfg->nkeys)
 				raw = keyquery_eval(cfg->key_queries[k], doc, &rawlen);
 		}
-		else if (r->lambda_keys != NULL)
+		else if (r->lambda_keys != NULL && JB_ROOT_IS_OBJECT(r->lambda_keys))
 		{
+			/* keys are looked up in an object only: an array or scalar names none */
 			JsonbValue *v = getKeyJsonValueFromContainer(&r->lambda_keys->root, names[i] + 2,
 														 strlen(names[i] + 2), NULL);
 
@@ -1499,6 +1502,8 @@ convert_records(Batch *b, MemoryContext cxt, MemoryContext scratch,
 	/* JSON read or written as text: it must be UTF-8 (RFC 8259), and NUL-free */
 	bool		need_utf8 = cfg->format != DFMT_RAW || cfg->destination == NULL ||
 		cfg->prefix_t->has_query_keys;
+	/* one time limit for the batch's conversions: a record that fails does not restart it */
+	TimestampTz deadline = sandbox_deadline();
 
 	while (cur < b->nrecs)
 	{
@@ -1507,7 +1512,7 @@ convert_records(Batch *b, MemoryContext cxt, MemoryContext scratch,
 
 		PG_TRY();
 		{
-			sandbox_begin(&sb, b->cfg->owner);
+			sandbox_begin(&sb, b->cfg->owner, deadline);
 			for (; cur < b->nrecs; cur++)
 			{
 				CHECK_FOR_INTERRUPTS();
@@ -1966,6 +1971,25 @@ remove_staging(DeliveryConfig *cfg, const char *staging, MemoryContext cxt)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * The worker never waits for a lock that users can hold: an owner's open
+ * transaction that locked its own table would stop every delivery stream and
+ * the maintenance of the database.  A relation a batch opens outside owner
+ * code (its destination table, its schema's type) is locked at once or the
+ * batch is retried with back-off; later opens in the batch's transaction find
+ * the lock held.  (Inside owner code the time limit bounds lock waits.)
+ */
+static void
+lock_or_retry(DeliveryConfig *cfg, Oid relid, LOCKMODE mode, const char *what)
+{
+	if (!ConditionalLockRelationOid(relid, mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("ServiceUnavailableException: %s of Firehose %s is locked by another transaction",
+						what, cfg->name),
+				 errdetail("The batch is retried with back-off.")));
+}
+
 /* ----------------------------------------------------------------------
  * Table destination
  * ----------------------------------------------------------------------
@@ -2034,7 +2058,7 @@ insert_sql(RowMapper *m, Oid relid, uint64 mask)
 /* Insert rows (all with one mask) as the owner; true if it worked. */
 static bool
 insert_rows(DeliveryConfig *cfg, RowMapper *m, Oid relid, TableRow *rows, int n,
-			uint64 mask, MemoryContext cxt, char **errmsg_out)
+			uint64 mask, TimestampTz deadline, MemoryContext cxt, char **errmsg_out)
 {
 	ResourceOwner oldowner;
 	Sandbox		sb;
@@ -2055,7 +2079,7 @@ insert_rows(DeliveryConfig *cfg, RowMapper *m, Oid relid, TableRow *rows, int n,
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		sandbox_begin(&sb, cfg->owner);
+		sandbox_begin(&sb, cfg->owner, deadline);
 		ret = SPI_execute_with_args(insert_sql(m, relid, mask), 1, &arrtype, &arg, NULL, false, 0);
 		if (ret != SPI_OK_INSERT)
 			elog(ERROR, "insert into the destination table returned %s", SPI_result_code_string(ret));
@@ -2147,10 +2171,14 @@ deliver_to_table(Batch *b, MemoryContext cxt)
 {
 	DeliveryConfig *cfg = b->cfg;
 	Oid			relid = resolve_table(cfg);
-	RowMapper  *m = rowmapper_create(InvalidOid, relid);
+	RowMapper  *m;
 	TableRow   *rows = palloc_extended(sizeof(TableRow) * Max(b->nrecs, 1), MCXT_ALLOC_HUGE);
 	TableState	ts;
 	int			nrows;
+	TimestampTz deadline;
+
+	lock_or_retry(cfg, relid, RowExclusiveLock, psprintf("destination table %s", cfg->destination_table));
+	m = rowmapper_create(InvalidOid, relid);
 
 	/*
 	 * convert, resuming after a record that fails; ts lives in memory (not a
@@ -2165,8 +2193,13 @@ deliver_to_table(Batch *b, MemoryContext cxt)
 	convert_records(b, cxt, NULL, table_record, &ts);
 	nrows = ts.nrows;
 
-	/* insert per mask group; a group that fails is inserted row by row */
+	/*
+	 * insert per mask group; a group that fails is inserted row by row.  All
+	 * of it shares one time limit: a trigger that fails every row just
+	 * before the limit must not hold the worker once per row.
+	 */
 	qsort(rows, nrows, sizeof(TableRow), cmp_mask);
+	deadline = sandbox_deadline();
 	for (int i = 0; i < nrows;)
 	{
 		int			j = i + 1;
@@ -2174,13 +2207,13 @@ deliver_to_table(Batch *b, MemoryContext cxt)
 
 		while (j < nrows && rows[j].mask == rows[i].mask)
 			j++;
-		if (!insert_rows(cfg, m, relid, rows + i, j - i, rows[i].mask, cxt, &msg))
+		if (!insert_rows(cfg, m, relid, rows + i, j - i, rows[i].mask, deadline, cxt, &msg))
 		{
 			for (int k = i; k < j; k++)
 			{
 				char	   *msg1 = NULL;
 
-				if (!insert_rows(cfg, m, relid, rows + k, 1, rows[k].mask, cxt, &msg1))
+				if (!insert_rows(cfg, m, relid, rows + k, 1, rows[k].mask, deadline, cxt, &msg1))
 					fail_record(rows[k].rec, "table-insert-failed", "Table.InsertFailed", msg1);
 			}
 		}
@@ -2270,7 +2303,14 @@ write_file_batch(Batch *b, MemoryContext cxt, const char *staging)
 
 	if (cfg->format == DFMT_CSV || cfg->format == DFMT_PARQUET ||
 		(cfg->format == DFMT_JSON && OidIsValid(cfg->schema)))
+	{
+		Oid			typrelid = get_typ_typrelid(cfg->schema);
+
+		/* the type cache opens a composite type's relation to read its columns */
+		if (OidIsValid(typrelid))
+			lock_or_retry(cfg, typrelid, AccessShareLock, psprintf("schema %s", format_type_be(cfg->schema)));
 		fo.mapper = rowmapper_create(cfg->schema, InvalidOid);
+	}
 
 	/* source record backup: the records as they came, before the transform */
 	if (cfg->backup_t != NULL)
@@ -2847,6 +2887,9 @@ deliver_unit(int32 id, bool force, MemoryContext cxt)
 			}
 			old = MemoryContextSwitchTo(cxt);
 			initStringInfo(&b->files);
+			/* a locked destination fails the batch before the transform spends its time */
+			lock_or_retry(cfg, resolve_table(cfg), RowExclusiveLock,
+						  psprintf("destination table %s", cfg->destination_table));
 			read_batch(b);
 			if (OidIsValid(cfg->transform))
 				run_transform(b, cxt);
@@ -3003,13 +3046,18 @@ try_unit_lock(int32 id)
 	return LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
 }
 
+/*
+ * End a unit: its lock goes, and so does every session-level advisory lock
+ * that owner code took in it (pg_advisory_lock), which would otherwise stay
+ * with the worker for good.  The worker holds no other session-level
+ * advisory locks between units.  Releasing them all also copes with owner
+ * code that called pg_advisory_unlock_all(), which released the unit's lock
+ * already.
+ */
 static void
-unit_unlock(int32 id)
+unit_unlock(void)
 {
-	LOCKTAG		tag;
-
-	SET_STREAM_LOCKTAG(tag, STREAM_LOCK_DELIVERY_UNIT, id, 0);
-	LockRelease(&tag, ExclusiveLock, true);
+	LockReleaseSession(USER_LOCKMETHOD);
 }
 
 /*
@@ -3164,7 +3212,7 @@ delivery_run_round(const int32 *flush_ids, int nflush, bool flush_all, uint32 ti
 			record_error_safely(id, msg);
 		}
 		PG_END_TRY();
-		unit_unlock(id);
+		unit_unlock();
 		MemoryContextSwitchTo(unit_cxt);
 		MemoryContextDelete(cxt);
 		pgstat_report_stat(false);
@@ -3198,7 +3246,9 @@ delivery_run_round(const int32 *flush_ids, int nflush, bool flush_all, uint32 ti
 /*
  * stream_internal._delivery_buffer(delivery_stream_id) RETURNS TABLE(buffered_records
  * bigint, buffered_bytes bigint, oldest_buffered timestamptz): what is
- * past the checkpoints and not yet delivered (counted up to 1 GiB).
+ * past the checkpoints and not yet delivered (counted up to 1 GiB); no row
+ * for a delivery stream the caller does not own.  The status view calls it
+ * as the role that reads the view.
  */
 Datum
 stream_delivery_buffer(PG_FUNCTION_ARGS)

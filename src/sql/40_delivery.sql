@@ -113,6 +113,20 @@ CREATE TABLE stream.delivery_errors (
 );
 CREATE INDEX ON stream.delivery_errors (delivery_stream_id, batch_no);
 
+-- Manifest rows name the files of a batch, and file names hold partition key
+-- values (record data); progress rows hold the last error.  Like the status
+-- view, they show each role the delivery streams it owns only (superusers,
+-- and so the worker, all of them).
+CREATE FUNCTION stream_internal._owns_delivery(p_delivery_stream_id int) RETURNS bool
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT 1 FROM stream.delivery_streams d JOIN pg_catalog.pg_roles r ON r.oid = d.owner
+                    WHERE d.delivery_stream_id = p_delivery_stream_id AND pg_catalog.pg_has_role(r.oid, 'USAGE'))
+$$;
+ALTER TABLE stream.delivery_manifest ENABLE ROW LEVEL SECURITY;
+ALTER TABLE stream.delivery_progress ENABLE ROW LEVEL SECURITY;
+CREATE POLICY manifest_by_owner ON stream.delivery_manifest USING (stream_internal._owns_delivery(delivery_stream_id));
+CREATE POLICY progress_by_owner ON stream.delivery_progress USING (stream_internal._owns_delivery(delivery_stream_id));
+
 SELECT pg_catalog.pg_extension_config_dump('stream.delivery_streams', '');
 SELECT pg_catalog.pg_extension_config_dump('stream.delivery_streams_delivery_stream_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('stream.delivery_checkpoints', '');
