@@ -109,8 +109,8 @@ define_stream_settings(void)
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("stream.owner_code_timeout",
-							"Time owner code may run in one unit of the stream worker's work.",
-							"Transform functions and the destination's triggers and checks of one delivery batch share it; 0 turns the limit off.",
+							"Time owner code may run in the stream worker per delivery batch and phase.",
+							"The transform calls, the record conversions and the table inserts of one batch each share it; 0 turns the limit off.",
 							&stream_owner_code_timeout_ms,
 							30000, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS,

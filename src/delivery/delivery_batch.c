@@ -237,6 +237,9 @@ table_batch(Batch *b, MemoryContext cxt)
 	runtime_begin_unit(&b->unit, false);
 	old = MemoryContextSwitchTo(cxt);
 	initStringInfo(&b->files);
+	/* a locked destination fails the batch before the transform spends its time */
+	lock_or_retry(b->cfg, resolve_table(b->cfg), RowExclusiveLock,
+				  psprintf("destination table %s", b->cfg->destination_table));
 	read_batch(b);
 	if (OidIsValid(b->cfg->transform))
 		run_transform(b, cxt);

@@ -16,6 +16,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -366,6 +367,25 @@ stream_delivery_check_keys(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+
+/*
+ * The worker never waits for a lock that users can hold: an owner's open
+ * transaction that locked its own table would stop every delivery stream and
+ * the maintenance of the database.  A relation a batch opens outside owner
+ * code (its destination table, its schema's type) is locked at once or the
+ * batch is retried with back-off; later opens in the batch's transaction find
+ * the lock held.  (Inside owner code the time limit bounds lock waits.)
+ */
+void
+lock_or_retry(DeliveryConfig *cfg, Oid relid, LOCKMODE mode, const char *what)
+{
+	if (!ConditionalLockRelationOid(relid, mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("ServiceUnavailableException: %s of Firehose %s is locked by another transaction",
+						what, cfg->name),
+				 errdetail("The batch is retried with back-off.")));
+}
 
 /* ----------------------------------------------------------------------
  * Delivery stream configuration, as the worker sees it

@@ -136,6 +136,8 @@ convert_records(Batch *b, MemoryContext cxt, MemoryContext scratch,
 	/* JSON read or written as text: it must be UTF-8 (RFC 8259), and NUL-free */
 	bool		need_utf8 = cfg->format != DFMT_RAW || cfg->destination == NULL ||
 		cfg->prefix_t->has_query_keys;
+	/* one time limit for the batch's conversions: a record that fails does not restart it */
+	TimestampTz deadline = sandbox_deadline();
 
 	while (cur < b->nrecs)
 	{
@@ -144,7 +146,7 @@ convert_records(Batch *b, MemoryContext cxt, MemoryContext scratch,
 
 		PG_TRY();
 		{
-			sandbox_begin(&sb, b->cfg->owner);
+			sandbox_begin(&sb, b->cfg->owner, deadline);
 			for (; cur < b->nrecs; cur++)
 			{
 				CHECK_FOR_INTERRUPTS();

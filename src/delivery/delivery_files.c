@@ -14,8 +14,10 @@
 #include "stream.h"
 
 #include "miscadmin.h"
+#include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #include "md5.h"
@@ -416,7 +418,14 @@ write_file_batch(Batch *b, MemoryContext cxt, const char *staging)
 
 	if (cfg->format == DFMT_CSV || cfg->format == DFMT_PARQUET ||
 		(cfg->format == DFMT_JSON && OidIsValid(cfg->schema)))
+	{
+		Oid			typrelid = get_typ_typrelid(cfg->schema);
+
+		/* the type cache opens a composite type's relation to read its columns */
+		if (OidIsValid(typrelid))
+			lock_or_retry(cfg, typrelid, AccessShareLock, psprintf("schema %s", format_type_be(cfg->schema)));
 		fo.mapper = rowmapper_create(cfg->schema, InvalidOid);
+	}
 
 	/* source record backup: the records as they came, before the transform */
 	if (cfg->backup_t != NULL)

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "access/tupdesc.h"
+#include "storage/lockdefs.h"
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -192,6 +193,7 @@ extern void catalog_load_checkpoints(int32 id, ProcessorCheckpoints *cps, Memory
 extern char *spi_text(int row, int col);
 extern Datum spi_datum(int row, int col, bool *isnull);
 extern DeliveryConfig *load_config(int32 id, MemoryContext cxt);
+extern void lock_or_retry(DeliveryConfig *cfg, Oid relid, LOCKMODE mode, const char *what);
 
 /* the name cache of put and flush */
 typedef struct DeliveryNameEntry
@@ -277,6 +279,7 @@ extern bool publish_files(DeliveryConfig *cfg, const char *files_json, const cha
 extern void remove_staging(DeliveryConfig *cfg, const char *staging, MemoryContext cxt);
 
 /* ---- delivery_table.c ---- */
+extern Oid	resolve_table(DeliveryConfig *cfg);
 extern void deliver_to_table(Batch *b, MemoryContext cxt);
 
 /* ---- delivery_buffer.c: what is buffered, when a batch is due ---- */

@@ -50,8 +50,9 @@ partition_values(Batch *b, SrcRec *r, char **names, char **values, int nkeys)
 			if (k < cfg->nkeys)
 				raw = keyquery_eval(cfg->key_queries[k], doc, &rawlen);
 		}
-		else if (r->lambda_keys != NULL)
+		else if (r->lambda_keys != NULL && JB_ROOT_IS_OBJECT(r->lambda_keys))
 		{
+			/* keys are looked up in an object only: an array or scalar names none */
 			JsonbValue *v = getKeyJsonValueFromContainer(&r->lambda_keys->root, names[i] + 2,
 														 strlen(names[i] + 2), NULL);
 

@@ -28,7 +28,7 @@
 #include "runtime/sandbox.h"
 #include "delivery/delivery_int.h"
 
-static Oid
+Oid
 resolve_table(DeliveryConfig *cfg)
 {
 	List	   *names = stringToQualifiedNameList(cfg->destination_table);
@@ -92,7 +92,7 @@ insert_sql(RowMapper *m, Oid relid, uint64 mask)
 /* Insert rows (all with one mask) as the owner; true if it worked. */
 static bool
 insert_rows(DeliveryConfig *cfg, RowMapper *m, Oid relid, TableRow *rows, int n,
-			uint64 mask, MemoryContext cxt, char **errmsg_out)
+			uint64 mask, TimestampTz deadline, MemoryContext cxt, char **errmsg_out)
 {
 	ResourceOwner oldowner;
 	Sandbox		sb;
@@ -113,7 +113,7 @@ insert_rows(DeliveryConfig *cfg, RowMapper *m, Oid relid, TableRow *rows, int n,
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		sandbox_begin(&sb, cfg->owner);
+		sandbox_begin(&sb, cfg->owner, deadline);
 		ret = SPI_execute_with_args(insert_sql(m, relid, mask), 1, &arrtype, &arg, NULL, false, 0);
 		if (ret != SPI_OK_INSERT)
 			elog(ERROR, "insert into the destination table returned %s", SPI_result_code_string(ret));
@@ -205,10 +205,14 @@ deliver_to_table(Batch *b, MemoryContext cxt)
 {
 	DeliveryConfig *cfg = b->cfg;
 	Oid			relid = resolve_table(cfg);
-	RowMapper  *m = rowmapper_create(InvalidOid, relid);
+	RowMapper  *m;
 	TableRow   *rows = palloc_extended(sizeof(TableRow) * Max(b->nrecs, 1), MCXT_ALLOC_HUGE);
 	TableState	ts;
 	int			nrows;
+	TimestampTz deadline;
+
+	lock_or_retry(cfg, relid, RowExclusiveLock, psprintf("destination table %s", cfg->destination_table));
+	m = rowmapper_create(InvalidOid, relid);
 
 	/*
 	 * convert, resuming after a record that fails; ts lives in memory (not a
@@ -223,8 +227,13 @@ deliver_to_table(Batch *b, MemoryContext cxt)
 	convert_records(b, cxt, NULL, table_record, &ts);
 	nrows = ts.nrows;
 
-	/* insert per mask group; a group that fails is inserted row by row */
+	/*
+	 * insert per mask group; a group that fails is inserted row by row.  All
+	 * of it shares one time limit: a trigger that fails every row just
+	 * before the limit must not hold the worker once per row.
+	 */
 	qsort(rows, nrows, sizeof(TableRow), cmp_mask);
+	deadline = sandbox_deadline();
 	for (int i = 0; i < nrows;)
 	{
 		int			j = i + 1;
@@ -232,13 +241,13 @@ deliver_to_table(Batch *b, MemoryContext cxt)
 
 		while (j < nrows && rows[j].mask == rows[i].mask)
 			j++;
-		if (!insert_rows(cfg, m, relid, rows + i, j - i, rows[i].mask, cxt, &msg))
+		if (!insert_rows(cfg, m, relid, rows + i, j - i, rows[i].mask, deadline, cxt, &msg))
 		{
 			for (int k = i; k < j; k++)
 			{
 				char	   *msg1 = NULL;
 
-				if (!insert_rows(cfg, m, relid, rows + k, 1, rows[k].mask, cxt, &msg1))
+				if (!insert_rows(cfg, m, relid, rows + k, 1, rows[k].mask, deadline, cxt, &msg1))
 					fail_record(rows[k].rec, "table-insert-failed", "Table.InsertFailed", msg1);
 			}
 		}

@@ -56,7 +56,7 @@ typedef struct IdEntry
 
 static void
 transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
-				Oid in_type, Oid in_array_type, MemoryContext cxt)
+				Oid in_type, Oid in_array_type, TimestampTz deadline, MemoryContext cxt)
 {
 	DeliveryConfig *cfg = b->cfg;
 	Datum	   *elems = palloc(sizeof(Datum) * (hi - lo));
@@ -108,7 +108,7 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 
 			if (SPI_connect() != SPI_OK_CONNECT)
 				elog(ERROR, "SPI_connect failed");
-			sandbox_begin(&sb, cfg->owner);
+			sandbox_begin(&sb, cfg->owner, deadline);
 			ret = SPI_execute_with_args(fn_sql, 1, &argtype, &arg, NULL, false, 0);
 			if (ret != SPI_OK_SELECT)
 				elog(ERROR, "transform returned %s", SPI_result_code_string(ret));
@@ -234,6 +234,8 @@ run_transform(Batch *b, MemoryContext cxt)
 	Oid			in_array_type = get_array_type(in_type);
 	TupleDesc	in_desc = lookup_rowtype_tupdesc_copy(in_type, -1);
 	int			lo = 0;
+	/* every chunk and attempt of the batch's transform shares one time limit */
+	TimestampTz deadline = sandbox_deadline();
 
 	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(cfg->transform));
 	if (!HeapTupleIsValid(proc))
@@ -255,7 +257,7 @@ run_transform(Batch *b, MemoryContext cxt)
 		while (hi < b->nrecs && hi - lo < TRANSFORM_CHUNK_RECORDS &&
 			   (hi == lo || bytes + b->recs[hi].len <= TRANSFORM_CHUNK_BYTES))
 			bytes += b->recs[hi++].len;
-		transform_chunk(b, lo, hi, fn_sql, in_desc, in_type, in_array_type, cxt);
+		transform_chunk(b, lo, hi, fn_sql, in_desc, in_type, in_array_type, deadline, cxt);
 		lo = hi;
 	}
 }

@@ -63,13 +63,18 @@ runtime_try_unit_lock(int32 processor_id)
 	return LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
 }
 
+/*
+ * End a unit: its lock goes, and so does every session-level advisory lock
+ * that owner code took in it (pg_advisory_lock), which would otherwise stay
+ * with the worker for good.  The worker holds no other session-level
+ * advisory locks between units.  Releasing them all also copes with owner
+ * code that called pg_advisory_unlock_all(), which released the unit's lock
+ * already.
+ */
 void
-runtime_unit_unlock(int32 processor_id)
+runtime_unit_unlock(void)
 {
-	LOCKTAG		tag;
-
-	SET_STREAM_LOCKTAG(tag, STREAM_LOCK_PROCESSOR_UNIT, processor_id, 0);
-	LockRelease(&tag, ExclusiveLock, true);
+	LockReleaseSession(USER_LOCKMETHOD);
 }
 
 void
@@ -252,7 +257,7 @@ runtime_run_round(const ProcessorKind *kind, void *arg, bool *extension_missing)
 			record_failure(id, ed->message ? ed->message : "unknown error");
 		}
 		PG_END_TRY();
-		runtime_unit_unlock(id);
+		runtime_unit_unlock();
 		MemoryContextSwitchTo(round_cxt);
 		MemoryContextDelete(run.cxt);
 		pgstat_report_stat(false);

@@ -48,7 +48,12 @@
 
 /* ---- window.c: what a processor may read now ---- */
 
-/* Checkpoints of one processor (the lanes of shard_index, each with its next_seq). */
+/*
+ * Checkpoints of one processor (the lanes of shard_index, each with its
+ * next_seq).  Lanes are the client's: a client that runs a shard as several
+ * lanes (by partition key, say) keeps a checkpoint per lane and, reading a
+ * lane's range, skips the records of other lanes; runtime_window() is lane 0.
+ */
 typedef struct ProcessorCheckpoints
 {
 	int			n;
@@ -178,9 +183,13 @@ extern void runtime_forget_gone(HTAB *h, const int32 *ids, int n, void (*release
 extern void runtime_step_begin(void);
 extern void runtime_step_end(void);
 
-/* the unit lock of a processor: delete_delivery_stream and the round take it */
+/*
+ * The unit lock of a processor: the round tries it, _processor_drop waits
+ * for it.  Unlocking also drops every session-level advisory lock owner
+ * code took during the unit.
+ */
 extern bool runtime_try_unit_lock(int32 processor_id);
-extern void runtime_unit_unlock(int32 processor_id);
+extern void runtime_unit_unlock(void);
 
 /* SPI helper: run bookkeeping SQL, expecting SPI result code expect */
 extern void runtime_sql(const char *sql, int nargs, Oid *types, Datum *args, int expect);

@@ -13,8 +13,14 @@
  *    default_transaction_read_only;
  *  - triggers deferred to commit fire before the end, as the owner, not at
  *    the worker's commit as the superuser;
- *  - each call may run for stream.owner_code_timeout, enforced with the
- *    statement timeout;
+ *  - the owner's code may run until a deadline, enforced with the statement
+ *    timeout: callers take one sandbox_deadline() per phase of a batch and
+ *    pass it to every sandbox of that phase, so that retries, a call per
+ *    record or row, or many chunks share one stream.owner_code_timeout
+ *    rather than each getting its own.  Code that catches the cancel
+ *    (plpgsql's EXCEPTION WHEN query_canceled) is cancelled again as soon
+ *    as the catch has rolled back its subtransaction, and a call that
+ *    returns after the deadline fails all the same;
  *  - the control plane refuses to run (caller.c).
  *
  * Rules for callers: begin inside a subtransaction of their own; on success
@@ -56,16 +62,33 @@ sandbox_timed_out(int sqlerrcode)
 		GetCurrentTimestamp() >= last_deadline;
 }
 
+/* The deadline of a phase of owner code that starts now; 0: no limit. */
+TimestampTz
+sandbox_deadline(void)
+{
+	if (stream_owner_code_timeout_ms <= 0)
+		return 0;
+	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), stream_owner_code_timeout_ms);
+}
+
 static void
-arm_timer(Sandbox *sb)
+arm_timer(Sandbox *sb, TimestampTz deadline)
 {
 	sb->timer = false;
+	sb->deadline = deadline;
 	last_deadline = 0;
-	if (stream_owner_code_timeout_ms <= 0 || sb->outer != NULL)
+	if (deadline == 0 || sb->outer != NULL)
 		return;
-	last_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), stream_owner_code_timeout_ms);
-	enable_timeout_after(STATEMENT_TIMEOUT, stream_owner_code_timeout_ms);
+	last_deadline = deadline;
+	/* a deadline already past fires at once */
+	enable_timeout_at(STATEMENT_TIMEOUT, deadline);
 	sb->timer = true;
+}
+
+static bool
+out_of_time(Sandbox *sb)
+{
+	return sb->timer && GetCurrentTimestamp() >= sb->deadline;
 }
 
 /*
@@ -93,12 +116,24 @@ on_xact(XactEvent event, void *arg)
 static void
 on_subxact(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid, void *arg)
 {
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-		forget_aborted(mySubid);
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	forget_aborted(mySubid);
+
+	/*
+	 * The time limit's cancel is raised once; owner code that caught it (a
+	 * subtransaction inside the sandbox rolled back) gets it again at its
+	 * next CHECK_FOR_INTERRUPTS, until it gives up.
+	 */
+	if (active != NULL && out_of_time(active))
+	{
+		InterruptPending = true;
+		QueryCancelPending = true;
+	}
 }
 
 void
-sandbox_begin(Sandbox *sb, Oid owner)
+sandbox_begin(Sandbox *sb, Oid owner, TimestampTz deadline)
 {
 	static bool callbacks = false;
 
@@ -116,7 +151,7 @@ sandbox_begin(Sandbox *sb, Oid owner)
 	SetUserIdAndSecContext(owner, sb->save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	active = sb;
-	arm_timer(sb);
+	arm_timer(sb, deadline);
 }
 
 void
@@ -130,7 +165,17 @@ sandbox_end(Sandbox *sb)
 	AfterTriggerSetState(all_now);
 
 	if (sb->timer)
+	{
 		disable_timeout(STATEMENT_TIMEOUT, false);
+		/* code that caught the cancel and returned after its deadline failed all the same */
+		if (out_of_time(sb))
+		{
+			QueryCancelPending = false; /* that was ours */
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("canceling statement due to statement timeout")));
+		}
+	}
 	AtEOXact_GUC(false, sb->guc_level);
 	SetUserIdAndSecContext(sb->save_user, sb->save_sec);
 	active = sb->outer;
@@ -142,7 +187,11 @@ sandbox_abort(Sandbox *sb)
 	if (active != sb)
 		return;					/* never began, or its subtransaction is gone */
 	if (sb->timer)
+	{
 		disable_timeout(STATEMENT_TIMEOUT, false);
+		if (out_of_time(sb))
+			QueryCancelPending = false; /* a cancel raised again after a catch: ours */
+	}
 	/* the subtransaction's rollback undoes the settings from guc_level up */
 	SetUserIdAndSecContext(sb->save_user, sb->save_sec);
 	active = sb->outer;

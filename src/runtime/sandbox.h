@@ -16,11 +16,13 @@ typedef struct Sandbox
 	int			save_sec;
 	int			guc_level;
 	bool		timer;			/* armed STATEMENT_TIMEOUT */
+	TimestampTz deadline;		/* when the owner's time is up (with timer) */
 	SubTransactionId subid;		/* begun in this subtransaction */
 	struct Sandbox *outer;
 } Sandbox;
 
-extern void sandbox_begin(Sandbox *sb, Oid owner);
+extern TimestampTz sandbox_deadline(void);
+extern void sandbox_begin(Sandbox *sb, Oid owner, TimestampTz deadline);
 extern void sandbox_end(Sandbox *sb);
 extern void sandbox_abort(Sandbox *sb);
 extern bool sandbox_active(void);

@@ -63,6 +63,19 @@ CREATE TABLE stream.processor_errors (
 );
 CREATE INDEX ON stream.processor_errors (processor_id, unit_no);
 
+-- Progress rows hold the last error, error rows record data: a backstop
+-- behind the revoke below, each role sees the rows of the processors it
+-- owns only (superusers, and so the worker, all of them).
+CREATE FUNCTION stream_internal._owns_processor(p_processor_id int) RETURNS bool
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT 1 FROM stream.processors p
+                    WHERE p.processor_id = p_processor_id AND pg_catalog.pg_has_role(p.owner, 'USAGE'))
+$$;
+ALTER TABLE stream.processor_progress ENABLE ROW LEVEL SECURITY;
+ALTER TABLE stream.processor_errors ENABLE ROW LEVEL SECURITY;
+CREATE POLICY progress_by_owner ON stream.processor_progress USING (stream_internal._owns_processor(processor_id));
+CREATE POLICY errors_by_owner ON stream.processor_errors USING (stream_internal._owns_processor(processor_id));
+
 SELECT pg_catalog.pg_extension_config_dump('stream.processors', '');
 SELECT pg_catalog.pg_extension_config_dump('stream.processors_processor_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('stream.processor_checkpoints', '');

@@ -92,6 +92,15 @@ CREATE TABLE stream.delivery_progress (
     last_delivery_at  timestamptz
 ) WITH (fillfactor = 50);
 
+-- Manifest rows name the files of a batch, and file names hold partition key
+-- values (record data).  Like the status view, they show each role the
+-- delivery streams it owns only (superusers, and so the worker, all of them);
+-- the processor's tables have the same backstop (35_processors.sql).
+ALTER TABLE stream.delivery_manifest ENABLE ROW LEVEL SECURITY;
+ALTER TABLE stream.delivery_progress ENABLE ROW LEVEL SECURITY;
+CREATE POLICY manifest_by_owner ON stream.delivery_manifest USING (stream_internal._owns_processor(delivery_stream_id));
+CREATE POLICY progress_by_owner ON stream.delivery_progress USING (stream_internal._owns_processor(delivery_stream_id));
+
 SELECT pg_catalog.pg_extension_config_dump('stream.delivery_streams', '');
 SELECT pg_catalog.pg_extension_config_dump('stream.delivery_pending', '');
 SELECT pg_catalog.pg_extension_config_dump('stream.delivery_manifest', '');

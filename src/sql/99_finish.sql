@@ -20,7 +20,8 @@ GRANT EXECUTE ON FUNCTION
     stream_internal._consumer_json(stream.streams, stream.stream_consumers),
     stream_internal._delivery_stream(text),
     stream_internal._delivery_arn(text),
-    stream_internal._delivery_buffer(int)
+    stream_internal._delivery_buffer(int),
+    stream_internal._owns_processor(int)
 TO PUBLIC;
 
 -- Start this database's maintenance worker now rather than at the launcher's next round.
