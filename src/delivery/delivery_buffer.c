@@ -77,16 +77,9 @@ ds_state(int32 id)
 
 	if (ds_states == NULL)
 	{
-		HASHCTL		ctl;
-
 		ds_state_cxt = AllocSetContextCreate(TopMemoryContext, "stream delivery state",
 											 ALLOCSET_SMALL_SIZES);
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(int32);
-		ctl.entrysize = sizeof(DsState);
-		ctl.hcxt = ds_state_cxt;
-		ds_states = hash_create("stream delivery streams", 16, &ctl,
-								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		ds_states = runtime_state_hash("stream delivery streams", sizeof(DsState), ds_state_cxt);
 	}
 	s = hash_search(ds_states, &id, HASH_ENTER, &found);
 	if (!found)

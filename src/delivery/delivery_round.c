@@ -46,16 +46,7 @@ flush_entry(int32 id, bool create)
 	bool		found;
 
 	if (flushes == NULL)
-	{
-		HASHCTL		ctl;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(int32);
-		ctl.entrysize = sizeof(FlushEntry);
-		ctl.hcxt = TopMemoryContext;
-		flushes = hash_create("stream delivery flushes", 16, &ctl,
-							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
+		flushes = runtime_state_hash("stream delivery flushes", sizeof(FlushEntry), TopMemoryContext);
 	return hash_search(flushes, &id, create ? HASH_ENTER : HASH_FIND, &found);
 }
 

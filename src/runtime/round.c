@@ -77,6 +77,18 @@ runtime_unit_unlock(void)
 	LockReleaseSession(USER_LOCKMETHOD);
 }
 
+HTAB *
+runtime_state_hash(const char *name, Size entrysize, MemoryContext cxt)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int32);
+	ctl.entrysize = entrysize;
+	ctl.hcxt = cxt;
+	return hash_create(name, 16, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
 void
 runtime_forget_gone(HTAB *h, const int32 *ids, int n, void (*release) (void *entry))
 {

@@ -173,10 +173,12 @@ typedef struct ProcessorKind
 extern bool runtime_run_round(const ProcessorKind *kind, void *arg, bool *extension_missing);
 
 /*
- * A client's per-processor state in a hash keyed by the processor id (an
- * int32 first in each entry): drop the entries of processors not in ids
- * (round_begin's list), release(entry) first if not NULL.
+ * A client's per-processor state: a hash in cxt keyed by the processor id
+ * (an int32 first in each entry of entrysize bytes).  runtime_forget_gone
+ * drops the entries of processors not in ids (round_begin's list),
+ * release(entry) first if not NULL.
  */
+extern HTAB *runtime_state_hash(const char *name, Size entrysize, MemoryContext cxt);
 extern void runtime_forget_gone(HTAB *h, const int32 *ids, int n, void (*release) (void *entry));
 
 /* A short transaction of a unit, with a snapshot and SPI. */

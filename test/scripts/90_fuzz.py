@@ -84,6 +84,11 @@ NEVER_COMMIT = {
     'stream_internal._stream_access', 'stream_internal._delivery_access', 'stream_internal._forget_stream', 'stream.release_leases',
     'stream.decrease_stream_retention_period', 'stream_internal._set_retention', 'stream_internal._trim_chunks',
     'stream.create_stream', 'stream.create_delivery_stream',   # would pile up streams and tables
+    # the consumer runtime's bookkeeping (the worker's alone): drops, registers,
+    # begins and finishes units, moves checkpoints
+    'stream_internal._processor_drop', 'stream_internal._processor_register', 'stream_internal._processor_begin_unit',
+    'stream_internal._processor_finish_unit', 'stream_internal._processor_failed',
+    'stream_internal._delivery_stage', 'stream_internal._delivery_set_files', 'stream_internal._delivery_finish_batch',
 }
 
 # Errors that mean a bug wherever they come from.
