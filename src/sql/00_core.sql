@@ -117,6 +117,23 @@ CREATE FUNCTION stream.read_shard(stream_name text, shard_id text,
     RETURNS SETOF stream.record
     AS 'MODULE_PATHNAME', 'stream_read_shard' LANGUAGE C VOLATILE ROWS 1000;
 
+-- The hour bucket of a time and the first sequence number of a bucket
+-- (sequence numbers are bucket << 32): streams/seqno.c's rule, not a copy.
+CREATE FUNCTION stream_internal._hour_bucket(t timestamptz) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'stream_hour_bucket_sql' LANGUAGE C IMMUTABLE STRICT;
+CREATE FUNCTION stream_internal._first_seq(bucket bigint) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'stream_first_seq_sql' LANGUAGE C IMMUTABLE STRICT;
+
+-- A stream's data table and its chunk tables, schema-qualified and quoted:
+-- the one place the SQL parts name them (the C side: streams/stream_catalog.c
+-- and streams/chunk.c).
+CREATE FUNCTION stream_internal._data_table(stream_id int) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
+AS $$ SELECT format('stream_data.%I', 's' || stream_id) $$;
+CREATE FUNCTION stream_internal._chunk_table(stream_id int, k bigint) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
+AS $$ SELECT format('stream_data.%I', format('s%s_%s', stream_id, k)) $$;
+
 CREATE FUNCTION stream_internal._check_name(name text, member text, max_length int) RETURNS void
     AS 'MODULE_PATHNAME', 'stream_check_name_sql' LANGUAGE C IMMUTABLE;
 CREATE FUNCTION stream_internal._catalog_changed() RETURNS void
@@ -195,26 +212,29 @@ END $$;
 CREATE FUNCTION stream_internal._add_chunk(s stream.streams, k bigint) RETURNS int
 LANGUAGE plpgsql STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    chunk text := format('s%s_%s', s.stream_id, k);
+    chunk text := stream_internal._chunk_table(s.stream_id, k);
     lo bigint;
     hi bigint;
 BEGIN
+    IF s.stream_id IS NULL OR s.chunk_hours IS NULL THEN
+        PERFORM stream_internal._raise('ResourceNotFoundException', 'Stream under account 000000000000 not found.', '42704');
+    END IF;
     -- hour buckets are 31 bits (sequence numbers are bucket << 32)
     IF k < 0 OR k >= (1::bigint << 31) / s.chunk_hours - 1 THEN
         PERFORM stream_internal._raise('InvalidArgumentException', format('chunk %s is outside the sequence number range', k));
     END IF;
-    lo := (k * s.chunk_hours) << 32;
-    hi := ((k + 1) * s.chunk_hours) << 32;
-    IF to_regclass(format('stream_data.%I', chunk)) IS NOT NULL THEN
+    lo := stream_internal._first_seq(k * s.chunk_hours);
+    hi := stream_internal._first_seq((k + 1) * s.chunk_hours);
+    IF to_regclass(chunk) IS NOT NULL THEN
         RETURN 0;
     END IF;
-    EXECUTE format('CREATE TABLE stream_data.%I (LIKE stream_data.%I, '
+    EXECUTE format('CREATE TABLE %s (LIKE %s, '
                    'CONSTRAINT chunk_bounds CHECK (seq >= %s AND seq < %s), PRIMARY KEY (shard_id, seq)) '
                    'WITH (fillfactor = 100, autovacuum_enabled = off, toast.autovacuum_enabled = off)',
-                   chunk, 's' || s.stream_id, lo, hi);
-    EXECUTE format('ALTER TABLE stream_data.%I ATTACH PARTITION stream_data.%I FOR VALUES FROM (%s) TO (%s)',
-                   's' || s.stream_id, chunk, lo, hi);
-    EXECUTE format('ALTER TABLE stream_data.%I DROP CONSTRAINT chunk_bounds', chunk);
+                   chunk, stream_internal._data_table(s.stream_id), lo, hi);
+    EXECUTE format('ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (%s) TO (%s)',
+                   stream_internal._data_table(s.stream_id), chunk, lo, hi);
+    EXECUTE format('ALTER TABLE %s DROP CONSTRAINT chunk_bounds', chunk);
     RETURN 1;
 END $$;
 
@@ -231,14 +251,14 @@ DECLARE
     made int := 0;
     locked bool := false;
 BEGIN
-    k_now := (floor(extract(epoch FROM clock_timestamp()) / 3600)::bigint) / s.chunk_hours;
+    k_now := stream_internal._hour_bucket(clock_timestamp()) / s.chunk_hours;
     k := k_now;
     WHILE k <= k_now + ahead LOOP     -- not FOR: its loop variable is always int4
-        IF to_regclass(format('stream_data.%I', format('s%s_%s', s.stream_id, k))) IS NULL THEN
+        IF to_regclass(stream_internal._chunk_table(s.stream_id, k)) IS NULL THEN
             IF NOT locked THEN
                 BEGIN
-                    EXECUTE format('LOCK TABLE ONLY stream_data.%I IN SHARE UPDATE EXCLUSIVE MODE NOWAIT',
-                                   's' || s.stream_id);
+                    EXECUTE format('LOCK TABLE ONLY %s IN SHARE UPDATE EXCLUSIVE MODE NOWAIT',
+                                   stream_internal._data_table(s.stream_id));
                 EXCEPTION WHEN lock_not_available THEN
                     RAISE NOTICE 'stream %: chunks are being created by another session; retrying next round', s.stream_name;
                     RETURN 0;
@@ -271,11 +291,11 @@ BEGIN
     IF NOT FOUND THEN
         RETURN 0;
     END IF;
-    k_now := (floor(extract(epoch FROM clock_timestamp()) / 3600)::bigint) / s.chunk_hours;
+    k_now := stream_internal._hour_bucket(clock_timestamp()) / s.chunk_hours;
     IF k < k_now - 1 OR k > k_now + greatest(ahead, 0) + 1 THEN
         RETURN 0;
     END IF;
-    EXECUTE format('LOCK TABLE ONLY stream_data.%I IN SHARE UPDATE EXCLUSIVE MODE', 's' || s.stream_id);
+    EXECUTE format('LOCK TABLE ONLY %s IN SHARE UPDATE EXCLUSIVE MODE', stream_internal._data_table(s.stream_id));
     RETURN stream_internal._add_chunk(s, k);
 END $$;
 
@@ -290,14 +310,14 @@ CREATE FUNCTION stream_internal._trim_chunks(s stream.streams, OUT dropped int, 
 LANGUAGE plpgsql STRICT SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     p_stream_id int := s.stream_id;
-    parent text := format('stream_data.%I', 's' || p_stream_id);
+    parent text := stream_internal._data_table(p_stream_id);
     parent_locked bool := false;
     cutoff bigint;
     c record;
 BEGIN
     dropped := 0;
     emptied := 0;
-    cutoff := floor(extract(epoch FROM clock_timestamp() - make_interval(hours => s.retention_hours)) / 3600)::bigint;
+    cutoff := stream_internal._hour_bucket(clock_timestamp() - make_interval(hours => s.retention_hours));
     FOR c IN
         SELECT cl.oid, cl.relname, substring(cl.relname FROM '_([0-9]+)$')::bigint AS k
           FROM pg_inherits i JOIN pg_class cl ON cl.oid = i.inhrelid
@@ -406,14 +426,14 @@ END $$;
 CREATE FUNCTION stream_internal._create_stream_table(p_stream_id int, p_comment text) RETURNS void
 LANGUAGE plpgsql STRICT SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    EXECUTE format('CREATE TABLE stream_data.%I ('
+    EXECUTE format('CREATE TABLE %s ('
                    'shard_id int4 NOT NULL, seq int8 NOT NULL, arrival timestamptz NOT NULL, '
                    'partition_key text NOT NULL, data bytea NOT NULL, '
-                   'PRIMARY KEY (shard_id, seq)) PARTITION BY RANGE (seq)', 's' || p_stream_id);
-    EXECUTE format('COMMENT ON TABLE stream_data.%I IS %L', 's' || p_stream_id, p_comment);
+                   'PRIMARY KEY (shard_id, seq)) PARTITION BY RANGE (seq)', stream_internal._data_table(p_stream_id));
+    EXECUTE format('COMMENT ON TABLE %s IS %L', stream_internal._data_table(p_stream_id), p_comment);
     -- cloned onto every chunk as it is attached
-    EXECUTE format('CREATE TRIGGER records_only_through_put BEFORE INSERT OR UPDATE ON stream_data.%I '
-                   'FOR EACH ROW EXECUTE FUNCTION stream_internal._refuse_direct_write()', 's' || p_stream_id);
+    EXECUTE format('CREATE TRIGGER records_only_through_put BEFORE INSERT OR UPDATE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION stream_internal._refuse_direct_write()', stream_internal._data_table(p_stream_id));
 END $$;
 REVOKE ALL ON FUNCTION stream_internal._create_stream_table(int, text) FROM PUBLIC;
 
@@ -451,7 +471,7 @@ BEGIN
 
     -- Kinesis' initial split: shard i owns [i*w, (i+1)*w - 1], w = floor(2^128 / N)
     v_width := div(v_max + 1, shard_count);     -- numeric '/' would round first
-    v_start := (floor(extract(epoch FROM v_now) / 3600)::bigint) << 32;
+    v_start := stream_internal._first_seq(stream_internal._hour_bucket(v_now));
     INSERT INTO stream.shards (stream_id, shard_index, starting_hash_key, ending_hash_key, starting_seq, created_at)
     SELECT v_id, i, i * v_width,
            CASE WHEN i = shard_count - 1 THEN v_max ELSE (i + 1) * v_width - 1 END,
@@ -514,7 +534,7 @@ BEGIN
         PERFORM stream_internal._processor_drop(d.delivery_stream_id);
         RAISE NOTICE 'delivery stream % read stream % and was deleted with it', d.delivery_stream_name, s.stream_name;
     END LOOP;
-    EXECUTE format('DROP TABLE stream_data.%I', 's' || s.stream_id);
+    EXECUTE format('DROP TABLE %s', stream_internal._data_table(s.stream_id));
     -- registered consumers, applications, leases and shards go with the row (ON DELETE CASCADE)
     DELETE FROM stream.streams WHERE stream_id = s.stream_id;
     PERFORM stream_internal._forget_stream(s.stream_id);
@@ -673,8 +693,8 @@ BEGIN
     ELSIF privs IS NULL THEN
         PERFORM stream_internal._raise('InvalidArgumentException', format('access must be ''read'', ''write'' or ''read_write'', not %L', p_access));
     END IF;
-    EXECUTE format(CASE WHEN p_grant THEN 'GRANT %s ON stream_data.%I TO %I' ELSE 'REVOKE %s ON stream_data.%I FROM %I' END,
-                   privs, 's' || s.stream_id, stream_internal._role_name(p_role));
+    EXECUTE format(CASE WHEN p_grant THEN 'GRANT %s ON %s TO %I' ELSE 'REVOKE %s ON %s FROM %I' END,
+                   privs, stream_internal._data_table(s.stream_id), stream_internal._role_name(p_role));
 END $$;
 
 CREATE FUNCTION stream_internal.grant_stream_access(stream_name text, role regrole, access text DEFAULT 'read')

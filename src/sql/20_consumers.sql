@@ -27,14 +27,14 @@ CREATE FUNCTION stream_internal._sequence_parts(sequence_number text, OUT stream
 -- run as the caller.)
 CREATE FUNCTION stream_internal._can_read(p_stream_id int) RETURNS bool
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce(has_table_privilege(to_regclass(format('stream_data.%I', 's' || p_stream_id)), 'SELECT'), false)
+    SELECT coalesce(has_table_privilege(to_regclass(stream_internal._data_table(p_stream_id)), 'SELECT'), false)
 $$;
 
 -- May role p_role read stream p_stream_id?  For SECURITY DEFINER code,
 -- where the current role is the extension's owner.
 CREATE FUNCTION stream_internal._role_can_read(p_role oid, p_stream_id int) RETURNS bool
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce(has_table_privilege(p_role, to_regclass(format('stream_data.%I', 's' || p_stream_id)), 'SELECT'), false)
+    SELECT coalesce(has_table_privilege(p_role, to_regclass(stream_internal._data_table(p_stream_id)), 'SELECT'), false)
 $$;
 
 CREATE FUNCTION stream_internal._require_role_read(s stream.streams, p_role oid) RETURNS void

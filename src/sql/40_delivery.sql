@@ -375,7 +375,7 @@ BEGIN
             PERFORM stream_internal._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', source_stream_name), '42704');
         END IF;
         IF NOT (SELECT rolsuper FROM pg_roles WHERE oid = v_invoker)
-           AND NOT has_table_privilege(v_invoker, format('stream_data.%I', 's' || v_src.stream_id), 'SELECT') THEN
+           AND NOT has_table_privilege(v_invoker, stream_internal._data_table(v_src.stream_id), 'SELECT') THEN
             PERFORM stream_internal._raise('AccessDeniedException', format('User is not authorized to read records from stream %s', source_stream_name), '42501');
         END IF;
         v_stream_id := v_src.stream_id;
@@ -386,12 +386,12 @@ BEGIN
         VALUES (v_stream_id, 'firehose:' || v_stream_id, 24, 1, 'FIREHOSE_DIRECT_PUT', v_now, 1);
         INSERT INTO stream.shards (stream_id, shard_index, starting_hash_key, ending_hash_key, starting_seq, created_at)
         VALUES (v_stream_id, 0, 0, 340282366920938463463374607431768211455,
-                (floor(extract(epoch FROM v_now) / 3600)::bigint) << 32, v_now);
+                stream_internal._first_seq(stream_internal._hour_bucket(v_now)), v_now);
         PERFORM stream_internal._create_stream_table(v_stream_id, 'records put to a delivery stream (direct put)');
         PERFORM stream_internal._make_chunks(x) FROM stream.streams x WHERE x.stream_id = v_stream_id;
         PERFORM stream_internal._catalog_changed();
         IF NOT (SELECT rolsuper FROM pg_roles WHERE oid = v_invoker) THEN
-            EXECUTE format('GRANT INSERT ON stream_data.%I TO %I', 's' || v_stream_id,
+            EXECUTE format('GRANT INSERT ON %s TO %I', stream_internal._data_table(v_stream_id),
                            (SELECT rolname FROM pg_roles WHERE oid = v_invoker));
         END IF;
         starting_position := 'TRIM_HORIZON';
@@ -442,7 +442,7 @@ BEGIN
     -- after a delivery of it under way; its catalog rows go with the processor
     PERFORM stream_internal._processor_drop(d.delivery_stream_id);
     IF d.delivery_stream_type = 'DirectPut' THEN
-        EXECUTE format('DROP TABLE IF EXISTS stream_data.%I', 's' || d.source_stream_id);
+        EXECUTE format('DROP TABLE IF EXISTS %s', stream_internal._data_table(d.source_stream_id));
         DELETE FROM stream.streams WHERE stream_id = d.source_stream_id;
         PERFORM stream_internal._forget_stream(d.source_stream_id);
         PERFORM stream_internal._catalog_changed();
@@ -537,8 +537,8 @@ BEGIN
         END IF;
         RETURN;
     END IF;
-    EXECUTE format(CASE WHEN p_grant THEN 'GRANT INSERT ON stream_data.%I TO %I' ELSE 'REVOKE INSERT ON stream_data.%I FROM %I' END,
-                   's' || d.source_stream_id, stream_internal._role_name(p_role));
+    EXECUTE format(CASE WHEN p_grant THEN 'GRANT INSERT ON %s TO %I' ELSE 'REVOKE INSERT ON %s FROM %I' END,
+                   stream_internal._data_table(d.source_stream_id), stream_internal._role_name(p_role));
 END $$;
 REVOKE ALL ON FUNCTION stream_internal._delivery_access(bool, text, regrole) FROM PUBLIC;
 

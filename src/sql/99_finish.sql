@@ -17,6 +17,7 @@ GRANT EXECUTE ON FUNCTION
     stream_internal._sequence_text(int, int, bigint),
     stream_internal._sequence_parts(text),
     stream_internal._can_read(int),
+    stream_internal._data_table(int),
     stream_internal._consumer_json(stream.streams, stream.stream_consumers),
     stream_internal._delivery_stream(text),
     stream_internal._delivery_arn(text),

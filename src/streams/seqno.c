@@ -8,9 +8,12 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(stream_sequence_text);
 PG_FUNCTION_INFO_V1(stream_sequence_parts);
+PG_FUNCTION_INFO_V1(stream_hour_bucket_sql);
+PG_FUNCTION_INFO_V1(stream_first_seq_sql);
 
 static void
 put_digits(char *p, uint64 v, int width)
@@ -101,6 +104,20 @@ seq_bucket_now(TimestampTz now)
 	int64		unix_us = now + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
 
 	return unix_us / USECS_PER_HOUR;
+}
+
+/* stream_internal._hour_bucket(timestamptz) RETURNS bigint: the SQL parts' hour bucket */
+Datum
+stream_hour_bucket_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(seq_bucket_now(PG_GETARG_TIMESTAMPTZ(0)));
+}
+
+/* stream_internal._first_seq(bucket bigint) RETURNS bigint: the first sequence number of an hour bucket */
+Datum
+stream_first_seq_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(SEQ_FROM_BUCKET(PG_GETARG_INT64(0)));
 }
 
 /* stream_internal._sequence_text(stream_id int, shard_index int, seq bigint) RETURNS text */
