@@ -22,7 +22,14 @@ GRANT EXECUTE ON FUNCTION
     stream_internal._delivery_stream(text),
     stream_internal._delivery_arn(text),
     stream_internal._delivery_buffer(int),
-    stream_internal._owns_processor(int)
+    stream_internal._owns_processor(int),
+    stream_internal._list_shards(text, int, text, text, text, text, timestamptz),
+    stream_internal._shard_token(int, int, text, timestamptz),
+    stream_internal._shard_expired(stream.shards, stream.streams),
+    stream_internal._stream_status(stream.streams),
+    stream_internal._resharding(int),
+    stream_internal._shard_limit(),
+    stream_internal._open_shard_count()
 TO PUBLIC;
 
 -- Start this database's maintenance worker now rather than at the launcher's next round.

@@ -66,7 +66,10 @@ read_records(ShardIterator *it, int limit, bool check_expiry,
 
 /*
  * stream.get_records(shard_iterator, limit)
- *   RETURNS TABLE(records stream.record[], next_shard_iterator text, millis_behind_latest bigint)
+ *   RETURNS stream.get_records_result (records stream.record[], next_shard_iterator text,
+ *                                      millis_behind_latest bigint, child_shards jsonb)
+ * At the end of a closed shard next_shard_iterator is NULL and child_shards
+ * names the children to read next (both NULL otherwise, as Kinesis).
  */
 Datum
 stream_get_records(PG_FUNCTION_ARGS)
@@ -76,8 +79,8 @@ stream_get_records(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	Oid			rectype;
 	RecordCollector c;
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, true};
 	int			limit;
 
 	kinesis_require_arg(PG_ARGISNULL(0), "shardIterator");
@@ -95,7 +98,11 @@ stream_get_records(PG_FUNCTION_ARGS)
 	r = read_records(&it, limit, true, collect_datum, &c);
 	values[0] = collector_array(&c);
 	if (r.shard_ended)
+	{
 		nulls[1] = true;
+		values[3] = shard_children_jsonb(r.info, shard_by_index(r.info, it.shard_index, false));
+		nulls[3] = false;
+	}
 	else
 		values[1] = CStringGetTextDatum(iterator_encode(&r.next));
 	values[2] = Int64GetDatum(r.millis_behind);

@@ -19,10 +19,22 @@ extern void seqalloc_init(void);
 
 /*
  * Reserve count consecutive numbers on a shard for the current transaction
- * and stamp their arrival time; returns the first.
+ * and stamp their arrival time; the first in *first.  False when the shard
+ * is closed: wait with seqalloc_wait_for_closer(*closer), look the stream
+ * up again and route again.
  */
+extern bool seqalloc_try_reserve(StreamInfo *info, StreamShard *shard, int count,
+								 int64 *first, TimestampTz *arrival, TransactionId *closer);
+extern void seqalloc_wait_for_closer(TransactionId closer);
+/* The same for a shard that cannot close (InternalFailure if it did); returns the first. */
 extern int64 seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 							  TimestampTz *arrival);
+/*
+ * Close a shard (split, merge): it refuses every later reservation; returns
+ * its ending sequence number, above every number it handed out.  Undone if
+ * the (sub)transaction aborts.
+ */
+extern int64 seqalloc_close_shard(StreamInfo *info, StreamShard *shard);
 /* Every number below it belongs to an ended transaction; call before taking the snapshot. */
 extern int64 seqalloc_stable_seq(StreamInfo *info, StreamShard *shard);
 /* Sleep until the stable sequence passes from_seq (true) or timeout_ms pass (false). */
