@@ -157,12 +157,12 @@ stream_put_record(PG_FUNCTION_ARGS)
 	item.data = data;
 	for (int attempt = 0;; attempt++)
 	{
-		TransactionId closer;
+		bool		pending;
 
 		info = stream_lookup(name, false);
 		access_check(info, ACL_INSERT);
 		item.shard = routing_open_shard(info, hash);
-		if (seqalloc_try_reserve(info, item.shard, 1, &item.seq, &item.arrival, &closer))
+		if (seqalloc_try_reserve(info, item.shard, 1, &item.seq, &item.arrival, &pending))
 			break;
 		if (attempt >= PUT_REROUTES)
 			ereport(ERROR,
@@ -171,7 +171,7 @@ stream_put_record(PG_FUNCTION_ARGS)
 					 errdetail("Shards of stream %s were resharded %d times while the record was routed.",
 							   name, attempt + 1),
 					 errhint("Retry the put.")));
-		seqalloc_wait_for_closer(closer);
+		seqalloc_wait_for_closer(info, pending);
 	}
 	chunk_insert(info, &item, 1);
 	notify_put(info, item.shard);
@@ -308,16 +308,16 @@ stream_put_records(PG_FUNCTION_ARGS)
 		int			j = i + 1;
 		int64		first;
 		TimestampTz arrival;
-		TransactionId closer;
+		bool		pending;
 
 		while (j < nkeys && by_shard[j]->shard == by_shard[i]->shard)
 			j++;
-		if (!seqalloc_try_reserve(info, by_shard[i]->shard, j - i, &first, &arrival, &closer))
+		if (!seqalloc_try_reserve(info, by_shard[i]->shard, j - i, &first, &arrival, &pending))
 		{
 			if (reroutes++ < PUT_REROUTES)
 			{
 				/* a shard closed: route every record again, from the start */
-				seqalloc_wait_for_closer(closer);
+				seqalloc_wait_for_closer(info, pending);
 				info = stream_lookup(name, false);
 				access_check(info, ACL_INSERT);
 				for (int k = 0; k < nkeys; k++)

@@ -31,8 +31,9 @@
  * taken on the shard lies below its end, also for transactions that were
  * open at the split and put again afterwards: their later puts are refused
  * and routed again (put.c).  Until the resharding transaction ends the
- * close is pending: a refused producer waits for that transaction
- * (closer_xid), and the entry is not evicted.  At abort, also of the
+ * close is pending: a refused producer waits for the stream's reshard lock
+ * (locktag.h), which the resharding (sub)transaction holds until it ends,
+ * and the entry is not evicted.  At abort, also of the
  * subtransaction that closed it, the shard opens again; at commit a
  * reader waiting on it is woken to see the end.  The catalog row
  * (stream.shards.ending_seq) commits with it, so after a crash a rebuilt
@@ -129,7 +130,7 @@ typedef struct ShardState
 	int			subscribers;	/* sessions waiting on wakeup; keeps the entry alive */
 	ConditionVariable wakeup;	/* broadcast when records may have become stable */
 	bool		closed;			/* resharded: refuses every reservation */
-	TransactionId closer_xid;	/* valid while the close is pending (uncommitted) */
+	TransactionId closer_xid;	/* valid while the close is pending (not committed) */
 } ShardState;
 
 typedef struct SeqallocShared
@@ -639,13 +640,12 @@ reserve_without_shmem(StreamInfo *info, StreamShard *shard, int count,
 /*
  * Reserve count consecutive numbers on a shard for the current transaction
  * and stamp their arrival time (monotonic per shard): the first in *first.
- * False when the shard is closed (resharded); *closer is then the
- * transaction that closed it while it has not ended, for
- * seqalloc_wait_for_closer.
+ * False when the shard is closed (resharded); *pending when the
+ * resharding transaction has not ended, for seqalloc_wait_for_closer.
  */
 bool
 seqalloc_try_reserve(StreamInfo *info, StreamShard *shard, int count,
-					 int64 *first_out, TimestampTz *arrival, TransactionId *closer)
+					 int64 *first_out, TimestampTz *arrival, bool *pending)
 {
 	ShardState *st;
 	InflightNode *node = NULL;
@@ -654,7 +654,7 @@ seqalloc_try_reserve(StreamInfo *info, StreamShard *shard, int count,
 	int64		first;
 	int64		known_mark = 0;
 
-	*closer = InvalidTransactionId;
+	*pending = false;
 	xact_put = true;
 	if (shared == NULL)
 		return reserve_without_shmem(info, shard, count, first_out, arrival);
@@ -689,7 +689,7 @@ seqalloc_try_reserve(StreamInfo *info, StreamShard *shard, int count,
 		SpinLockAcquire(&st->mutex);
 		if (unlikely(st->closed))
 		{
-			*closer = st->closer_xid;
+			*pending = TransactionIdIsValid(st->closer_xid);
 			SpinLockRelease(&st->mutex);
 			LWLockRelease(shared->lock);
 			if (node != NULL)
@@ -746,9 +746,9 @@ seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 				 TimestampTz *arrival)
 {
 	int64		first;
-	TransactionId closer;
+	bool		pending;
 
-	if (!seqalloc_try_reserve(info, shard, count, &first, arrival, &closer))
+	if (!seqalloc_try_reserve(info, shard, count, &first, arrival, &pending))
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("InternalFailure: shard %d of stream %s is closed",
@@ -757,15 +757,23 @@ seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 }
 
 /*
- * After a refusal: wait until the transaction that closed the shard ends
- * (not for this transaction's own close), so that its catalog change is
- * committed or gone, then make the catalog cache reload.
+ * After a refusal: while the close is pending, wait for the stream's
+ * reshard lock, which the resharding transaction holds until it commits
+ * or rolls back (the subtransaction that took it, too), so that its
+ * catalog change is committed or gone (this transaction's own lock does
+ * not make it wait).  Then make the catalog cache reload.
  */
 void
-seqalloc_wait_for_closer(TransactionId closer)
+seqalloc_wait_for_closer(StreamInfo *info, bool pending)
 {
-	if (TransactionIdIsValid(closer) && !TransactionIdIsCurrentTransactionId(closer))
-		XactLockTableWait(closer, NULL, NULL, XLTW_None);
+	if (pending)
+	{
+		LOCKTAG		tag;
+
+		SET_STREAM_LOCKTAG(tag, STREAM_LOCK_RESHARD, info->stream_id, 0);
+		(void) LockAcquire(&tag, ShareLock, false, false);
+		LockRelease(&tag, ShareLock, false);
+	}
 	AcceptInvalidationMessages();
 	stream_catalog_forget();
 }
@@ -774,7 +782,7 @@ seqalloc_wait_for_closer(TransactionId closer)
  * Close a shard for a split or merge: from now on it refuses reservations,
  * and its ending sequence number, returned, lies above every number it
  * handed out.  The close is pending until this transaction ends (see the
- * file header).  Without shared memory the shard's put lock is held until
+ * file header); the caller holds the stream's reshard lock.  Without shared memory the shard's put lock is held until
  * commit instead, after the producers in flight on it have committed.
  */
 int64

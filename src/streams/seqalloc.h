@@ -20,12 +20,12 @@ extern void seqalloc_init(void);
 /*
  * Reserve count consecutive numbers on a shard for the current transaction
  * and stamp their arrival time; the first in *first.  False when the shard
- * is closed: wait with seqalloc_wait_for_closer(*closer), look the stream
- * up again and route again.
+ * is closed: wait with seqalloc_wait_for_closer(info, *pending), look the
+ * stream up again and route again.
  */
 extern bool seqalloc_try_reserve(StreamInfo *info, StreamShard *shard, int count,
-								 int64 *first, TimestampTz *arrival, TransactionId *closer);
-extern void seqalloc_wait_for_closer(TransactionId closer);
+								 int64 *first, TimestampTz *arrival, bool *pending);
+extern void seqalloc_wait_for_closer(StreamInfo *info, bool pending);
 /* The same for a shard that cannot close (InternalFailure if it did); returns the first. */
 extern int64 seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 							  TimestampTz *arrival);
