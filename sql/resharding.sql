@@ -319,7 +319,8 @@ SELECT jsonb_path_query_array(d -> 'Shards', '$[*].ShardId') AS shards, d -> 'Ha
   FROM (VALUES (stream.describe_stream('rl')), (stream.describe_stream('rl', 2)),
                (stream.describe_stream('rl', 2, 'shardId-000000000001')),
                (stream.describe_stream('rl', 10, 'shardId-000000000004'))) v(d);
-SELECT stream.describe_stream('rl') -> 'Shards' -> 4 AS merge_child;
+SELECT (stream.describe_stream('rl') -> 'Shards' -> 5) - 'SequenceNumberRange' AS merge_child,
+       jsonb_object_keys((stream.describe_stream('rl') -> 'Shards' -> 1) -> 'SequenceNumberRange') AS closed_range;
 SELECT pg_temp.try($$SELECT stream.describe_stream('rl', 0)$$);
 
 --
