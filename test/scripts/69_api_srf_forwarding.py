@@ -26,7 +26,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
-from streamtest import check, configure, connect, create_db, drop_db, expect_error, finish  # noqa: E402
+from streamtest import check, configure, connect, create_db, drop_db, expect_error, main_wrapper  # noqa: E402
 from streamtest import q, q1, warn  # noqa: E402
 from streamtest import log as say  # noqa: E402
 import psycopg2  # noqa: E402
@@ -265,12 +265,11 @@ def main():
 
 
 conn = create_db(roles=ROLES, extension=True)
-try:
-    main()
-except Exception as e:  # noqa: BLE001
-    import traceback
-    check(False, 'unexpected error: %r\n%s' % (e, traceback.format_exc()))
-finally:
+
+
+def cleanup():
     conn.close()
     drop_db(roles=ROLES, on_error=warn)
-finish()
+
+
+main_wrapper(main, cleanup)

@@ -42,14 +42,12 @@ import json
 import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
-from streamtest import KEEP_DB, check, configure, connect, create_db, crash, delivered_files, drop_db  # noqa: E402
-from streamtest import finish, get_records_sql, pid_alive, postmaster_pid, q, q1, start_cluster, wait_for  # noqa: E402
+from streamtest import check, configure, connect, create_db, crash, delivered_files, drop_db  # noqa: E402
+from streamtest import get_records_sql, main_wrapper, q, q1, start_cluster, wait_for  # noqa: E402
 from streamtest import warn, workdir  # noqa: E402
 from streamtest import log as say  # noqa: E402
 import psycopg2  # noqa: E402
@@ -216,19 +214,9 @@ def reach(conn, point, holder):
 
 
 def kill(conn, how):
-    if how == 'worker':
-        pids = [w[0] for w in worker_state(conn)]
-        pm = postmaster_pid()
-        if pids:
-            os.kill(pids[0], signal.SIGKILL)
-            end = time.time() + 30
-            while pid_alive(pids[0]) and time.time() < end:
-                time.sleep(0.05)
-            time.sleep(1.0)
-        elif pm:
-            crash('kill')
-        return
-    crash(how)
+    pids = [w[0] for w in worker_state(conn)]
+    conn.close()
+    crash(how, child=pids[0] if pids else None)
 
 
 def reader_catch_up(conn, its, seen):
@@ -275,8 +263,7 @@ def main():
         reached[point] += bool(at)
         kills[how] += 1
         pend_before = q1(conn, "SELECT count(*) FROM stream.processor_pending")
-        conn.close()
-        kill(conn if False else connect(), how)
+        kill(conn, how)
         try:
             holder.close()
         except Exception:  # noqa: BLE001
@@ -409,19 +396,13 @@ def in_order(name, pairs):
     check(bad == 0, '%s: %d records out of sequence order within their partition key' % (name, bad))
 
 
-try:
-    main()
-except Exception as e:  # noqa: BLE001
-    import traceback
-    check(False, 'unexpected error: %r\n%s' % (e, traceback.format_exc()))
-finally:
+def cleanup():
     try:
-        start_cluster()
-    except Exception as e:  # noqa: BLE001
+        start_cluster()         # if a crash left it down
+    except Exception as e:      # noqa: BLE001
         warn('%s' % e)
-    if not KEEP_DB:
-        drop_db(roles=ROLES, on_error=warn)
-        shutil.rmtree(WORK, ignore_errors=True)
-    else:
-        print('kept database %s and files in %s' % (DB, WORK))
-finish()
+    drop_db(roles=ROLES, on_error=warn)
+    shutil.rmtree(WORK, ignore_errors=True)
+
+
+main_wrapper(main, cleanup)

@@ -32,7 +32,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
-from streamtest import check, configure, connect, create_db, delivered_files, drop_db, finish  # noqa: E402
+from streamtest import check, configure, connect, create_db, delivered_files, drop_db, main_wrapper  # noqa: E402
 from streamtest import q, q1, wait_for, warn, workdir  # noqa: E402
 from streamtest import log as say  # noqa: E402
 
@@ -134,13 +134,12 @@ def main():
 
 
 conn = create_db(roles=ROLES, extension=True)
-try:
-    main()
-except Exception as e:  # noqa: BLE001
-    import traceback
-    check(False, 'unexpected error: %r\n%s' % (e, traceback.format_exc()))
-finally:
+
+
+def cleanup():
     conn.close()
     drop_db(roles=ROLES, on_error=warn)
     shutil.rmtree(LAKE, ignore_errors=True)
-finish()
+
+
+main_wrapper(main, cleanup)
