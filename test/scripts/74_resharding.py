@@ -24,6 +24,11 @@ Sub-tests, in order:
   delivery   a delivery stream into a table follows a split and a merge
              while records arrive: every record lands once, each key's rows
              (in insertion order) in counter order.
+  dump       pg_dump and pg_restore of a resharded stream: the same shards
+             (lineage, ranges, ending sequence numbers) and records; in the
+             restored database closed shards stay closed (puts of their
+             ranges go to the children, reads end with the children) and
+             can be split and merged further.
 
 STREAM_RESHARD_SEED fixes the random choices (printed at the start).
 """
@@ -432,13 +437,76 @@ def test_delivery(admin, rng):
     q(admin, 'SELECT stream.delete_stream(%s, true)', (stream,))
 
 
+def shard_rows(conn, stream):
+    return q(conn, 'SELECT shard_id, parent_shard_id, adjacent_parent_shard_id, starting_hash_key, ending_hash_key, '
+                   'starting_sequence_number, ending_sequence_number FROM stream.list_shards(%s) ORDER BY shard_id', (stream,))
+
+
+def all_records(conn, stream):
+    out = []
+    for (sh,) in q(conn, 'SELECT shard_id FROM stream.list_shards(%s) ORDER BY shard_id', (stream,)):
+        out += [(sh,) + tuple(r) for r in q(conn, "SELECT sequence_number, partition_key, encode(data, 'hex') "
+                                                "FROM stream.read_shard(%s, %s)", (stream, sh))]
+    return out
+
+
+def test_dump(admin, rng):
+    stream = 'rsdump'
+    q(admin, 'SELECT stream.create_stream(%s, 2)', (stream,))
+    keys = [f'dk{i}' for i in range(200)]
+    q(admin, 'SELECT count(*) FROM stream.put_records(%s, %s, %s::bytea[])',
+      (stream, keys, [psycopg2.Binary(k.encode()) for k in keys]))
+    sh = open_shards(admin, stream)[0]
+    q(admin, 'SELECT stream.split_shard(%s, %s, %s)', (stream, sh[0], str((sh[1] + sh[2]) // 2)))
+    s = open_shards(admin, stream)
+    q(admin, 'SELECT stream.merge_shards(%s, %s, %s)', (stream, s[1][0], s[2][0]))
+    q(admin, 'SELECT count(*) FROM stream.put_records(%s, %s, %s::bytea[])',
+      (stream, keys, [psycopg2.Binary(k.encode()) for k in keys]))
+    before_shards, before_records = shard_rows(admin, stream), all_records(admin, stream)
+    dst = DB + '_restored'
+    work = tempfile.mkdtemp(prefix='rs_dump.')
+    d = subprocess.run(['pg_dump', '-Fc', '-f', os.path.join(work, 'db.dump'), DB], capture_output=True, text=True)
+    if not check(d.returncode == 0, f'dump: pg_dump failed: {d.stderr}'):
+        return
+    pg = connect('postgres')
+    q(pg, f'DROP DATABASE IF EXISTS {dst}')
+    q(pg, f'CREATE DATABASE {dst}')
+    r = subprocess.run(['pg_restore', '-d', dst, os.path.join(work, 'db.dump')], capture_output=True, text=True)
+    check(r.returncode == 0, f'dump: pg_restore failed: {r.stderr[-2000:]}')
+    rc = connect(dst)
+    try:
+        check(shard_rows(rc, stream) == before_shards, 'dump: the restored shards differ')
+        check(all_records(rc, stream) == before_records, 'dump: the restored records differ')
+        closed = [r for r in shard_rows(rc, stream) if r[6] is not None]
+        for row in closed:
+            it = q1(rc, "SELECT stream.get_shard_iterator(%s, %s, 'LATEST')", (stream, row[0]))
+            nxt, children = q(rc, 'SELECT next_shard_iterator, child_shards FROM stream.get_records(%s)', (it,))[0]
+            check(nxt is None and children, f'dump: restored closed {row[0]} does not end with children')
+            for key in (int(row[3]), int(row[4])):
+                got = q1(rc, "SELECT shard_id FROM stream.put_record(%s, 'x', '\\x00', %s)", (stream, str(key)))
+                check(got not in {c[0] for c in closed}, f'dump: a put in the restored database went to closed {got}')
+        no_record_outside_shard(rc, stream, 'dump (restored)')
+        s = open_shards(rc, stream)
+        q(rc, 'SELECT stream.merge_shards(%s, %s, %s)', (stream, s[0][0], s[1][0]))
+        sh = open_shards(rc, stream)[0]
+        q(rc, 'SELECT stream.split_shard(%s, %s, %s)', (stream, sh[0], str((sh[1] + sh[2]) // 2)))
+        check(len({r[0] for r in shard_rows(rc, stream)}) == len(before_shards) + 3,
+              'dump: resharding the restored stream made the wrong shards')
+    finally:
+        rc.close()
+        q(pg, f'DROP DATABASE IF EXISTS {dst} WITH (FORCE)')
+        pg.close()
+    q(admin, 'SELECT stream.delete_stream(%s, true)', (stream,))
+
+
 def main():
     log(f'seed {SEED}')
     rng = random.Random(SEED)
     admin = st.create_db(extension=True)
     st.run_subtests([('load', test_load, (admin, rng)),
                      ('example', test_example, (admin, rng)),
-                     ('delivery', test_delivery, (admin, rng))])
+                     ('delivery', test_delivery, (admin, rng)),
+                     ('dump', test_dump, (admin, rng))])
     admin.close()
 
 
