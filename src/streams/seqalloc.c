@@ -861,7 +861,12 @@ seqalloc_stable_seq(StreamInfo *info, StreamShard *shard)
 
 	if (shared == NULL)
 	{
-		/* producers serialise and commit in order: what is committed is stable */
+		/*
+		 * Producers serialise and commit in order: what is committed is
+		 * stable.  A committed close waited for every producer of the shard.
+		 */
+		if (shard->closed)
+			return shard->ending_seq + 1;
 		return chunk_max_seq(info, shard) + 1;
 	}
 

@@ -116,4 +116,23 @@ SQL
 got=$(q "SELECT string_agg(convert_from(data, 'UTF8'), ',' ORDER BY sequence_number) FROM stream.read_shard('np', 'shardId-000000000000') WHERE partition_key = 'k'")
 [ "$got" = "locked" ] || fail "shard 0 read '$got', expected 'locked' (the chunk holding p1 was dropped)"
 echo "[80_without_preload] ... and in its own transaction when it holds the stream table"
+# resharding without shared memory: a split waits for the producers in flight on its
+# parent (their records stay below its end); a session whose catalog cache predates
+# the split puts to a child; the parent's read ends with the children
+q "SELECT stream.create_stream('nps', 1)" >/dev/null
+out=$(timeout 30 psql -X -v ON_ERROR_STOP=1 -qAt -d stream_np <<'SQL'
+SELECT shard_id FROM stream.put_record('nps', 'k', 'before', '1');
+\! (echo "BEGIN; SELECT stream.put_record('nps', 'k', 'in-flight', '0'); SELECT pg_sleep(2); COMMIT;" | psql -X -qAt -d stream_np >/dev/null 2>&1 &) ; sleep 0.5
+\! psql -X -qAt -v ON_ERROR_STOP=1 -d stream_np -c "SELECT stream.split_shard('nps', 'shardId-000000000000', '170141183460469231731687303715884105728')" >/dev/null
+SELECT shard_id FROM stream.put_record('nps', 'k', 'after', '1');
+SQL
+) || fail "put, split, put in one session failed"
+[ "$out" = "$(printf 'shardId-000000000000\nshardId-000000000001')" ] || fail "puts around a split went to: $out"
+got=$(q "SELECT string_agg(convert_from(data, 'UTF8'), ',' ORDER BY sequence_number) FROM stream.read_shard('nps', 'shardId-000000000000')")
+[ "$got" = "before,in-flight" ] || fail "the closed parent holds '$got', expected 'before,in-flight'"
+got=$(q "SELECT next_shard_iterator IS NULL, jsonb_array_length(child_shards) FROM stream.get_records(stream.get_shard_iterator('nps', 'shardId-000000000000', 'LATEST'))")
+[ "$got" = "t|2" ] || fail "the closed parent's read ended with '$got', expected 't|2'"
+bad=$(q "SELECT count(*) FROM stream_data.s$(q "SELECT stream_id FROM stream.streams WHERE stream_name = 'nps'") d JOIN stream.shards sh ON sh.stream_id = (SELECT stream_id FROM stream.streams WHERE stream_name = 'nps') AND sh.shard_index = d.shard_id WHERE d.seq > sh.ending_seq")
+[ "$bad" = 0 ] || fail "$bad records lie past their shard's end"
+echo "[80_without_preload] a split waited for the producer in flight on its parent; a stale session put to a child"
 echo "80_without_preload: ok"
