@@ -782,8 +782,9 @@ seqalloc_wait_for_closer(StreamInfo *info, bool pending)
  * Close a shard for a split or merge: from now on it refuses reservations,
  * and its ending sequence number, returned, lies above every number it
  * handed out.  The close is pending until this transaction ends (see the
- * file header); the caller holds the stream's reshard lock.  Without shared memory the shard's put lock is held until
- * commit instead, after the producers in flight on it have committed.
+ * file header); the caller holds the stream's reshard lock.  Without
+ * shared memory the shard's put lock is taken instead, held until commit,
+ * once the producers in flight on the shard have committed.
  */
 int64
 seqalloc_close_shard(StreamInfo *info, StreamShard *shard)

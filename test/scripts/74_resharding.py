@@ -433,6 +433,23 @@ def test_delivery(admin, rng):
                    "JOIN stream.shards sh ON sh.stream_id = (SELECT stream_id FROM stream.streams WHERE stream_name = %s) "
                    "AND sh.shard_index = c.shard_index WHERE sh.ending_seq IS NOT NULL", (stream,))
     check(len(cps) == 3 and all(r[1] for r in cps), f'delivery: closed shards not finished by the delivery stream: {cps}')
+    # retention: the closed shards go, with their checkpoints, once their records expired
+    # (test shortcut: they closed 25 hours ago); delivery goes on from the children
+    sid = q1(admin, 'SELECT stream_id FROM stream.streams WHERE stream_name = %s', (stream,))
+    q(admin, "UPDATE stream.shards SET closed_at = now() - interval '25 hours' WHERE stream_id = %s AND ending_seq IS NOT NULL", (sid,))
+    q(admin, 'SELECT count(*) FROM stream.run_maintenance()')
+    left = q(admin, 'SELECT shard_index FROM stream.shards WHERE stream_id = %s AND ending_seq IS NOT NULL', (sid,))
+    check(not left, f'delivery: expired closed shards still in stream.shards: {left}')
+    gone = q1(admin, 'SELECT count(*) FROM stream.processor_checkpoints c WHERE NOT EXISTS '
+                     '(SELECT 1 FROM stream.shards sh WHERE sh.stream_id = %s AND sh.shard_index = c.shard_index) '
+                     'AND c.processor_id = (SELECT delivery_stream_id FROM stream.delivery_streams WHERE delivery_stream_name = %s)',
+             (sid, 'rs_fh'))
+    check(gone == 0, f'delivery: {gone} checkpoints of expired shards left')
+    check(q1(admin, 'SELECT count(*) FROM stream.list_shards(%s)', (stream,)) == 2, 'delivery: list_shards still lists expired shards')
+    put(40)
+    check(q1(admin, "SELECT stream.flush_delivery_stream('rs_fh', 60)") is True, 'delivery: flush after expiry did not finish')
+    rows = q(admin, 'SELECT k, n FROM public.rs_sink ORDER BY id')
+    check(len(rows) == len(acked) and set(rows) == set(acked.values()), 'delivery: records after expiry not delivered once')
     conn.close()
     q(admin, 'SELECT stream.delete_stream(%s, true)', (stream,))
 
