@@ -79,8 +79,12 @@ ISOLATION = $(sort $(basename $(notdir $(wildcard $(srcdir)/specs/*.spec))))
 # test/stream.conf, on a socket directory of its own under /tmp and no TCP,
 # so checkouts running at once do not collide (pg_cron does the same).
 # initdb refuses root: scripts/test.sh runs it as OS user postgres.
+# STREAM_TEMP_INSTANCE=0: against the server libpq points at instead
+# (test/valgrind.sh runs the private cluster under valgrind).
+ifneq ($(STREAM_TEMP_INSTANCE),0)
 REGRESS_OPTS = --temp-config=$(srcdir)/test/stream.conf --temp-instance=tmp_check
 ISOLATION_OPTS = --temp-config=$(srcdir)/test/stream.conf --temp-instance=tmp_check_iso
+endif
 
 PG_CPPFLAGS += -I$(srcdir)/src
 SHLIB_LINK += -lzstd -lsnappy -lz
