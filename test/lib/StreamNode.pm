@@ -33,7 +33,7 @@ use Test::More;
 use Time::HiRes qw(usleep);
 
 our @EXPORT = qw($ROOT $BINDIR stream_node start_node wait_ready psql_background
-  psql_finish same_lines run_python);
+  psql_finish same_lines run_python python_on_node);
 
 # the checkout: this file is test/lib/StreamNode.pm
 our $ROOT = realpath(dirname(__FILE__) . '/../..');
@@ -172,6 +172,20 @@ sub run_python
 	diag($_) for grep { /^FAIL/ } split /\n/, $out;
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
 	return ok($ok, $name);
+}
+
+# The whole of a TAP test whose body is a Python script: a node of its own
+# (statements not logged: the bodies put megabytes), the body run against it,
+# the node up again afterwards (a body starts it after each crash).
+sub python_on_node
+{
+	my ($name, $script, $what) = @_;
+	my $node = stream_node($name, conf => "log_statement = none\n");
+	start_node($node);
+	run_python($node, $script, $what);
+	ok(wait_ready($node, 60), "the node accepts connections after $script");
+	$node->stop('fast', fail_ok => 1);
+	done_testing();
 }
 
 1;
