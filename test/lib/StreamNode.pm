@@ -148,7 +148,7 @@ sub same_lines
 # Run a Python test body (path relative to the checkout) against $node: it
 # reaches the node only through the environment test/lib/streamtest.py
 # reads.  Its output goes into the test's log as it comes; its FAIL lines are
-# repeated as diagnostics.  ok() if it exits with status 0.
+# repeated as diagnostics, its last lines as notes.  ok() if it exits with status 0.
 sub run_python
 {
 	my ($node, $script, $name) = @_;
@@ -169,7 +169,9 @@ sub run_python
 	print "# Running: /usr/bin/python3 $ROOT/$script\n";
 	my $ok = IPC::Run::run([ '/usr/bin/python3', "$ROOT/$script" ],
 		'<', '/dev/null', '>', $echo, '2>&1');
-	diag($_) for grep { /^FAIL/ } split /\n/, $out;
+	my @lines = split /\n/, $out;
+	diag($_) for grep { /^FAIL/ } @lines;
+	note($_) for @lines[ ($#lines > 2 ? $#lines - 2 : 0) .. $#lines ];    # its summary
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
 	return ok($ok, $name);
 }
