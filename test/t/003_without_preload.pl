@@ -35,6 +35,18 @@ sub background
 	return psql_background($node, $DB, "$work/bg$nbg.sql", "$work/bg$nbg.log");
 }
 
+# a transaction that puts $data on shard 0 (key k) and commits $seconds s later
+sub hold_shard0
+{
+	my ($data, $seconds) = @_;
+	return background(<<SQL);
+BEGIN;
+SELECT stream.put_record('np', 'k', '$data', '0');
+SELECT pg_sleep($seconds);
+COMMIT;
+SQL
+}
+
 $node->safe_psql('postgres', "CREATE DATABASE $DB");
 is($node->safe_psql('postgres', 'SHOW shared_preload_libraries'), '', 'the library is not preloaded');
 sql('CREATE EXTENSION stream');
@@ -45,12 +57,7 @@ sql("SELECT stream.create_stream('np', 2)");
 sql("SELECT count(*) FROM stream.put_records('np', ARRAY['a','b','c','d','e'], ARRAY['1','2','3','4','5']::bytea[])");
 
 # producers serialise: a second producer waits for an open put on the same shard
-my $holder = background(<<'SQL');
-BEGIN;
-SELECT stream.put_record('np', 'k', 'held', '0');
-SELECT pg_sleep(2);
-COMMIT;
-SQL
+my $holder = hold_shard0('held', 2);
 sleep 0.5;
 my $start = time;
 sql("SELECT stream.put_record('np', 'k', 'after', '0')");
@@ -113,12 +120,7 @@ is( sql(  "SELECT string_agg(convert_from(data, 'UTF8'), ',') FROM stream.read_s
 # the chunk is made in a transaction of its own (a one-shot chunk maker): a producer
 # on another shard does not wait for the open transaction of the one that found it missing
 sql($drop_chunks);
-my $p1 = background(<<'SQL');
-BEGIN;
-SELECT stream.put_record('np', 'k', 'p1', '0');
-SELECT pg_sleep(4);
-COMMIT;
-SQL
+my $p1 = hold_shard0('p1', 4);
 sleep 1;
 $start = time;
 is(sql_status("SELECT stream.put_record('np', 'k', 'p2', '170141183460469231731687303715884105728')"),
