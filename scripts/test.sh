@@ -156,7 +156,7 @@ suite_tap() {
             return
         fi
     fi
-    local f name dir rc t0
+    local f name dir rc t0 crashes
     for f in "${files[@]}"; do
         name="$(basename "$f" .pl)"
         dir="$LOGDIR/tap/$name"
@@ -168,6 +168,13 @@ suite_tap() {
         t0=$(date +%s)
         timeout -k 10 "$TAP_TIMEOUT" "${TAP_AS[@]}" make -s --no-print-directory -C "$dir" -f "$STREAM_ROOT/Makefile" \
             prove_installcheck PG_CONFIG="$PG_CONFIG" PROVE_TESTS="$f" PROVE_FLAGS=-v </dev/null || rc=$?
+        # as finish() does for the private cluster: crashes the test did not make (SIGKILLs are its own)
+        crashes="$(cat "$dir"/tmp_check/log/*.log 2>/dev/null |
+            grep -E 'terminated by signal|PANIC:|TRAP:' | grep -v 'signal 9: Killed' || true)"
+        if [ -n "$crashes" ]; then
+            heading "WARNING: the server logs of $f ($dir/tmp_check/log/) show crashes"
+            printf '%s\n' "$crashes" | head -n 40
+        fi
         if [ "$rc" -eq 0 ]; then pass "tap: $f ($(( $(date +%s) - t0 ))s)"; continue; fi
         if [ "$rc" -eq 124 ]; then fail "tap: $f" "timed out after ${TAP_TIMEOUT}s"
         else fail "tap: $f" "exit status $rc"
