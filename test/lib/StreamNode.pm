@@ -12,8 +12,10 @@
 #     $(pg_config --bindir) there).  With PG_BIN set (scripts/env.sh, from
 #     STREAM_PG_BIN) they must be the same, or the test bails out.
 #   * A node gets the settings of the checkout's cluster (`scripts/cluster.sh
-#     config`, so the two cannot drift apart), shared_preload_libraries being
-#     'stream,pg_cron' unless the test asks otherwise.  The superuser role is
+#     config`, so the two cannot drift apart; they also turn fsync and
+#     restart_after_crash on again, which the Cluster module turns off),
+#     shared_preload_libraries being 'stream,pg_cron' unless the test asks
+#     otherwise.  The superuser role is
 #     postgres, as there; PGUSER is set so.
 #   * The connection variables of the checkout's cluster (PGDATA, PGHOST,
 #     STREAM_PGDATA, ...) are removed from the environment when this module
