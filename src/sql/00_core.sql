@@ -124,15 +124,16 @@ CREATE FUNCTION stream_internal._hour_bucket(t timestamptz) RETURNS bigint
 CREATE FUNCTION stream_internal._first_seq(bucket bigint) RETURNS bigint
     AS 'MODULE_PATHNAME', 'stream_first_seq_sql' LANGUAGE C IMMUTABLE STRICT;
 
--- A stream's data table and its chunk tables, schema-qualified and quoted:
--- the one place the SQL parts name them (the C side: streams/stream_catalog.c
--- and streams/chunk.c).
+-- A stream's data table and its chunk tables, schema-qualified and quoted,
+-- and the number of the chunk a relation name is (NULL for none of the
+-- stream's): the names are spelled once, in C (src/streams/chunk.c), for
+-- the C and the SQL parts alike.
 CREATE FUNCTION stream_internal._data_table(stream_id int) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
-AS $$ SELECT format('stream_data.%I', 's' || stream_id) $$;
+    AS 'MODULE_PATHNAME', 'stream_data_table_sql' LANGUAGE C IMMUTABLE STRICT;
 CREATE FUNCTION stream_internal._chunk_table(stream_id int, k bigint) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
-AS $$ SELECT format('stream_data.%I', format('s%s_%s', stream_id, k)) $$;
+    AS 'MODULE_PATHNAME', 'stream_chunk_table_sql' LANGUAGE C IMMUTABLE STRICT;
+CREATE FUNCTION stream_internal._chunk_number(stream_id int, relname text) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'stream_chunk_number_sql' LANGUAGE C IMMUTABLE STRICT;
 
 CREATE FUNCTION stream_internal._check_name(name text, member text, max_length int) RETURNS void
     AS 'MODULE_PATHNAME', 'stream_check_name_sql' LANGUAGE C IMMUTABLE;
@@ -327,20 +328,23 @@ DECLARE
     parent_locked bool := false;
     cutoff bigint;
     c record;
+    chunk text;
 BEGIN
     dropped := 0;
     emptied := 0;
     cutoff := stream_internal._hour_bucket(clock_timestamp() - make_interval(hours => s.retention_hours));
     FOR c IN
-        SELECT cl.oid, cl.relname, substring(cl.relname FROM '_([0-9]+)$')::bigint AS k
+        SELECT cl.oid, cl.relname, n.k
           FROM pg_inherits i JOIN pg_class cl ON cl.oid = i.inhrelid
+         CROSS JOIN LATERAL (SELECT stream_internal._chunk_number(p_stream_id, cl.relname::text) AS k) n
          WHERE i.inhparent = parent::regclass
-           AND cl.relname ~ ('^s' || p_stream_id || '_[0-9]+$')     -- chunks only
-         ORDER BY 3
+           AND n.k IS NOT NULL      -- chunks only
+         ORDER BY n.k
     LOOP
         EXIT WHEN (c.k + 1) * s.chunk_hours > cutoff;
+        chunk := stream_internal._chunk_table(p_stream_id, c.k);
         BEGIN
-            EXECUTE format('LOCK TABLE ONLY stream_data.%I IN ACCESS EXCLUSIVE MODE NOWAIT', c.relname);
+            EXECUTE format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE NOWAIT', chunk);
         EXCEPTION
             WHEN lock_not_available THEN
                 RAISE NOTICE 'stream %: chunk % is in use; trimming it next round', s.stream_name, c.relname;
@@ -358,10 +362,10 @@ BEGIN
         END IF;
         BEGIN
             IF parent_locked THEN
-                EXECUTE format('DROP TABLE stream_data.%I', c.relname);
+                EXECUTE format('DROP TABLE %s', chunk);
                 dropped := dropped + 1;
             ELSIF pg_relation_size(c.oid) > 0 THEN
-                EXECUTE format('TRUNCATE stream_data.%I', c.relname);
+                EXECUTE format('TRUNCATE %s', chunk);
                 emptied := emptied + 1;
             END IF;
         EXCEPTION WHEN lock_not_available THEN     -- lock_timeout on some other lock
