@@ -26,7 +26,7 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
-#include "runtime/sandbox.h"
+#include "safe_path.h"
 #include "delivery/delivery_int.h"
 
 PG_FUNCTION_INFO_V1(stream_delivery_validate);

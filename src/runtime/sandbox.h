@@ -10,6 +10,8 @@
 #include "datatype/timestamp.h"
 #include "utils/resowner.h"
 
+#include "subxact.h"
+
 typedef struct Sandbox
 {
 	Oid			save_user;
@@ -29,20 +31,11 @@ extern bool sandbox_active(void);
 extern bool sandbox_timed_out(int sqlerrcode);
 
 /*
- * One subtransaction per attempt: begin in cxt; on the way out, committed
- * or rolled back, back in cxt and the caller's resource owner.
- * subxact_rollback (in PG_CATCH) returns any error, copied into cxt;
- * subxact_abort first applies the record-vs-batch policy of
+ * One subtransaction per attempt (subxact.h: begin, commit, rollback);
+ * subxact_abort (in PG_CATCH) first applies the record-vs-batch policy of
  * catch_record_error: errors that concern the whole unit are raised again.
  */
-extern ResourceOwner subxact_begin(MemoryContext cxt);
-extern void subxact_commit(MemoryContext cxt, ResourceOwner oldowner);
-extern ErrorData *subxact_rollback(MemoryContext cxt, ResourceOwner oldowner);
 extern ErrorData *subxact_abort(MemoryContext cxt, ResourceOwner oldowner);
 extern ErrorData *catch_record_error(MemoryContext cxt);
-
-/* a pinned search path for the extension's own SQL in a user's session */
-extern int	safe_search_path_begin(void);
-extern void safe_search_path_end(int level);
 
 #endif

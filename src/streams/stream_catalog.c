@@ -12,7 +12,7 @@
 #include "streams/stream_catalog.h"
 #include "streams/chunk.h"
 #include "streams/routing.h"
-#include "runtime/sandbox.h"
+#include "safe_path.h"
 
 #include "catalog/namespace.h"
 #include "executor/spi.h"
