@@ -45,6 +45,7 @@ OBJS = \
 	src/parquet/parquet_stats.o \
 	src/parquet/parquet_writer.o \
 	src/parquet/write_parquet.o \
+	src/runtime/kind.o \
 	src/runtime/window.o \
 	src/runtime/checkpoint.o \
 	src/runtime/round.o \

@@ -364,6 +364,13 @@ SELECT n, stream_internal._limit(n)
                     'CONSUMERS_PER_STREAM_MAX', 'FIREHOSE_NAME_MAX', 'FIREHOSE_BUFFER_MB_MIN',
                     'FIREHOSE_BUFFER_MB_MAX', 'FIREHOSE_BUFFER_SECONDS_MIN', 'FIREHOSE_BUFFER_SECONDS_MAX']) n;
 SELECT pg_temp.try($q$SELECT stream_internal._limit('NO_SUCH_LIMIT')$q$);
+-- processor kinds come from the runtime's registry (src/runtime/kind.c):
+-- only a kind some client registered can be stored
+SELECT k, stream_internal._processor_kind_known(k) AS registered
+  FROM unnest(ARRAY['delivery', 'trigger', 'analytics', 'Delivery', '']) k;
+SELECT pg_temp.try($q$INSERT INTO stream.processors (processor_kind, source_stream_id, owner)
+                      VALUES ('trigger', 1, current_user::regrole)$q$);
+
 -- and no function of the extension spells a SQLSTATE of its own
 SELECT p.oid::regprocedure AS spells_a_sqlstate
   FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'

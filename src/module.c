@@ -27,6 +27,7 @@
 
 #include "settings.h"
 #include "bgw/worker.h"
+#include "delivery/delivery.h"
 #include "streams/chunk_insert.h"
 #include "streams/iterator.h"
 #include "streams/seqalloc.h"
@@ -69,6 +70,7 @@ _PG_init(void)
 	stream_catalog_init();
 	iterator_init();
 	chunk_insert_init(stream_worker_wake_now, stream_make_chunk_in_worker);
+	delivery_init();			/* processor kinds, before any SQL of the extension */
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

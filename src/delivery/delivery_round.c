@@ -137,6 +137,12 @@ static const ProcessorKind delivery_kind = {
 	.unit_failed = delivery_unit_failed,
 };
 
+void
+delivery_init(void)
+{
+	runtime_register_kind(&delivery_kind);
+}
+
 bool
 delivery_run_round(const int32 *flush_ids, int nflush, bool flush_all, uint32 ticket,
 				   uint32 *done_ticket, bool *extension_missing)

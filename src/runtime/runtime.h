@@ -2,7 +2,8 @@
  * runtime/runtime.h: the in-database consumer runtime.
  *
  * A processor is a registered consumer of one stream (stream.processors):
- * it has an owner, a kind (the client that runs it: "delivery" today) and a
+ * it has an owner, a kind (the client that runs it, registered in kind.c:
+ * "delivery" today) and a
  * checkpoint per shard and lane (stream.processor_checkpoints: the next
  * sequence number to process).  The background worker gives every processor
  * of a kind at most one unit of work per round (round.c); a unit is what the
@@ -163,6 +164,15 @@ typedef struct ProcessorKind
 	/* after run_unit raised ed (already rolled back): report, forget caches */
 	void		(*unit_failed) (int32 processor_id, ErrorData *ed, void *arg);
 } ProcessorKind;
+
+/*
+ * The registry of kinds (kind.c): each client registers its kind once, from
+ * _PG_init (module.c); stream.processors accepts only registered kinds.
+ * kind must be static (the registry keeps the pointer).
+ */
+extern void runtime_register_kind(const ProcessorKind *kind);
+/* the registered kind of that name, NULL when none */
+extern const ProcessorKind *runtime_find_kind(const char *name);
 
 /*
  * One round over the processors of kind: each gets at most one unit, in
