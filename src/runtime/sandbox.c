@@ -197,7 +197,7 @@ sandbox_abort(Sandbox *sb)
 }
 
 /* Rethrow errors that must not be turned into record failures. */
-ErrorData *
+static ErrorData *
 catch_record_error(MemoryContext cxt)
 {
 	ErrorData  *ed;
@@ -228,10 +228,16 @@ catch_record_error(MemoryContext cxt)
 
 /* In PG_CATCH: copy the error (or rethrow it, see catch_record_error), then roll back. */
 ErrorData *
-subxact_abort(MemoryContext cxt, ResourceOwner oldowner)
+subxact_abort(MemoryContext cxt, ResourceOwner oldowner, SandboxTimeLimit time_limit)
 {
 	ErrorData  *ed = catch_record_error(cxt);
+	bool		timed_out = sandbox_timed_out(ed->sqlerrcode);
 
 	subxact_release(cxt, oldowner);
+	if (timed_out && time_limit == TIME_LIMIT_FAILS_UNIT)
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("%s", ed->message),
+				 errdetail("The time limit concerns the whole unit, not the record; the unit is retried with back-off.")));
 	return ed;
 }

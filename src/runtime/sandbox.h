@@ -31,11 +31,26 @@ extern bool sandbox_active(void);
 extern bool sandbox_timed_out(int sqlerrcode);
 
 /*
- * One subtransaction per attempt (subxact.h: begin, commit, rollback);
- * subxact_abort (in PG_CATCH) first applies the record-vs-batch policy of
- * catch_record_error: errors that concern the whole unit are raised again.
+ * What the time limit of owner code means to the caller of subxact_abort:
+ * the failure of that one call (a transform, like a Lambda timeout), or of
+ * the whole unit (code called once per record or row: failing each record
+ * in turn would hold the worker once per record).
  */
-extern ErrorData *subxact_abort(MemoryContext cxt, ResourceOwner oldowner);
-extern ErrorData *catch_record_error(MemoryContext cxt);
+typedef enum SandboxTimeLimit
+{
+	TIME_LIMIT_FAILS_CALL,
+	TIME_LIMIT_FAILS_UNIT
+} SandboxTimeLimit;
+
+/*
+ * One subtransaction per attempt (subxact.h: begin, commit, rollback);
+ * subxact_abort (in PG_CATCH) rolls back with the sandbox's error policy:
+ * cancels, shutdown, resource and system errors concern the whole unit and
+ * are raised again; the time limit is reported as such ("owner code ran
+ * longer than stream.owner_code_timeout") and, with TIME_LIMIT_FAILS_UNIT,
+ * raised again for the unit; any other error is returned, copied into cxt.
+ */
+extern ErrorData *subxact_abort(MemoryContext cxt, ResourceOwner oldowner,
+								SandboxTimeLimit time_limit);
 
 #endif
