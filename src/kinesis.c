@@ -10,6 +10,7 @@
 #include "kinesis.h"
 
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 
 PG_FUNCTION_INFO_V1(stream_check_name_sql);
@@ -149,6 +150,9 @@ stream_limit_sql(PG_FUNCTION_ARGS)
 	for (size_t i = 0; i < lengthof(kinesis_sql_limits); i++)
 		if (strcmp(kinesis_sql_limits[i].name, name) == 0)
 			PG_RETURN_INT64(kinesis_sql_limits[i].value);
-	elog(ERROR, "no Kinesis limit is named \"%s\"", name);
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("no Kinesis limit is named \"%.*s\"", pg_mbcliplen(name, strlen(name), 128), name),
+			 errhint("The limits are KINESIS_SQL_LIMITS in src/kinesis.h.")));
 	PG_RETURN_NULL();
 }

@@ -6,6 +6,7 @@
 #include "kinesis.h"
 
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 
 PG_FUNCTION_INFO_V1(stream_raise);
@@ -30,8 +31,13 @@ stream_raise(PG_FUNCTION_ARGS)
 	const char *detail = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
 	int			code = kinesis_exception_sqlstate(exception);
 
+	/* a name not in the table is a bug of the caller (PUBLIC may call this too) */
 	if (code < 0)
-		elog(ERROR, "stream_internal._raise: \"%s\" is not a Kinesis exception of KINESIS_EXCEPTIONS", exception);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("stream_internal._raise: \"%.*s\" is not a Kinesis exception",
+						pg_mbcliplen(exception, strlen(exception), 128), exception),
+				 errhint("The exceptions are KINESIS_EXCEPTIONS in src/kinesis.h.")));
 
 	error_context_stack = NULL;
 	ereport(ERROR,
