@@ -5,10 +5,13 @@ MODULE_big = stream
 # takes the readable window, scans chunks and builds its output.
 OBJS = \
 	src/module.o \
+	src/settings.o \
 	src/kinesis.o \
 	src/raise.o \
 	src/md5.o \
 	src/locktag.o \
+	src/safe_path.o \
+	src/subxact.o \
 	src/runtime/sandbox.o \
 	src/caller.o \
 	src/streams/stream_catalog.o \
@@ -42,6 +45,7 @@ OBJS = \
 	src/parquet/parquet_stats.o \
 	src/parquet/parquet_writer.o \
 	src/parquet/write_parquet.o \
+	src/runtime/kind.o \
 	src/runtime/window.o \
 	src/runtime/checkpoint.o \
 	src/runtime/round.o \
@@ -68,12 +72,24 @@ DATA_built = stream--0.1.sql
 EXTRA_CLEAN = stream--0.1.sql
 PGFILEDESC = "stream - Kinesis-style data streams"
 
-# pg_regress: every sql/*.sql, in name order
-REGRESS = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
+# pg_regress: every sql/*.sql (one file per concept), in name order
+REGRESS = $(sort $(basename $(notdir $(wildcard $(srcdir)/sql/*.sql))))
 CONTRIB_TESTDB = stream_regression
 
 # isolation tester: every specs/*.spec (concurrency invariants), expected/*.out
-ISOLATION = $(sort $(basename $(notdir $(wildcard specs/*.spec))))
+ISOLATION = $(sort $(basename $(notdir $(wildcard $(srcdir)/specs/*.spec))))
+
+# `make installcheck` needs no running server: each runner starts a
+# throw-away instance of the installed PostgreSQL (pg_config's bindir) with
+# test/stream.conf, on a socket directory of its own under /tmp and no TCP,
+# so checkouts running at once do not collide (pg_cron does the same).
+# initdb refuses root: scripts/test.sh runs it as OS user postgres.
+# STREAM_TEMP_INSTANCE=0: against the server libpq points at instead
+# (test/valgrind.sh runs the private cluster under valgrind).
+ifneq ($(STREAM_TEMP_INSTANCE),0)
+REGRESS_OPTS = --temp-config=$(srcdir)/test/stream.conf --temp-instance=tmp_check
+ISOLATION_OPTS = --temp-config=$(srcdir)/test/stream.conf --temp-instance=tmp_check_iso
+endif
 
 PG_CPPFLAGS += -I$(srcdir)/src
 SHLIB_LINK += -lzstd -lsnappy -lz
@@ -98,3 +114,14 @@ $(OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/*/*.h)
 
 stream--0.1.sql: $(sort $(wildcard $(srcdir)/src/sql/*.sql))
 	cat $^ > $@
+
+# TAP tests: test/t/*.pl, each on throw-away nodes of PostgreSQL::Test::Cluster
+# (test/lib/StreamNode.pm).  make prove_installcheck [PROVE_TESTS=test/t/001_crash_restart.pl]
+# A target of its own, not PGXS's TAP_TESTS = 1, which would run them inside
+# `make installcheck` too.  TESTDIR (logs, data directories) is the directory
+# make runs in: scripts/test.sh runs `make -C <dir> -f <checkout>/Makefile`.
+PROVE_TESTS ?= test/t/*.pl
+prove_installcheck:
+	$(prove_installcheck)
+.PHONY: prove_installcheck
+EXTRA_CLEAN += tmp_check

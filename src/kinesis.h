@@ -28,16 +28,45 @@
 #define EXPLICIT_HASH_KEY_MAX_DIGITS 39		/* 0|([1-9]\d{0,38}) */
 #define SEQUENCE_NUMBER_MAX_DIGITS	129		/* 0|([1-9]\d{0,128}) */
 #define SUBSCRIBE_MAX_WAIT_MS		(5 * 60 * 1000)	/* a subscription ends after 5 minutes */
+#define RETENTION_HOURS_MIN			24
+#define RETENTION_HOURS_MAX			8760	/* 365 days */
+#define ACCOUNT_SHARDS_MAX			10000	/* open shards of the account: the default of stream.shard_limit */
+#define CONSUMERS_PER_STREAM_MAX	20		/* registered (enhanced fan-out) consumers */
+
+/* Firehose limits: delivery stream names and BufferingHints */
+#define FIREHOSE_NAME_MAX			64
+#define FIREHOSE_BUFFER_MB_MIN		1
+#define FIREHOSE_BUFFER_MB_MAX		128
+#define FIREHOSE_BUFFER_SECONDS_MIN	0
+#define FIREHOSE_BUFFER_SECONDS_MAX	900
+
+/*
+ * The limits the SQL parts check and quote, by their C names:
+ * stream_internal._limit('RETENTION_HOURS_MAX') is 8760.
+ */
+#define KINESIS_SQL_LIMITS(X) \
+	X(STREAM_NAME_MAX) \
+	X(RETENTION_HOURS_MIN) \
+	X(RETENTION_HOURS_MAX) \
+	X(ACCOUNT_SHARDS_MAX) \
+	X(CONSUMERS_PER_STREAM_MAX) \
+	X(FIREHOSE_NAME_MAX) \
+	X(FIREHOSE_BUFFER_MB_MIN) \
+	X(FIREHOSE_BUFFER_MB_MAX) \
+	X(FIREHOSE_BUFFER_SECONDS_MIN) \
+	X(FIREHOSE_BUFFER_SECONDS_MAX)
 
 /* Account id printed in Kinesis-style messages; one database is one account. */
 #define STREAM_ACCOUNT				"000000000000"
 
 /*
  * Kinesis exceptions and the SQLSTATE each raises with: the one table.
- * C code raises errcode(ERRCODE_STREAM_<tag>); stream_internal._raise looks
- * the exception's name up (kinesis_exception_sqlstate) when its caller
- * gives no SQLSTATE.  A name may appear twice: the first row is its
- * SQLSTATE by default (ValidationException of a missing member is 22004).
+ * C code raises errcode(ERRCODE_STREAM_<tag>); stream_internal._raise takes
+ * the exception's name alone and looks its SQLSTATE up here
+ * (kinesis_exception_sqlstate).  A name may appear twice: the first row is
+ * its SQLSTATE by default; the other is raised by its own function
+ * (ValidationException of a missing member, 22004: kinesis_require_arg,
+ * stream_internal._raise_null in SQL).
  */
 #define KINESIS_EXCEPTIONS(X) \
 	X(NOT_FOUND,		"ResourceNotFoundException",	ERRCODE_UNDEFINED_OBJECT) \
@@ -46,6 +75,7 @@
 	X(VALIDATION,		"ValidationException",			ERRCODE_INVALID_PARAMETER_VALUE) \
 	X(NULL_MEMBER,		"ValidationException",			ERRCODE_NULL_VALUE_NOT_ALLOWED) \
 	X(EXPIRED_ITERATOR, "ExpiredIteratorException",		ERRCODE_INVALID_PARAMETER_VALUE) \
+	X(EXPIRED_NEXT_TOKEN, "ExpiredNextTokenException",	ERRCODE_INVALID_PARAMETER_VALUE) \
 	X(LIMIT,			"LimitExceededException",		ERRCODE_PROGRAM_LIMIT_EXCEEDED) \
 	X(ACCESS_DENIED,	"AccessDeniedException",		ERRCODE_INSUFFICIENT_PRIVILEGE) \
 	X(LEASE_LOST,		"LeaseLostException",			ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE)

@@ -26,7 +26,7 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
-#include "runtime/sandbox.h"
+#include "safe_path.h"
 #include "delivery/delivery_int.h"
 
 PG_FUNCTION_INFO_V1(stream_delivery_validate);
@@ -35,7 +35,7 @@ PG_FUNCTION_INFO_V1(stream_delivery_check_keys);
 void
 check_delivery_name(const char *name)
 {
-	kinesis_check_name(name, "deliveryStreamName", DELIVERY_NAME_MAX);
+	kinesis_check_name(name, "deliveryStreamName", FIREHOSE_NAME_MAX);
 }
 
 Oid
@@ -122,12 +122,19 @@ catalog_load_checkpoints(int32 id, ProcessorCheckpoints *cps, MemoryContext cxt)
  */
 static HTAB *name_cache = NULL;
 static Oid	ds_relid = InvalidOid;
+static Oid	streams_relid = InvalidOid;
 static bool name_cache_callback = false;
 
+/*
+ * A row change of stream.delivery_streams sends no invalidation, so create
+ * and delete_delivery_stream announce theirs as every catalog change does,
+ * on stream.streams (stream_internal._catalog_changed).
+ */
 static void
 name_cache_invalidate(Datum arg, Oid relid)
 {
-	if (name_cache != NULL && (relid == InvalidOid || relid == ds_relid))
+	if (name_cache != NULL &&
+		(relid == InvalidOid || relid == ds_relid || relid == streams_relid))
 	{
 		hash_destroy(name_cache);
 		name_cache = NULL;
@@ -155,12 +162,13 @@ delivery_lookup_name(const char *name)
 		HASHCTL		ctl;
 
 		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = DELIVERY_NAME_MAX + 1;
+		ctl.keysize = FIREHOSE_NAME_MAX + 1;
 		ctl.entrysize = sizeof(DeliveryNameEntry);
 		ctl.hcxt = CacheMemoryContext;
 		name_cache = hash_create("stream delivery names", 16, &ctl,
 								 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 		ds_relid = get_relname_relid("delivery_streams", stream_nsp());
+		streams_relid = get_relname_relid("streams", stream_nsp());
 	}
 	e = hash_search(name_cache, name, HASH_FIND, &found);
 	if (found)

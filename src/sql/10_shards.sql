@@ -71,13 +71,12 @@ DECLARE
     v_limit int := stream_internal._shard_limit();
 BEGIN
     IF NOT stream_internal._xact_lock_within('shard_limit', 0, 1000) THEN
-        PERFORM stream_internal._raise('LimitExceededException', 'Rate exceeded for account 000000000000: another request that opens shards has not finished.',
-                                       '54000', 'Retry the request.');
+        PERFORM stream_internal._raise('LimitExceededException', 'Rate exceeded for account 000000000000: another request that opens shards has not finished.', 'Retry the request.');
     END IF;
     v_open := stream_internal._open_shard_count();
     IF v_open + p_additional > v_limit THEN
         PERFORM stream_internal._raise('LimitExceededException', format('This request would exceed the shard limit for the account 000000000000 in local. Current shard count for the account: %s. Limit: %s. Number of additional shards that would have resulted from this request: %s. Refer to the AWS Service Limits page (http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current limits and how to request higher limits.',
-                                       v_open, v_limit, p_additional), '54000',
+                                       v_open, v_limit, p_additional),
                                        'The limit is the setting stream.shard_limit (ALTER DATABASE ... SET stream.shard_limit = ...).');
     END IF;
 END $$;
@@ -160,12 +159,11 @@ BEGIN
             PERFORM stream_internal._raise('InvalidArgumentException', 'Invalid NextToken.');
         END IF;
         IF clock_timestamp() - to_timestamp((tok ->> 'c')::float8) > interval '300 seconds' THEN
-            PERFORM stream_internal._raise('ExpiredNextTokenException', 'The NextToken has expired: it was made more than 300 seconds ago.',
-                                           '22023', 'List the shards again without the token.');
+            PERFORM stream_internal._raise('ExpiredNextTokenException', 'The NextToken has expired: it was made more than 300 seconds ago.', 'List the shards again without the token.');
         END IF;
         SELECT * INTO s FROM stream.streams x WHERE x.stream_id = (tok ->> 's')::int;
         IF NOT FOUND THEN
-            PERFORM stream_internal._raise('ResourceNotFoundException', 'The stream of this NextToken no longer exists.', '42704');
+            PERFORM stream_internal._raise('ResourceNotFoundException', 'The stream of this NextToken no longer exists.');
         END IF;
         v_after := (tok ->> 'l')::int;
         p_filter := tok ->> 'f';
@@ -181,7 +179,7 @@ BEGIN
             END IF;
         END IF;
         IF p_filter IS NULL AND (p_filter_shard IS NOT NULL OR p_filter_ts IS NOT NULL) THEN
-            PERFORM stream_internal._raise('ValidationException', '1 validation error detected: Value null at ''shardFilter.type'' failed to satisfy constraint: Member must not be null', '22004');
+            PERFORM stream_internal._raise_null('shardFilter.type');
         ELSIF p_filter IS NOT NULL AND p_filter NOT IN ('AFTER_SHARD_ID', 'AT_TRIM_HORIZON', 'FROM_TRIM_HORIZON',
                                                         'AT_LATEST', 'AT_TIMESTAMP', 'FROM_TIMESTAMP') THEN
             PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''shardFilter.type'' failed to satisfy constraint: Member must satisfy enum value set: [AFTER_SHARD_ID, AT_TRIM_HORIZON, FROM_TRIM_HORIZON, AT_LATEST, AT_TIMESTAMP, FROM_TIMESTAMP]', p_filter));
@@ -268,20 +266,20 @@ DECLARE
 BEGIN
     IF s.stream_mode = 'ON_DEMAND' THEN
         PERFORM stream_internal._raise('ValidationException', format('%s is not supported for stream %s under account 000000000000 because it is in ON_DEMAND capacity mode.',
-                                       p_action, s.stream_name), '22023',
+                                       p_action, s.stream_name),
                                        'Kinesis scales on-demand streams itself; switch the stream to PROVISIONED to reshard it.');
     END IF;
     IF NOT stream_internal._xact_lock_within('reshard', s.stream_id, 1000) THEN
         PERFORM stream_internal._raise('ResourceInUseException', format('Stream %s under account 000000000000 not ACTIVE, instead in state UPDATING',
-                                       s.stream_name), '42710', 'Another split, merge or shard count update of the stream has not finished.');
+                                       s.stream_name), 'Another split, merge or shard count update of the stream has not finished.');
     END IF;
     -- as committed now, after the reshard before us
     SELECT * INTO s FROM stream.streams x WHERE x.stream_id = s.stream_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
-        PERFORM stream_internal._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', p_name), '42704');
+        PERFORM stream_internal._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', p_name));
     ELSIF s.stream_status <> 'ACTIVE' THEN
         PERFORM stream_internal._raise('ResourceInUseException', format('Stream %s under account 000000000000 not ACTIVE, instead in state %s',
-                                       s.stream_name, s.stream_status), '42710');
+                                       s.stream_name, s.stream_status));
     END IF;
     RETURN s;
 END $$;
@@ -297,7 +295,7 @@ BEGIN
     SELECT * INTO sh FROM stream.shards x WHERE x.stream_id = s.stream_id AND x.shard_index = v_idx;
     IF NOT FOUND OR stream_internal._shard_expired(sh, s) THEN
         PERFORM stream_internal._raise('ResourceNotFoundException', format('Could not find shard %s in stream %s under account 000000000000.',
-                                       coalesce(stream_internal._shard_id(v_idx), p_shard_id), s.stream_name), '42704');
+                                       coalesce(stream_internal._shard_id(v_idx), p_shard_id), s.stream_name));
     ELSIF sh.ending_seq IS NOT NULL THEN
         PERFORM stream_internal._raise('InvalidArgumentException', format('Shard %s in stream %s under account 000000000000 has already been merged or split, and thus is not eligible for %s.',
                                        stream_internal._shard_id(sh.shard_index), s.stream_name, p_action));
@@ -315,7 +313,7 @@ BEGIN
         v_end := stream_internal._close_shard(s.stream_id, p.shard_index);
     EXCEPTION WHEN lock_not_available THEN     -- without shared memory: waits for producers in flight
         PERFORM stream_internal._raise('ResourceInUseException', format('Shard %s in stream %s under account 000000000000 has puts in flight that did not commit within lock_timeout.',
-                                       stream_internal._shard_id(p.shard_index), s.stream_name), '42710', 'Retry the request.');
+                                       stream_internal._shard_id(p.shard_index), s.stream_name), 'Retry the request.');
     END;
     UPDATE stream.shards x SET ending_seq = v_end, closed_at = p_ts
      WHERE x.stream_id = s.stream_id AND x.shard_index = p.shard_index;
@@ -371,7 +369,7 @@ CREATE FUNCTION stream_internal._check_shard_member(p_value text, p_member text)
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF p_value IS NULL THEN
-        PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value null at ''%s'' failed to satisfy constraint: Member must not be null', p_member), '22004');
+        PERFORM stream_internal._raise_null(p_member);
     END IF;
     PERFORM stream_internal._check_name(p_value, p_member, 128);
 END $$;
@@ -386,7 +384,7 @@ BEGIN
     PERFORM stream_internal._check_name(stream_name, 'streamName', 128);
     PERFORM stream_internal._check_shard_member(shard_to_split, 'shardToSplit');
     IF new_starting_hash_key IS NULL THEN
-        PERFORM stream_internal._raise('ValidationException', '1 validation error detected: Value null at ''newStartingHashKey'' failed to satisfy constraint: Member must not be null', '22004');
+        PERFORM stream_internal._raise_null('newStartingHashKey');
     ELSIF new_starting_hash_key !~ '^(0|[1-9][0-9]{0,38})$' THEN
         PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''newStartingHashKey'' failed to satisfy constraint: Member must satisfy regular expression pattern: 0|([1-9]\d{0,38})', new_starting_hash_key));
     END IF;
@@ -457,12 +455,12 @@ DECLARE
 BEGIN
     PERFORM stream_internal._check_name(stream_name, 'streamName', 128);
     IF target_shard_count IS NULL THEN
-        PERFORM stream_internal._raise('ValidationException', '1 validation error detected: Value null at ''targetShardCount'' failed to satisfy constraint: Member must not be null', '22004');
+        PERFORM stream_internal._raise_null('targetShardCount');
     ELSIF target_shard_count < 1 THEN
         PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''targetShardCount'' failed to satisfy constraint: Member must have value greater than or equal to 1', target_shard_count));
     END IF;
     IF scaling_type IS NULL THEN
-        PERFORM stream_internal._raise('ValidationException', '1 validation error detected: Value null at ''scalingType'' failed to satisfy constraint: Member must not be null', '22004');
+        PERFORM stream_internal._raise_null('scalingType');
     ELSIF scaling_type <> 'UNIFORM_SCALING' THEN
         PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''scalingType'' failed to satisfy constraint: Member must satisfy enum value set: [UNIFORM_SCALING]', scaling_type));
     END IF;
@@ -470,18 +468,18 @@ BEGIN
     SELECT count(*) INTO v_cur FROM stream.shards sh WHERE sh.stream_id = s.stream_id AND sh.ending_seq IS NULL;
     IF target_shard_count > 2 * v_cur THEN
         PERFORM stream_internal._raise('LimitExceededException', format('Cannot update shard count beyond 2x current shard count: stream %s under account 000000000000 has %s open shards, the target is %s.',
-                                       s.stream_name, v_cur, target_shard_count), '54000');
+                                       s.stream_name, v_cur, target_shard_count));
     ELSIF 2 * target_shard_count < v_cur THEN
         PERFORM stream_internal._raise('LimitExceededException', format('Cannot update shard count below 50%% of the current shard count: stream %s under account 000000000000 has %s open shards, the target is %s.',
-                                       s.stream_name, v_cur, target_shard_count), '54000');
+                                       s.stream_name, v_cur, target_shard_count));
     ELSIF (v_cur <= 10000 AND target_shard_count > 10000) OR (v_cur > 10000 AND target_shard_count >= 10000) THEN
         PERFORM stream_internal._raise('LimitExceededException', format('Cannot scale a stream beyond 10000 shards: the target for stream %s under account 000000000000 is %s.',
-                                       s.stream_name, target_shard_count), '54000');
+                                       s.stream_name, target_shard_count));
     END IF;
     DELETE FROM stream.shard_count_updates u WHERE u.stream_id = s.stream_id AND u.updated_at < v_ts - interval '24 hours';
     IF (SELECT count(*) FROM stream.shard_count_updates u WHERE u.stream_id = s.stream_id) >= 10 THEN
         PERFORM stream_internal._raise('LimitExceededException', format('Cannot run UpdateShardCount more than 10 times in a 24 hour period: stream %s under account 000000000000 was scaled %s times in the last 24 hours.',
-                                       s.stream_name, (SELECT count(*) FROM stream.shard_count_updates u WHERE u.stream_id = s.stream_id)), '54000');
+                                       s.stream_name, (SELECT count(*) FROM stream.shard_count_updates u WHERE u.stream_id = s.stream_id)));
     END IF;
     IF target_shard_count > v_cur THEN
         PERFORM stream_internal._check_shard_limit(target_shard_count - v_cur);

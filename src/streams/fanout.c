@@ -12,7 +12,7 @@
 #include "streams/read.h"
 #include "streams/seqalloc.h"
 #include "streams/shard.h"
-#include "runtime/sandbox.h"
+#include "safe_path.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"

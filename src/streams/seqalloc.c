@@ -72,7 +72,7 @@
 #include "streams/seqno.h"
 #include "streams/stream_catalog.h"
 #include "locktag.h"
-#include "module.h"
+#include "settings.h"
 
 #include "access/xact.h"
 #include "access/xlog.h"

@@ -4,7 +4,7 @@
  */
 #include "streams/shard.h"
 #include "streams/routing.h"
-#include "module.h"
+#include "settings.h"
 
 #include "fmgr.h"
 #include "lib/stringinfo.h"

@@ -1,0 +1,63 @@
+/*-------------------------------------------------------------------------
+ *
+ * settings.h
+ *	  The settings (GUCs) of the stream extension.
+ *
+ * Every setting is defined once, in settings.c (settings_define(), called
+ * by _PG_init() in module.c): its name,
+ * variable, default, range, context and description.  A module that reads
+ * a setting includes this header instead of writing its own extern, so the
+ * compiler checks every use against the one definition.
+ *
+ * Settings with context PGC_POSTMASTER (stream.max_shards,
+ * stream.worker_enabled, stream.max_databases) exist only when the library
+ * is in shared_preload_libraries; loaded lazily their variables keep the
+ * defaults below, and nothing that uses them (shared memory, workers) runs.
+ *
+ * Include postgres.h before this file.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAM_SETTINGS_H
+#define STREAM_SETTINGS_H
+
+/* Define every setting and reserve the prefix "stream" (module.c's _PG_init). */
+extern void settings_define(void);
+
+/* stream.iterator_lifetime (ms): how long a shard iterator stays valid */
+extern int	stream_iterator_lifetime_ms;
+
+/* stream.chunk_premake: chunks maintenance keeps ready ahead of the current one */
+extern int	stream_chunk_premake;
+
+/* stream.max_shards (PGC_POSTMASTER): shards with counters in shared memory */
+extern int	stream_max_shards;
+
+/* stream.max_shards_per_transaction: shards one transaction may have puts in flight on */
+extern int	stream_max_shards_per_xact;
+
+/* stream.shard_limit: open shards of all streams of a database together (the account quota) */
+extern int	stream_shard_limit;
+
+/* stream.shard_limit: open shards of all streams of a database together (the account quota) */
+extern int	stream_shard_limit;
+
+/* stream.owner_code_timeout (ms): owner code of one unit of the worker's work */
+extern int	stream_owner_code_timeout_ms;
+
+/* stream.worker_enabled (PGC_POSTMASTER): start the launcher and the workers */
+extern bool stream_worker_enabled;
+
+/* stream.max_databases (PGC_POSTMASTER): databases served at the same time */
+extern int	stream_max_databases;
+
+/* stream.launcher_naptime (s): between two scans of pg_database */
+extern int	stream_launcher_naptime;
+
+/* stream.delivery_naptime (ms): between two delivery rounds of a database worker */
+extern int	stream_delivery_naptime_ms;
+
+/* stream.maintenance_naptime (s): between two maintenance rounds of a database worker */
+extern int	stream_maintenance_naptime;
+
+#endif							/* STREAM_SETTINGS_H */
