@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """Crash loop around splits and merges: nothing lands after a parent's end.
 
-WARNING: kills the cluster of scripts/env.sh with SIGKILL, round after round.
+The body of test/t/008_resharding_crash.pl, which makes a throw-away node and
+runs this against it; this kills that node with SIGKILL, round after round,
+and nothing else (threads of producers keep committing while the main thread
+reshards and crashes: Python, run by the TAP test).
 
 Each round two producer threads put keyed records (a counter per key;
 put_record, put_records, small transactions) while the main thread splits
@@ -20,9 +23,10 @@ After every restart:
 In the end every shard is read from TRIM_HORIZON to its end: each stored
 record once, closed shards end with their children.
 
-    test/scripts/75_resharding_crash.py                            # 10 rounds
-    STREAM_CRASH_ROUNDS=40 test/scripts/75_resharding_crash.py     # longer
-STREAM_CRASH_SEED fixes the random schedule (printed at the start).
+    make prove_installcheck PROVE_TESTS=test/t/008_resharding_crash.pl                         # 10 rounds
+    STREAM_CRASH_ROUNDS=40 make prove_installcheck PROVE_TESTS=test/t/008_resharding_crash.pl  # longer
+STREAM_CRASH_SEED fixes the random schedule (printed at the start, in
+tmp_check/log/regress_log_008_resharding_crash).
 """
 import os
 import random
@@ -37,6 +41,7 @@ import streamtest as st  # noqa: E402
 from streamtest import check, fail, q, q1  # noqa: E402
 from streamtest import log as say  # noqa: E402
 
+st.require_tap_node()
 DB = 'stream_reshard_crash'
 st.configure(DB, statement_timeout='60s', client_min_messages='warning')
 ROUNDS = int(os.environ.get('STREAM_CRASH_ROUNDS', '10'))
