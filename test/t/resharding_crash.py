@@ -105,32 +105,7 @@ class Producer(threading.Thread):
         self.done += 1
 
     def run(self):
-        conn = None
-        while not self.stop.is_set():
-            try:
-                if conn is None:
-                    conn = st.connect(retries=1)
-                self.one(conn)
-            except psycopg2.Error:
-                try:
-                    conn.close()
-                except Exception:  # noqa: BLE001
-                    pass
-                conn = None
-                time.sleep(0.2)
-
-
-def wait_up():
-    end = time.monotonic() + 120
-    while True:
-        try:
-            c = st.connect(retries=1)
-            q(c, 'SELECT 1')
-            return c
-        except psycopg2.Error:
-            if time.monotonic() > end:
-                raise
-            time.sleep(0.3)
+        st.reconnecting_loop(self.stop, self.one)
 
 
 def open_shards(conn):
@@ -253,7 +228,7 @@ def main():
             conn.close()
         except Exception:  # noqa: BLE001
             pass
-        conn = wait_up()
+        conn = st.connect_when_up()
         say(f'round {rnd}: {", ".join(did)}; crash by {how}')
         with fates.lock:
             # commits whose answer was lost: stored or not, either is right
@@ -264,7 +239,7 @@ def main():
     for p in prods:
         p.join(timeout=30)
     conn.close()
-    conn = wait_up()
+    conn = st.connect_when_up()
     check_invariants(conn, 'end')
     read_everything(conn)
     say(f'crashes: {kinds}; committed records: {len(fates.committed)}; '
