@@ -24,6 +24,11 @@ Sub-tests, in order:
   delivery   a delivery stream into a table follows a split and a merge
              while records arrive: every record lands once, each key's rows
              (in insertion order) in counter order.
+  subscribe  a subscription waiting on a shard (wait_timeout 5 minutes)
+             returns at the commit of the split that closes it, with no
+             continuation and the children (statement_timeout 60 s would
+             end it otherwise); one waiting while the split rolls back keeps
+             waiting for records and gets the next one.
   dump       pg_dump and pg_restore of a resharded stream: the same shards
              (lineage, ranges, ending sequence numbers) and records; in the
              restored database closed shards stay closed (puts of their
@@ -454,6 +459,53 @@ def test_delivery(admin, rng):
     q(admin, 'SELECT stream.delete_stream(%s, true)', (stream,))
 
 
+def test_subscribe(admin, rng):
+    stream = 'rssub'
+    q(admin, 'SELECT stream.create_stream(%s, 1)', (stream,))
+    q(admin, "SELECT stream.register_stream_consumer(%s, 'sub')", (stream,))
+    q(admin, "SELECT count(*) FROM stream.put_record(%s, 'a', '\\x01')", (stream,))
+    res = {}
+
+    def subscribe(tag):
+        c = connect()
+        try:
+            res[tag] = q(c, "SELECT cardinality(records), continuation_sequence_number, child_shards "
+                            "FROM stream.subscribe_to_shard(%s, 'sub', 'shardId-000000000000', 'LATEST', "
+                            "wait_timeout => '5 minutes')", (stream,))[0]
+        except psycopg2.Error as e:
+            res[tag] = e
+        finally:
+            c.close()
+
+    # a split rolled back: the subscriber keeps waiting, then gets the next record
+    t = threading.Thread(target=subscribe, args=('rolled back',))
+    t.start()
+    time.sleep(0.5)
+    splitter = connect()
+    splitter.autocommit = False
+    q(splitter, "SELECT stream.split_shard(%s, 'shardId-000000000000', '170141183460469231731687303715884105728')", (stream,))
+    splitter.rollback()
+    time.sleep(0.5)
+    check(t.is_alive(), 'subscribe: a rolled-back split ended the subscription')
+    q(admin, "SELECT count(*) FROM stream.put_record(%s, 'b', '\\x02')", (stream,))
+    t.join(70)
+    r = res.get('rolled back')
+    check(isinstance(r, tuple) and r[0] == 1 and r[1] is not None and r[2] is None,
+          f'subscribe: after a rolled-back split the next record was expected, got {r}')
+    # a committed split: the waiting subscription ends with the children
+    t = threading.Thread(target=subscribe, args=('split',))
+    t.start()
+    time.sleep(0.5)
+    q(splitter, "SELECT stream.split_shard(%s, 'shardId-000000000000', '170141183460469231731687303715884105728')", (stream,))
+    splitter.commit()
+    t.join(70)
+    r = res.get('split')
+    check(isinstance(r, tuple) and r[1] is None and r[2] and len(r[2]) == 2,
+          f'subscribe: a split while subscribed should end it with two children, got {r}')
+    splitter.close()
+    q(admin, 'SELECT stream.delete_stream(%s, true)', (stream,))
+
+
 def shard_rows(conn, stream):
     return q(conn, 'SELECT shard_id, parent_shard_id, adjacent_parent_shard_id, starting_hash_key, ending_hash_key, '
                    'starting_sequence_number, ending_sequence_number FROM stream.list_shards(%s) ORDER BY shard_id', (stream,))
@@ -523,6 +575,7 @@ def main():
     st.run_subtests([('load', test_load, (admin, rng)),
                      ('example', test_example, (admin, rng)),
                      ('delivery', test_delivery, (admin, rng)),
+                     ('subscribe', test_subscribe, (admin, rng)),
                      ('dump', test_dump, (admin, rng))])
     admin.close()
 
