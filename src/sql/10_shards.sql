@@ -74,7 +74,7 @@ BEGIN
         PERFORM stream_internal._raise('LimitExceededException', 'Rate exceeded for account 000000000000: another request that opens shards has not finished.', 'Retry the request.');
     END IF;
     v_open := stream_internal._open_shard_count();
-    IF v_open + p_additional > v_limit THEN
+    IF v_open::bigint + p_additional > v_limit THEN
         PERFORM stream_internal._raise('LimitExceededException', format('This request would exceed the shard limit for the account 000000000000 in local. Current shard count for the account: %s. Limit: %s. Number of additional shards that would have resulted from this request: %s. Refer to the AWS Service Limits page (http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current limits and how to request higher limits.',
                                        v_open, v_limit, p_additional),
                                        'The limit is the setting stream.shard_limit (ALTER DATABASE ... SET stream.shard_limit = ...).');
@@ -466,10 +466,10 @@ BEGIN
     END IF;
     s := stream_internal._reshard_begin(stream_name, 'UpdateShardCount');
     SELECT count(*) INTO v_cur FROM stream.shards sh WHERE sh.stream_id = s.stream_id AND sh.ending_seq IS NULL;
-    IF target_shard_count > 2 * v_cur THEN
+    IF target_shard_count > 2::bigint * v_cur THEN
         PERFORM stream_internal._raise('LimitExceededException', format('Cannot update shard count beyond 2x current shard count: stream %s under account 000000000000 has %s open shards, the target is %s.',
                                        s.stream_name, v_cur, target_shard_count));
-    ELSIF 2 * target_shard_count < v_cur THEN
+    ELSIF 2::bigint * target_shard_count < v_cur THEN
         PERFORM stream_internal._raise('LimitExceededException', format('Cannot update shard count below 50%% of the current shard count: stream %s under account 000000000000 has %s open shards, the target is %s.',
                                        s.stream_name, v_cur, target_shard_count));
     ELSIF (v_cur <= 10000 AND target_shard_count > 10000) OR (v_cur > 10000 AND target_shard_count >= 10000) THEN

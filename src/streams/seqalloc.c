@@ -996,7 +996,15 @@ stream_close_shard(PG_FUNCTION_ARGS)
 {
 	StreamInfo *info = stream_lookup_by_id(PG_GETARG_INT32(0), false);
 	StreamShard *shard = NULL;
+	LOCKTAG		tag;
 
+	/* only inside a reshard: producers it refuses wait for this lock */
+	SET_STREAM_LOCKTAG(tag, STREAM_LOCK_RESHARD, info->stream_id, 0);
+	if (!LockHeldByMe(&tag, ExclusiveLock))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("stream_internal._close_shard needs the stream's reshard lock"),
+				 errhint("Close shards through stream.split_shard, merge_shards or update_shard_count.")));
 	for (int i = 0; i < info->nshards; i++)
 		if (info->shards[i].shard_index == PG_GETARG_INT32(1))
 			shard = &info->shards[i];
