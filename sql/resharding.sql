@@ -232,6 +232,14 @@ RESET stream.shard_limit;
 SELECT stream.delete_stream('rs_over');
 -- nothing above changed rs
 SELECT count(*) = :before AS unchanged FROM stream.shards WHERE stream_id = (SELECT stream_id FROM stream.streams WHERE stream_name = 'rs');
+-- a reshard cannot be prepared (two-phase): the transaction aborts, the shard stays open
+BEGIN;
+SELECT stream.split_shard('rs', :'m0', (SELECT (start_key + 2)::text FROM pg_temp.shards('rs') WHERE shard_id = :'m0'));
+PREPARE TRANSACTION 'rs_split';
+SELECT count(*) = :before AS unchanged FROM stream.shards WHERE stream_id = (SELECT stream_id FROM stream.streams WHERE stream_name = 'rs');
+SELECT shard_id = :'m0' AS put_to_the_open_shard
+  FROM stream.put_record('rs', 'x', '\x00', (SELECT start_key::text FROM pg_temp.shards('rs') WHERE shard_id = :'m0'));
+SELECT count(*) AS prepared FROM pg_prepared_xacts WHERE gid = 'rs_split';
 -- a role without the grant may not reshard; stream_internal is closed too
 CREATE ROLE rs_plain;
 SET ROLE rs_plain;
