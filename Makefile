@@ -31,10 +31,15 @@ OBJS = \
 	src/streams/chunk_scan.o \
 	src/streams/record_out.o \
 	src/streams/fanout.o \
+	src/streams/meter.o \
+	src/streams/metrics_sql.o \
+	src/streams/consumer_position.o \
+	src/streams/lag.o \
 	src/streams/json.o \
 	src/bgw/worker_slots.o \
 	src/bgw/unit.o \
 	src/bgw/chunk_maker.o \
+	src/bgw/metrics_flush.o \
 	src/bgw/launcher.o \
 	src/bgw/db_worker.o \
 	src/codec.o \

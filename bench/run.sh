@@ -16,7 +16,7 @@
 #   BENCH_SHARDS [4]          shards per stream
 #   BENCH_RETAINED [10000000] records loaded into the stream before phase 4
 #   BENCH_READ_RECORDS [1000000] records in the read stream / plain read table (phase 3)
-#   BENCH_PHASES [1,2,3,4]    which phases to run
+#   BENCH_PHASES [1,2,3,4,5,6] which phases to run
 #   BENCH_CLUSTER [own]       own: a private cluster of the benchmark (initdb'd if missing, restarted
 #                             so that a freshly installed build is loaded, stopped at the end);
 #                             env: use the server that PGHOST/PGPORT/PGUSER point at (e.g. after
@@ -38,7 +38,7 @@ BENCH_CLIENTS=${BENCH_CLIENTS:-2}
 BENCH_SHARDS=${BENCH_SHARDS:-4}
 BENCH_RETAINED=${BENCH_RETAINED:-10000000}
 BENCH_READ_RECORDS=${BENCH_READ_RECORDS:-1000000}
-BENCH_PHASES=${BENCH_PHASES:-1,2,3,4}
+BENCH_PHASES=${BENCH_PHASES:-1,2,3,4,5,6}
 BENCH_CLUSTER=${BENCH_CLUSTER:-own}
 BENCH_ROOT=${BENCH_ROOT:-/tmp/stream_bench}
 BENCH_PORT=${BENCH_PORT:-5495}
@@ -283,8 +283,8 @@ best() { # best (max) of the runs of KEY
     tr ' ' '\n' <<<"${RUNS[$1]}" | awk 'NF { if ($1 > m) m = $1 } END { printf "%.0f", m }'
 }
 
-new_stream() { # new_stream NAME: creates a stream of BENCH_SHARDS shards
-    q -c "SELECT stream.create_stream('$1', $BENCH_SHARDS)" >/dev/null
+new_stream() { # new_stream NAME [SHARDS]: creates a stream of SHARDS (default BENCH_SHARDS) shards
+    q -c "SELECT stream.create_stream('$1', ${2:-$BENCH_SHARDS})" >/dev/null
 }
 drop_stream() { [ -n "${1:-}" ] && q -c "SELECT stream.delete_stream('$1')" >/dev/null || true; }
 
@@ -351,6 +351,15 @@ check_reads() { # check_reads SQL: a few calls (START_ID = 1..3) must each retur
         [ "$n" = "$READ_LIMIT" ] || die "read check returned $n rows instead of $READ_LIMIT: ${sql//START_ID/$id}"
     done
 }
+READ_STREAM_READY=0
+prepare_read_stream() { # the stream readbench with BENCH_READ_RECORDS records and start positions (phases 3, 6)
+    [ "$READ_STREAM_READY" = 1 ] && return
+    new_stream readbench
+    load_stream readbench "$BENCH_READ_RECORDS"
+    log "  harvesting start positions from the read stream"
+    q -v nstarts=$NSTARTS -v stream=readbench -f "$BENCH_DIR/sql/read_starts_stream.sql" >"$LOGDIR/read_starts_stream.log"
+    READ_STREAM_READY=1
+}
 if has_phase 3; then
     log "phase 3: reading $READ_LIMIT records per call ($BENCH_READ_RECORDS records loaded)"
     per_client=$(( (BENCH_READ_RECORDS + BATCH * BENCH_CLIENTS - 1) / (BATCH * BENCH_CLIENTS) ))
@@ -360,10 +369,7 @@ if has_phase 3; then
     check_reads "SELECT p.* FROM read_starts_plain s, LATERAL (SELECT * FROM plain_read t WHERE t.shard = s.shard AND t.seq >= s.seq ORDER BY t.seq LIMIT $READ_LIMIT) p WHERE s.id = START_ID"
     v=(p3_plain)
     if [ "$HAVE_STREAM" = 1 ]; then
-        new_stream readbench
-        load_stream readbench "$BENCH_READ_RECORDS"
-        log "  harvesting start positions from the read stream"
-        q -v nstarts=$NSTARTS -v stream=readbench -f "$BENCH_DIR/sql/read_starts_stream.sql" >"$LOGDIR/read_starts_stream.log"
+        prepare_read_stream
         v=(p3_get_records p3_read_shard p3_plain)
     fi
     q -c "VACUUM ANALYZE"
@@ -409,12 +415,70 @@ elif has_phase 4; then
     log "phase 4 skipped (needs the extension)"
 fi
 
+# ---------------------------------------------------------------- phase 5: put cost vs shard count
+# put_records of the phase 1 batches (500 random keys) into a fresh stream of 1, 64 and 1,024 shards,
+# against the same rows INSERTed into plain_batch with the shard the key routes to among as many shards
+# (the view plain_route picks the precomputed shard column), all in one run.
+P5_STREAM=""
+p5_stream() { # p5_stream SHARDS
+    drop_stream "$P5_STREAM"; P5_STREAM=$(next_name shards); new_stream "$P5_STREAM" "$1"
+    measure "p5_stream_$1" $BATCH put_records_stream.sql -D stream="$P5_STREAM"
+}
+p5_plain() { # p5_plain SHARDS
+    local col=shards$1
+    [ "$1" = 1 ] && col="array_fill(0, ARRAY[cardinality(pkeys)])"
+    q -c "CREATE OR REPLACE VIEW plain_route AS SELECT id, $col AS shards, pkeys, datas FROM bench_batches" \
+      -c "TRUNCATE plain_batch"
+    measure "p5_plain_$1" $BATCH put_records_plain_routed.sql
+}
+run_p5_stream_1()    { p5_stream 1; }
+run_p5_stream_64()   { p5_stream 64; }
+run_p5_stream_1024() { p5_stream 1024; }
+run_p5_plain_1()     { p5_plain 1; }
+run_p5_plain_64()    { p5_plain 64; }
+run_p5_plain_1024()  { p5_plain 1024; }
+if has_phase 5; then
+    log "phase 5: put_records and plain INSERT over 1, 64 and 1,024 shards"
+    v=(p5_plain_1 p5_plain_64 p5_plain_1024)
+    [ "$HAVE_STREAM" = 1 ] && v=(p5_stream_1 p5_plain_1 p5_stream_64 p5_plain_64 p5_stream_1024 p5_plain_1024)
+    rounds "${v[@]}"
+    drop_stream "$P5_STREAM"; P5_STREAM=""
+    q -c "TRUNCATE plain_batch" -c "DROP VIEW IF EXISTS plain_route"
+fi
+
+# ---------------------------------------------------------------- phase 6: monitoring on vs off
+# The cost of the metrics on the hot paths: put_records (BENCH_SHARDS shards) and read_shard of 10,000
+# records with the per-shard counting on (the default) and off (stream.track_metrics = off), and
+# put_records into a stream with every shard-level metric enabled (enable_enhanced_monitoring ALL: the
+# worker then writes a row per shard and minute).
+P6_STREAM=""
+p6_put() { # p6_put KEY ENHANCED [PGOPTIONS]
+    drop_stream "$P6_STREAM"; P6_STREAM=$(next_name mon); new_stream "$P6_STREAM"
+    [ "$2" = 1 ] && q -c "SELECT stream.enable_enhanced_monitoring('$P6_STREAM', ARRAY['ALL'])" >/dev/null
+    PGOPTIONS=${3:-} measure "$1" $BATCH put_records_stream.sql -D stream="$P6_STREAM"
+}
+run_p6_put_on()       { p6_put p6_put_on 0; }
+run_p6_put_off()      { p6_put p6_put_off 0 "-c stream.track_metrics=off"; }
+run_p6_put_enhanced() { p6_put p6_put_enhanced 1; }
+run_p6_read_on()      { measure p6_read_on $READ_LIMIT read_shard_stream.sql -D stream=readbench; }
+run_p6_read_off()     { PGOPTIONS="-c stream.track_metrics=off" measure p6_read_off $READ_LIMIT read_shard_stream.sql -D stream=readbench; }
+if has_phase 6 && [ "$HAVE_STREAM" = 1 ]; then
+    log "phase 6: metrics on vs off (put_records, read_shard)"
+    prepare_read_stream
+    q -c "SELECT stream.disable_enhanced_monitoring('readbench', ARRAY['ALL'])" >/dev/null
+    rounds p6_put_on p6_put_off p6_put_enhanced p6_read_on p6_read_off
+    drop_stream "$P6_STREAM"; P6_STREAM=""
+elif has_phase 6; then
+    log "phase 6 skipped (needs the extension)"
+fi
+
 # ---------------------------------------------------------------- report
 group3() { sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|[^0-9]\)/\1,\2\3/' -e 'ta'; }
 fmt() { if [ -n "$1" ]; then group3 <<<"$1"; else echo "n/a"; fi; }
 ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }' || echo "n/a"; }
-met() { # met RATIO TARGET
+met() { # met RATIO TARGET (TARGET -: none)
     [ "$1" = n/a ] && { echo "n/a"; return; }
+    [ "$2" = - ] && { echo "–"; return; }
     awk -v r="$1" -v t="$2" 'BEGIN { print (r >= t) ? "yes" : "**MISSED**" }'
 }
 runs_list() { [ -n "${RUNS[$1]:-}" ] && awk '{ for (i = 1; i <= NF; i++) printf "%s%d", (i > 1 ? ", " : ""), $i }' <<<"${RUNS[$1]}" | group3 || echo ""; }
@@ -448,7 +512,7 @@ ratio_row() { # ratio_row COMPARISON KEY_A KEY_B TARGET: A/B throughput and CPU 
     r=$(ratio "$(best "$2")" "$(best "$3")")
     ca=$(median_cpu "$2"); cb=$(median_cpu "$3")
     c=$(ratio "$cb" "$ca")
-    printf '| %s | %s | ≥ %s | %s | %s |\n' "$1" "$r" "$4" "$(met "$r" "$4")" "$c"
+    printf '| %s | %s | %s | %s | %s |\n' "$1" "$r" "$([ "$4" = - ] && echo – || echo "≥ $4")" "$(met "$r" "$4")" "$c"
 }
 
 REPORT=$RESULTS_DIR/latest.md
@@ -475,6 +539,15 @@ REPORT=$RESULTS_DIR/latest.md
     row "3. read 10,000 records/call" "plain index range scan" p3_plain
     row "4. batch put, $(fmt "$BENCH_RETAINED")+ records retained" "stream.put_records" p4_retained
     row "4. batch put, empty stream" "stream.put_records" p4_empty
+    for n in 1 64 1024; do
+        row "5. batch put, $(fmt $n) shards" "stream.put_records" "p5_stream_$n"
+        row "5. batch put, $(fmt $n) shards" "plain INSERT (routed)" "p5_plain_$n"
+    done
+    row "6. batch put, metrics" "on (default)" p6_put_on
+    row "6. batch put, metrics" "off (stream.track_metrics)" p6_put_off
+    row "6. batch put, metrics" "enhanced monitoring ALL" p6_put_enhanced
+    row "6. read_shard 10,000, metrics" "on (default)" p6_read_on
+    row "6. read_shard 10,000, metrics" "off (stream.track_metrics)" p6_read_off
     echo
     echo "| Comparison | Throughput ratio | Target | Met | CPU-efficiency ratio |"
     echo "|---|---:|---:|---|---:|"
@@ -485,6 +558,15 @@ REPORT=$RESULTS_DIR/latest.md
     ratio_row "get_records / plain SELECT" p3_get_records p3_plain 0.8
     ratio_row "read_shard / plain SELECT" p3_read_shard p3_plain 0.8
     ratio_row "put_records retained / empty" p4_retained p4_empty 0.9
+    ratio_row "put_records 64 shards / 1 shard" p5_stream_64 p5_stream_1 0.9
+    ratio_row "put_records 1,024 shards / 1 shard" p5_stream_1024 p5_stream_1 0.9
+    ratio_row "plain INSERT 64 shards / 1 shard" p5_plain_64 p5_plain_1 -
+    ratio_row "plain INSERT 1,024 shards / 1 shard" p5_plain_1024 p5_plain_1 -
+    ratio_row "put_records / plain INSERT, 1 shard" p5_stream_1 p5_plain_1 0.85
+    ratio_row "put_records / plain INSERT, 1,024 shards" p5_stream_1024 p5_plain_1024 0.85
+    ratio_row "put_records, metrics on / off" p6_put_on p6_put_off 0.97
+    ratio_row "put_records, enhanced monitoring ALL / metrics off" p6_put_enhanced p6_put_off 0.97
+    ratio_row "read_shard, metrics on / off" p6_read_on p6_read_off 0.97
     echo
     echo "Throughput ratio: best round of A / best round of B (the target applies to it). CPU-efficiency ratio:"
     echo "records per server CPU-second of A / of B (medians; CPU of the postmaster and all its processes,"

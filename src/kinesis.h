@@ -56,6 +56,12 @@
 	X(FIREHOSE_BUFFER_SECONDS_MIN) \
 	X(FIREHOSE_BUFFER_SECONDS_MAX)
 
+/* Per-shard throughput limits (kinesis-semantics.md 1.4, 1.12) */
+#define SHARD_WRITE_BYTES_PER_SEC	(1024 * 1024)	/* partition keys and data */
+#define SHARD_WRITE_RECORDS_PER_SEC	1000
+#define SHARD_READ_BYTES_PER_SEC	(2 * 1024 * 1024)
+#define SHARD_READ_CALLS_PER_SEC	5
+
 /* Account id printed in Kinesis-style messages; one database is one account. */
 #define STREAM_ACCOUNT				"000000000000"
 
@@ -78,7 +84,8 @@
 	X(EXPIRED_NEXT_TOKEN, "ExpiredNextTokenException",	ERRCODE_INVALID_PARAMETER_VALUE) \
 	X(LIMIT,			"LimitExceededException",		ERRCODE_PROGRAM_LIMIT_EXCEEDED) \
 	X(ACCESS_DENIED,	"AccessDeniedException",		ERRCODE_INSUFFICIENT_PRIVILEGE) \
-	X(LEASE_LOST,		"LeaseLostException",			ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE)
+	X(LEASE_LOST,		"LeaseLostException",			ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE) \
+	X(THROUGHPUT,		"ProvisionedThroughputExceededException", ERRCODE_CONFIGURATION_LIMIT_EXCEEDED)
 
 #define KINESIS_ERRCODE_ENUM(tag, exception, sqlstate) ERRCODE_STREAM_##tag = (sqlstate),
 enum

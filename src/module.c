@@ -29,7 +29,9 @@
 #include "bgw/worker.h"
 #include "delivery/delivery.h"
 #include "streams/chunk_insert.h"
+#include "streams/consumer_position.h"
 #include "streams/iterator.h"
+#include "streams/meter.h"
 #include "streams/seqalloc.h"
 #include "streams/stream_catalog.h"
 
@@ -46,7 +48,10 @@ stream_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(seqalloc_shmem_size());
+	RequestAddinShmemSpace(meter_shmem_size());
+	RequestAddinShmemSpace(consumer_position_shmem_size());
 	RequestNamedLWLockTranche("stream", 1);
+	RequestNamedLWLockTranche("stream meters", 2);
 	stream_worker_shmem_request();
 }
 
@@ -57,6 +62,8 @@ stream_shmem_startup(void)
 		prev_shmem_startup_hook();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	seqalloc_shmem_init();
+	meter_shmem_init();
+	consumer_position_shmem_init();
 	stream_worker_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }

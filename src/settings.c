@@ -35,6 +35,12 @@ int			stream_max_databases = 64;
 int			stream_launcher_naptime = 10;
 int			stream_delivery_naptime_ms = 1000;
 int			stream_maintenance_naptime = 60;
+bool		stream_enforce_shard_limits = false;
+bool		stream_track_metrics = true;
+int			stream_throttle_test_clock_ms = -1;
+int			stream_metrics_slots = 8192;
+int			stream_metrics_flush_interval = 10;
+int			stream_metrics_retention_min = 24 * 60;
 
 /* the data path: iterators, chunks, sequence counters, owner code */
 static void
@@ -129,10 +135,60 @@ define_worker_settings(void)
 							NULL, NULL, NULL);
 }
 
+/* throughput limits and metrics (streams/meter.c, bgw/metrics_flush.c) */
+static void
+define_meter_settings(void)
+{
+	DefineCustomBoolVariable("stream.enforce_shard_limits",
+							 "Enforces Kinesis' per-shard throughput limits.",
+							 "Writes of more than 1 MiB or 1,000 records per second and reads of more than 2 MiB or 5 get_records calls per second on a shard fail with ProvisionedThroughputExceededException.",
+							 &stream_enforce_shard_limits,
+							 false,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("stream.track_metrics",
+							 "Counts puts and reads in the per-shard metrics.",
+							 "Off, puts and reads of the session are not counted (the limits of stream.enforce_shard_limits still apply); on-demand scaling and the metric views then miss them.",
+							 &stream_track_metrics,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("stream.throttle_test_clock",
+							"For tests only: the time, in milliseconds, that refills the throughput limits' token buckets.",
+							"-1, the default, uses the real clock; a value freezes the buckets' clock there, so that a test decides when they refill.",
+							&stream_throttle_test_clock_ms,
+							-1, -1, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS | GUC_NOT_IN_SAMPLE,
+							NULL, NULL, NULL);
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("stream.metrics_slots",
+								"Shards whose throughput limits and metrics live in shared memory at once.",
+								"A shard beyond them is neither limited nor counted until a slot frees up; the worker logs how many operations went uncounted.",
+								&stream_metrics_slots,
+								8192, 16, 1000000,
+								PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
+	DefineCustomIntVariable("stream.metrics_flush_interval",
+							"Time between two flushes of the metrics counted in shared memory to stream.stream_metrics and stream.shard_metrics.",
+							"A crash loses what was counted since the last flush.",
+							&stream_metrics_flush_interval,
+							10, 1, 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("stream.metrics_retention",
+							"How long per-minute metrics are kept.",
+							NULL,
+							&stream_metrics_retention_min,
+							24 * 60, 1, 366 * 24 * 60,
+							PGC_SIGHUP, GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+}
+
 void
 settings_define(void)
 {
 	define_stream_settings();
 	define_worker_settings();
+	define_meter_settings();
 	MarkGUCPrefixReserved("stream");
 }

@@ -10,7 +10,7 @@
  * compiler checks every use against the one definition.
  *
  * Settings with context PGC_POSTMASTER (stream.max_shards,
- * stream.worker_enabled, stream.max_databases) exist only when the library
+ * stream.worker_enabled, stream.max_databases, stream.metrics_slots) exist only when the library
  * is in shared_preload_libraries; loaded lazily their variables keep the
  * defaults below, and nothing that uses them (shared memory, workers) runs.
  *
@@ -59,5 +59,23 @@ extern int	stream_delivery_naptime_ms;
 
 /* stream.maintenance_naptime (s): between two maintenance rounds of a database worker */
 extern int	stream_maintenance_naptime;
+
+/* stream.enforce_shard_limits: refuse what exceeds a shard's throughput limits */
+extern bool stream_enforce_shard_limits;
+
+/* stream.track_metrics: count puts and reads in the per-shard metrics */
+extern bool stream_track_metrics;
+
+/* stream.throttle_test_clock (ms): tests' clock for the token buckets; -1 the real one */
+extern int	stream_throttle_test_clock_ms;
+
+/* stream.metrics_slots (PGC_POSTMASTER): shards metered in shared memory at once */
+extern int	stream_metrics_slots;
+
+/* stream.metrics_flush_interval (s): between two metrics flushes of a database worker */
+extern int	stream_metrics_flush_interval;
+
+/* stream.metrics_retention (min): how long per-minute metrics are kept */
+extern int	stream_metrics_retention_min;
 
 #endif							/* STREAM_SETTINGS_H */

@@ -6,23 +6,29 @@ SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgq;
 
 -- Precomputed batches of 500 records: partition keys, the shard a plain table would route to
--- (top 2 bits of MD5(partition key), i.e. the Kinesis hash-key range of 4 equal shards),
+-- (top 2 bits of MD5(partition key), i.e. the Kinesis hash-key range of 4 equal shards; top 6 and
+-- 10 bits for 64 and 1,024 shards in shards64 and shards1024, phase 5),
 -- 100-byte payloads as bytea (stream, plain) and as the same bytes in text form (PgQ ev_data is text).
 -- Every variant reads its batch from this table the same way (one row, detoasted arrays).
 CREATE TABLE bench_batches (
     id     int PRIMARY KEY,
     pkeys  text[]  NOT NULL,
     shards int[]   NOT NULL,
+    shards64   int[] NOT NULL,
+    shards1024 int[] NOT NULL,
     datas  bytea[] NOT NULL,
     texts  text[]  NOT NULL
 );
 ALTER TABLE bench_batches ALTER pkeys SET STORAGE EXTERNAL, ALTER shards SET STORAGE EXTERNAL,
+    ALTER shards64 SET STORAGE EXTERNAL, ALTER shards1024 SET STORAGE EXTERNAL,
     ALTER datas SET STORAGE EXTERNAL, ALTER texts SET STORAGE EXTERNAL;
 
-INSERT INTO bench_batches (id, pkeys, shards, datas, texts)
+INSERT INTO bench_batches (id, pkeys, shards, shards64, shards1024, datas, texts)
 SELECT b,
        array_agg(k ORDER BY i),
        array_agg(get_byte(decode(md5(k), 'hex'), 0) >> 6 ORDER BY i),
+       array_agg(get_byte(decode(md5(k), 'hex'), 0) >> 2 ORDER BY i),
+       array_agg((get_byte(decode(md5(k), 'hex'), 0) << 2) | (get_byte(decode(md5(k), 'hex'), 1) >> 6) ORDER BY i),
        array_agg(convert_to(t, 'UTF8') ORDER BY i),
        array_agg(t ORDER BY i)
 FROM (SELECT b, i,

@@ -15,6 +15,9 @@
  *	  is pending (flush_delivery_stream()), and again at once while some
  *	  delivery stream has more: delivery_run_round() (delivery/delivery_round.c), which
  *	  runs its own short transactions and reports which tickets are done;
+ *	- every stream.metrics_flush_interval, and for a request of
+ *	  stream.flush_metrics() before its ticket is reported done: the
+ *	  metrics counted in shared memory into their tables (metrics_flush.c);
  *	- it leaves when the extension is dropped, and, about once a second,
  *	  probes whether a DROP DATABASE, ALTER DATABASE RENAME / SET
  *	  TABLESPACE or CREATE DATABASE ... TEMPLATE waits for it: those wait
@@ -74,6 +77,10 @@ static char *worker_dbname = NULL;
 static TimestampTz next_maintenance;
 static TimestampTz last_maintenance_end = 0;	/* 0: no round yet */
 static TimestampTz next_delivery;
+static TimestampTz next_metrics;
+
+/* the metrics flush's memory, reset by each flush */
+static MemoryContext metrics_context = NULL;
 
 /* call in a transaction */
 static bool
@@ -229,6 +236,36 @@ run_maintenance(MemoryContext context)
 }
 
 /* ----------------------------------------------------------------------
+ * Metrics flush (metrics_flush.c)
+ * ----------------------------------------------------------------------
+ */
+
+/* a metrics flush, and when the next is due; returns the time */
+static TimestampTz
+run_metrics(void)
+{
+	TimestampTz now;
+
+	if (!metrics_flush(metrics_context))
+		exit_extension_dropped();
+	now = GetCurrentTimestamp();
+	next_metrics = TimestampTzPlusMilliseconds(now, (int64) stream_metrics_flush_interval * 1000);
+	return now;
+}
+
+/* whether the requests taken ask for a metrics flush (stream.flush_metrics) */
+static bool
+metrics_requested(const WorkerRequests *req)
+{
+	if (req->all)
+		return true;
+	for (int i = 0; i < req->nkeys; i++)
+		if (req->keys[i] == STREAM_REQUEST_METRICS)
+			return true;
+	return false;
+}
+
+/* ----------------------------------------------------------------------
  * Delivery round
  * ----------------------------------------------------------------------
  */
@@ -248,6 +285,9 @@ delivery_round(MemoryContext context, bool *missing)
 	slots_take_requests(&req);
 	done = req.ticket;
 	*missing = false;
+	/* flushed after the request was taken: it covers everything counted before it was posted */
+	if (metrics_requested(&req))
+		(void) run_metrics();
 	MemoryContextReset(context);
 	MemoryContextSwitchTo(context);
 	PG_TRY();
@@ -376,6 +416,7 @@ wait_for_work(TimestampTz now)
 
 	timeout = TimestampDifferenceMilliseconds(now, next_maintenance);
 	timeout = Min(timeout, TimestampDifferenceMilliseconds(now, next_delivery));
+	timeout = Min(timeout, TimestampDifferenceMilliseconds(now, next_metrics));
 	timeout = Min(timeout, DB_CONFLICT_POLL_MS);
 
 	(void) WaitLatch(MyLatch,
@@ -399,9 +440,13 @@ stream_db_worker_main(Datum main_arg)
 	delivery_context = AllocSetContextCreate(TopMemoryContext,
 											 "stream delivery round",
 											 ALLOCSET_DEFAULT_SIZES);
+	metrics_context = AllocSetContextCreate(TopMemoryContext,
+											"stream metrics flush",
+											ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(maintenance_context);
 	next_maintenance = GetCurrentTimestamp();
 	next_delivery = next_maintenance;
+	next_metrics = next_maintenance;
 
 	for (;;)
 	{
@@ -418,6 +463,8 @@ stream_db_worker_main(Datum main_arg)
 			now = run_maintenance(maintenance_context);
 		if (woken || now >= next_delivery || slots_requests_pending())
 			now = run_delivery(delivery_context);
+		if (now >= next_metrics)
+			now = run_metrics();
 
 		wait_for_work(now);
 	}

@@ -45,6 +45,12 @@ extern bool stream_worker_wake_now(void);
 /* chunk chunk_no of stream_id made in a transaction of its own; false: could not start */
 extern bool stream_make_chunk_in_worker(int32 stream_id, int64 chunk_no);
 
+/*
+ * The request key of stream.flush_metrics(): flush the metrics (no
+ * delivery stream has a negative id).
+ */
+#define STREAM_REQUEST_METRICS	(-1)
+
 /* post a request to this database's worker; false: no worker runs here */
 extern bool stream_worker_post_request(int32 key, uint32 *ticket);
 

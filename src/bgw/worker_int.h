@@ -76,6 +76,11 @@ extern void unit_select(const char *query, int nargs, Oid *argtypes, Datum *valu
 						bool read_only);
 extern void unit_recover(void);
 
+/* ---- metrics_flush.c ---- */
+
+/* this database's unflushed metrics into their tables; false: the extension is gone */
+extern bool metrics_flush(MemoryContext context);
+
 /* ---- entry points the postmaster calls by name (bgw_function_name) ---- */
 extern PGDLLEXPORT void stream_launcher_main(Datum main_arg);
 extern PGDLLEXPORT void stream_db_worker_main(Datum main_arg);

@@ -19,6 +19,7 @@
 #include "utils/timestamp.h"
 
 #include "streams/chunk_scan.h"
+#include "streams/meter.h"
 #include "streams/read_window.h"
 #include "streams/shard.h"
 
@@ -32,9 +33,10 @@ count_none(void *arg, const StreamRecord *rec)
 /* the stream read path: every read of a processor's records comes here */
 static int
 read_path(StreamInfo *info, StreamShard *shard, int64 from, int64 to, TimestampTz min_arrival,
-		  int limit, Size max_bytes, RecordSink sink, void *arg, int64 *next)
+		  int limit, Size max_bytes, RecordSink sink, void *arg, int64 *next, ScanTally *tally)
 {
-	return chunk_scan(info, shard, from, to, min_arrival, limit, max_bytes, sink, arg, next);
+	return chunk_scan_tally(info, shard, from, to, min_arrival, limit, max_bytes, sink, arg,
+							next, tally);
 }
 
 int64
@@ -101,7 +103,7 @@ runtime_finish_empty_ends(int32 processor_id, ProcessorCheckpoints *cps, Consume
 			continue;
 		/* a record left: the client's next unit finishes the shard */
 		if (read_path(w->info, sw->shard, sw->from, sw->to, w->min_arrival, 1, (Size) 1 << 40,
-					  count_none, NULL, &next) > 0)
+					  count_none, NULL, &next, NULL) > 0)
 			continue;
 		args[0] = Int32GetDatum(processor_id);
 		args[1] = Int32GetDatum(sw->shard->shard_index);
@@ -123,12 +125,15 @@ int
 runtime_scan(ConsumerWindow *w, StreamShard *shard, int64 from, int64 to, int limit,
 			 Size max_bytes, RecordSink sink, void *arg, int64 *next)
 {
-	return read_path(w->info, shard, from, to, w->min_arrival, limit, max_bytes, sink, arg, next);
+	return read_path(w->info, shard, from, to, w->min_arrival, limit, max_bytes, sink, arg, next,
+					 NULL);
 }
 
 /*
  * Range i of a unit, every record of it: the same records on every call,
- * as the range lies below the stable sequence it was cut at.
+ * as the range lies below the stable sequence it was cut at.  Counted in
+ * the shard's outgoing metrics (a unit that is redone counts again: it
+ * reads again).
  */
 void
 runtime_read_range(ProcessorUnit *u, StreamInfo *info, int i, RecordSink sink, void *arg)
@@ -136,16 +141,28 @@ runtime_read_range(ProcessorUnit *u, StreamInfo *info, int i, RecordSink sink, v
 	StreamShard *shard = shard_by_index(info, u->shards[i], false);
 	int64		from = u->from[i];
 	int64		next;
+	int64		records = 0;
+	uint64		bytes = 0;
+	TimestampTz last_arrival = 0;
+	TimestampTz now;
 
 	while (from < u->to[i])
 	{
 		int			n;
+		ScanTally	tally;
 
 		CHECK_FOR_INTERRUPTS();
 		n = read_path(info, shard, from, u->to[i], u->min_arrival, INT_MAX,
-					  (Size) 1 << 40, sink, arg, &next);
+					  (Size) 1 << 40, sink, arg, &next, &tally);
+		records += n;
+		bytes += tally.bytes;
+		if (n > 0)
+			last_arrival = tally.last_arrival;
 		if (n == 0 || next <= from)
 			break;
 		from = next;
 	}
+	now = GetCurrentTimestamp();
+	meter_count_read(info, shard, (int) Min(records, INT_MAX), bytes,
+					 records > 0 ? Max(0, (now - last_arrival) / 1000) : -1, false, now);
 }

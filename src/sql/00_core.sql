@@ -51,7 +51,8 @@ CREATE TABLE stream.streams (
     stream_status   text NOT NULL DEFAULT 'ACTIVE',
     created_at      timestamptz NOT NULL DEFAULT now(),
     next_shard_index int NOT NULL,
-    notify          bool NOT NULL DEFAULT false    -- NOTIFY on the stream's channel at commit
+    notify          bool NOT NULL DEFAULT false,   -- NOTIFY on the stream's channel at commit
+    shard_level_metrics text[] NOT NULL DEFAULT '{}' -- enhanced monitoring (45_metrics.sql)
 );
 
 CREATE TABLE stream.shards (
@@ -652,7 +653,7 @@ BEGIN
         'HasMoreShards', v_count > least(coalesce("limit", 100), 100),
         'RetentionPeriodHours', s.retention_hours,
         'StreamCreationTimestamp', round(extract(epoch FROM s.created_at), 3),
-        'EnhancedMonitoring', jsonb_build_array(jsonb_build_object('ShardLevelMetrics', '[]'::jsonb)),
+        'EnhancedMonitoring', jsonb_build_array(jsonb_build_object('ShardLevelMetrics', to_jsonb(s.shard_level_metrics))),
         'EncryptionType', 'NONE');
 END $$;
 
@@ -668,7 +669,7 @@ BEGIN
         'StreamModeDetails', jsonb_build_object('StreamMode', s.stream_mode),
         'RetentionPeriodHours', s.retention_hours,
         'StreamCreationTimestamp', round(extract(epoch FROM s.created_at), 3),
-        'EnhancedMonitoring', jsonb_build_array(jsonb_build_object('ShardLevelMetrics', '[]'::jsonb)),
+        'EnhancedMonitoring', jsonb_build_array(jsonb_build_object('ShardLevelMetrics', to_jsonb(s.shard_level_metrics))),
         'EncryptionType', 'NONE',
         'OpenShardCount', (SELECT count(*) FROM stream.shards sh
                             WHERE sh.stream_id = s.stream_id AND sh.ending_seq IS NULL),

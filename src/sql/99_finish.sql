@@ -31,7 +31,10 @@ GRANT EXECUTE ON FUNCTION
     stream_internal._stream_status(stream.streams),
     stream_internal._resharding(int),
     stream_internal._shard_limit(),
-    stream_internal._open_shard_count()
+    stream_internal._open_shard_count(),
+    stream_internal._checkpoint_next_seq(int, int, text, timestamptz),
+    stream_internal._shard_lag(int, int, bigint),
+    stream_internal._fanout_positions()
 TO PUBLIC;
 
 -- Start this database's maintenance worker now rather than at the launcher's next round.

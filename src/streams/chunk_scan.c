@@ -53,12 +53,24 @@ chunk_scan(StreamInfo *info, StreamShard *shard, int64 from_seq,
 		   int64 to_seq, TimestampTz min_arrival, int limit,
 		   Size max_bytes, RecordSink sink, void *arg, int64 *next_from)
 {
+	return chunk_scan_tally(info, shard, from_seq, to_seq, min_arrival, limit, max_bytes,
+							sink, arg, next_from, NULL);
+}
+
+int
+chunk_scan_tally(StreamInfo *info, StreamShard *shard, int64 from_seq,
+				 int64 to_seq, TimestampTz min_arrival, int limit,
+				 Size max_bytes, RecordSink sink, void *arg, int64 *next_from,
+				 ScanTally *tally)
+{
 	Snapshot	snap;
 	int			count = 0;
 	Size		bytes = 0;
 	bool		done = false;
 	int64		last_chunk;
 
+	if (tally != NULL)
+		memset(tally, 0, sizeof(*tally));
 	*next_from = to_seq;
 	if (from_seq >= to_seq || limit <= 0)
 	{
@@ -119,20 +131,31 @@ chunk_scan(StreamInfo *info, StreamShard *shard, int64 from_seq,
 				break;
 			}
 
+			if (tally != NULL)
+			{
+				if (count == 0)
+					tally->first_arrival = rec.arrival;
+				tally->last_arrival = rec.arrival;
+			}
+
 			/*
 			 * Out-of-line values are fetched now, while the chunk is locked;
 			 * the copies are freed after the sink, which must not keep them,
-			 * so a long read does not accumulate them.
+			 * so a long read does not accumulate them.  Only counting (no
+			 * sink), they stay where they are.
 			 */
-			rec.partition_key = VARATT_IS_EXTERNAL(DatumGetPointer(key)) ?
-				PointerGetDatum(detoast_external_attr((struct varlena *) DatumGetPointer(key))) : key;
-			rec.data = VARATT_IS_EXTERNAL(DatumGetPointer(data)) ?
-				PointerGetDatum(detoast_external_attr((struct varlena *) DatumGetPointer(data))) : data;
-			sink(arg, &rec);
-			if (rec.partition_key != key)
-				pfree(DatumGetPointer(rec.partition_key));
-			if (rec.data != data)
-				pfree(DatumGetPointer(rec.data));
+			if (sink != NULL)
+			{
+				rec.partition_key = VARATT_IS_EXTERNAL(DatumGetPointer(key)) ?
+					PointerGetDatum(detoast_external_attr((struct varlena *) DatumGetPointer(key))) : key;
+				rec.data = VARATT_IS_EXTERNAL(DatumGetPointer(data)) ?
+					PointerGetDatum(detoast_external_attr((struct varlena *) DatumGetPointer(data))) : data;
+				sink(arg, &rec);
+				if (rec.partition_key != key)
+					pfree(DatumGetPointer(rec.partition_key));
+				if (rec.data != data)
+					pfree(DatumGetPointer(rec.data));
+			}
 			bytes += size;
 			count++;
 			if (count >= limit)
@@ -148,5 +171,7 @@ chunk_scan(StreamInfo *info, StreamShard *shard, int64 from_seq,
 		relation_close(rel, AccessShareLock);
 	}
 	UnregisterSnapshot(snap);
+	if (tally != NULL)
+		tally->bytes = bytes;
 	return count;
 }

@@ -9,6 +9,7 @@
  * that rolls back wakes no one.  Consumers keep no server-side position:
  * each call names its start, so every consumer reads independently.
  */
+#include "streams/consumer_position.h"
 #include "streams/read.h"
 #include "streams/seqalloc.h"
 #include "streams/shard.h"
@@ -134,7 +135,7 @@ stream_subscribe_to_shard(PG_FUNCTION_ARGS)
 		CHECK_FOR_INTERRUPTS();
 		/* a split committed while we slept: see the shard closed */
 		AcceptInvalidationMessages();
-		r = read_records(&it, GET_RECORDS_MAX, false, collect_datum, &c);
+		r = read_records(&it, GET_RECORDS_MAX, false, false, collect_datum, &c);
 		if (r.count > 0 || r.shard_ended)
 			break;
 		/* nothing readable: continue from where the read stopped */
@@ -145,6 +146,10 @@ stream_subscribe_to_shard(PG_FUNCTION_ARGS)
 		shard = shard_by_index(r.info, it.shard_index, false);
 		(void) seqalloc_wait_for_records(r.info, shard, it.from_seq, remaining);
 	}
+
+	/* where this consumer is now, for stream.consumer_lag */
+	consumer_position_note(r.info, shard_by_index(r.info, it.shard_index, false), consumer_name,
+						   r.next.from_seq, GetCurrentTimestamp());
 
 	values[0] = collector_array(&c);
 	if (r.shard_ended)

@@ -2,9 +2,20 @@
  * put.c: stream.put_record and stream.put_records.
  *
  * A put validates everything first (a request-level error changes
- * nothing), routes each record by hash key, reserves sequence numbers per
- * shard in one step, and inserts straight into the chunk table.  The
- * records become visible when the caller's transaction commits.
+ * nothing), routes each record by hash key, meters each shard's records
+ * (meter.h: counted, and with stream.enforce_shard_limits admitted or
+ * refused against the shard's write limits), reserves sequence numbers for
+ * the admitted records of every shard in one step, and inserts straight
+ * into the chunk table.  The records become visible when the caller's
+ * transaction commits.
+ *
+ * A refused record is refused before any number is reserved: it takes no
+ * sequence number, so it leaves no gap that a reader would wait on, and
+ * the admitted records of its shard keep consecutive numbers.  put_record
+ * raises ProvisionedThroughputExceededException; put_records answers the
+ * refused records with that error code and stores the others.  A record is
+ * metered once, against the shard it was first routed to, also when a
+ * split or merge makes the put route it again.
  *
  * A shard closed by a split or merge refuses the reservation (seqalloc.h);
  * the put then waits for the resharding transaction, looks the stream up
@@ -19,6 +30,7 @@
  */
 #include "streams/access.h"
 #include "streams/chunk_insert.h"
+#include "streams/meter.h"
 #include "streams/routing.h"
 #include "streams/seqalloc.h"
 #include "streams/seqno.h"
@@ -37,6 +49,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
 #define PUT_REROUTES	8
@@ -102,6 +115,30 @@ notify_put(StreamInfo *info, StreamShard *shard)
 	Async_Notify(channel, shard_id_text(shard->shard_index));
 }
 
+/*
+ * Meter n records of one shard (sizes: partition key plus data each): with
+ * stream.enforce_shard_limits, refused[i] says which are over the shard's
+ * write limits.  Without, all are admitted and counted.
+ */
+static void
+meter_put(StreamInfo *info, StreamShard *shard, const uint32 *sizes, int n, bool *refused,
+		  TimestampTz now)
+{
+	if (stream_enforce_shard_limits)
+		(void) meter_admit_write(info, shard, sizes, n, refused, now);
+	else
+	{
+		uint64		bytes = 0;
+
+		for (int i = 0; i < n; i++)
+		{
+			bytes += sizes[i];
+			refused[i] = false;
+		}
+		meter_count_write(info, shard, n, bytes, now);
+	}
+}
+
 /* The blessed result descriptor, looked up once per call site. */
 static TupleDesc
 cached_result_desc(FunctionCallInfo fcinfo)
@@ -138,6 +175,7 @@ stream_put_record(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
+	uint32		size;
 
 	PreventCommandIfReadOnly("stream.put_record()");
 	PreventCommandIfParallelMode("stream.put_record()");
@@ -152,6 +190,7 @@ stream_put_record(PG_FUNCTION_ARGS)
 
 	kinesis_check_stream_name(name);
 	hash = validate_record(key, data, ehk, "");
+	size = VARSIZE_ANY_EXHDR(key) + VARSIZE_ANY_EXHDR(data);
 
 	item.partition_key = key;
 	item.data = data;
@@ -162,6 +201,14 @@ stream_put_record(PG_FUNCTION_ARGS)
 		info = stream_lookup(name, false);
 		access_check(info, ACL_INSERT);
 		item.shard = routing_open_shard(info, hash);
+		if (attempt == 0)
+		{
+			bool		refused;
+
+			meter_put(info, item.shard, &size, 1, &refused, GetCurrentTimestamp());
+			if (refused)
+				meter_raise_rate_exceeded(info, item.shard);	/* before a number is taken */
+		}
 		if (seqalloc_try_reserve(info, item.shard, 1, &item.seq, &item.arrival, &pending))
 			break;
 		if (attempt >= PUT_REROUTES)
@@ -237,6 +284,8 @@ stream_put_records(PG_FUNCTION_ARGS)
 	PutItem    *items;
 	PutItem   **by_shard;
 	uint128    *hashes;
+	uint32	   *sizes;
+	bool	   *refused;
 	bool	   *failed;
 	int			reroutes = 0;
 
@@ -269,6 +318,8 @@ stream_put_records(PG_FUNCTION_ARGS)
 	items = palloc0(sizeof(PutItem) * nkeys);
 	by_shard = palloc(sizeof(PutItem *) * nkeys);
 	hashes = palloc(sizeof(uint128) * nkeys);
+	sizes = palloc(sizeof(uint32) * nkeys);
+	refused = palloc(sizeof(bool) * nkeys);
 	for (int i = 0; i < nkeys; i++)
 	{
 		char		path[32];
@@ -284,7 +335,8 @@ stream_put_records(PG_FUNCTION_ARGS)
 		hashes[i] = validate_record(items[i].partition_key, items[i].data,
 									(ehks && !ehk_nulls[i]) ? DatumGetTextPP(ehks[i]) : NULL,
 									path);
-		total += VARSIZE_ANY_EXHDR(items[i].partition_key) + VARSIZE_ANY_EXHDR(items[i].data);
+		sizes[i] = VARSIZE_ANY_EXHDR(items[i].partition_key) + VARSIZE_ANY_EXHDR(items[i].data);
+		total += sizes[i];
 	}
 	if (total > PUT_RECORDS_MAX_BYTES)
 		ereport(ERROR,
@@ -301,54 +353,109 @@ stream_put_records(PG_FUNCTION_ARGS)
 	for (int i = 0; i < nkeys; i++)
 		items[i].shard = routing_open_shard(info, hashes[i]);
 
-	/* one reservation per shard, in shard order; input order within a shard */
+	/*
+	 * Meter each shard's records once, in shard order and input order
+	 * within a shard: with stream.enforce_shard_limits the shard's limits
+	 * refuse some, before any number is reserved.
+	 */
 	sort_by_shard(info, items, nkeys, by_shard);
-	for (int i = 0; i < nkeys;)
 	{
-		int			j = i + 1;
-		int64		first;
-		TimestampTz arrival;
+		uint32	   *group_sizes = palloc(sizeof(uint32) * nkeys);
+		bool	   *group_refused = palloc(sizeof(bool) * nkeys);
+		TimestampTz now = GetCurrentTimestamp();
+
+		for (int i = 0; i < nkeys;)
+		{
+			int			j = i + 1;
+
+			while (j < nkeys && by_shard[j]->shard == by_shard[i]->shard)
+				j++;
+			for (int k = i; k < j; k++)
+				group_sizes[k - i] = sizes[by_shard[k] - items];
+			meter_put(info, by_shard[i]->shard, group_sizes, j - i, group_refused, now);
+			for (int k = i; k < j; k++)
+				refused[by_shard[k] - items] = group_refused[k - i];
+			i = j;
+		}
+	}
+
+	/*
+	 * One reservation per shard for its admitted records, all shards under
+	 * one lock (seqalloc_try_reserve_many); input order within a shard.  A
+	 * closed shard makes the put route every record again.
+	 */
+	{
+		StreamShard **shards = palloc(sizeof(StreamShard *) * nkeys);
+		int		   *counts = palloc(sizeof(int) * nkeys);
+		int		   *starts = palloc(sizeof(int) * nkeys);
+		int64	   *firsts = palloc(sizeof(int64) * nkeys);
+		TimestampTz *arrivals = palloc(sizeof(TimestampTz) * nkeys);
+		PutItem   **admitted = palloc(sizeof(PutItem *) * nkeys);
+		PutItem    *ordered;
+		int			nadmitted;
+		int			ngroups;
+		int			done;
 		bool		pending;
 
-		while (j < nkeys && by_shard[j]->shard == by_shard[i]->shard)
-			j++;
-		if (!seqalloc_try_reserve(info, by_shard[i]->shard, j - i, &first, &arrival, &pending))
+reroute:
+		nadmitted = ngroups = 0;
+		for (int i = 0; i < nkeys; i++)
 		{
+			PutItem    *it = by_shard[i];
+
+			if (refused[it - items] || failed[it - items])
+				continue;
+			if (ngroups == 0 || shards[ngroups - 1] != it->shard)
+			{
+				shards[ngroups] = it->shard;
+				counts[ngroups] = 0;
+				starts[ngroups] = nadmitted;
+				ngroups++;
+			}
+			counts[ngroups - 1]++;
+			admitted[nadmitted++] = it;
+		}
+		for (done = 0; done < ngroups;)
+		{
+			int			k = done + seqalloc_try_reserve_many(info, shards + done, counts + done,
+															 ngroups - done, firsts + done,
+															 arrivals + done, &pending);
+
+			for (int g = done; g < k; g++)
+			{
+				notify_put(info, shards[g]);
+				for (int c = 0; c < counts[g]; c++)
+				{
+					admitted[starts[g] + c]->seq = firsts[g] + c;
+					admitted[starts[g] + c]->arrival = arrivals[g];
+				}
+			}
+			if (k == ngroups)
+				break;
 			if (reroutes++ < PUT_REROUTES)
 			{
-				/* a shard closed: route every record again, from the start */
+				/* a shard closed: route every record again; numbers reserved so far stay unused */
 				seqalloc_wait_for_closer(info, pending);
 				info = stream_lookup(name, false);
 				access_check(info, ACL_INSERT);
-				for (int k = 0; k < nkeys; k++)
-					items[k].shard = routing_open_shard(info, hashes[k]);
+				for (int i = 0; i < nkeys; i++)
+					items[i].shard = routing_open_shard(info, hashes[i]);
 				sort_by_shard(info, items, nkeys, by_shard);
-				i = 0;
-				continue;
+				goto reroute;
 			}
-			for (int k = i; k < j; k++)
-				failed[by_shard[k] - items] = true;
-			i = j;
-			continue;
+			for (int c = 0; c < counts[k]; c++)
+				failed[admitted[starts[k] + c] - items] = true;
+			done = k + 1;
 		}
-		notify_put(info, by_shard[i]->shard);
-		for (int k = i; k < j; k++)
-		{
-			by_shard[k]->seq = first + (k - i);
-			by_shard[k]->arrival = arrival;
-		}
-		i = j;
-	}
-	{
-		/* insert in (shard, sequence) order: each index insert lands next to the last */
-		PutItem    *ordered = palloc(sizeof(PutItem) * nkeys);
-		int			n = 0;
 
+		/* insert in (shard, sequence) order: each index insert lands next to the last */
+		ordered = palloc(sizeof(PutItem) * Max(nadmitted, 1));
+		nadmitted = 0;
 		for (int i = 0; i < nkeys; i++)
-			if (!failed[by_shard[i] - items])
-				ordered[n++] = *by_shard[i];
-		chunk_insert(info, ordered, n);
-		pfree(ordered);
+			if (!refused[by_shard[i] - items] && !failed[by_shard[i] - items])
+				ordered[nadmitted++] = *by_shard[i];
+		if (nadmitted > 0)
+			chunk_insert(info, ordered, nadmitted);
 	}
 
 	InitMaterializedSRF(fcinfo, 0);
@@ -357,7 +464,15 @@ stream_put_records(PG_FUNCTION_ARGS)
 		Datum		values[4];
 		bool		nulls[4] = {false, false, true, true};
 
-		if (failed[i])
+		if (refused[i])
+		{
+			/* as Kinesis: an error code and message, no shard or number */
+			nulls[0] = nulls[1] = true;
+			nulls[2] = nulls[3] = false;
+			values[2] = CStringGetTextDatum("ProvisionedThroughputExceededException");
+			values[3] = CStringGetTextDatum(meter_rate_exceeded_message(info, items[i].shard));
+		}
+		else if (failed[i])
 		{
 			nulls[0] = nulls[1] = true;
 			nulls[2] = nulls[3] = false;

@@ -5,7 +5,9 @@
 #include "streams/read.h"
 #include "streams/access.h"
 #include "streams/chunk_scan.h"
+#include "streams/meter.h"
 #include "streams/read_window.h"
+#include "streams/seqalloc.h"
 #include "streams/shard.h"
 #include "streams/stream_catalog.h"
 
@@ -29,8 +31,37 @@ read_check_limit(int limit)
 						limit, kinesis_bound_text(limit, 1, GET_RECORDS_MAX))));
 }
 
+/*
+ * Milliseconds the reader is behind after reading up to next, honestly:
+ * since the arrival of the oldest committed record it has not read.  When
+ * records of the readable window are left (the batch was full) that is at
+ * least the age of the last one returned; when the window is read, records
+ * may still be committed beyond it, held back by an open producer
+ * transaction with a lower number, and the reader is behind those too.
+ */
+static int64
+millis_behind(StreamInfo *info, StreamShard *shard, const ReadWindow *w, int count,
+			  int64 next, const ScanTally *tally, TimestampTz now)
+{
+	SeqHoldback hb;
+	ScanTally	held;
+	int64		ignored;
+
+	if (count > 0 && next < w->to)
+		return Max(0, (now - tally->last_arrival) / 1000);
+	if (shard->closed && next > shard->ending_seq)
+		return 0;
+	seqalloc_holdback(info, shard, &hb);
+	if (hb.stable >= hb.next)
+		return 0;				/* nothing in flight: the window reaches the newest record */
+	if (chunk_scan_tally(info, shard, Max(next, w->to), hb.next, w->min_arrival, 1,
+						 GET_RECORDS_MAX_BYTES, NULL, NULL, &ignored, &held) == 0)
+		return 0;
+	return Max(0, (now - held.first_arrival) / 1000);
+}
+
 ReadResult
-read_records(ShardIterator *it, int limit, bool check_expiry,
+read_records(ShardIterator *it, int limit, bool check_expiry, bool limited,
 			 RecordSink sink, RecordCollector *c)
 {
 	ReadResult	r;
@@ -38,6 +69,8 @@ read_records(ShardIterator *it, int limit, bool check_expiry,
 	StreamShard *shard;
 	ReadWindow	w;
 	int64		next_from;
+	ScanTally	tally;
+	bool		enforce = limited && stream_enforce_shard_limits;
 
 	if (check_expiry)
 		iterator_check_expiry(it, now);
@@ -45,22 +78,25 @@ read_records(ShardIterator *it, int limit, bool check_expiry,
 	r.info = stream_lookup_by_id(it->stream_id, false);
 	access_check(r.info, ACL_SELECT);
 	shard = shard_by_index(r.info, it->shard_index, false);
+	if (enforce && !meter_admit_read(r.info, shard, now))
+		meter_raise_rate_exceeded(r.info, shard);
 
 	/* the window first, then the snapshot (inside chunk_scan) */
 	w = read_window(r.info, shard, it->from_seq, now);
 
 	c->stream_id = r.info->stream_id;
 	c->shard_index = shard->shard_index;
-	r.count = chunk_scan(r.info, shard, w.from, w.to, w.min_arrival, limit,
-						 GET_RECORDS_MAX_BYTES, sink, c, &next_from);
+	r.count = chunk_scan_tally(r.info, shard, w.from, w.to, w.min_arrival, limit,
+							   GET_RECORDS_MAX_BYTES, sink, c, &next_from, &tally);
 	r.next = *it;
 	r.next.from_seq = Max(next_from, it->from_seq);
 	r.next.created_ms = iterator_unix_ms(now);
 	r.shard_ended = shard->closed && r.next.from_seq > shard->ending_seq;
-	if (r.next.from_seq >= w.stable || r.count == 0)
-		r.millis_behind = 0;
-	else
-		r.millis_behind = Max(0, (now - c->last_arrival) / 1000);
+	r.millis_behind = millis_behind(r.info, shard, &w, r.count, r.next.from_seq, &tally, now);
+	/* IteratorAgeMilliseconds: the age of the last record returned, else how far behind */
+	meter_count_read(r.info, shard, r.count, tally.bytes,
+					 r.count > 0 ? Max(0, (now - tally.last_arrival) / 1000) : r.millis_behind,
+					 enforce, now);
 	return r;
 }
 
@@ -95,7 +131,7 @@ stream_get_records(PG_FUNCTION_ARGS)
 	rectype = get_element_type(TupleDescAttr(desc, 0)->atttypid);
 
 	collector_init_array(&c, rectype, limit);
-	r = read_records(&it, limit, true, collect_datum, &c);
+	r = read_records(&it, limit, true, true, collect_datum, &c);
 	values[0] = collector_array(&c);
 	if (r.shard_ended)
 	{
@@ -131,6 +167,6 @@ stream_read_shard(PG_FUNCTION_ARGS)
 	memset(&c, 0, sizeof(c));
 	c.desc = rsinfo->setDesc;
 	c.store = rsinfo->setResult;
-	(void) read_records(&it, limit, false, collect_row, &c);
+	(void) read_records(&it, limit, false, true, collect_row, &c);
 	return (Datum) 0;
 }

@@ -18,7 +18,7 @@ typedef struct ReadResult
 	int			count;
 	bool		shard_ended;	/* closed shard fully read: no next iterator */
 	ShardIterator next;
-	int64		millis_behind;
+	int64		millis_behind;	/* since the oldest committed record not read arrived */
 } ReadResult;
 
 /* The member Limit: 1 to GET_RECORDS_MAX, else ValidationException. */
@@ -26,9 +26,12 @@ extern void read_check_limit(int limit);
 /*
  * Read up to limit records (and GET_RECORDS_MAX_BYTES) from it's position
  * through sink, after checking the caller may read the stream (and, with
- * check_expiry, that it has not expired).
+ * check_expiry, that it has not expired).  With limited, the shard's read
+ * limits apply (stream.enforce_shard_limits: get_records and read_shard,
+ * not enhanced fan-out, which Kinesis meters per consumer).  The read is
+ * counted in the shard's metrics (meter.h).
  */
-extern ReadResult read_records(ShardIterator *it, int limit, bool check_expiry,
+extern ReadResult read_records(ShardIterator *it, int limit, bool check_expiry, bool limited,
 							   RecordSink sink, RecordCollector *c);
 
 #endif							/* STREAM_READ_H */

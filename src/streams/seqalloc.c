@@ -88,6 +88,7 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "storage/condition_variable.h"
+#include "common/hashfn.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -116,6 +117,8 @@ typedef struct InflightNode
 	dlist_node	link;			/* in a shard's in-flight list or the free list */
 	int64		min_seq;
 	int64		max_seq;		/* highest number this transaction took on the shard */
+	int			pid;			/* of the transaction's backend (stream.consumer_lag) */
+	TimestampTz xact_start;		/* when that transaction started */
 } InflightNode;
 
 typedef struct ShardState
@@ -154,6 +157,14 @@ static HTAB *shard_table = NULL;
 static HeldNode *held = NULL;
 static int	nheld = 0;
 static int	held_cap = 0;
+
+/*
+ * held[] by shard: an open-addressing table of held[] positions + 1 (0 =
+ * empty), twice held_cap in size, so that a transaction on many shards
+ * finds its node in constant time rather than by a walk over held[].
+ */
+static int *held_slots = NULL;
+static int	held_mask = 0;
 static bool xact_put = false;	/* this transaction put records */
 
 /* Shards this transaction closed, while the close is pending. */
@@ -235,6 +246,26 @@ seqalloc_shmem_init(void)
 
 /* ---- transaction bookkeeping ---- */
 
+static inline uint32
+held_hash(ShardState *st)
+{
+	return hash_bytes_uint32((uint32) ((uintptr_t) st >> 3)) & held_mask;
+}
+
+/* Empty the index of held[] (each entry's slot, found past slots already emptied). */
+static void
+held_clear(void)
+{
+	for (int i = 0; i < nheld; i++)
+	{
+		uint32		h = held_hash(held[i].shard);
+
+		while (held_slots[h] != i + 1)
+			h = (h + 1) & held_mask;
+		held_slots[h] = 0;
+	}
+}
+
 static void return_node(InflightNode *node);
 
 /* Lowest number in flight, or the next to hand out; caller holds st->mutex. */
@@ -280,6 +311,7 @@ release_inflight(bool committed)
 
 		return_node(node);
 	}
+	held_clear();
 	nheld = 0;
 }
 
@@ -439,6 +471,17 @@ evict_idle_entries(void)
 	return evicted;
 }
 
+/* The counter table's key of a shard. */
+static void
+shard_key(StreamInfo *info, StreamShard *shard, ShardKey *key)
+{
+	memset(key, 0, sizeof(*key));
+	key->dbid = MyDatabaseId;
+	key->relid = info->relid;
+	key->stream_id = info->stream_id;
+	key->shard_index = shard->shard_index;
+}
+
 /*
  * Find (or create and initialise) a shard's counter.  Returns with
  * shared->lock held in shared mode, so that seqalloc_forget_stream cannot
@@ -451,11 +494,7 @@ shard_state_locked(StreamInfo *info, StreamShard *shard)
 	ShardState *st;
 	bool		found;
 
-	memset(&key, 0, sizeof(key));
-	key.dbid = MyDatabaseId;
-	key.relid = info->relid;
-	key.stream_id = info->stream_id;
-	key.shard_index = shard->shard_index;
+	shard_key(info, shard, &key);
 
 	for (;;)
 	{
@@ -548,10 +587,56 @@ shard_state_locked(StreamInfo *info, StreamShard *shard)
 static InflightNode *
 held_node_for(ShardState *st)
 {
+	if (held_slots == NULL)
+		return NULL;
+	for (uint32 h = held_hash(st);; h = (h + 1) & held_mask)
+	{
+		int			i = held_slots[h];
+
+		if (i == 0)
+			return NULL;
+		if (held[i - 1].shard == st)
+			return held[i - 1].node;
+	}
+}
+
+/* Append to held[] (room was made by held_reserve) and index it. */
+static void
+held_add(ShardState *st, InflightNode *node)
+{
+	uint32		h = held_hash(st);
+
+	held[nheld].shard = st;
+	held[nheld].node = node;
+	nheld++;
+	while (held_slots[h] != 0)
+		h = (h + 1) & held_mask;
+	held_slots[h] = nheld;
+}
+
+/* Room for n more held nodes: held[] and its index grow together. */
+static void
+held_reserve(int n)
+{
+	if (nheld + n <= held_cap)
+		return;
+	held_cap = Max(16, held_cap);
+	while (nheld + n > held_cap)
+		held_cap *= 2;
+	held = held ? repalloc(held, held_cap * sizeof(HeldNode))
+		: MemoryContextAlloc(TopMemoryContext, held_cap * sizeof(HeldNode));
+	if (held_slots != NULL)
+		pfree(held_slots);
+	held_mask = 2 * held_cap - 1;	/* held_cap is a power of two */
+	held_slots = MemoryContextAllocZero(TopMemoryContext, sizeof(int) * (held_mask + 1));
 	for (int i = 0; i < nheld; i++)
-		if (held[i].shard == st)
-			return held[i].node;
-	return NULL;
+	{
+		uint32		h = held_hash(held[i].shard);
+
+		while (held_slots[h] != 0)
+			h = (h + 1) & held_mask;
+		held_slots[h] = i + 1;
+	}
 }
 
 /* This backend's own node i, or -1 when node is from the shared pool. */
@@ -638,6 +723,154 @@ reserve_without_shmem(StreamInfo *info, StreamShard *shard, int count,
 }
 
 /*
+ * Reserve count numbers on st, which the caller found with shared->lock
+ * held in shared mode; with existing == NULL the transaction's node for
+ * the shard is node (taken by the caller).  RESERVE_MARK, with *need set,
+ * when the counter would pass the durable mark (the caller moves the mark
+ * and tries again); RESERVE_CLOSED, with *pending, when the shard is
+ * closed.  Caller holds shared->lock; st->mutex is taken here.
+ */
+typedef enum ReserveResult
+{
+	RESERVE_DONE,
+	RESERVE_MARK,
+	RESERVE_CLOSED
+} ReserveResult;
+
+static ReserveResult
+reserve_on(ShardState *st, InflightNode *existing, InflightNode *node, int count,
+		   TimestampTz now, int64 known_mark, int64 *first, TimestampTz *arrival,
+		   int64 *need, bool *pending)
+{
+	SpinLockAcquire(&st->mutex);
+	if (unlikely(st->closed))
+	{
+		*pending = TransactionIdIsValid(st->closer_xid);
+		SpinLockRelease(&st->mutex);
+		return RESERVE_CLOSED;
+	}
+	st->reserved = Max(st->reserved, known_mark);
+	*first = seq_first_of_run(st->next_seq, seq_bucket_now(now), count);
+	*need = *first + count;
+	if (*need > st->reserved)
+	{
+		SpinLockRelease(&st->mutex);
+		return RESERVE_MARK;
+	}
+	st->next_seq = *need;
+	if (now < st->last_arrival)
+		now = st->last_arrival;
+	st->last_arrival = now;
+	if (existing == NULL)
+	{
+		node->min_seq = *first;
+		node->max_seq = *need - 1;
+		node->pid = MyProcPid;
+		node->xact_start = GetCurrentTransactionStartTimestamp();
+		dlist_push_tail(&st->inflight, &node->link);
+	}
+	else
+		existing->max_seq = *need - 1;	/* in flight with a lower number */
+	SpinLockRelease(&st->mutex);
+	if (existing == NULL)
+		held_add(st, node);
+	*arrival = now;
+	return RESERVE_DONE;
+}
+
+/* The node to register st with, or NULL when already registered; shared->lock held. */
+static InflightNode *
+node_for_new_shard(ShardState *st, InflightNode **existing)
+{
+	*existing = held_node_for(st);
+	if (*existing != NULL)
+		return NULL;
+	if (nheld >= stream_max_shards_per_xact)
+	{
+		LWLockRelease(shared->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_LIMIT),
+				 errmsg("LimitExceededException: a transaction may put to at most %d shards",
+						stream_max_shards_per_xact),
+				 errhint("Commit more often, or raise stream.max_shards_per_transaction.")));
+	}
+	return take_free_node();
+}
+
+/*
+ * Reserve counts[i] consecutive numbers on each of n distinct shards for
+ * the current transaction and stamp their arrival times (monotonic per
+ * shard); firsts[i] and arrivals[i] for shards[i].  The shards' counters
+ * are found under one acquisition of shared->lock (the per-shard cost of a
+ * put over many shards); a counter to build, or a mark to move, drops the
+ * lock for that shard and takes it again.  Returns n, or the index of the
+ * first shard that is closed (resharded; *pending while the resharding
+ * transaction has not ended, for seqalloc_wait_for_closer): the shards
+ * before it hold their numbers, which the caller may leave unused.
+ */
+int
+seqalloc_try_reserve_many(StreamInfo *info, StreamShard *const *shards, const int *counts,
+						  int n, int64 *firsts, TimestampTz *arrivals, bool *pending)
+{
+	TimestampTz now;
+	int64		known_mark = 0;
+	int			i = 0;
+
+	*pending = false;
+	xact_put = true;
+	if (shared == NULL)
+	{
+		for (i = 0; i < n; i++)
+			if (!reserve_without_shmem(info, shards[i], counts[i], &firsts[i], &arrivals[i]))
+				return i;
+		return n;
+	}
+
+	held_reserve(n);
+	now = GetCurrentTimestamp();
+	while (i < n)
+	{
+		ShardState *st = shard_state_locked(info, shards[i]);
+		ReserveResult r = RESERVE_DONE;
+		int64		need = 0;
+
+		for (;;)
+		{
+			InflightNode *existing;
+			InflightNode *node;
+			ShardKey	key;
+
+			/* registered by reserve_on, under the shard's mutex, with the first number */
+			node = node_for_new_shard(st, &existing);
+			r = reserve_on(st, existing, node, counts[i], now, known_mark,
+						   &firsts[i], &arrivals[i], &need, pending);
+			if (r != RESERVE_DONE)
+			{
+				if (node != NULL)
+					return_node(node);
+				break;
+			}
+			known_mark = 0;
+			if (++i == n)
+				break;
+			/* the next shard's counter, if it is built, under the same lock */
+			shard_key(info, shards[i], &key);
+			st = hash_search(shard_table, &key, HASH_FIND, NULL);
+			if (st == NULL || !st->initialized)
+				break;
+		}
+		LWLockRelease(shared->lock);
+
+		if (r == RESERVE_CLOSED)
+			return i;
+		/* past the durable mark: move it (rare), holding nothing shared */
+		if (r == RESERVE_MARK)
+			known_mark = seqmark_advance(need);
+	}
+	return n;
+}
+
+/*
  * Reserve count consecutive numbers on a shard for the current transaction
  * and stamp their arrival time (monotonic per shard): the first in *first.
  * False when the shard is closed (resharded); *pending when the
@@ -647,97 +880,7 @@ bool
 seqalloc_try_reserve(StreamInfo *info, StreamShard *shard, int count,
 					 int64 *first_out, TimestampTz *arrival, bool *pending)
 {
-	ShardState *st;
-	InflightNode *node = NULL;
-	InflightNode *existing;
-	TimestampTz now;
-	int64		first;
-	int64		known_mark = 0;
-
-	*pending = false;
-	xact_put = true;
-	if (shared == NULL)
-		return reserve_without_shmem(info, shard, count, first_out, arrival);
-
-	if (nheld >= held_cap)
-	{
-		held_cap = Max(16, held_cap * 2);
-		held = held ? repalloc(held, held_cap * sizeof(HeldNode))
-			: MemoryContextAlloc(TopMemoryContext, held_cap * sizeof(HeldNode));
-	}
-	now = GetCurrentTimestamp();
-
-	for (;;)
-	{
-		int64		need;
-
-		st = shard_state_locked(info, shard);
-		existing = held_node_for(st);
-		if (existing == NULL && nheld >= stream_max_shards_per_xact)
-		{
-			LWLockRelease(shared->lock);
-			ereport(ERROR,
-					(errcode(ERRCODE_STREAM_LIMIT),
-					 errmsg("LimitExceededException: a transaction may put to at most %d shards",
-							stream_max_shards_per_xact),
-					 errhint("Commit more often, or raise stream.max_shards_per_transaction.")));
-		}
-		/* registered below, under the shard's mutex, with the first number */
-		if (existing == NULL && node == NULL)
-			node = take_free_node();
-
-		SpinLockAcquire(&st->mutex);
-		if (unlikely(st->closed))
-		{
-			*pending = TransactionIdIsValid(st->closer_xid);
-			SpinLockRelease(&st->mutex);
-			LWLockRelease(shared->lock);
-			if (node != NULL)
-				return_node(node);
-			return false;
-		}
-		st->reserved = Max(st->reserved, known_mark);
-		first = seq_first_of_run(st->next_seq, seq_bucket_now(now), count);
-		need = first + count;
-		if (need <= st->reserved)
-		{
-			st->next_seq = need;
-			if (now < st->last_arrival)
-				now = st->last_arrival;
-			st->last_arrival = now;
-			if (existing == NULL)
-			{
-				node->min_seq = first;
-				node->max_seq = need - 1;
-				dlist_push_tail(&st->inflight, &node->link);
-			}
-			else
-				existing->max_seq = need - 1;	/* in flight with a lower number */
-			SpinLockRelease(&st->mutex);
-			if (existing == NULL)
-			{
-				held[nheld].shard = st;
-				held[nheld].node = node;
-				nheld++;
-			}
-			LWLockRelease(shared->lock);
-			break;
-		}
-		SpinLockRelease(&st->mutex);
-		LWLockRelease(shared->lock);
-
-		/* past the durable mark: move it (rare), holding nothing shared */
-		if (node != NULL)
-		{
-			return_node(node);
-			node = NULL;
-		}
-		known_mark = seqmark_advance(need);
-	}
-
-	*arrival = now;
-	*first_out = first;
-	return true;
+	return seqalloc_try_reserve_many(info, &shard, &count, 1, first_out, arrival, pending) == 1;
 }
 
 /* The same where no shard can close (delivery's direct put): the first number. */
@@ -877,6 +1020,46 @@ seqalloc_stable_seq(StreamInfo *info, StreamShard *shard)
 	SpinLockRelease(&st->mutex);
 	LWLockRelease(shared->lock);
 	return stable;
+}
+
+/*
+ * What holds the shard's stable sequence back: the counter, and the
+ * transaction in flight with the lowest number.
+ */
+void
+seqalloc_holdback(StreamInfo *info, StreamShard *shard, SeqHoldback *hb)
+{
+	ShardState *st;
+	dlist_iter	iter;
+	InflightNode *lowest = NULL;
+
+	refuse_in_recovery();
+	memset(hb, 0, sizeof(*hb));
+	if (shared == NULL)
+	{
+		/* producers serialise on a lock until commit: nothing is held back unseen */
+		hb->stable = hb->next = chunk_max_seq(info, shard) + 1;
+		return;
+	}
+	st = shard_state_locked(info, shard);
+	SpinLockAcquire(&st->mutex);
+	hb->stable = stable_locked(st);
+	hb->next = st->next_seq;
+	dlist_foreach(iter, &st->inflight)
+	{
+		InflightNode *node = dlist_container(InflightNode, link, iter.cur);
+
+		hb->inflight++;
+		if (lowest == NULL || node->min_seq < lowest->min_seq)
+			lowest = node;
+	}
+	if (lowest != NULL)
+	{
+		hb->holder_pid = lowest->pid;
+		hb->holder_xact_start = lowest->xact_start;
+	}
+	SpinLockRelease(&st->mutex);
+	LWLockRelease(shared->lock);
 }
 
 /*

@@ -23,6 +23,14 @@ extern void seqalloc_init(void);
 extern bool seqalloc_try_reserve(StreamInfo *info, StreamShard *shard, int count,
 								 int64 *first, TimestampTz *arrival, bool *pending);
 extern void seqalloc_wait_for_closer(StreamInfo *info, bool pending);
+/*
+ * The same for n distinct shards under one lock: firsts[i] and arrivals[i]
+ * for shards[i].  Returns n, or the index of the first closed shard (those
+ * before it hold their numbers; *pending as above).
+ */
+extern int	seqalloc_try_reserve_many(StreamInfo *info, StreamShard *const *shards,
+									  const int *counts, int n, int64 *firsts,
+									  TimestampTz *arrivals, bool *pending);
 /* The same for a shard that cannot close (InternalFailure if it did); returns the first. */
 extern int64 seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 							  TimestampTz *arrival);
@@ -34,6 +42,17 @@ extern int64 seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 extern int64 seqalloc_close_shard(StreamInfo *info, StreamShard *shard);
 /* Every number below it belongs to an ended transaction; call before taking the snapshot. */
 extern int64 seqalloc_stable_seq(StreamInfo *info, StreamShard *shard);
+/* What holds a shard's stable sequence back (stream.consumer_lag, get_records). */
+typedef struct SeqHoldback
+{
+	int64		stable;			/* the stable sequence */
+	int64		next;			/* the next number the counter hands out */
+	int			inflight;		/* transactions with numbers in flight on the shard */
+	int			holder_pid;		/* the one with the lowest number; 0: none */
+	TimestampTz holder_xact_start;	/* when that transaction started */
+} SeqHoldback;
+
+extern void seqalloc_holdback(StreamInfo *info, StreamShard *shard, SeqHoldback *hb);
 /* Sleep until the stable sequence passes from_seq (true) or timeout_ms pass (false). */
 extern bool seqalloc_wait_for_records(StreamInfo *info, StreamShard *shard,
 									  int64 from_seq, long timeout_ms);

@@ -61,6 +61,9 @@ READ_ONLY_VIEWS = {
     'stream.delivery_batches',
     'stream.delivery_failed_records',
     'stream.processor_status',              # security_barrier: the caller's processors
+    'stream.stream_metrics',                # security_barrier: streams the caller may read
+    'stream.shard_metrics',
+    'stream.consumer_lag',                  # security_barrier: as application_leases, stream_consumers, processor_status
     'stream_internal.visible_delivery_streams',
 }
 # R1: PUBLIC table privileges that exist today, tolerated exactly as listed
@@ -77,6 +80,7 @@ ADMIN_ONLY = {
     'stream.create_stream', 'stream.delete_stream', 'stream.increase_stream_retention_period',
     'stream.decrease_stream_retention_period', 'stream.grant_stream_access', 'stream.revoke_stream_access',
     'stream.enable_stream_notifications', 'stream.run_maintenance', 'stream.create_delivery_stream',
+    'stream.enable_enhanced_monitoring', 'stream.disable_enhanced_monitoring',
 }
 FULL = {
     'table': {'SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER'},
