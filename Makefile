@@ -28,6 +28,10 @@ OBJS = \
 	src/streams/record_out.o \
 	src/streams/fanout.o \
 	src/streams/json.o \
+	src/streams/kpl.o \
+	src/streams/deaggregate.o \
+	src/streams/user_records.o \
+	src/streams/aggregate.o \
 	src/bgw/worker_slots.o \
 	src/bgw/unit.o \
 	src/bgw/chunk_maker.o \

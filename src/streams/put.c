@@ -6,6 +6,7 @@
  * shard in one step, and inserts straight into the chunk table.  The
  * records become visible when the caller's transaction commits.
  */
+#include "streams/put.h"
 #include "streams/access.h"
 #include "streams/chunk_insert.h"
 #include "streams/routing.h"
@@ -31,9 +32,9 @@
 PG_FUNCTION_INFO_V1(stream_put_record);
 PG_FUNCTION_INFO_V1(stream_put_records);
 
-/* Validate one record's key, data and optional explicit hash key; return its hash key. */
-static uint128
-validate_record(text *key, bytea *data, text *ehk, const char *path)
+/* Validate one record's key, data and optional explicit hash key; return its hash key (put.h). */
+uint128
+put_validate_record(text *key, bytea *data, text *ehk, const char *path)
 {
 	int			key_bytes = VARSIZE_ANY_EXHDR(key);
 	int			key_chars = pg_mbstrlen_with_len(VARDATA_ANY(key), key_bytes);
@@ -138,7 +139,7 @@ stream_put_record(PG_FUNCTION_ARGS)
 		ehk = PG_GETARG_TEXT_PP(3);
 
 	kinesis_check_stream_name(name);
-	hash = validate_record(key, data, ehk, "");
+	hash = put_validate_record(key, data, ehk, "");
 
 	info = stream_lookup(name, false);
 	access_check(info, ACL_INSERT);
@@ -171,8 +172,9 @@ sort_by_shard(StreamInfo *info, PutItem *items, int n, PutItem **out)
 	pfree(start);
 }
 
-static Datum *
-array_elements(ArrayType *arr, Oid elemtype, bool **nulls, int *n)
+/* A one-dimensional array's elements (put.h). */
+Datum *
+put_array_elements(ArrayType *arr, Oid elemtype, bool **nulls, int *n)
 {
 	int16		typlen;
 	bool		typbyval;
@@ -220,10 +222,10 @@ stream_put_records(PG_FUNCTION_ARGS)
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	kinesis_check_stream_name(name);
 
-	keys = array_elements(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, &key_nulls, &nkeys);
-	datas = array_elements(PG_GETARG_ARRAYTYPE_P(2), BYTEAOID, &data_nulls, &ndata);
+	keys = put_array_elements(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, &key_nulls, &nkeys);
+	datas = put_array_elements(PG_GETARG_ARRAYTYPE_P(2), BYTEAOID, &data_nulls, &ndata);
 	if (!PG_ARGISNULL(3))
-		ehks = array_elements(PG_GETARG_ARRAYTYPE_P(3), TEXTOID, &ehk_nulls, &nehk);
+		ehks = put_array_elements(PG_GETARG_ARRAYTYPE_P(3), TEXTOID, &ehk_nulls, &nehk);
 
 	if (nkeys != ndata || (ehks != NULL && nehk != nkeys))
 		ereport(ERROR,
@@ -253,7 +255,7 @@ stream_put_records(PG_FUNCTION_ARGS)
 			kinesis_require_arg(true, psprintf("%sdata", path));
 		items[i].partition_key = (text *) PG_DETOAST_DATUM_PACKED(keys[i]);
 		items[i].data = (bytea *) PG_DETOAST_DATUM_PACKED(datas[i]);
-		hashes[i] = validate_record(items[i].partition_key, items[i].data,
+		hashes[i] = put_validate_record(items[i].partition_key, items[i].data,
 									(ehks && !ehk_nulls[i]) ? DatumGetTextPP(ehks[i]) : NULL,
 									path);
 		total += VARSIZE_ANY_EXHDR(items[i].partition_key) + VARSIZE_ANY_EXHDR(items[i].data);

@@ -1,0 +1,195 @@
+/*
+ * user_records.c: get_records and read_shard with deaggregate => true -
+ * a read's records as the KCL's user records (stream.user_record), the
+ * KPL aggregates among them split into their sub-records (deaggregate.h).
+ *
+ * The read is the one of read.h: limit and the 10 MiB cap count stream
+ * records, as GetRecords' Limit does; the user records they hold all come
+ * (an aggregate is never cut), so a result may hold more than limit rows.
+ * With deaggregate => false every record is one user record (sub-sequence
+ * number 0, not aggregated).
+ */
+#include "streams/deaggregate.h"
+#include "streams/read.h"
+#include "streams/seqno.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+#include "utils/typcache.h"
+
+PG_FUNCTION_INFO_V1(stream_get_records_deaggregated);
+PG_FUNCTION_INFO_V1(stream_read_shard_deaggregated);
+
+#define USER_RECORD_NATTS 7
+
+/*
+ * The collector a read's sink gets: base first, as read_records fills and
+ * reads it (stream and shard, last arrival for millis_behind_latest).
+ */
+typedef struct UserCollector
+{
+	RecordCollector base;
+	bool		deaggregate;
+	TupleDesc	desc;			/* stream.user_record */
+	Oid			rectype;
+	ArrayBuildState *astate;	/* get_records */
+	Tuplestorestate *store;		/* read_shard */
+	text	   *seq;			/* the current record's sequence number */
+} UserCollector;
+
+static void
+emit_user_record(void *arg, const UserRecord *ur)
+{
+	UserCollector *c = arg;
+	Datum		values[USER_RECORD_NATTS];
+	bool		nulls[USER_RECORD_NATTS] = {false, false, false, false, false, false, false};
+	bytea	   *data = palloc(VARHDRSZ + ur->data_len);
+	HeapTuple	tup;
+
+	SET_VARSIZE(data, VARHDRSZ + ur->data_len);
+	if (ur->data_len > 0)
+		memcpy(VARDATA(data), ur->data, ur->data_len);
+	values[0] = PointerGetDatum(c->seq);
+	values[1] = Int64GetDatum(ur->sub_seq);
+	values[2] = TimestampTzGetDatum(ur->rec->arrival);
+	values[3] = ur->partition_key;
+	values[4] = ur->explicit_hash_key;
+	nulls[4] = ur->explicit_hash_key == (Datum) 0;
+	values[5] = PointerGetDatum(data);
+	values[6] = BoolGetDatum(ur->aggregated);
+	if (c->store != NULL)
+		tuplestore_putvalues(c->store, c->desc, values, nulls);
+	else
+	{
+		tup = heap_form_tuple(c->desc, values, nulls);
+		c->astate = accumArrayResult(c->astate, HeapTupleGetDatum(tup), false, c->rectype,
+									 CurrentMemoryContext);
+		heap_freetuple(tup);
+	}
+	pfree(data);
+}
+
+/* RecordSink: one stream record of the read */
+static void
+collect_user_records(void *arg, const StreamRecord *rec)
+{
+	UserCollector *c = arg;
+
+	c->seq = seq_to_text_datum(c->base.stream_id, c->base.shard_index, rec->seq);
+	c->base.last_arrival = rec->arrival;
+	c->base.last_seq = rec->seq;
+	c->base.count++;
+	if (c->deaggregate)
+		(void) deaggregate_record(rec, emit_user_record, c);
+	else
+	{
+		bytea	   *d = DatumGetByteaPP(rec->data);
+		UserRecord	ur;
+
+		ur.rec = rec;
+		ur.sub_seq = 0;
+		ur.aggregated = false;
+		ur.partition_key = rec->partition_key;
+		ur.explicit_hash_key = (Datum) 0;
+		ur.data = VARDATA_ANY(d);
+		ur.data_len = VARSIZE_ANY_EXHDR(d);
+		emit_user_record(c, &ur);
+		if ((Pointer) d != DatumGetPointer(rec->data))
+			pfree(d);
+	}
+	pfree(c->seq);
+}
+
+/* desc: of stream.user_record (blessed); rectype: its type, for an array */
+static void
+user_collector_init(UserCollector *c, TupleDesc desc, Oid rectype, bool deaggregate)
+{
+	memset(c, 0, sizeof(*c));
+	c->deaggregate = deaggregate;
+	c->rectype = rectype;
+	c->desc = desc;
+	if (desc->natts != USER_RECORD_NATTS)
+		elog(ERROR, "type stream.user_record does not have the expected columns");
+}
+
+/*
+ * stream.get_records(shard_iterator, deaggregate, limit)
+ *   RETURNS (records stream.user_record[], next_shard_iterator text, millis_behind_latest bigint)
+ */
+Datum
+stream_get_records_deaggregated(PG_FUNCTION_ARGS)
+{
+	ShardIterator it;
+	ReadResult	r;
+	TupleDesc	desc;
+	UserCollector c;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+	int			limit;
+
+	kinesis_require_arg(PG_ARGISNULL(0), "shardIterator");
+	kinesis_require_arg(PG_ARGISNULL(1), "deaggregate");
+	kinesis_require_arg(PG_ARGISNULL(2), "limit");
+	limit = PG_GETARG_INT32(2);
+	read_check_limit(limit);
+	iterator_decode(text_to_cstring(PG_GETARG_TEXT_PP(0)), &it);
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "get_records must return a composite type");
+	desc = BlessTupleDesc(desc);
+	{
+		Oid			rectype = get_element_type(TupleDescAttr(desc, 0)->atttypid);
+
+		user_collector_init(&c, BlessTupleDesc(lookup_rowtype_tupdesc_copy(rectype, -1)), rectype,
+							PG_GETARG_BOOL(1));
+	}
+
+	r = read_records(&it, limit, true, collect_user_records, &c.base);
+	values[0] = c.astate != NULL ? makeArrayResult(c.astate, CurrentMemoryContext)
+		: PointerGetDatum(construct_empty_array(c.rectype));
+	if (r.shard_ended)
+		nulls[1] = true;
+	else
+		values[1] = CStringGetTextDatum(iterator_encode(&r.next));
+	values[2] = Int64GetDatum(r.millis_behind);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/*
+ * stream.read_shard(stream_name, shard_id, deaggregate, type,
+ *                   starting_sequence_number, timestamp, limit)
+ *   RETURNS SETOF stream.user_record
+ */
+Datum
+stream_read_shard_deaggregated(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ShardIterator it;
+	UserCollector c;
+	int			limit;
+
+	kinesis_require_arg(PG_ARGISNULL(0), "streamName");
+	kinesis_require_arg(PG_ARGISNULL(1), "shardId");
+	kinesis_require_arg(PG_ARGISNULL(2), "deaggregate");
+	kinesis_require_arg(PG_ARGISNULL(3), "shardIteratorType");
+	kinesis_require_arg(PG_ARGISNULL(6), "limit");
+	limit = PG_GETARG_INT32(6);
+	read_check_limit(limit);
+	it = iterator_start(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+						text_to_cstring(PG_GETARG_TEXT_PP(1)),
+						text_to_cstring(PG_GETARG_TEXT_PP(3)),
+						PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4)),
+						!PG_ARGISNULL(5),
+						PG_ARGISNULL(5) ? 0 : PG_GETARG_TIMESTAMPTZ(5));
+
+	InitMaterializedSRF(fcinfo, 0);
+	user_collector_init(&c, rsinfo->setDesc, InvalidOid, PG_GETARG_BOOL(2));
+	c.store = rsinfo->setResult;
+	(void) read_records(&it, limit, false, collect_user_records, &c.base);
+	return (Datum) 0;
+}
