@@ -89,8 +89,11 @@ CREATE TYPE stream.put_record_result AS (shard_id text, sequence_number text);
 CREATE TYPE stream.get_records_result AS (records stream.record[], next_shard_iterator text,
                                           millis_behind_latest bigint);
 
+-- sequence_number_for_ordering: the sequence number of the producer's
+-- previous record (SequenceNumberForOrdering); the new record's is greater.
 CREATE FUNCTION stream.put_record(stream_name text, partition_key text, data bytea,
-                                  explicit_hash_key text DEFAULT NULL)
+                                  explicit_hash_key text DEFAULT NULL,
+                                  sequence_number_for_ordering text DEFAULT NULL)
     RETURNS stream.put_record_result
     AS 'MODULE_PATHNAME', 'stream_put_record' LANGUAGE C VOLATILE;
 

@@ -110,7 +110,44 @@ cached_result_desc(FunctionCallInfo fcinfo)
 }
 
 /*
- * stream.put_record(stream_name, partition_key, data, explicit_hash_key)
+ * SequenceNumberForOrdering: the member's pattern first (ValidationException),
+ * then, once the stream is known, whether it is a number this database may
+ * have handed out (InvalidArgumentException, as Kinesis refuses a malformed
+ * one or one from the future).  Any stream's and shard's number is taken,
+ * as Kinesis takes one of another shard.  Returns the lowest sequence the
+ * new record may get: the text of the new number is then greater as a
+ * decimal, whichever stream and shard the given one came from (its 19
+ * sequence digits lead).
+ */
+static void
+check_ordering_pattern(const char *s)
+{
+	if (!kinesis_is_plain_decimal(s, SEQUENCE_NUMBER_MAX_DIGITS))
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_VALIDATION),
+				 errmsg("ValidationException: 1 validation error detected: Value '%s' at 'sequenceNumberForOrdering' failed to satisfy constraint: Member must satisfy regular expression pattern: 0|([1-9]\\d{0,%d})",
+						s, SEQUENCE_NUMBER_MAX_DIGITS - 1)));
+}
+
+static int64
+ordering_floor(const char *s, StreamInfo *info)
+{
+	int32		stream_id,
+				shard_index;
+	int64		seq;
+
+	if (!seq_from_text(s, &stream_id, &shard_index, &seq) || !seqalloc_was_issued(seq))
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: ExclusiveMinimumSequenceNumber %s used in PutRecord on stream %s under account %s is invalid.",
+						s, info->name, STREAM_ACCOUNT),
+				 errhint("Pass the sequence_number a put_record of this database returned.")));
+	return seq + 1;
+}
+
+/*
+ * stream.put_record(stream_name, partition_key, data, explicit_hash_key,
+ *                   sequence_number_for_ordering)
  *   RETURNS (shard_id text, sequence_number text)
  */
 Datum
@@ -120,6 +157,7 @@ stream_put_record(PG_FUNCTION_ARGS)
 	text	   *key;
 	bytea	   *data;
 	text	   *ehk = NULL;
+	char	   *ordering = NULL;
 	uint128		hash;
 	StreamInfo *info;
 	PutItem		item;
@@ -137,9 +175,13 @@ stream_put_record(PG_FUNCTION_ARGS)
 	data = PG_GETARG_BYTEA_PP(2);
 	if (!PG_ARGISNULL(3))
 		ehk = PG_GETARG_TEXT_PP(3);
+	if (PG_NARGS() > 4 && !PG_ARGISNULL(4))
+		ordering = text_to_cstring(PG_GETARG_TEXT_PP(4));
 
 	kinesis_check_stream_name(name);
 	hash = put_validate_record(key, data, ehk, "");
+	if (ordering != NULL)
+		check_ordering_pattern(ordering);
 
 	info = stream_lookup(name, false);
 	access_check(info, ACL_INSERT);
@@ -147,7 +189,11 @@ stream_put_record(PG_FUNCTION_ARGS)
 	item.shard = routing_open_shard(info, hash);
 	item.partition_key = key;
 	item.data = data;
-	item.seq = seqalloc_reserve(info, item.shard, 1, &item.arrival);
+	if (ordering != NULL)
+		item.seq = seqalloc_reserve_above(info, item.shard, 1, ordering_floor(ordering, info),
+										  &item.arrival);
+	else
+		item.seq = seqalloc_reserve(info, item.shard, 1, &item.arrival);
 	chunk_insert(info, &item, 1);
 	notify_put(info, item.shard);
 

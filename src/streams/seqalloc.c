@@ -697,7 +697,7 @@ first_seq(int64 next_seq, int64 bucket, int count)
 /* Serialised allocation for servers that did not preload the library. */
 static int64
 reserve_without_shmem(StreamInfo *info, StreamShard *shard, int count,
-					  TimestampTz *arrival)
+					  int64 floor, TimestampTz *arrival)
 {
 	LOCKTAG		tag;
 	TimestampTz now;
@@ -709,7 +709,7 @@ reserve_without_shmem(StreamInfo *info, StreamShard *shard, int count,
 	/* holding the lock until commit, the committed maximum is exact */
 	now = GetCurrentTimestamp();
 	/* numbers of rolled-back puts are not handed out again either */
-	first = mark_claim(Max(chunk_max_seq(info, shard) + 1, shard->starting_seq),
+	first = mark_claim(Max(Max(chunk_max_seq(info, shard) + 1, shard->starting_seq), floor),
 					   seq_bucket_now(now), count);
 	*arrival = now;
 	return first;
@@ -723,6 +723,17 @@ int64
 seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 				 TimestampTz *arrival)
 {
+	return seqalloc_reserve_above(info, shard, count, 0, arrival);
+}
+
+/*
+ * The same, the first number at least floor: the counter jumps there (the
+ * numbers skipped are gaps, as those of rolled-back puts are).
+ */
+int64
+seqalloc_reserve_above(StreamInfo *info, StreamShard *shard, int count, int64 floor,
+					   TimestampTz *arrival)
+{
 	ShardState *st;
 	InflightNode *node = NULL;
 	InflightNode *existing;
@@ -732,7 +743,7 @@ seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 
 	xact_put = true;
 	if (shared == NULL)
-		return reserve_without_shmem(info, shard, count, arrival);
+		return reserve_without_shmem(info, shard, count, floor, arrival);
 
 	if (nheld >= held_cap)
 	{
@@ -763,7 +774,7 @@ seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 
 		SpinLockAcquire(&st->mutex);
 		st->reserved = Max(st->reserved, known_mark);
-		first = first_seq(st->next_seq, seq_bucket_now(now), count);
+		first = first_seq(Max(st->next_seq, floor), seq_bucket_now(now), count);
 		need = first + count;
 		if (need <= st->reserved)
 		{
@@ -803,6 +814,13 @@ seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 
 	*arrival = now;
 	return first;
+}
+
+/* Whether seq may have been handed out in this database: it lies below the durable mark. */
+bool
+seqalloc_was_issued(int64 seq)
+{
+	return seq >= 0 && seq < mark_read(mark_relid());
 }
 
 /*

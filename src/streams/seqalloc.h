@@ -23,6 +23,11 @@ extern void seqalloc_init(void);
  */
 extern int64 seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 							  TimestampTz *arrival);
+/* The same with the first number at least floor (put_record's sequence_number_for_ordering). */
+extern int64 seqalloc_reserve_above(StreamInfo *info, StreamShard *shard, int count, int64 floor,
+									TimestampTz *arrival);
+/* Whether a number may have been handed out in this database (it lies below the durable mark). */
+extern bool seqalloc_was_issued(int64 seq);
 /* Every number below it belongs to an ended transaction; call before taking the snapshot. */
 extern int64 seqalloc_stable_seq(StreamInfo *info, StreamShard *shard);
 /* Sleep until the stable sequence passes from_seq (true) or timeout_ms pass (false). */
