@@ -18,6 +18,7 @@ OBJS = \
 	src/streams/routing.o \
 	src/streams/seqno.o \
 	src/streams/seqalloc.o \
+	src/streams/seqmark.o \
 	src/streams/chunk.o \
 	src/streams/chunk_insert.o \
 	src/streams/iterator.o \

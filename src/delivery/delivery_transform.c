@@ -6,18 +6,27 @@
  * Records go to the function in chunks (at most 10,000 records or 3 MiB);
  * each call runs as the owner in the sandbox, in a subtransaction per
  * attempt, and is tried up to 1 + DELIVERY_TRANSFORM_RETRIES times, except
- * that a call that ran out of time is not retried.  A chunk whose calls all
- * fail fails its records (Lambda.FunctionError); a result per recordId says
- * Ok (new data, partition keys), Dropped or ProcessingFailed; unknown or
- * repeated recordIds are ignored, missing ones fail.
+ * that a call that ran out of time or returned too much is not retried.  A
+ * chunk whose calls all fail fails its records (Lambda.FunctionError); a
+ * result per recordId says Ok (new data, partition keys), Dropped or
+ * ProcessingFailed; unknown or repeated recordIds are ignored, missing ones
+ * fail.
+ *
+ * A call's response is read through a cursor, a few rows at a time, and may
+ * hold at most TRANSFORM_RESPONSE_BYTES (Lambda's 6 MB response limit,
+ * counted on the values returned): the worker never holds more of it than
+ * that, whatever the owner's function returns (many rows of unknown
+ * recordIds, or huge data).
  */
 #include "stream.h"
 
+#include "access/detoast.h"
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -35,6 +44,8 @@
 
 #define TRANSFORM_CHUNK_BYTES	(3 * 1024 * 1024)
 #define TRANSFORM_CHUNK_RECORDS	10000
+#define TRANSFORM_RESPONSE_BYTES	(6 * 1024 * 1024)
+#define TRANSFORM_FETCH_ROWS	1000
 
 static Oid
 stream_type_oid(const char *name)
@@ -78,6 +89,7 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 	char	   *volatile errmsg_text = NULL;
 	volatile bool done = false;
 	volatile bool timed_out = false;
+	volatile bool too_big = false;
 
 	for (int i = lo; i < hi; i++)
 	{
@@ -106,8 +118,11 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 	ctl.entrysize = sizeof(IdEntry);
 	ctl.hcxt = cxt;
 
-	/* a call that ran out of time is not retried: one hung transform must not hold the worker 4 times */
-	for (attempt = 1; attempt <= 1 + DELIVERY_TRANSFORM_RETRIES && !done && !timed_out; attempt++)
+	/*
+	 * a call that ran out of time is not retried: one hung transform must not
+	 * hold the worker 4 times; nor one that returned too much (it would again)
+	 */
+	for (attempt = 1; attempt <= 1 + DELIVERY_TRANSFORM_RETRIES && !done && !timed_out && !too_big; attempt++)
 	{
 		ResourceOwner oldowner = subxact_begin(cxt);
 		Sandbox		sb;
@@ -116,16 +131,12 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 		{
 			Oid			argtype = in_array_type;
 			Datum		arg = PointerGetDatum(arr);
-			int			ret;
+			Portal		portal;
+			MemoryContext rowcxt;
+			Size		response = 0;
 
 			if (SPI_connect() != SPI_OK_CONNECT)
 				elog(ERROR, "SPI_connect failed");
-			sandbox_begin(&sb, cfg->owner, deadline);
-			ret = SPI_execute_with_args(fn_sql, 1, &argtype, &arg, NULL, false, 0);
-			if (ret != SPI_OK_SELECT)
-				elog(ERROR, "transform returned %s", SPI_result_code_string(ret));
-			sandbox_end(&sb);
-
 			ids = hash_create("transform record ids", hi - lo, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 			for (int i = lo; i < hi; i++)
 			{
@@ -135,64 +146,102 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 				e->idx = i;
 				e->seen = false;
 			}
-			for (uint64 row = 0; row < SPI_processed; row++)
+			/* what one row of the response needs while it is looked at */
+			rowcxt = AllocSetContextCreate(CurrentMemoryContext, "transform response row", ALLOCSET_SMALL_SIZES);
+
+			/* the owner's function runs at the first fetch, in the sandbox; so does reading its rows */
+			sandbox_begin(&sb, cfg->owner, deadline);
+			portal = SPI_cursor_open_with_args(NULL, fn_sql, 1, &argtype, &arg, NULL, false, 0);
+			for (;;)
 			{
-				bool		isnull;
-				char	   *rid = spi_text(row, 1);
-				char	   *result = spi_text(row, 2);
-				Datum		dd = spi_datum(row, 3, &isnull);
-				IdEntry    *e;
-				SrcRec	   *r;
-
-				if (rid == NULL || strlen(rid) > RECORD_ID_MAX ||
-					(e = hash_search(ids, rid, HASH_FIND, NULL)) == NULL || e->seen)
-					continue;	/* unknown or repeated recordId: ignored */
-				e->seen = true;
-				r = &b->recs[e->idx];
-				r->attempts = attempt;
-				if (result != NULL && strcmp(result, "Ok") == 0)
+				SPI_cursor_fetch(portal, true, TRANSFORM_FETCH_ROWS);
+				if (SPI_processed == 0)
+					break;
+				for (uint64 row = 0; row < SPI_processed; row++)
 				{
-					if (isnull)
+					bool		isnull;
+					char	   *rid;
+					char	   *result;
+					Datum		dd;
+					Datum		kd;
+					bool		knull;
+					IdEntry    *e;
+					SrcRec	   *r;
+					MemoryContext rowold;
+
+					CHECK_FOR_INTERRUPTS();
+					MemoryContextReset(rowcxt);
+					rowold = MemoryContextSwitchTo(rowcxt);
+					rid = spi_text(row, 1);
+					result = spi_text(row, 2);
+					dd = spi_datum(row, 3, &isnull);
+					kd = spi_datum(row, 4, &knull);
+					response += (rid ? strlen(rid) : 0) + (result ? strlen(result) : 0) +
+						(isnull ? 0 : toast_raw_datum_size(dd)) + (knull ? 0 : toast_raw_datum_size(kd));
+					if (response > TRANSFORM_RESPONSE_BYTES)
+					{
+						too_big = true;
+						ereport(ERROR,
+								(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+								 errmsg("the transform's response exceeds %d bytes (Lambda's 6 MB response limit)",
+										TRANSFORM_RESPONSE_BYTES),
+								 errdetail("Rows of unknown recordIds and the data and partition keys returned count.")));
+					}
+
+					if (rid == NULL || strlen(rid) > RECORD_ID_MAX ||
+						(e = hash_search(ids, rid, HASH_FIND, NULL)) == NULL || e->seen)
+					{
+						MemoryContextSwitchTo(rowold);
+						continue;	/* unknown or repeated recordId: ignored */
+					}
+					e->seen = true;
+					r = &b->recs[e->idx];
+					r->attempts = attempt;
+					if (result != NULL && strcmp(result, "Ok") == 0)
+					{
+						if (isnull)
+						{
+							MemoryContext o = MemoryContextSwitchTo(cxt);
+
+							fail_record(r, "processing-failed", "Lambda.MissingData",
+										"The transform returned result Ok without data.");
+							MemoryContextSwitchTo(o);
+						}
+						else
+						{
+							bytea	   *od = DatumGetByteaPP(dd);
+							MemoryContext o = MemoryContextSwitchTo(cxt);
+
+							r->status = REC_OK;
+							r->outlen = VARSIZE_ANY_EXHDR(od);
+							r->out = palloc(r->outlen + 1);
+							memcpy(r->out, VARDATA_ANY(od), r->outlen);
+							r->out[r->outlen] = '\0';
+							r->lambda_keys = knull ? NULL : DatumGetJsonbPCopy(kd);
+							MemoryContextSwitchTo(o);
+						}
+					}
+					else if (result != NULL && strcmp(result, "Dropped") == 0)
+						r->status = REC_DROPPED;
+					else
 					{
 						MemoryContext o = MemoryContextSwitchTo(cxt);
 
-						fail_record(r, "processing-failed", "Lambda.MissingData",
-									"The transform returned result Ok without data.");
-						MemoryContextSwitchTo(o);
-						continue;
-					}
-					else
-					{
-						bytea	   *od = DatumGetByteaPP(dd);
-						MemoryContext o = MemoryContextSwitchTo(cxt);
-						Datum		kd;
-
-						r->status = REC_OK;
-						r->outlen = VARSIZE_ANY_EXHDR(od);
-						r->out = palloc(r->outlen + 1);
-						memcpy(r->out, VARDATA_ANY(od), r->outlen);
-						r->out[r->outlen] = '\0';
-						kd = spi_datum(row, 4, &isnull);
-						r->lambda_keys = isnull ? NULL : DatumGetJsonbPCopy(kd);
+						if (result != NULL && strcmp(result, "ProcessingFailed") == 0)
+							fail_record(r, "processing-failed", "Lambda.ProcessingFailed",
+										"The transform returned result ProcessingFailed.");
+						else
+							fail_record(r, "processing-failed", "Lambda.InvalidResult",
+										psprintf("The transform returned result '%s'; expected Ok, Dropped or ProcessingFailed.",
+												 result ? result : "null"));
 						MemoryContextSwitchTo(o);
 					}
+					MemoryContextSwitchTo(rowold);
 				}
-				else if (result != NULL && strcmp(result, "Dropped") == 0)
-					r->status = REC_DROPPED;
-				else
-				{
-					MemoryContext o = MemoryContextSwitchTo(cxt);
-
-					if (result != NULL && strcmp(result, "ProcessingFailed") == 0)
-						fail_record(r, "processing-failed", "Lambda.ProcessingFailed",
-									"The transform returned result ProcessingFailed.");
-					else
-						fail_record(r, "processing-failed", "Lambda.InvalidResult",
-									psprintf("The transform returned result '%s'; expected Ok, Dropped or ProcessingFailed.",
-											 result ? result : "null"));
-					MemoryContextSwitchTo(o);
-				}
+				SPI_freetuptable(SPI_tuptable);
 			}
+			SPI_cursor_close(portal);
+			sandbox_end(&sb);
 			{
 				MemoryContext o = MemoryContextSwitchTo(cxt);
 

@@ -36,11 +36,29 @@
 
 #include "runtime/runtime.h"
 
+/*
+ * The unit lock of the unit under way (valid between runtime_try_unit_lock
+ * and runtime_unit_unlock).  It is held at session level across the unit's
+ * transactions, and also at transaction level in each of them: owner code
+ * can drop the session-level hold (pg_advisory_unlock_all() releases every
+ * session-level advisory lock) but no transaction-level one, so the lock is
+ * never free while the unit runs, and runtime_step_end() takes the session
+ * hold again before the transaction's hold goes.
+ */
+static bool unit_locked = false;
+static LOCKTAG unit_tag;
+
 void
 runtime_step_begin(void)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	/* held at session level already: granted at once, in this backend's lock table */
+	if (unit_locked && LockAcquire(&unit_tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("the unit lock of processor %u was lost during the unit", unit_tag.locktag_field2),
+				 errdetail("Another session holds it now; the unit is given up and redone later.")));
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -51,29 +69,30 @@ runtime_step_end(void)
 {
 	SPI_finish();
 	PopActiveSnapshot();
+	/* held by this transaction: a session hold again, granted at once (owner code may have dropped it) */
+	if (unit_locked)
+		(void) LockAcquire(&unit_tag, ExclusiveLock, true, true);
 	CommitTransactionCommand();
 }
 
 bool
 runtime_try_unit_lock(int32 processor_id)
 {
-	LOCKTAG		tag;
-
-	SET_STREAM_LOCKTAG(tag, STREAM_LOCK_PROCESSOR_UNIT, processor_id, 0);
-	return LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
+	SET_STREAM_LOCKTAG(unit_tag, STREAM_LOCK_PROCESSOR_UNIT, processor_id, 0);
+	unit_locked = LockAcquire(&unit_tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
+	return unit_locked;
 }
 
 /*
- * End a unit: its lock goes, and so does every session-level advisory lock
- * that owner code took in it (pg_advisory_lock), which would otherwise stay
- * with the worker for good.  The worker holds no other session-level
- * advisory locks between units.  Releasing them all also copes with owner
- * code that called pg_advisory_unlock_all(), which released the unit's lock
- * already.
+ * End a unit: its lock goes (every session-level hold of it), and so does
+ * every session-level advisory lock that owner code took in it
+ * (pg_advisory_lock), which would otherwise stay with the worker for good.
+ * The worker holds no other session-level advisory locks between units.
  */
 void
 runtime_unit_unlock(void)
 {
+	unit_locked = false;
 	LockReleaseSession(USER_LOCKMETHOD);
 }
 

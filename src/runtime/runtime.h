@@ -181,14 +181,20 @@ extern bool runtime_run_round(const ProcessorKind *kind, void *arg, bool *extens
 extern HTAB *runtime_state_hash(const char *name, Size entrysize, MemoryContext cxt);
 extern void runtime_forget_gone(HTAB *h, const int32 *ids, int n, void (*release) (void *entry));
 
-/* A short transaction of a unit, with a snapshot and SPI. */
+/*
+ * A short transaction of a unit, with a snapshot and SPI; inside a unit it
+ * also holds the unit lock (see runtime_try_unit_lock).
+ */
 extern void runtime_step_begin(void);
 extern void runtime_step_end(void);
 
 /*
  * The unit lock of a processor: the round tries it, _processor_drop waits
- * for it.  Unlocking also drops every session-level advisory lock owner
- * code took during the unit.
+ * for it.  Held at session level for the unit and at transaction level in
+ * each runtime_step_begin/end, so owner code that drops the worker's
+ * session-level advisory locks (pg_advisory_unlock_all) cannot free it
+ * while the unit runs.  Unlocking also drops every session-level advisory
+ * lock owner code took during the unit.
  */
 extern bool runtime_try_unit_lock(int32 processor_id);
 extern void runtime_unit_unlock(void);

@@ -19,29 +19,22 @@
  *    transaction that has committed (visible in that snapshot) or aborted.
  *
  * No number is ever handed out twice, also across crashes and for numbers
- * that aborted transactions took (a reader may have moved past those: they
- * were stable once the transaction ended).  As PostgreSQL's own sequences
- * log ahead, a durable high-water mark per database lies above every number
- * handed out: the sequence stream.sequence_mark.  A shard's counter never
- * passes the mark it knows (ShardState.reserved); to go further a producer
- * moves the mark ahead by SEQ_MARK_AHEAD numbers with setval and flushes
- * that WAL record before it takes any number above the old mark.  After a
- * restart, or when an evicted counter is rebuilt, a counter starts at the
- * mark (or above the shard's highest committed number).  Moving the mark
- * costs one WAL flush per SEQ_MARK_AHEAD numbers of the busiest shard and
- * one per hour bucket; a crash skips at most that many numbers.
+ * that aborted transactions took: a shard's counter never passes the
+ * durable high-water mark it knows (ShardState.reserved), and a counter
+ * rebuilt after a restart or an eviction starts above every number handed
+ * out before.  The mark and the rebuild rule are seqmark.c.
  *
  * Without shared_preload_libraries there is no shared memory; producers then
  * serialise per shard with a transaction-scoped lock and take the highest
  * committed number plus one, or the mark, which each put moves past its
- * numbers: numbers still become visible in order, and none is handed out
- * twice.
+ * numbers (seqmark_claim): numbers still become visible in order, and none
+ * is handed out twice.
  *
  * Locking rules.  shared->lock (an LWLock) guards the membership of the
- * counter table and of the per-database marks: exclusive to add or remove
- * an entry, shared to find one and for as long as the entry is used, so
- * that no entry is removed under its user (shard_state_locked returns with
- * it held).  A subscriber that sleeps without the LWLock keeps its entry
+ * counter table and of the per-database start marks (seqmark.c): exclusive
+ * to add or remove an entry, shared to find one and for as long as the
+ * entry is used, so that no entry is removed under its user
+ * (shard_state_locked returns with it held).  A subscriber that sleeps without the LWLock keeps its entry
  * alive by counting itself in ShardState.subscribers instead; eviction and
  * seqalloc_forget_stream leave an entry with subscribers or anything in
  * flight.  Each entry's mutex (a spinlock) guards every field but the key;
@@ -50,23 +43,20 @@
  * with a shard's mutex held.  Under a spinlock nothing may raise an error,
  * allocate or take another lock; the in-flight list of a shard is walked
  * there (stable_locked), so that section grows with the transactions in
- * flight on the shard.  The heavyweight mark lock (STREAM_LOCK_SEQUENCE_MARK)
+ * flight on the shard.  The heavyweight mark lock (seqmark_advance, _claim)
  * is taken with no shared-memory lock held, and a condition variable is
  * broadcast after the mutex is released.  held[] and own_in_use are this
  * backend's own.
  */
 #include "streams/seqalloc.h"
 #include "streams/chunk.h"
+#include "streams/seqmark.h"
 #include "streams/seqno.h"
 #include "locktag.h"
 #include "module.h"
 
 #include "access/xact.h"
 #include "access/xlog.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_authid.h"
-#include "commands/sequence.h"
-#include "utils/lsyscache.h"
 #include "lib/ilist.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
@@ -129,24 +119,6 @@ typedef struct SeqallocShared
 	InflightNode nodes[FLEXIBLE_ARRAY_MEMBER];
 } SeqallocShared;
 
-/*
- * Per database: where counters rebuilt in this server's life may start.
- * Every number handed out before start-up lies below startup_mark (the
- * durable mark when the database's first counter was built), and every
- * number handed out by a counter since dropped from the table lies below
- * dropped_max.  A rebuilt counter starts at the larger of the two (or above
- * its shard's committed maximum), not at the current mark, so building many
- * counters does not push the mark ahead for each.
- */
-typedef struct DatabaseMarks
-{
-	Oid			dbid;
-	int64		startup_mark;
-	int64		dropped_max;
-} DatabaseMarks;
-
-#define MAX_DATABASE_MARKS	1024
-
 /* What this backend's current transaction holds in flight. */
 typedef struct HeldNode
 {
@@ -156,18 +128,11 @@ typedef struct HeldNode
 
 static SeqallocShared *shared = NULL;
 static HTAB *shard_table = NULL;
-static HTAB *database_marks = NULL;	/* under shared->lock */
 static HeldNode *held = NULL;
 static int	nheld = 0;
 static int	held_cap = 0;
 static bool xact_put = false;	/* this transaction put records */
 
-
-/*
- * How far ahead of the numbers in use the durable mark is moved: the most
- * numbers one crash can skip, and the numbers per WAL flush on the put path.
- */
-#define SEQ_MARK_AHEAD			((int64) 1 << 20)
 
 /*
  * In-flight registrations.  Every process slot owns OWN_NODES of its own,
@@ -201,7 +166,7 @@ seqalloc_shmem_size(void)
 	size = add_size(offsetof(SeqallocShared, nodes),
 					mul_size(inflight_node_count(), sizeof(InflightNode)));
 	size = add_size(size, hash_estimate_size(stream_max_shards, sizeof(ShardState)));
-	size = add_size(size, hash_estimate_size(MAX_DATABASE_MARKS, sizeof(DatabaseMarks)));
+	size = add_size(size, seqmark_shmem_size());
 	return size;
 }
 
@@ -231,12 +196,7 @@ seqalloc_shmem_init(void)
 	shard_table = ShmemInitHash("stream shard counters",
 								stream_max_shards, stream_max_shards,
 								&info, HASH_ELEM | HASH_BLOBS);
-	memset(&info, 0, sizeof(info));
-	info.keysize = sizeof(Oid);
-	info.entrysize = sizeof(DatabaseMarks);
-	database_marks = ShmemInitHash("stream database marks",
-								   MAX_DATABASE_MARKS, MAX_DATABASE_MARKS,
-								   &info, HASH_ELEM | HASH_BLOBS);
+	seqmark_shmem_init();
 }
 
 /* ---- transaction bookkeeping ---- */
@@ -327,128 +287,6 @@ seqalloc_init(void)
 	RegisterXactCallback(seqalloc_xact_callback, NULL);
 }
 
-/* ---- the durable high-water mark ---- */
-
-static Oid
-mark_relid(void)
-{
-	Oid			nsp = get_namespace_oid("stream", false);
-	Oid			relid = get_relname_relid("sequence_mark", nsp);
-
-	if (!OidIsValid(relid))
-		elog(ERROR, "sequence stream.sequence_mark is missing");
-	return relid;
-}
-
-/*
- * The sequence belongs to the extension and no role but its owner may touch
- * it, so it is read and moved as the bootstrap superuser; no user code runs
- * in between (sequences have no triggers).
- */
-typedef struct SavedUser
-{
-	Oid			userid;
-	int			sec_context;
-} SavedUser;
-
-static void
-become_superuser(SavedUser *saved)
-{
-	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   saved->sec_context | SECURITY_LOCAL_USERID_CHANGE);
-}
-
-static void
-restore_user(const SavedUser *saved)
-{
-	SetUserIdAndSecContext(saved->userid, saved->sec_context);
-}
-
-/* The database's mark: every number ever handed out in it lies below. */
-static int64
-mark_read(Oid relid)
-{
-	SavedUser	saved;
-	Datum		d;
-	LOCAL_FCINFO(fcinfo, 1);
-
-	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
-	fcinfo->args[0].value = ObjectIdGetDatum(relid);
-	fcinfo->args[0].isnull = false;
-	become_superuser(&saved);
-	d = pg_sequence_last_value(fcinfo);
-	restore_user(&saved);
-	/* NULL until the first setval */
-	return fcinfo->isnull ? 0 : DatumGetInt64(d);
-}
-
-static void
-mark_write(Oid relid, int64 mark)
-{
-	SavedUser	saved;
-
-	become_superuser(&saved);
-	(void) DirectFunctionCall3(setval3_oid, ObjectIdGetDatum(relid),
-							   Int64GetDatum(mark), BoolGetDatum(true));
-	restore_user(&saved);
-}
-
-/*
- * Those who move the mark queue on a lock of our own (never one a user can
- * hold), released as soon as the mark is written, so no producer waits for
- * another's transaction.
- */
-static void
-mark_lock(LOCKTAG *tag)
-{
-	SET_STREAM_LOCKTAG(*tag, STREAM_LOCK_SEQUENCE_MARK, 0, 0);
-	(void) LockAcquire(tag, ExclusiveLock, false, false);
-}
-
-/* Make the mark at least needed, SEQ_MARK_AHEAD beyond, and durable; returns it. */
-static int64
-mark_advance(int64 needed)
-{
-	LOCKTAG		tag;
-	Oid			relid = mark_relid();
-	int64		mark;
-
-	mark_lock(&tag);
-	mark = mark_read(relid);
-	if (mark < needed)
-	{
-		mark = needed + SEQ_MARK_AHEAD;
-		mark_write(relid, mark);
-		/* durable before any number above the old mark is handed out */
-		XLogFlush(XactLastRecEnd);
-	}
-	LockRelease(&tag, ExclusiveLock, false);
-	return mark;
-}
-
-/*
- * Without shared memory: the first of count numbers at or above floor and
- * the mark, with the mark moved past them.  Readers then read only
- * committed numbers, so the mark need not be flushed: a crash can lose only
- * numbers that no reader has passed.
- */
-static int64 first_seq(int64 next_seq, int64 bucket, int count);
-
-static int64
-mark_claim(int64 floor, int64 bucket, int count)
-{
-	LOCKTAG		tag;
-	Oid			relid = mark_relid();
-	int64		first;
-
-	mark_lock(&tag);
-	first = first_seq(Max(floor, mark_read(relid)), bucket, count);
-	mark_write(relid, first + count);
-	LockRelease(&tag, ExclusiveLock, false);
-	return first;
-}
-
 /* ---- shard counters ---- */
 
 static InflightNode *held_node_for(ShardState *st);
@@ -461,11 +299,7 @@ static InflightNode *held_node_for(ShardState *st);
 static void
 drop_entry(ShardState *st)
 {
-	DatabaseMarks *dm = hash_search(database_marks, &st->key.dbid, HASH_FIND, NULL);
-
-	if (dm != NULL)
-		dm->dropped_max = Max(dm->dropped_max, st->next_seq);
-	/* without an entry, rebuilt counters start at the current mark */
+	seqmark_note_dropped_locked(st->key.dbid, st->next_seq);
 	hash_search(shard_table, &st->key, HASH_REMOVE, NULL);
 }
 
@@ -498,30 +332,6 @@ evict_idle_entries(void)
 		}
 	}
 	return evicted;
-}
-
-/*
- * The database's start-up mark (see DatabaseMarks), recorded by the first
- * counter built in it since start-up as the mark that counter saw.  When
- * the table is full, the current mark: the safe, wasteful answer.
- */
-static int64
-database_startup_mark(int64 current_mark)
-{
-	DatabaseMarks *dm;
-	bool		found;
-	int64		start;
-
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	dm = hash_search(database_marks, &MyDatabaseId, HASH_ENTER_NULL, &found);
-	if (dm != NULL && !found)
-	{
-		dm->startup_mark = current_mark;
-		dm->dropped_max = 0;
-	}
-	start = dm != NULL ? dm->startup_mark : current_mark;
-	LWLockRelease(shared->lock);
-	return start;
 }
 
 /*
@@ -593,18 +403,17 @@ shard_state_locked(StreamInfo *info, StreamShard *shard)
 		 * point past them.  The durable mark lies above all of them.
 		 */
 		max_seq = chunk_max_seq(info, shard);
-		mark = mark_read(mark_relid());
-		start = database_startup_mark(mark);
+		mark = seqmark_read();
+		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+		start = seqmark_startup_locked(mark);
+		LWLockRelease(shared->lock);
 
 		LWLockAcquire(shared->lock, LW_SHARED);
 		st = hash_search(shard_table, &key, HASH_FIND, &found);
 		if (st != NULL)
 		{
-			DatabaseMarks *dm = hash_search(database_marks, &MyDatabaseId, HASH_FIND, NULL);
-
 			/* read under the lock: an entry evicted meanwhile raised it */
-			if (dm != NULL)
-				start = Max(start, dm->dropped_max);
+			start = Max(start, seqmark_dropped_max_locked(MyDatabaseId));
 			SpinLockAcquire(&st->mutex);
 			if (!st->initialized)
 			{
@@ -682,18 +491,6 @@ return_node(InflightNode *node)
 	SpinLockRelease(&shared->pool_mutex);
 }
 
-/* Advance a candidate first number past the bucket and counter limits. */
-static int64
-first_seq(int64 next_seq, int64 bucket, int count)
-{
-	int64		first = Max(next_seq, SEQ_FROM_BUCKET(bucket));
-
-	/* the counter half has room for 2^32 numbers per hour bucket */
-	if ((first & PG_UINT32_MAX) + count > PG_UINT32_MAX)
-		first = SEQ_FROM_BUCKET(SEQ_BUCKET(first) + 1);
-	return first;
-}
-
 /* Serialised allocation for servers that did not preload the library. */
 static int64
 reserve_without_shmem(StreamInfo *info, StreamShard *shard, int count,
@@ -709,7 +506,7 @@ reserve_without_shmem(StreamInfo *info, StreamShard *shard, int count,
 	/* holding the lock until commit, the committed maximum is exact */
 	now = GetCurrentTimestamp();
 	/* numbers of rolled-back puts are not handed out again either */
-	first = mark_claim(Max(Max(chunk_max_seq(info, shard) + 1, shard->starting_seq), floor),
+	first = seqmark_claim(Max(Max(chunk_max_seq(info, shard) + 1, shard->starting_seq), floor),
 					   seq_bucket_now(now), count);
 	*arrival = now;
 	return first;
@@ -774,7 +571,7 @@ seqalloc_reserve_above(StreamInfo *info, StreamShard *shard, int count, int64 fl
 
 		SpinLockAcquire(&st->mutex);
 		st->reserved = Max(st->reserved, known_mark);
-		first = first_seq(Max(st->next_seq, floor), seq_bucket_now(now), count);
+		first = seq_first_of_run(Max(st->next_seq, floor), seq_bucket_now(now), count);
 		need = first + count;
 		if (need <= st->reserved)
 		{
@@ -809,7 +606,7 @@ seqalloc_reserve_above(StreamInfo *info, StreamShard *shard, int count, int64 fl
 			return_node(node);
 			node = NULL;
 		}
-		known_mark = mark_advance(need);
+		known_mark = seqmark_advance(need);
 	}
 
 	*arrival = now;
@@ -820,7 +617,7 @@ seqalloc_reserve_above(StreamInfo *info, StreamShard *shard, int count, int64 fl
 bool
 seqalloc_was_issued(int64 seq)
 {
-	return seq >= 0 && seq < mark_read(mark_relid());
+	return seq >= 0 && seq < seqmark_read();
 }
 
 /*

@@ -1,6 +1,7 @@
 /*
- * seqno.c: the sequence number's text form and hour bucket (seqno.h), and
- * the SQL helpers that format and parse it.
+ * seqno.c: the sequence number's text form and hour bucket (seqno.h), the
+ * first number of a run that fits a bucket, and the SQL helpers that format
+ * and parse it.
  */
 #include "streams/seqno.h"
 
@@ -14,6 +15,18 @@ PG_FUNCTION_INFO_V1(stream_sequence_text);
 PG_FUNCTION_INFO_V1(stream_sequence_parts);
 PG_FUNCTION_INFO_V1(stream_hour_bucket_sql);
 PG_FUNCTION_INFO_V1(stream_first_seq_sql);
+
+/* Advance a candidate first number past the bucket and counter limits. */
+int64
+seq_first_of_run(int64 candidate, int64 bucket, int count)
+{
+	int64		first = Max(candidate, SEQ_FROM_BUCKET(bucket));
+
+	/* the counter half has room for 2^32 numbers per hour bucket */
+	if ((first & PG_UINT32_MAX) + count > PG_UINT32_MAX)
+		first = SEQ_FROM_BUCKET(SEQ_BUCKET(first) + 1);
+	return first;
+}
 
 static void
 put_digits(char *p, uint64 v, int width)

@@ -20,6 +20,11 @@
 
 /* Hours since the Unix epoch at now: the bucket of a number taken then. */
 extern int64 seq_bucket_now(TimestampTz now);
+/*
+ * The first of count consecutive numbers at or above candidate, in bucket
+ * or later, that fit in one bucket's counter half.
+ */
+extern int64 seq_first_of_run(int64 candidate, int64 bucket, int count);
 
 /* Write the SEQ_TEXT_LEN digits at out (no terminator). */
 extern void seq_format(char *out, int32 stream_id, int32 shard_index, int64 seq);

@@ -291,13 +291,30 @@ def start_cluster():
         raise RuntimeError('could not start the cluster')
 
 
-def crash(how='kill'):
+def _kill_child(child):
+    """SIGKILL a child of the postmaster; let the postmaster notice and end
+    every session before anyone reconnects."""
+    os.kill(child, signal.SIGKILL)
+    end = time.time() + 30
+    while pid_alive(child) and time.time() < end:
+        time.sleep(0.05)
+    time.sleep(1.0)
+
+
+def crash(how='kill', child=None):
     """Crash the cluster and start it again.  how: 'kill' (SIGKILL of the
-    postmaster), 'immediate' (pg_ctl stop -m immediate) or 'backend' (SIGKILL
+    postmaster), 'immediate' (pg_ctl stop -m immediate), 'backend' (SIGKILL
     of one client backend: the postmaster then resets shared memory and runs
-    crash recovery itself)."""
+    crash recovery itself) or 'worker' (SIGKILL of the process child, a stream
+    worker's pid from pg_stat_activity; the postmaster resets as for a
+    backend; without child, as 'kill')."""
     pgdata = os.environ['STREAM_PGDATA']
     pid = postmaster_pid()
+    if how == 'worker':
+        if child and pid_alive(child):
+            _kill_child(child)
+            return
+        how = 'kill'
     if how == 'immediate':
         pg_ctl = [os.path.join(os.environ['PG_BIN'], 'pg_ctl'), '-D', pgdata, 'stop', '-m', 'immediate', '-w']
         subprocess.run((['runuser', '-u', 'postgres', '--'] if os.getuid() == 0 else []) + pg_ctl,
@@ -307,12 +324,7 @@ def crash(how='kill'):
                            capture_output=True, text=True)
         kids = [int(x) for x in r.stdout.split()]
         if kids:
-            os.kill(kids[0], signal.SIGKILL)
-            # let the postmaster notice and end every session before anyone reconnects
-            end = time.time() + 30
-            while pid_alive(kids[0]) and time.time() < end:
-                time.sleep(0.05)
-            time.sleep(1.0)
+            _kill_child(kids[0])
         else:
             os.kill(pid, signal.SIGKILL)
             how = 'kill'

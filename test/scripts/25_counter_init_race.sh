@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A counter rebuilt after eviction never starts below a number it handed out,
 # whatever the schedule.  shard_state_locked computes a new counter's start
-# (database_startup_mark) and then re-finds the entry under shared->lock; if in
+# (seqmark_startup_locked) and then re-finds the entry under shared->lock; if in
 # between another backend initialised the entry, handed out numbers (rolled
 # back, so readers may pass them), the entry was evicted (stream.max_shards
 # full) and a third backend re-created it, the first initialises the new
@@ -21,10 +21,10 @@ P="psql -X -qAt -d $DB"
 psql -X -q -d postgres -c "SET client_min_messages=warning" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 $P -c "CREATE EXTENSION stream" -c "SELECT stream.create_stream('a',1)" >/dev/null
 for i in $(seq 0 19); do $P -c "SELECT stream.create_stream('o$i',1)" >/dev/null; done
-LINE=$(grep -n 'start = database_startup_mark(mark);' src/streams/seqalloc.c | cut -d: -f1)
+LINE=$(grep -n 'start = seqmark_startup_locked(mark);' src/streams/seqalloc.c | cut -d: -f1)
 # the schedule needs that line: fail rather than hold the backends nowhere
 [ -n "$LINE" ] || { echo "25_counter_init_race: FAILED (the start computation is not in src/streams/seqalloc.c)"; exit 1; }
-LINE=$((LINE+2))
+LINE=$((LINE+3))   # the LWLockAcquire that re-finds the entry
 rm -f /tmp/race_go_*
 # Backend X: pause after computing its start
 hold() {  # $1 name ; runs the put in background, holds backend at the line until /tmp/race_go_$1
