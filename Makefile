@@ -33,6 +33,7 @@ OBJS = \
 	src/streams/deaggregate.o \
 	src/streams/user_records.o \
 	src/streams/aggregate.o \
+	src/streams/next_token.o \
 	src/bgw/worker_slots.o \
 	src/bgw/unit.o \
 	src/bgw/chunk_maker.o \

@@ -28,6 +28,7 @@
 #define EXPLICIT_HASH_KEY_MAX_DIGITS 39		/* 0|([1-9]\d{0,38}) */
 #define SEQUENCE_NUMBER_MAX_DIGITS	129		/* 0|([1-9]\d{0,128}) */
 #define SUBSCRIBE_MAX_WAIT_MS		(5 * 60 * 1000)	/* a subscription ends after 5 minutes */
+#define NEXT_TOKEN_MAX_LEN			1048576	/* the member NextToken */
 
 /* Account id printed in Kinesis-style messages; one database is one account. */
 #define STREAM_ACCOUNT				"000000000000"
@@ -46,6 +47,7 @@
 	X(VALIDATION,		"ValidationException",			ERRCODE_INVALID_PARAMETER_VALUE) \
 	X(NULL_MEMBER,		"ValidationException",			ERRCODE_NULL_VALUE_NOT_ALLOWED) \
 	X(EXPIRED_ITERATOR, "ExpiredIteratorException",		ERRCODE_INVALID_PARAMETER_VALUE) \
+	X(EXPIRED_NEXT_TOKEN, "ExpiredNextTokenException",	ERRCODE_INVALID_PARAMETER_VALUE) \
 	X(LIMIT,			"LimitExceededException",		ERRCODE_PROGRAM_LIMIT_EXCEEDED) \
 	X(ACCESS_DENIED,	"AccessDeniedException",		ERRCODE_INSUFFICIENT_PRIVILEGE) \
 	X(LEASE_LOST,		"LeaseLostException",			ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE)

@@ -22,7 +22,11 @@ GRANT EXECUTE ON FUNCTION
     stream_internal._delivery_stream(text),
     stream_internal._delivery_arn(text),
     stream_internal._delivery_buffer(int),
-    stream_internal._owns_processor(int)
+    stream_internal._owns_processor(int),
+    stream_internal._page_start(text, int, text, text, text, text),
+    stream_internal._consumer_page_start(int, text, int, text),
+    stream_internal._next_token(text, text),
+    stream_internal._next_token_position(text, text)
 TO PUBLIC;
 
 -- Start this database's maintenance worker now rather than at the launcher's next round.
