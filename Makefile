@@ -27,6 +27,7 @@ OBJS = \
 	src/streams/retention.o \
 	src/streams/chunk_scan.o \
 	src/streams/record_out.o \
+	src/streams/subscription.o \
 	src/streams/fanout.o \
 	src/streams/json.o \
 	src/streams/kpl.o \

@@ -35,6 +35,7 @@
 #include "streams/iterator.h"
 #include "streams/seqalloc.h"
 #include "streams/stream_catalog.h"
+#include "streams/subscription.h"
 
 PG_MODULE_MAGIC;
 
@@ -61,7 +62,9 @@ stream_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(seqalloc_shmem_size());
+	RequestAddinShmemSpace(subscription_shmem_size());
 	RequestNamedLWLockTranche("stream", 1);
+	RequestNamedLWLockTranche("stream subscriptions", 1);
 	stream_worker_shmem_request();
 }
 
@@ -72,6 +75,7 @@ stream_shmem_startup(void)
 		prev_shmem_startup_hook();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	seqalloc_shmem_init();
+	subscription_shmem_init();
 	stream_worker_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }

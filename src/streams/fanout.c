@@ -7,11 +7,14 @@
  * (read.h: the same read, and readable window, as get_records).
  * A commit therefore wakes a subscriber at once, with no polling, and a put
  * that rolls back wakes no one.  Consumers keep no server-side position:
- * each call names its start, so every consumer reads independently.
+ * each call names its start, so every consumer reads independently.  A
+ * consumer has one subscription to a shard at a time (subscription.h).
  */
 #include "streams/read.h"
 #include "streams/seqalloc.h"
 #include "streams/shard.h"
+#include "streams/stream_catalog.h"
+#include "streams/subscription.h"
 #include "runtime/sandbox.h"
 
 #include "access/htup_details.h"
@@ -60,6 +63,13 @@ require_consumer(const char *stream_name, const char *consumer_name)
 						 stream_name, consumer_name)));
 }
 
+/* the wait's stop: another call took this subscription over */
+static bool
+taken_over(void *arg)
+{
+	return subscription_taken_over((Subscription *) arg);
+}
+
 static long
 interval_ms(Interval *span)
 {
@@ -89,6 +99,7 @@ stream_subscribe_to_shard(PG_FUNCTION_ARGS)
 	TimestampTz deadline;
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
+	Subscription sub;
 
 	kinesis_require_arg(PG_ARGISNULL(0), "streamName");
 	kinesis_require_arg(PG_ARGISNULL(1), "consumerName");
@@ -121,34 +132,59 @@ stream_subscribe_to_shard(PG_FUNCTION_ARGS)
 	rectype = get_element_type(TupleDescAttr(desc, 0)->atttypid);
 	collector_init_array(&c, rectype, GET_RECORDS_MAX);
 
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
-	for (;;)
 	{
-		StreamShard *shard;
-		long		remaining;
+		StreamInfo *info = stream_lookup_by_id(it.stream_id, false);
 
-		CHECK_FOR_INTERRUPTS();
-		r = read_records(&it, GET_RECORDS_MAX, false, collect_datum, &c);
-		if (r.count > 0 || r.shard_ended)
-			break;
-		/* nothing readable: continue from where the read stopped */
-		it.from_seq = r.next.from_seq;
-		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-		if (remaining <= 0)
-			break;
-		shard = shard_by_index(r.info, it.shard_index, false);
-		(void) seqalloc_wait_for_records(r.info, shard, it.from_seq, remaining);
+		sub = subscription_begin(info, shard_by_index(info, it.shard_index, false), consumer_name,
+								 it.from_seq);
 	}
+	PG_TRY();
+	{
+		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
+		for (;;)
+		{
+			StreamShard *shard;
+			long		remaining;
+
+			CHECK_FOR_INTERRUPTS();
+			r = read_records(&it, GET_RECORDS_MAX, false, collect_datum, &c);
+			if (r.count > 0 || r.shard_ended)
+				break;
+			/* nothing readable: continue from where the read stopped */
+			it.from_seq = r.next.from_seq;
+			if (subscription_taken_over(&sub))
+				ereport(ERROR,
+						(errcode(ERRCODE_STREAM_IN_USE),
+						 errmsg("ResourceInUseException: Another subscription of consumer %s to shard %s of stream %s under account %s took over this one.",
+								consumer_name, shard_id_text(it.shard_index), stream_name, STREAM_ACCOUNT)));
+			remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+			if (remaining <= 0)
+				break;
+			shard = shard_by_index(r.info, it.shard_index, false);
+			(void) seqalloc_wait_for_records(r.info, shard, it.from_seq, remaining,
+											 taken_over, &sub);
+		}
+	}
+	PG_CATCH();
+	{
+		subscription_end(&sub, false, -1);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 
 	values[0] = collector_array(&c);
 	if (r.shard_ended)
+	{
 		nulls[1] = true;
+		subscription_end(&sub, true, -1);
+	}
 	else
 	{
 		/* resubscribe with AFTER_SEQUENCE_NUMBER of this; it advances even without records */
 		int64		cont = (r.count > 0) ? c.last_seq : r.next.from_seq - 1;
 
 		values[1] = PointerGetDatum(seq_to_text_datum(it.stream_id, it.shard_index, cont));
+		subscription_end(&sub, true, cont);
 	}
 	values[2] = Int64GetDatum(r.millis_behind);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));

@@ -700,7 +700,7 @@ seqalloc_forget_stream(int32 stream_id)
  */
 bool
 seqalloc_wait_for_records(StreamInfo *info, StreamShard *shard, int64 from_seq,
-						  long timeout_ms)
+						  long timeout_ms, bool (*stop) (void *arg), void *stop_arg)
 {
 	ShardState *st;
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
@@ -715,7 +715,7 @@ seqalloc_wait_for_records(StreamInfo *info, StreamShard *shard, int64 from_seq,
 		{
 			if (seqalloc_stable_seq(info, shard) > from_seq)
 				return true;
-			if (GetCurrentTimestamp() >= deadline)
+			if (GetCurrentTimestamp() >= deadline || (stop != NULL && stop(stop_arg)))
 				return false;
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 10, PG_WAIT_EXTENSION);
@@ -743,7 +743,7 @@ seqalloc_wait_for_records(StreamInfo *info, StreamShard *shard, int64 from_seq,
 			if (found)
 				break;
 			remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-			if (remaining <= 0)
+			if (remaining <= 0 || (stop != NULL && stop(stop_arg)))
 				break;
 			(void) ConditionVariableTimedSleep(&st->wakeup, remaining, PG_WAIT_EXTENSION);
 		}
@@ -759,6 +759,20 @@ seqalloc_wait_for_records(StreamInfo *info, StreamShard *shard, int64 from_seq,
 	}
 	PG_END_TRY();
 	return found;
+}
+
+/* Wake every session waiting for the shard's records (they look again, and at stop). */
+void
+seqalloc_wake_subscribers(StreamInfo *info, StreamShard *shard)
+{
+	ShardState *st;
+
+	if (shared == NULL)
+		return;
+	st = shard_state_locked(info, shard);
+	LWLockRelease(shared->lock);
+	/* an entry evicted meanwhile stays in shared memory: at worst a spurious wake-up */
+	ConditionVariableBroadcast(&st->wakeup);
 }
 
 /* ---- SQL-callable helper for the control plane ---- */

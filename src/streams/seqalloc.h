@@ -30,8 +30,15 @@ extern int64 seqalloc_reserve_above(StreamInfo *info, StreamShard *shard, int co
 extern bool seqalloc_was_issued(int64 seq);
 /* Every number below it belongs to an ended transaction; call before taking the snapshot. */
 extern int64 seqalloc_stable_seq(StreamInfo *info, StreamShard *shard);
-/* Sleep until the stable sequence passes from_seq (true) or timeout_ms pass (false). */
+/*
+ * Sleep until the stable sequence passes from_seq (true) or timeout_ms pass
+ * (false); stop, if not NULL, is asked after every wake-up and ends the wait
+ * (false) when it says so.
+ */
 extern bool seqalloc_wait_for_records(StreamInfo *info, StreamShard *shard,
-									  int64 from_seq, long timeout_ms);
+									  int64 from_seq, long timeout_ms,
+									  bool (*stop) (void *arg), void *stop_arg);
+/* Wake every session waiting for the shard's records. */
+extern void seqalloc_wake_subscribers(StreamInfo *info, StreamShard *shard);
 
 #endif							/* STREAM_SEQALLOC_H */
