@@ -23,21 +23,25 @@ CREATE TYPE stream.user_record AS (
 CREATE TYPE stream.get_user_records_result AS (records stream.user_record[], next_shard_iterator text,
                                                millis_behind_latest bigint);
 
--- get_records(it, deaggregate => true): limit (and the 10 MiB cap) count
--- stream records, as GetRecords' Limit does; an aggregate's user records
--- all come with it.  deaggregate is the second parameter, so positional
--- calls read get_records(it, true, 100).
-CREATE FUNCTION stream.get_records(shard_iterator text, deaggregate boolean, "limit" int DEFAULT 10000)
+-- The readers of user records are overloads of get_records and read_shard
+-- whose parameters are laid out so that no call of the plain ones (also
+-- with untyped literals or parameters) can mean them: they are called
+-- with deaggregate named or as a boolean in its place.
+
+-- get_records(it, limit, deaggregate => true): limit (and the 10 MiB cap)
+-- count stream records, as GetRecords' Limit does; an aggregate's user
+-- records all come with it.
+CREATE FUNCTION stream.get_records(shard_iterator text, "limit" int, deaggregate boolean)
     RETURNS stream.get_user_records_result
     AS 'MODULE_PATHNAME', 'stream_get_records_deaggregated' LANGUAGE C VOLATILE;
 
--- read_shard(stream, shard, deaggregate => true, ...): the same read as
--- read_shard, as user records; deaggregate is the third parameter.
+-- read_shard(stream, shard, deaggregate => true, ...): read_shard's read
+-- as user records; name the other arguments too.
 CREATE FUNCTION stream.read_shard(stream_name text, shard_id text, deaggregate boolean,
                                   shard_iterator_type text DEFAULT 'TRIM_HORIZON',
-                                  starting_sequence_number text DEFAULT NULL,
                                   "timestamp" timestamptz DEFAULT NULL,
-                                  "limit" int DEFAULT 10000)
+                                  "limit" int DEFAULT 10000,
+                                  starting_sequence_number text DEFAULT NULL)
     RETURNS SETOF stream.user_record
     AS 'MODULE_PATHNAME', 'stream_read_shard_deaggregated' LANGUAGE C VOLATILE ROWS 1000;
 

@@ -118,7 +118,7 @@ user_collector_init(UserCollector *c, TupleDesc desc, Oid rectype, bool deaggreg
 }
 
 /*
- * stream.get_records(shard_iterator, deaggregate, limit)
+ * stream.get_records(shard_iterator, limit, deaggregate)
  *   RETURNS (records stream.user_record[], next_shard_iterator text, millis_behind_latest bigint)
  */
 Datum
@@ -133,9 +133,9 @@ stream_get_records_deaggregated(PG_FUNCTION_ARGS)
 	int			limit;
 
 	kinesis_require_arg(PG_ARGISNULL(0), "shardIterator");
-	kinesis_require_arg(PG_ARGISNULL(1), "deaggregate");
-	kinesis_require_arg(PG_ARGISNULL(2), "limit");
-	limit = PG_GETARG_INT32(2);
+	kinesis_require_arg(PG_ARGISNULL(1), "limit");
+	kinesis_require_arg(PG_ARGISNULL(2), "deaggregate");
+	limit = PG_GETARG_INT32(1);
 	read_check_limit(limit);
 	iterator_decode(text_to_cstring(PG_GETARG_TEXT_PP(0)), &it);
 
@@ -146,7 +146,7 @@ stream_get_records_deaggregated(PG_FUNCTION_ARGS)
 		Oid			rectype = get_element_type(TupleDescAttr(desc, 0)->atttypid);
 
 		user_collector_init(&c, BlessTupleDesc(lookup_rowtype_tupdesc_copy(rectype, -1)), rectype,
-							PG_GETARG_BOOL(1));
+							PG_GETARG_BOOL(2));
 	}
 
 	r = read_records(&it, limit, true, collect_user_records, &c.base);
@@ -161,8 +161,8 @@ stream_get_records_deaggregated(PG_FUNCTION_ARGS)
 }
 
 /*
- * stream.read_shard(stream_name, shard_id, deaggregate, type,
- *                   starting_sequence_number, timestamp, limit)
+ * stream.read_shard(stream_name, shard_id, deaggregate, type, timestamp,
+ *                   limit, starting_sequence_number)
  *   RETURNS SETOF stream.user_record
  */
 Datum
@@ -177,15 +177,15 @@ stream_read_shard_deaggregated(PG_FUNCTION_ARGS)
 	kinesis_require_arg(PG_ARGISNULL(1), "shardId");
 	kinesis_require_arg(PG_ARGISNULL(2), "deaggregate");
 	kinesis_require_arg(PG_ARGISNULL(3), "shardIteratorType");
-	kinesis_require_arg(PG_ARGISNULL(6), "limit");
-	limit = PG_GETARG_INT32(6);
+	kinesis_require_arg(PG_ARGISNULL(5), "limit");
+	limit = PG_GETARG_INT32(5);
 	read_check_limit(limit);
 	it = iterator_start(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 						text_to_cstring(PG_GETARG_TEXT_PP(1)),
 						text_to_cstring(PG_GETARG_TEXT_PP(3)),
-						PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4)),
-						!PG_ARGISNULL(5),
-						PG_ARGISNULL(5) ? 0 : PG_GETARG_TIMESTAMPTZ(5));
+						PG_ARGISNULL(6) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(6)),
+						!PG_ARGISNULL(4),
+						PG_ARGISNULL(4) ? 0 : PG_GETARG_TIMESTAMPTZ(4));
 
 	InitMaterializedSRF(fcinfo, 0);
 	user_collector_init(&c, rsinfo->setDesc, InvalidOid, PG_GETARG_BOOL(2));
