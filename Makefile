@@ -104,3 +104,14 @@ $(OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/*/*.h)
 
 stream--0.1.sql: $(sort $(wildcard $(srcdir)/src/sql/*.sql))
 	cat $^ > $@
+
+# TAP tests: test/t/*.pl, each on throw-away nodes of PostgreSQL::Test::Cluster
+# (test/lib/StreamNode.pm).  make prove_installcheck [PROVE_TESTS=test/t/001_crash_restart.pl]
+# A target of its own, not PGXS's TAP_TESTS = 1, which would run them inside
+# `make installcheck` too.  TESTDIR (logs, data directories) is the directory
+# make runs in: scripts/test.sh runs `make -C <dir> -f <checkout>/Makefile`.
+PROVE_TESTS ?= test/t/*.pl
+prove_installcheck:
+	$(prove_installcheck)
+.PHONY: prove_installcheck
+EXTRA_CLEAN += tmp_check

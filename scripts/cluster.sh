@@ -9,6 +9,7 @@
 #   bash scripts/cluster.sh status    exit 0 if running and accepting connections
 #   bash scripts/cluster.sh destroy   stop and delete the data directory
 #   bash scripts/cluster.sh log [N]   print the last N (default 50) lines of the server log
+#   bash scripts/cluster.sh config    print the server settings init/start write (touches nothing)
 #
 # Location/port come from scripts/env.sh (STREAM_PGDATA, STREAM_PGSOCK, STREAM_PGPORT);
 # STREAM_PRELOAD overrides shared_preload_libraries (default 'stream,pg_cron'),
@@ -72,10 +73,10 @@ prepare_dir() {   # $1 = dir, $2 = mode
     chmod "$2" "$1"
 }
 
-write_config() {
-    local conf="$STREAM_PGDATA/stream_cluster.conf"
-    cat >"$conf" <<EOF
-# Written by scripts/cluster.sh on every init/start/restart: edit the script, not this file.
+# The server settings of a cluster for the extension; also what the throw-away
+# nodes of the TAP tests get (test/lib/StreamNode.pm runs `cluster.sh config`).
+print_config() {
+    cat <<EOF
 port = $STREAM_PGPORT
 listen_addresses = ''
 unix_socket_directories = '$STREAM_PGSOCK'
@@ -86,9 +87,18 @@ cron.host = '$STREAM_PGSOCK'
 max_prepared_transactions = 10
 max_worker_processes = 32
 fsync = on
+restart_after_crash = on
 logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
 EOF
+}
+
+write_config() {
+    local conf="$STREAM_PGDATA/stream_cluster.conf"
+    {
+        echo "# Written by scripts/cluster.sh on every init/start/restart: edit the script, not this file."
+        print_config
+    } >"$conf"
     is_root && chown "$PG_OS_USER:$PG_OS_USER" "$conf"
     if ! grep -q "^include_if_exists = 'stream_cluster.conf'" "$STREAM_PGDATA/postgresql.conf"; then
         printf "\n# private cluster settings for the stream extension\ninclude_if_exists = 'stream_cluster.conf'\n" \
@@ -235,5 +245,6 @@ case "${1:-}" in
     status)  cmd_status ;;
     destroy) cmd_destroy ;;
     log)     cmd_log "${2:-50}" ;;
-    *) echo "usage: $0 {init|start|ensure|restart|stop|status|destroy|log [N]}" >&2; exit 2 ;;
+    config)  print_config ;;
+    *) echo "usage: $0 {init|start|ensure|restart|stop|status|destroy|log [N]|config}" >&2; exit 2 ;;
 esac

@@ -25,6 +25,7 @@ PACKAGES=(
     postgresql-15-cron
     postgresql-15-pgtap
     libtap-parser-sourcehandler-pgtap-perl
+    libipc-run-perl             # PostgreSQL::Test::Cluster, the TAP tests of test/t/
     postgresql-15-pgq3
     libzstd-dev
     libsnappy-dev

@@ -2,23 +2,32 @@
 # Run every test of the stream extension against the private cluster.
 #
 #   bash scripts/test.sh                 set up, then all suites
-#   bash scripts/test.sh regress pgtap   only the named suites (regress, pgtap, scripts)
+#   bash scripts/test.sh regress pgtap   only the named suites (regress, tap, pgtap, scripts)
 #
 # Suites:
 #   regress  pg_regress via `make installcheck` (sql/*.sql vs expected/*.out)
+#   tap      every test/t/*.pl (PostgreSQL's TAP framework, PostgreSQL::Test::Cluster),
+#            one `make prove_installcheck PROVE_TESTS=<file>` each; every test makes
+#            throw-away nodes of its own (crash/restart, dump/restore, no preload,
+#            crash loops), never touching the private cluster.  TESTDIR, and so the
+#            logs, is log/tap/<test>/ (tmp_check/log/regress_log_<test> says it all).
+#            As root it runs as the OS user `postgres` (initdb refuses root), which
+#            must be able to read the checkout.
 #   pgtap    pg_prove on each test/pgtap/*.sql, in a freshly created database
 #            stream_test that already has `pgtap` and `stream` installed
 #   scripts  every executable file in test/scripts/ (sorted), run from the checkout
 #            root with the environment of scripts/env.sh; exit status 0 = pass.
 #            The cluster is started again after each script if it is down.
 #
-# Ends with a line "N passed, N failed" (each pg_regress test, pgTAP file and
-# script counts as one) and exits 1 if anything failed.
+# Ends with a line "N passed, N failed" (each pg_regress test, TAP file, pgTAP
+# file and script counts as one) and exits 1 if anything failed.
 #
 # Environment:
 #   STREAM_SKIP_PACKAGES=1 / STREAM_SKIP_BUILD=1   passed on to scripts/setup.sh
 #   STREAM_SKIP_SETUP=1        do not run scripts/setup.sh (just make sure the cluster runs)
 #   STREAM_PGTAP_TIMEOUT       seconds per pgTAP file (default 300)
+#   STREAM_TAP_TIMEOUT         seconds per TAP file (default 600)
+#   STREAM_TAP_TESTS           the TAP files to run (default test/t/*.pl)
 #   STREAM_SCRIPT_TIMEOUT      seconds per test script (default 600)
 #   STREAM_REGRESS_TIMEOUT     seconds for make installcheck (default 900)
 set -uo pipefail
@@ -29,6 +38,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$STREAM_ROOT" || exit 1
 
 PGTAP_TIMEOUT="${STREAM_PGTAP_TIMEOUT:-300}"
+TAP_TIMEOUT="${STREAM_TAP_TIMEOUT:-600}"
 SCRIPT_TIMEOUT="${STREAM_SCRIPT_TIMEOUT:-600}"
 REGRESS_TIMEOUT="${STREAM_REGRESS_TIMEOUT:-900}"
 LOGDIR="$STREAM_ROOT/log"
@@ -117,6 +127,66 @@ suite_regress() {
     fi
 }
 
+# Stop the nodes a TAP test left running (it was killed by the timeout before
+# its END block could stop them): every postmaster under $1.
+stop_tap_nodes() {
+    local pid
+    for pid in "$1"/tmp_check/t_*_data/pgdata/postmaster.pid; do
+        [ -f "$pid" ] || continue
+        note "stopping the node the test left running: $(dirname "$pid")"
+        "${TAP_AS[@]}" "$PG_BIN/pg_ctl" -D "$(dirname "$pid")" -m immediate -w -t 60 stop >/dev/null 2>&1 || true
+    done
+}
+
+suite_tap() {
+    heading "TAP (make prove_installcheck, test/t/*.pl)"
+    shopt -s nullglob
+    # shellcheck disable=SC2206  # STREAM_TAP_TESTS: file names or globs
+    local files=(${STREAM_TAP_TESTS:-test/t/*.pl})
+    shopt -u nullglob
+    if [ ${#files[@]} -eq 0 ]; then
+        note "no test/t/*.pl files: no TAP tests to run"
+        return
+    fi
+    TAP_AS=()
+    if [ "$(id -u)" = 0 ]; then
+        TAP_AS=(runuser -u postgres --)
+        if ! (cd / && runuser -u postgres -- test -r "$STREAM_ROOT/test/lib/StreamNode.pm"); then
+            for f in "${files[@]}"; do fail "tap: $f" "the OS user postgres cannot read $STREAM_ROOT"; done
+            return
+        fi
+    fi
+    local f name dir rc t0 crashes
+    for f in "${files[@]}"; do
+        name="$(basename "$f" .pl)"
+        dir="$LOGDIR/tap/$name"
+        heading "TAP $f"
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        [ ${#TAP_AS[@]} -eq 0 ] || chown postgres: "$dir"
+        rc=0
+        t0=$(date +%s)
+        timeout -k 10 "$TAP_TIMEOUT" "${TAP_AS[@]}" make -s --no-print-directory -C "$dir" -f "$STREAM_ROOT/Makefile" \
+            prove_installcheck PG_CONFIG="$PG_CONFIG" PROVE_TESTS="$f" PROVE_FLAGS=-v </dev/null || rc=$?
+        # as finish() does for the private cluster: crashes the test did not make (SIGKILLs are its own)
+        crashes="$(cat "$dir"/tmp_check/log/*.log 2>/dev/null |
+            grep -E 'terminated by signal|PANIC:|TRAP:' | grep -v 'signal 9: Killed' || true)"
+        if [ -n "$crashes" ]; then
+            heading "WARNING: the server logs of $f ($dir/tmp_check/log/) show crashes"
+            printf '%s\n' "$crashes" | head -n 40
+        fi
+        if [ "$rc" -eq 0 ]; then pass "tap: $f ($(( $(date +%s) - t0 ))s)"; continue; fi
+        if [ "$rc" -eq 124 ]; then fail "tap: $f" "timed out after ${TAP_TIMEOUT}s"
+        else fail "tap: $f" "exit status $rc"
+        fi
+        stop_tap_nodes "$dir"
+        if [ -f "$dir/tmp_check/log/regress_log_$name" ]; then
+            heading "last 60 lines of $dir/tmp_check/log/regress_log_$name"
+            tail -n 60 "$dir/tmp_check/log/regress_log_$name"
+        fi
+    done
+}
+
 suite_pgtap() {
     heading "pgTAP (pg_prove test/pgtap/*.sql)"
     shopt -s nullglob
@@ -182,9 +252,9 @@ suite_scripts() {
 
 # ---------------------------------------------------------------- main
 SUITES=("$@")
-[ ${#SUITES[@]} -gt 0 ] || SUITES=(regress pgtap scripts)
+[ ${#SUITES[@]} -gt 0 ] || SUITES=(regress tap pgtap scripts)
 for s in "${SUITES[@]}"; do
-    case "$s" in regress|pgtap|scripts) ;; *) echo "unknown suite: $s (regress, pgtap, scripts)" >&2; exit 2 ;; esac
+    case "$s" in regress|tap|pgtap|scripts) ;; *) echo "unknown suite: $s (regress, tap, pgtap, scripts)" >&2; exit 2 ;; esac
 done
 
 if [ "${STREAM_SKIP_SETUP:-0}" = 1 ]; then

@@ -9,7 +9,9 @@ with
     st.configure(DB, statement_timeout='30s')
 
 Connection parameters come from PGHOST/PGPORT/PGUSER (scripts/env.sh), read
-by libpq.  Output style: progress lines "[<script> <seconds>s] message",
+by libpq.  The crash loops in test/t/*.py run on the throw-away node of
+their TAP test instead (require_tap_node; start_cluster and crash then act
+on that node).  Output style: progress lines "[<script> <seconds>s] message",
 failures "FAIL: message", and a last line "<script>: OK (<seconds>s)" or
 "<script>: FAILED (<n> failure(s), <seconds>s)"; exit status 0 = pass,
 1 = failure.
@@ -283,7 +285,55 @@ def pid_alive(pid):
         return False
 
 
+def on_tap_node():
+    """True when a TAP test of test/t/ runs this script against a throw-away
+    node of its own (test/lib/StreamNode.pm run_python sets STREAM_TAP_NODE=1
+    and the node's STREAM_PGDATA, PGHOST, PGPORT, STREAM_PGLOG, PG_BIN)."""
+    return os.environ.get('STREAM_TAP_NODE') == '1'
+
+
+def require_tap_node():
+    """A crash loop runs only on a TAP test's node: exit otherwise, so that it
+    cannot kill a cluster that others use."""
+    if not on_tap_node():
+        print('%s: run it through its TAP test (make prove_installcheck PROVE_TESTS=test/t/...pl), '
+              'which gives it a throw-away node' % NAME, flush=True)
+        sys.exit(2)
+
+
+def _start_tap_node():
+    """Start the TAP test's node with pg_ctl (its settings are in its data
+    directory; scripts/cluster.sh would rewrite them), logging where the test
+    reads.  Retries as scripts/cluster.sh does: after a SIGKILL of the
+    postmaster a child may hold the old shared memory for a moment."""
+    pg_ctl = os.path.join(os.environ['PG_BIN'], 'pg_ctl')
+    pg_isready = [os.path.join(os.environ['PG_BIN'], 'pg_isready'), '-q', '-h', os.environ['PGHOST'],
+                  '-p', os.environ['PGPORT'], '-U', 'postgres', '-d', 'postgres']
+    pgdata = os.environ['STREAM_PGDATA']
+    for _ in range(15):
+        if subprocess.run([pg_ctl, '-D', pgdata, 'status'], capture_output=True).returncode == 0:
+            # running (perhaps still in crash recovery): wait until it accepts connections
+            end = time.monotonic() + 120
+            while subprocess.run(pg_isready).returncode != 0:
+                if time.monotonic() > end:
+                    raise RuntimeError('the node runs but does not accept connections')
+                time.sleep(0.5)
+            return
+        r = subprocess.run([pg_ctl, '-D', pgdata, '-l', os.environ['STREAM_PGLOG'], '-w', '-t', '120', 'start'],
+                           capture_output=True, text=True, timeout=300, cwd='/')
+        if r.returncode == 0:
+            return
+        log('start of the node failed, retrying: %s' % (r.stdout + r.stderr).strip())
+        time.sleep(2)
+    raise RuntimeError('could not start the node')
+
+
 def start_cluster():
+    """Start the server if it is down: the checkout's cluster with
+    scripts/cluster.sh, a TAP test's node with pg_ctl."""
+    if on_tap_node():
+        _start_tap_node()
+        return
     r = subprocess.run(['bash', os.path.join(ROOT, 'scripts', 'cluster.sh'), 'start'],
                        capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
@@ -293,12 +343,16 @@ def start_cluster():
 
 def _kill_child(child):
     """SIGKILL a child of the postmaster; let the postmaster notice and end
-    every session before anyone reconnects."""
-    os.kill(child, signal.SIGKILL)
+    every session before anyone reconnects.  False if it had already gone."""
+    try:
+        os.kill(child, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
     end = time.time() + 30
     while pid_alive(child) and time.time() < end:
         time.sleep(0.05)
     time.sleep(1.0)
+    return True
 
 
 def crash(how='kill', child=None):
@@ -322,10 +376,8 @@ def crash(how='kill', child=None):
     elif how == 'backend' and pid:
         r = subprocess.run(['pgrep', '-P', str(pid), '-f', 'postgres: .*(idle|SELECT|COMMIT|BEGIN|INSERT)'],
                            capture_output=True, text=True)
-        kids = [int(x) for x in r.stdout.split()]
-        if kids:
-            _kill_child(kids[0])
-        else:
+        # a session may have ended since pgrep saw it: take the next one
+        if not any(_kill_child(int(x)) for x in r.stdout.split()):
             os.kill(pid, signal.SIGKILL)
             how = 'kill'
     elif pid:

@@ -1,11 +1,13 @@
 #!/usr/bin/python3
 """The consumer runtime: exactly once when the server dies at chosen points inside a unit.
 
-WARNING: this test kills the postmaster, the stream worker or a backend of the
-cluster described by the environment (scripts/env.sh) with SIGKILL; run it
-against a private cluster (see 60_delivery_crash.py).
+The body of test/t/007_processor_crash_points.pl, which makes a throw-away
+node and runs this against it, so the SIGKILLs of the postmaster, the stream
+worker or a backend hit that node only (formerly
+test/scripts/69_processor_crash_points.py).  It stays in Python for the
+same reasons as test/t/delivery_crash.py.
 
-60_delivery_crash and 68_processor_crash_table kill at random moments; this
+delivery_crash and processor_crash_table kill at random moments; this
 one stops a unit at a chosen point first, then kills, round after round:
   transform   the transform sleeps (owner code running, step 2 of a file
               batch, or inside the table's one transaction);
@@ -47,7 +49,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
 from streamtest import check, configure, connect, create_db, crash, delivered_files, drop_db  # noqa: E402
-from streamtest import get_records_sql, main_wrapper, q, q1, start_cluster, wait_for  # noqa: E402
+from streamtest import get_records_sql, main_wrapper, require_tap_node, q, q1, start_cluster, wait_for  # noqa: E402
 from streamtest import warn, workdir  # noqa: E402
 from streamtest import log as say  # noqa: E402
 import psycopg2  # noqa: E402
@@ -235,6 +237,7 @@ def reader_catch_up(conn, its, seen):
 
 
 def main():
+    require_tap_node()
     conn = create_db(roles=ROLES, extension=True)
     setup(conn)
     its = {}

@@ -1,14 +1,13 @@
 #!/usr/bin/python3
 """Delivery streams: exactly once across crashes.
 
-WARNING: this test kills the postmaster of the cluster described by the
-environment (scripts/env.sh: STREAM_PGDATA / STREAM_PGPORT / STREAM_PGSOCK)
-with SIGKILL, and once stops it with an immediate shutdown.  Run it against
-a private cluster, e.g.
-    STREAM_PGPORT=5482 STREAM_PGDATA=/tmp/dl/data STREAM_PGSOCK=/tmp/dl/sock \\
-        bash scripts/cluster.sh start
-    STREAM_PGPORT=5482 STREAM_PGDATA=/tmp/dl/data STREAM_PGSOCK=/tmp/dl/sock \\
-        test/scripts/60_delivery_crash.py
+The body of test/t/005_delivery_crash.pl (formerly
+test/scripts/60_delivery_crash.py), which makes a throw-away node and runs
+this against it: the SIGKILLs of the postmaster and the immediate shutdown
+hit that node only.  It stays in Python, run by the TAP test rather than
+rewritten in Perl, because it reads the delivered files back with Python's
+gzip and json and with DuckDB (test/lib/streamtest.py), never with the
+extension's code; the TAP test owns the node.
 
 Three delivery streams (JSON lines from a stream source, Parquet with zstd
 from the same stream, JSON lines by direct put) deliver 1 MiB batches as
@@ -30,9 +29,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
 from streamtest import KEEP_DB, ROOT, check, configure, connect, create_db, delivered_files, drop_db  # noqa: E402
-from streamtest import crash, duckdb, finish, q, q1, start_cluster, wait_for, warn, workdir  # noqa: E402
+from streamtest import crash, duckdb, finish, q, q1, require_tap_node, start_cluster, wait_for, warn, workdir  # noqa: E402
 from streamtest import log as say  # noqa: E402
 
+require_tap_node()
 DB = 'stream_delivery_crash'
 configure(DB, statement_timeout='120s', client_min_messages='warning')
 ROUNDS = int(os.environ.get('STREAM_DELIVERY_CRASH_ROUNDS', '6'))

@@ -1,7 +1,12 @@
 #!/usr/bin/python3
 """Crash loop: no sequence number is reused, no reader skips, delivery is exactly once.
 
-WARNING: kills the cluster of scripts/env.sh with SIGKILL, round after round.
+The body of test/t/004_crash_loop.pl (formerly test/scripts/22_crash_loop.py),
+which makes a throw-away node and runs this against it; this kills that node
+with SIGKILL, round after round, and nothing else.  It stays in Python, run by
+the TAP test rather than rewritten in Perl, because its producer thread keeps
+committing while the main thread crashes the server, and its readers decode
+JSON: threads and psycopg2 say that plainly; the TAP test owns the node.
 
 Each round, inside one wall-clock hour: a producer thread commits puts
 (some through savepoints rolled back halfway), rolls back others, and keeps
@@ -19,9 +24,10 @@ behind an iterator: it is never read), sequence numbers must increase, no
 rolled-back record may exist, and a delivery stream reading the same
 stream must have delivered each stored record exactly once.
 
-    test/scripts/22_crash_loop.py                         # CI: 12 rounds
-    STREAM_CRASH_ROUNDS=40 test/scripts/22_crash_loop.py  # the full loop (about 4 min)
-STREAM_CRASH_SEED fixes the random schedule (printed at the start).
+    make prove_installcheck PROVE_TESTS=test/t/004_crash_loop.pl                         # CI: 12 rounds
+    STREAM_CRASH_ROUNDS=40 make prove_installcheck PROVE_TESTS=test/t/004_crash_loop.pl  # the full loop
+STREAM_CRASH_SEED fixes the random schedule (printed at the start, in
+tmp_check/log/regress_log_004_crash_loop).
 """
 import json
 import os
@@ -38,6 +44,7 @@ import streamtest as st  # noqa: E402
 from streamtest import check, connect, fail, q, q1  # noqa: E402
 from streamtest import log as say  # noqa: E402
 
+st.require_tap_node()
 DB = 'stream_crash_loop'
 st.configure(DB, statement_timeout='60s', client_min_messages='warning')
 ROUNDS = int(os.environ.get('STREAM_CRASH_ROUNDS', '12'))

@@ -1,9 +1,12 @@
 #!/usr/bin/python3
 """The consumer runtime: exactly once into a table across crashes.
 
-WARNING: this test kills the postmaster (or one backend) of the cluster
-described by the environment (scripts/env.sh) with SIGKILL; run it against
-a private cluster (see 60_delivery_crash.py).
+The body of test/t/006_processor_crash_table.pl (formerly
+test/scripts/68_processor_crash_table.py), which makes a throw-away node and
+runs this against it: the SIGKILLs of the postmaster or of one backend and
+the immediate shutdowns hit that node only.  It stays in Python, run by the
+TAP test rather than rewritten in Perl, to share test/lib/streamtest.py's
+crash and check helpers with the other crash loops; the TAP test owns the node.
 
 No files are involved: two table delivery streams (one reading a stream of
 two shards, one fed by direct puts) are processors of the runtime whose
@@ -28,8 +31,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
 from streamtest import check, configure, connect, create_db, drop_db, main_wrapper, q, q1, warn, crash, start_cluster, wait_for  # noqa: E402
+from streamtest import require_tap_node  # noqa: E402
 from streamtest import log as say  # noqa: E402
 
+require_tap_node()
 DB = 'stream_processor_crash'
 configure(DB, statement_timeout='120s', client_min_messages='warning')
 ROUNDS = int(os.environ.get('STREAM_PROCESSOR_CRASH_ROUNDS', '7'))
