@@ -167,7 +167,7 @@ stream_subscribe_to_shard(PG_FUNCTION_ARGS)
 	}
 	PG_CATCH();
 	{
-		subscription_end(&sub, false, -1);
+		subscription_end(&sub, false, 0);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -176,7 +176,7 @@ stream_subscribe_to_shard(PG_FUNCTION_ARGS)
 	if (r.shard_ended)
 	{
 		nulls[1] = true;
-		subscription_end(&sub, true, -1);
+		subscription_end(&sub, true, r.next.from_seq);
 	}
 	else
 	{
@@ -184,7 +184,7 @@ stream_subscribe_to_shard(PG_FUNCTION_ARGS)
 		int64		cont = (r.count > 0) ? c.last_seq : r.next.from_seq - 1;
 
 		values[1] = PointerGetDatum(seq_to_text_datum(it.stream_id, it.shard_index, cont));
-		subscription_end(&sub, true, cont);
+		subscription_end(&sub, true, cont + 1);
 	}
 	values[2] = Int64GetDatum(r.millis_behind);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));

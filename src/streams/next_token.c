@@ -31,7 +31,9 @@ static uint8
 token_kind(text *kind)
 {
 	if (VARSIZE_ANY_EXHDR(kind) != 1)
-		elog(ERROR, "a next token's kind is one character");
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: a next token's kind is one character")));
 	return (uint8) VARDATA_ANY(kind)[0];
 }
 

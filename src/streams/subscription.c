@@ -37,8 +37,8 @@ typedef struct SubState
 	uint64		generation;		/* of the latest admitted call */
 	TimestampTz admitted;
 	bool		active;
-	bool		ok;				/* the latest call returned */
-	int64		continuation;	/* where it stopped: the next call reads from continuation + 1 */
+	/* where the latest call stopped: a call starting here continues it (see the header) */
+	int64		resume_from;
 } SubState;
 
 /* generations are unique across the table: an entry evicted and reused is another call's */
@@ -131,7 +131,7 @@ subscription_begin(StreamInfo *info, StreamShard *shard, const char *consumer, i
 		admitted = st->admitted;
 		if (st->active)
 			a = recent ? REFUSE_ACTIVE : ADMIT_TAKEOVER;
-		else if (recent && !(st->ok && st->continuation >= 0 && from_seq == st->continuation + 1))
+		else if (recent && from_seq != st->resume_from)
 			a = REFUSE_RECENT;
 	}
 	if (a == ADMIT || a == ADMIT_TAKEOVER)
@@ -139,8 +139,8 @@ subscription_begin(StreamInfo *info, StreamShard *shard, const char *consumer, i
 		st->generation = sub_shared->next_generation++;
 		st->admitted = now;
 		st->active = true;
-		st->ok = false;
-		st->continuation = -1;
+		/* should this call fail, a retry from where it started continues it */
+		st->resume_from = from_seq;
 		sub.state = st;
 		sub.generation = st->generation;
 	}
@@ -183,7 +183,7 @@ subscription_taken_over(const Subscription *sub)
 }
 
 void
-subscription_end(const Subscription *sub, bool ok, int64 continuation)
+subscription_end(const Subscription *sub, bool ok, int64 resume_from)
 {
 	SubState   *st = sub->state;
 
@@ -194,8 +194,8 @@ subscription_end(const Subscription *sub, bool ok, int64 continuation)
 	if (st->generation == sub->generation && st->active)
 	{
 		st->active = false;
-		st->ok = ok;
-		st->continuation = ok ? continuation : -1;
+		if (ok)
+			st->resume_from = resume_from;
 	}
 	LWLockRelease(sub_lock);
 }

@@ -7,7 +7,8 @@
  * one ends with ResourceInUseException.  A call is one event of a
  * subscription here, so the call that continues where the last one
  * stopped (AFTER_SEQUENCE_NUMBER of its continuation_sequence_number) is
- * that subscription going on and is admitted at once.
+ * that subscription going on and is admitted at once; so is a call that
+ * retries, from where it started, one that failed (a cancelled wait).
  *
  * The state lives in shared memory; without shared_preload_libraries the
  * rule is not enforced.
@@ -37,7 +38,7 @@ extern Subscription subscription_begin(StreamInfo *info, StreamShard *shard, con
 									   int64 from_seq);
 /* Whether another call took this one's place. */
 extern bool subscription_taken_over(const Subscription *sub);
-/* The call ended; ok: it returned, and the next call continues after continuation (-1: none). */
-extern void subscription_end(const Subscription *sub, bool ok, int64 continuation);
+/* The call ended; ok: it returned, and a call reading from resume_from continues it. */
+extern void subscription_end(const Subscription *sub, bool ok, int64 resume_from);
 
 #endif							/* STREAM_SUBSCRIPTION_H */
