@@ -74,12 +74,24 @@ DATA_built = stream--0.1.sql
 EXTRA_CLEAN = stream--0.1.sql
 PGFILEDESC = "stream - Kinesis-style data streams"
 
-# pg_regress: every sql/*.sql, in name order
-REGRESS = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
+# pg_regress: every sql/*.sql (one file per concept), in name order
+REGRESS = $(sort $(basename $(notdir $(wildcard $(srcdir)/sql/*.sql))))
 CONTRIB_TESTDB = stream_regression
 
 # isolation tester: every specs/*.spec (concurrency invariants), expected/*.out
-ISOLATION = $(sort $(basename $(notdir $(wildcard specs/*.spec))))
+ISOLATION = $(sort $(basename $(notdir $(wildcard $(srcdir)/specs/*.spec))))
+
+# `make installcheck` needs no running server: each runner starts a
+# throw-away instance of the installed PostgreSQL (pg_config's bindir) with
+# test/stream.conf, on a socket directory of its own under /tmp and no TCP,
+# so checkouts running at once do not collide (pg_cron does the same).
+# initdb refuses root: scripts/test.sh runs it as OS user postgres.
+# STREAM_TEMP_INSTANCE=0: against the server libpq points at instead
+# (test/valgrind.sh runs the private cluster under valgrind).
+ifneq ($(STREAM_TEMP_INSTANCE),0)
+REGRESS_OPTS = --temp-config=$(srcdir)/test/stream.conf --temp-instance=tmp_check
+ISOLATION_OPTS = --temp-config=$(srcdir)/test/stream.conf --temp-instance=tmp_check_iso
+endif
 
 PG_CPPFLAGS += -I$(srcdir)/src
 SHLIB_LINK += -lzstd -lsnappy -lz

@@ -1,37 +1,45 @@
 #!/usr/bin/env bash
-# Run every test of the stream extension against the private cluster.
+# shellcheck disable=SC2317  # functions reached through "suite_$name"
+# Run every test of the stream extension.
 #
-#   bash scripts/test.sh                 set up, then all suites
-#   bash scripts/test.sh regress pgtap   only the named suites (regress, tap, pgtap, scripts)
+#   bash scripts/test.sh                     set up, then all suites
+#   bash scripts/test.sh regress isolation   only the named suites
 #
-# Suites:
-#   regress  pg_regress via `make installcheck` (sql/*.sql vs expected/*.out)
-#   tap      every test/t/*.pl (PostgreSQL's TAP framework, PostgreSQL::Test::Cluster),
-#            one `make prove_installcheck PROVE_TESTS=<file>` each; every test makes
-#            throw-away nodes of its own (crash/restart, dump/restore, no preload,
-#            crash loops), never touching the private cluster.  TESTDIR, and so the
-#            logs, is log/tap/<test>/ (tmp_check/log/regress_log_<test> says it all).
-#            As root it runs as the OS user `postgres` (initdb refuses root), which
-#            must be able to read the checkout.
-#   pgtap    pg_prove on each test/pgtap/*.sql, in a freshly created database
-#            stream_test that already has `pgtap` and `stream` installed
-#   scripts  every executable file in test/scripts/ (sorted), run from the checkout
-#            root with the environment of scripts/env.sh; exit status 0 = pass.
-#            The cluster is started again after each script if it is down.
+# Suites, in this order:
+#   regress    pg_regress, one file per concept (sql/*.sql vs expected/*.out)
+#   isolation  the isolation tester, one spec per concurrency invariant
+#              (specs/*.spec vs expected/*.out)
+#              Both run `make installcheck` with a throw-away instance of their
+#              own (Makefile REGRESS_OPTS / ISOLATION_OPTS, test/stream.conf),
+#              not the private cluster; under root as OS user postgres (initdb
+#              refuses root), in log/regress/ and log/isolation/ (results,
+#              regression.diffs, the instance's log).
+#   tap        every test/t/*.pl (PostgreSQL's TAP framework, PostgreSQL::Test::Cluster),
+#              one `make prove_installcheck PROVE_TESTS=<file>` each; every test makes
+#              throw-away nodes of its own (crash/restart, dump/restore, no preload,
+#              crash loops), never touching the private cluster.  TESTDIR, and so the
+#              logs, is log/tap/<test>/ (tmp_check/log/regress_log_<test> says it all).
+#              As root it runs as the OS user `postgres` (initdb refuses root), which
+#              must be able to read the checkout.
+#   pgtap      pg_prove on each test/pgtap/*.sql, in a freshly created database
+#              stream_test that already has `pgtap` and `stream` installed
+#   scripts    every executable file in test/scripts/ (sorted), run from the checkout
+#              root with the environment of scripts/env.sh; exit status 0 = pass.
+#              The cluster is started again after each script if it is down.
 #
-# Ends with a line "N passed, N failed" (each pg_regress test, TAP file, pgTAP
-# file and script counts as one) and exits 1 if anything failed.
+# Ends with a line "N passed, N failed" (each pg_regress test, isolation spec,
+# TAP file, pgTAP file and script counts as one) and exits 1 if anything failed.
 #
 # Environment:
+#   STREAM_PG_BIN              PostgreSQL to build, install and test with (scripts/env.sh)
 #   STREAM_SKIP_PACKAGES=1 / STREAM_SKIP_BUILD=1   passed on to scripts/setup.sh
 #   STREAM_SKIP_SETUP=1        do not run scripts/setup.sh (just make sure the cluster runs)
 #   STREAM_PGTAP_TIMEOUT       seconds per pgTAP file (default 300)
 #   STREAM_TAP_TIMEOUT         seconds per TAP file (default 600)
 #   STREAM_TAP_TESTS           the TAP files to run (default test/t/*.pl)
 #   STREAM_SCRIPT_TIMEOUT      seconds per test script (default 600)
-#   STREAM_REGRESS_TIMEOUT     seconds for make installcheck (default 900)
+#   STREAM_REGRESS_TIMEOUT     seconds per make installcheck (default 900)
 set -uo pipefail
-# shellcheck disable=SC2317  # functions reached through "suite_$name"
 
 # shellcheck source=scripts/env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -88,43 +96,72 @@ ensure_cluster() {
 psql_admin() { psql -X -q -v ON_ERROR_STOP=1 -d postgres "$@"; }
 
 # ---------------------------------------------------------------- suites
-suite_regress() {
-    heading "pg_regress (make installcheck)"
+# pg_regress and the isolation tester through PGXS (`make installcheck`),
+# each with a throw-away instance of its own (Makefile: --temp-instance,
+# test/stream.conf), so neither needs the private cluster.  They run from
+# log/<suite>/ with the checkout's Makefile; initdb refuses root, so under
+# root they run as OS user postgres, who owns that directory.
+# $1 = suite, $2 = label, $3 = inputs (a glob), then make arguments that
+# keep the other runner out.  Each test counts as one.
+run_pgxs_suite() {
+    local suite=$1 label=$2 glob=$3
+    shift 3
+    heading "$label (make installcheck, temporary instance)"
     shopt -s nullglob
-    local sqlfiles=(sql/*.sql)
+    # shellcheck disable=SC2206  # the glob is meant to expand
+    local inputs=($glob)
     shopt -u nullglob
-    if [ ${#sqlfiles[@]} -eq 0 ]; then
-        note "no sql/*.sql files: no pg_regress tests to run"
+    if [ ${#inputs[@]} -eq 0 ]; then
+        note "no $glob files: no $label tests to run"
         return
     fi
-    ensure_cluster || { fail "pg_regress" "cluster not running"; return; }
-
-    local out="$LOGDIR/installcheck.out" rc=0
-    rm -f regression.diffs regression.out
-    timeout -k 10 "$REGRESS_TIMEOUT" make installcheck PG_CONFIG="$PG_CONFIG" </dev/null 2>&1 | tee "$out" || rc=$?
+    local dir="$LOGDIR/$suite" out="$LOGDIR/$suite.out" rc=0
+    local -a as_tester=()
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    if [ "$(id -u)" = 0 ]; then
+        chown postgres: "$dir"
+        as_tester=(runuser -u postgres --)
+        if ! runuser -u postgres -- test -r "$STREAM_ROOT/Makefile"; then
+            fail "$label" "OS user postgres cannot read $STREAM_ROOT/Makefile (bash scripts/cluster.sh start grants o+x on the parent directories)"
+            return
+        fi
+    fi
+    (cd "$dir" && "${as_tester[@]}" timeout -k 10 "$REGRESS_TIMEOUT" \
+        make -f "$STREAM_ROOT/Makefile" PG_CONFIG="$PG_CONFIG" "$@" installcheck) </dev/null 2>&1 | tee "$out" || rc=$?
 
     # PostgreSQL 15: "test name ... ok   12 ms" / "     name ... FAILED" (parallel groups);
     # newer releases: TAP "ok 1 - name" / "not ok 1 - name".
-    local n_ok n_fail
+    local n_ok n_fail t
     n_ok=$(grep -cE '^(test +| +)[^ ]+ +\.\.\. +ok|^ok +[0-9]+ +[-+] ' "$out")
     n_fail=$(grep -cE '^(test +| +)[^ ]+ +\.\.\. +FAILED|^not ok +[0-9]+ +[-+] ' "$out")
-    local t
     while read -r t; do
-        [ -n "$t" ] && FAILED_NAMES+=("pg_regress: $t")
+        [ -n "$t" ] && FAILED_NAMES+=("$suite: $t")
     done < <(sed -nE 's/^(test +| +)([^ ]+) +\.\.\. +FAILED.*/\2/p; s/^not ok +[0-9]+ +[-+] +([^ ]+).*/\1/p' "$out")
     PASSED=$((PASSED + n_ok))
     FAILED=$((FAILED + n_fail))
-    note "pg_regress: $n_ok passed, $n_fail failed (exit $rc)"
+    note "$label: $n_ok passed, $n_fail failed (exit $rc)"
 
     if [ "$rc" -ne 0 ] && [ "$n_fail" -eq 0 ]; then
-        fail "pg_regress (make installcheck exited $rc)"
+        fail "$label (make installcheck exited $rc)"
+        find "$dir" -name postmaster.log -exec tail -n 40 {} \; 2>/dev/null
     elif [ "$rc" -eq 0 ] && [ "$n_ok" -eq 0 ]; then
-        fail "pg_regress (no test results found in the output)"
+        fail "$label (no test results found in the output)"
     fi
-    if [ "$rc" -ne 0 ] && [ -f regression.diffs ]; then
-        heading "regression.diffs (first 600 lines)"
-        head -n 600 regression.diffs
+    local diffs
+    diffs=$(find "$dir" -name regression.diffs | head -n 1)
+    if [ "$rc" -ne 0 ] && [ -n "$diffs" ]; then
+        heading "$diffs (first 600 lines)"
+        head -n 600 "$diffs"
     fi
+}
+
+suite_regress() {
+    run_pgxs_suite regress pg_regress 'sql/*.sql' ISOLATION=
+}
+
+suite_isolation() {
+    run_pgxs_suite isolation "isolation tester" 'specs/*.spec' REGRESS=
 }
 
 # Stop the nodes a TAP test left running (it was killed by the timeout before
@@ -252,9 +289,9 @@ suite_scripts() {
 
 # ---------------------------------------------------------------- main
 SUITES=("$@")
-[ ${#SUITES[@]} -gt 0 ] || SUITES=(regress tap pgtap scripts)
+[ ${#SUITES[@]} -gt 0 ] || SUITES=(regress isolation tap pgtap scripts)
 for s in "${SUITES[@]}"; do
-    case "$s" in regress|tap|pgtap|scripts) ;; *) echo "unknown suite: $s (regress, tap, pgtap, scripts)" >&2; exit 2 ;; esac
+    case "$s" in regress|isolation|tap|pgtap|scripts) ;; *) echo "unknown suite: $s (regress, isolation, tap, pgtap, scripts)" >&2; exit 2 ;; esac
 done
 
 if [ "${STREAM_SKIP_SETUP:-0}" = 1 ]; then

@@ -21,7 +21,8 @@
 #   2. starts `valgrind --tool=memcheck --trace-children=yes --track-origins=yes
 #      --suppressions=test/valgrind.supp postgres -c jit=off ...` as the
 #      server's OS user, logs in valgrind-out/vg.<pid>.log (one per process);
-#   3. runs `make installcheck`, the pgTAP files and test/scripts/15_roundtrip.py
+#   3. runs `make installcheck` (pg_regress and the isolation specs, against
+#      this server: STREAM_TEMP_INSTANCE=0), the pgTAP files and test/scripts/15_roundtrip.py
 #      (STREAM_PROP_RECORDS=$STREAM_VALGRIND_RECORDS, default 1000, timeouts x10);
 #   4. stops the server, rebuilds and installs the ordinary stream.so, and
 #      sorts the reports (test/valgrind_report.py): those with a frame in
@@ -102,7 +103,7 @@ for s in $SUITES; do
     case "$s" in
         regress)
             say "make installcheck"
-            make installcheck PG_CONFIG="$PG_CONFIG" >"$OUT/regress.out" 2>&1 || FAILED+=(regress)
+            make installcheck PG_CONFIG="$PG_CONFIG" STREAM_TEMP_INSTANCE=0 >"$OUT/regress.out" 2>&1 || FAILED+=(regress)
             grep -E '^(test +| +)[^ ]+ +\.\.\. ' "$OUT/regress.out" >&2 ;;
         pgtap)
             say "pgTAP (scripts/test.sh pgtap against the running server)"

@@ -122,12 +122,19 @@ catalog_load_checkpoints(int32 id, ProcessorCheckpoints *cps, MemoryContext cxt)
  */
 static HTAB *name_cache = NULL;
 static Oid	ds_relid = InvalidOid;
+static Oid	streams_relid = InvalidOid;
 static bool name_cache_callback = false;
 
+/*
+ * A row change of stream.delivery_streams sends no invalidation, so create
+ * and delete_delivery_stream announce theirs as every catalog change does,
+ * on stream.streams (stream_internal._catalog_changed).
+ */
 static void
 name_cache_invalidate(Datum arg, Oid relid)
 {
-	if (name_cache != NULL && (relid == InvalidOid || relid == ds_relid))
+	if (name_cache != NULL &&
+		(relid == InvalidOid || relid == ds_relid || relid == streams_relid))
 	{
 		hash_destroy(name_cache);
 		name_cache = NULL;
@@ -161,6 +168,7 @@ delivery_lookup_name(const char *name)
 		name_cache = hash_create("stream delivery names", 16, &ctl,
 								 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 		ds_relid = get_relname_relid("delivery_streams", stream_nsp());
+		streams_relid = get_relname_relid("streams", stream_nsp());
 	}
 	e = hash_search(name_cache, name, HASH_FIND, &found);
 	if (found)

@@ -412,6 +412,8 @@ BEGIN
         buffer_interval_seconds, coalesce(prefix, ''), error_output_prefix, partition_key_queries,
         transform_function, backup_prefix, v_now);
     INSERT INTO stream.delivery_progress (delivery_stream_id) VALUES (v_id);
+    -- every session's delivery name cache (delivery_catalog.c) drops the name
+    PERFORM stream_internal._catalog_changed();
     PERFORM stream_internal._wake_worker();
     RETURN stream_internal._delivery_arn(delivery_stream_name);
 END $$;
@@ -449,8 +451,9 @@ BEGIN
         EXECUTE format('DROP TABLE IF EXISTS %s', stream_internal._data_table(d.source_stream_id));
         DELETE FROM stream.streams WHERE stream_id = d.source_stream_id;
         PERFORM stream_internal._forget_stream(d.source_stream_id);
-        PERFORM stream_internal._catalog_changed();
     END IF;
+    -- every session's stream and delivery name caches drop it
+    PERFORM stream_internal._catalog_changed();
 END $$;
 -- the API entry: notes the caller, then runs stream_internal.delete_delivery_stream (src/caller.c)
 CREATE FUNCTION stream.delete_delivery_stream(delivery_stream_name text)

@@ -14,7 +14,14 @@ source scripts/env.sh
 command -v gdb >/dev/null || { echo "25_counter_init_race: SKIPPED (no gdb)"; exit 0; }
 psql -X -qAt -d postgres -c "ALTER SYSTEM SET stream.max_shards = 16" >/dev/null
 bash scripts/cluster.sh restart >/dev/null
-restore() { psql -X -qAt -d postgres -c "ALTER SYSTEM RESET stream.max_shards" >/dev/null; bash scripts/cluster.sh restart >/dev/null; }
+# the backends' outputs, gdb's logs and the go-files in a directory of this run
+# only, so that checkouts running the test at once do not share them
+RACE="$(mktemp -d /tmp/stream_counter_race.XXXXXX)"
+restore() {
+    psql -X -qAt -d postgres -c "ALTER SYSTEM RESET stream.max_shards" >/dev/null
+    bash scripts/cluster.sh restart >/dev/null
+    rm -rf "$RACE"
+}
 trap restore EXIT
 DB=stream_attack_race
 P="psql -X -qAt -d $DB"
@@ -25,20 +32,19 @@ LINE=$(grep -n 'start = seqmark_startup_locked(mark);' src/streams/seqalloc.c | 
 # the schedule needs that line: fail rather than hold the backends nowhere
 [ -n "$LINE" ] || { echo "25_counter_init_race: FAILED (the start computation is not in src/streams/seqalloc.c)"; exit 1; }
 LINE=$((LINE+3))   # the LWLockAcquire that re-finds the entry
-rm -f /tmp/race_go_*
 # Backend X: pause after computing its start
-hold() {  # $1 name ; runs the put in background, holds backend at the line until /tmp/race_go_$1
+hold() {  # $1 name ; runs the put in background, holds backend at the line until $RACE/go_$1
   local name=$1 sql=$2
-  coproc_out=/tmp/race_out_$name
-  ( $P -c "SELECT pg_backend_pid()" -c "SELECT pg_sleep(2)" -c "$sql" > $coproc_out 2>&1 ) &
+  coproc_out=$RACE/out_$name
+  ( $P -c "SELECT pg_backend_pid()" -c "SELECT pg_sleep(2)" -c "$sql" > "$coproc_out" 2>&1 ) &
   sleep 0.7
-  local pid=$(head -1 $coproc_out)
+  local pid=$(head -1 "$coproc_out")
   gdb -p $pid -batch -q -ex "break streams/seqalloc.c:$LINE" -ex continue \
-      -ex "shell while [ ! -f /tmp/race_go_$name ]; do sleep 0.1; done" -ex "delete" -ex detach >/tmp/race_gdb_$name 2>&1 &
+      -ex "shell while [ ! -f $RACE/go_$name ]; do sleep 0.1; done" -ex "delete" -ex detach >"$RACE/gdb_$name" 2>&1 &
   sleep 3
 }
 hold X "SELECT sequence_number FROM stream.put_record('a','x','\x01')"
-echo "X held: $(grep -c 'Breakpoint 1,' /tmp/race_gdb_X)"
+echo "X held: $(grep -c 'Breakpoint 1,' "$RACE/gdb_X")"
 # Y: initialises the entry, takes numbers, rolls back
 Y=$($P -c "BEGIN" -c "SELECT sequence_number FROM stream.put_record('a','y','\x01')" -c "ROLLBACK")
 echo "Y took $Y (rolled back)"
@@ -46,11 +52,11 @@ echo "Y took $Y (rolled back)"
 for i in $(seq 0 19); do $P -c "SELECT 1 FROM stream.put_record('o$i','k','\x01')" >/dev/null; done
 # W: re-creates the entry for 'a', held before initialising
 hold W "SELECT sequence_number FROM stream.put_record('a','w','\x01')"
-echo "W held: $(grep -c 'Breakpoint 1,' /tmp/race_gdb_W)"
-touch /tmp/race_go_X; sleep 2
-touch /tmp/race_go_W; sleep 2
+echo "W held: $(grep -c 'Breakpoint 1,' "$RACE/gdb_W")"
+touch "$RACE/go_X"; sleep 2
+touch "$RACE/go_W"; sleep 2
 wait
-X=$(tail -1 /tmp/race_out_X); W=$(tail -1 /tmp/race_out_W)
+X=$(tail -1 "$RACE/out_X"); W=$(tail -1 "$RACE/out_W")
 echo "X got $X, W got $W, Y had $Y"
 if [ "$X" = "$Y" ] || [ "$W" = "$Y" ]; then echo "25_counter_init_race: FAILED (sequence number $Y handed out twice)"; exit 1; fi
 psql -X -q -d postgres -c "DROP DATABASE $DB WITH (FORCE)"
