@@ -22,6 +22,7 @@ SELECT array_agg(stream_name ORDER BY stream_name COLLATE "C") = array_agg(strea
 SELECT stream_name FROM stream.list_streams(exclusive_start_stream_name => 'zzpag.19');
 
 -- pages of 7 from just before ours, followed by next_token to the end: every stream once, in order
+CREATE TEMP TABLE pages AS
 WITH RECURSIVE pages(n, names, more, token) AS (
     SELECT 1, array_agg(stream_name ORDER BY stream_name COLLATE "C"), bool_or(has_more_streams), max(next_token)
       FROM stream.list_streams('zzpag', 7)
@@ -31,16 +32,8 @@ WITH RECURSIVE pages(n, names, more, token) AS (
                                     bool_or(has_more_streams) AS more, max(next_token) AS token
                                FROM stream.list_streams(next_token => p.token, "limit" => 7)) x
      WHERE p.more)
+SELECT * FROM pages;
 SELECT n AS page, cardinality(names) AS listed, more, token IS NOT NULL AS has_token FROM pages ORDER BY n;
-WITH RECURSIVE pages(n, names, more, token) AS (
-    SELECT 1, array_agg(stream_name ORDER BY stream_name COLLATE "C"), bool_or(has_more_streams), max(next_token)
-      FROM stream.list_streams('zzpag', 7)
-    UNION ALL
-    SELECT p.n + 1, p.names || x.names, x.more, x.token
-      FROM pages p, LATERAL (SELECT array_agg(stream_name ORDER BY stream_name COLLATE "C") AS names,
-                                    bool_or(has_more_streams) AS more, max(next_token) AS token
-                               FROM stream.list_streams(next_token => p.token, "limit" => 7)) x
-     WHERE p.more)
 SELECT (SELECT names FROM pages ORDER BY n DESC LIMIT 1)
      = (SELECT array_agg(stream_name ORDER BY stream_name COLLATE "C") FROM stream.streams WHERE stream_name LIKE 'zzpag%') AS all_once;
 

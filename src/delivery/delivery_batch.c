@@ -74,25 +74,8 @@ collect_record(void *arg, const StreamRecord *rec)
 {
 	Batch	   *b = arg;
 
-	if (b->cfg->direct_put)
-	{
-		/* Firehose's DirectPut takes records as they are */
-		bytea	   *d = DatumGetByteaPP(rec->data);
-		UserRecord	ur;
-
-		ur.rec = rec;
-		ur.sub_seq = 0;
-		ur.aggregated = false;
-		ur.partition_key = rec->partition_key;
-		ur.explicit_hash_key = (Datum) 0;
-		ur.data = VARDATA_ANY(d);
-		ur.data_len = VARSIZE_ANY_EXHDR(d);
-		collect_user_record(b, &ur);
-		if ((Pointer) d != DatumGetPointer(rec->data))
-			pfree(d);
-	}
-	else
-		(void) deaggregate_record(rec, collect_user_record, b);
+	/* Firehose's DirectPut takes records as they are */
+	(void) deaggregate_record(rec, !b->cfg->direct_put, collect_user_record, b);
 }
 
 /*

@@ -82,40 +82,23 @@ key_utf8(text *t, size_t *len)
 Datum
 stream_aggregate_records(PG_FUNCTION_ARGS)
 {
-	Datum	   *keys,
-			   *datas,
-			   *ehks = NULL;
-	bool	   *key_nulls,
-			   *data_nulls,
-			   *ehk_nulls = NULL;
-	int			nkeys,
-				ndata,
-				nehk = 0;
+	PutArrays	a;
+	int			nkeys;
 	KeyTable	pk_table,
 				ehk_table;
 	KplEncodeRecord *recs;
 	uint64		size;
 	bytea	   *out;
 
-	kinesis_require_arg(PG_ARGISNULL(0), "records.partitionKey");
-	kinesis_require_arg(PG_ARGISNULL(1), "records.data");
-	keys = put_array_elements(PG_GETARG_ARRAYTYPE_P(0), TEXTOID, &key_nulls, &nkeys);
-	datas = put_array_elements(PG_GETARG_ARRAYTYPE_P(1), BYTEAOID, &data_nulls, &ndata);
-	if (!PG_ARGISNULL(2))
-		ehks = put_array_elements(PG_GETARG_ARRAYTYPE_P(2), TEXTOID, &ehk_nulls, &nehk);
-	if (nkeys != ndata || (ehks != NULL && nehk != nkeys))
-		ereport(ERROR,
-				(errcode(ERRCODE_STREAM_VALIDATION),
-				 errmsg("ValidationException: partition_keys, data and explicit_hash_keys must have the same number of elements"),
-				 errdetail("Got %d partition keys, %d data values and %d explicit hash keys.",
-						   nkeys, ndata, ehks ? nehk : 0)));
+	put_arrays(fcinfo, 0, &a);
+	nkeys = a.n;
 	if (nkeys < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_STREAM_VALIDATION),
 				 errmsg("ValidationException: 1 validation error detected: Value at 'records' failed to satisfy constraint: Member must have length greater than or equal to 1")));
 
 	keytable_init(&pk_table, nkeys);
-	keytable_init(&ehk_table, ehks ? nkeys : 0);
+	keytable_init(&ehk_table, a.ehks ? nkeys : 0);
 	recs = palloc_extended(sizeof(KplEncodeRecord) * nkeys, MCXT_ALLOC_HUGE);
 	for (int i = 0; i < nkeys; i++)
 	{
@@ -128,14 +111,14 @@ stream_aggregate_records(PG_FUNCTION_ARGS)
 
 		CHECK_FOR_INTERRUPTS();
 		snprintf(path, sizeof(path), "records.%d.", i + 1);
-		if (key_nulls[i])
+		if (a.key_nulls[i])
 			kinesis_require_arg(true, psprintf("%spartitionKey", path));
-		if (data_nulls[i])
+		if (a.data_nulls[i])
 			kinesis_require_arg(true, psprintf("%sdata", path));
-		key = (text *) PG_DETOAST_DATUM_PACKED(keys[i]);
-		data = (bytea *) PG_DETOAST_DATUM_PACKED(datas[i]);
-		if (ehks != NULL && !ehk_nulls[i])
-			ehk = (text *) PG_DETOAST_DATUM_PACKED(ehks[i]);
+		key = (text *) PG_DETOAST_DATUM_PACKED(a.keys[i]);
+		data = (bytea *) PG_DETOAST_DATUM_PACKED(a.datas[i]);
+		if (a.ehks != NULL && !a.ehk_nulls[i])
+			ehk = (text *) PG_DETOAST_DATUM_PACKED(a.ehks[i]);
 		(void) put_validate_record(key, data, ehk, path);
 
 		p = key_utf8(key, &len);

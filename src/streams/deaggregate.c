@@ -55,7 +55,7 @@ typedef struct SubRecord
 } SubRecord;
 
 int
-deaggregate_record(const StreamRecord *rec, UserRecordSink sink, void *arg)
+deaggregate_record(const StreamRecord *rec, bool deaggregate, UserRecordSink sink, void *arg)
 {
 	bytea	   *d = DatumGetByteaPP(rec->data);
 	const uint8 *bytes = (const uint8 *) VARDATA_ANY(d);
@@ -65,7 +65,7 @@ deaggregate_record(const StreamRecord *rec, UserRecordSink sink, void *arg)
 	int			count = 0;
 
 	ur.rec = rec;
-	if (kpl_inspect(bytes, len, &agg) == KPL_OK)
+	if (deaggregate && kpl_inspect(bytes, len, &agg) == KPL_OK)
 	{
 		MemoryContext scratch = AllocSetContextCreate(CurrentMemoryContext, "KPL aggregate",
 													  ALLOCSET_DEFAULT_SIZES);

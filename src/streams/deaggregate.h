@@ -29,8 +29,9 @@ typedef void (*UserRecordSink) (void *arg, const UserRecord *ur);
 
 /*
  * Hand the user records of rec to sink in order; returns how many (0 for
- * an aggregate of no records, which the KCL also drops).
+ * an aggregate of no records, which the KCL also drops).  Without
+ * deaggregate, rec itself as one plain user record.
  */
-extern int	deaggregate_record(const StreamRecord *rec, UserRecordSink sink, void *arg);
+extern int	deaggregate_record(const StreamRecord *rec, bool deaggregate, UserRecordSink sink, void *arg);
 
 #endif							/* STREAM_DEAGGREGATE_H */

@@ -247,6 +247,29 @@ java_int_index(uint64 v, uint32 *out)
 	return i >= 0;
 }
 
+/*
+ * The next field of AggregatedRecord that is one of its own (1, 2, 3, as
+ * length-delimited) into *s, skipping any other; 0 at the end, -1 when the
+ * message is malformed.
+ */
+static int
+next_top_field(PbReader *r, KplSlice *s)
+{
+	while (r->p < r->end)
+	{
+		uint32		f;
+		int			wt;
+
+		if (!rd_tag(r, &f, &wt))
+			return -1;
+		if ((f == 1 || f == 2 || f == 3) && wt == WT_LEN)
+			return rd_len(r, s) ? (int) f : -1;
+		if (!skip_field(r, f, wt, 0))
+			return -1;
+	}
+	return 0;
+}
+
 KplStatus
 kpl_inspect(const uint8 *data, size_t len, KplAggregate *agg)
 {
@@ -270,52 +293,37 @@ kpl_inspect(const uint8 *data, size_t len, KplAggregate *agg)
 
 	r.p = agg->msg.p;
 	r.end = agg->msg.p + agg->msg.len;
-	while (r.p < r.end)
+	for (;;)
 	{
-		uint32		f;
-		int			wt;
 		KplSlice	s;
+		int			f = next_top_field(&r, &s);
+		RecordFields rf;
+		uint32		i;
 
-		if (!rd_tag(&r, &f, &wt))
+		if (f == 0)
+			break;
+		if (f < 0 || (f == 1 && agg->n_pk == PG_UINT32_MAX) || (f == 2 && agg->n_ehk == PG_UINT32_MAX))
 			return KPL_BAD_PROTOBUF;
-		if ((f == 1 || f == 2 || f == 3) && wt == WT_LEN)
+		if (f == 1)
+			agg->n_pk++;
+		else if (f == 2)
+			agg->n_ehk++;
+		else
 		{
-			if (!rd_len(&r, &s))
+			if (!parse_record(s, 1, &rf))
 				return KPL_BAD_PROTOBUF;
-			if (f == 1)
+			if (!java_int_index(rf.pk_index, &i))
+				negative = true;
+			max_pk = Max(max_pk, i);
+			if (rf.has_ehk)
 			{
-				if (agg->n_pk == PG_UINT32_MAX)
-					return KPL_BAD_PROTOBUF;
-				agg->n_pk++;
-			}
-			else if (f == 2)
-			{
-				if (agg->n_ehk == PG_UINT32_MAX)
-					return KPL_BAD_PROTOBUF;
-				agg->n_ehk++;
-			}
-			else
-			{
-				RecordFields rf;
-				uint32		i;
-
-				if (!parse_record(s, 1, &rf))
-					return KPL_BAD_PROTOBUF;
-				if (!java_int_index(rf.pk_index, &i))
+				if (!java_int_index(rf.ehk_index, &i))
 					negative = true;
-				max_pk = Max(max_pk, i);
-				if (rf.has_ehk)
-				{
-					if (!java_int_index(rf.ehk_index, &i))
-						negative = true;
-					max_ehk = Max(max_ehk, i);
-					any_ehk = true;
-				}
-				agg->n_records++;
+				max_ehk = Max(max_ehk, i);
+				any_ehk = true;
 			}
+			agg->n_records++;
 		}
-		else if (!skip_field(&r, f, wt, 0))
-			return KPL_BAD_PROTOBUF;
 	}
 	/* the tables are complete only now: entries and records may interleave */
 	if (negative || (agg->n_records > 0 && max_pk >= agg->n_pk))
@@ -349,25 +357,19 @@ kpl_prepare(const KplAggregate *agg, KplSlice *pks, KplSlice *ehks)
 	KplIter		it;
 	KplUserRecord rec;
 
-	while (r.p < r.end)
+	for (;;)
 	{
-		uint32		f;
-		int			wt;
 		KplSlice	s;
+		int			f = next_top_field(&r, &s);
 
-		if (!rd_tag(&r, &f, &wt))
+		if (f == 0)
+			break;
+		if (f < 0)
 			return KPL_BAD_PROTOBUF;
-		if ((f == 1 || f == 2 || f == 3) && wt == WT_LEN)
-		{
-			if (!rd_len(&r, &s))
-				return KPL_BAD_PROTOBUF;
-			if (f == 1 && npk < agg->n_pk)
-				pks[npk++] = s;
-			else if (f == 2 && nehk < agg->n_ehk)
-				ehks[nehk++] = s;
-		}
-		else if (!skip_field(&r, f, wt, 0))
-			return KPL_BAD_PROTOBUF;
+		if (f == 1 && npk < agg->n_pk)
+			pks[npk++] = s;
+		else if (f == 2 && nehk < agg->n_ehk)
+			ehks[nehk++] = s;
 	}
 	if (npk != agg->n_pk || nehk != agg->n_ehk)
 		return KPL_BAD_PROTOBUF;	/* not the message kpl_inspect saw */
@@ -401,36 +403,30 @@ bool
 kpl_next(KplIter *it, KplUserRecord *rec)
 {
 	PbReader	r = {it->p, it->end};
+	KplSlice	s;
+	int			f;
 
-	while (r.p < r.end)
+	while ((f = next_top_field(&r, &s)) > 0)
 	{
-		uint32		f;
-		int			wt;
-		KplSlice	s;
 		RecordFields rf;
 		uint32		pk,
 					ehk = 0;
 
-		if (!rd_tag(&r, &f, &wt))
+		if (f != 3)
+			continue;
+		if (!parse_record(s, 1, &rf) ||
+			!java_int_index(rf.pk_index, &pk) || pk >= it->n_pk ||
+			(rf.has_ehk && (!java_int_index(rf.ehk_index, &ehk) || ehk >= it->n_ehk)))
 			break;
-		if (f == 3 && wt == WT_LEN)
-		{
-			if (!rd_len(&r, &s) || !parse_record(s, 1, &rf) ||
-				!java_int_index(rf.pk_index, &pk) || pk >= it->n_pk ||
-				(rf.has_ehk && (!java_int_index(rf.ehk_index, &ehk) || ehk >= it->n_ehk)))
-				break;
-			it->p = r.p;
-			rec->pk_index = pk;
-			rec->partition_key = it->pks[pk];
-			rec->explicit_hash_key.p = NULL;
-			rec->explicit_hash_key.len = 0;
-			if (rf.has_ehk)
-				rec->explicit_hash_key = it->ehks[ehk];
-			rec->data = rf.data;
-			return true;
-		}
-		if (!skip_field(&r, f, wt, 0))
-			break;
+		it->p = r.p;
+		rec->pk_index = pk;
+		rec->partition_key = it->pks[pk];
+		rec->explicit_hash_key.p = NULL;
+		rec->explicit_hash_key.len = 0;
+		if (rf.has_ehk)
+			rec->explicit_hash_key = it->ehks[ehk];
+		rec->data = rf.data;
+		return true;
 	}
 	it->p = it->end;
 	return false;

@@ -218,9 +218,9 @@ sort_by_shard(StreamInfo *info, PutItem *items, int n, PutItem **out)
 	pfree(start);
 }
 
-/* A one-dimensional array's elements (put.h). */
-Datum *
-put_array_elements(ArrayType *arr, Oid elemtype, bool **nulls, int *n)
+/* A one-dimensional array's elements. */
+static Datum *
+array_elements(ArrayType *arr, Oid elemtype, bool **nulls, int *n)
 {
 	int16		typlen;
 	bool		typbyval;
@@ -236,6 +236,29 @@ put_array_elements(ArrayType *arr, Oid elemtype, bool **nulls, int *n)
 	return elems;
 }
 
+/* The record arrays of a SQL function, arguments arg to arg + 2 (put.h). */
+void
+put_arrays(FunctionCallInfo fcinfo, int arg, PutArrays *a)
+{
+	int			ndata,
+				nehk = 0;
+
+	kinesis_require_arg(PG_ARGISNULL(arg), "records.partitionKey");
+	kinesis_require_arg(PG_ARGISNULL(arg + 1), "records.data");
+	a->keys = array_elements(PG_GETARG_ARRAYTYPE_P(arg), TEXTOID, &a->key_nulls, &a->n);
+	a->datas = array_elements(PG_GETARG_ARRAYTYPE_P(arg + 1), BYTEAOID, &a->data_nulls, &ndata);
+	a->ehks = NULL;
+	a->ehk_nulls = NULL;
+	if (!PG_ARGISNULL(arg + 2))
+		a->ehks = array_elements(PG_GETARG_ARRAYTYPE_P(arg + 2), TEXTOID, &a->ehk_nulls, &nehk);
+	if (a->n != ndata || (a->ehks != NULL && nehk != a->n))
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_VALIDATION),
+				 errmsg("ValidationException: partition_keys, data and explicit_hash_keys must have the same number of elements"),
+				 errdetail("Got %d partition keys, %d data values and %d explicit hash keys.",
+						   a->n, ndata, a->ehks ? nehk : 0)));
+}
+
 /*
  * stream.put_records(stream_name, partition_keys[], data[], explicit_hash_keys[])
  *   RETURNS TABLE(shard_id, sequence_number, error_code, error_message)
@@ -245,15 +268,8 @@ stream_put_records(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *name;
-	Datum	   *keys,
-			   *datas,
-			   *ehks = NULL;
-	bool	   *key_nulls,
-			   *data_nulls,
-			   *ehk_nulls = NULL;
-	int			nkeys,
-				ndata,
-				nehk = 0;
+	PutArrays	a;
+	int			nkeys;
 	Size		total = 0;
 	StreamInfo *info;
 	PutItem    *items;
@@ -268,17 +284,8 @@ stream_put_records(PG_FUNCTION_ARGS)
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	kinesis_check_stream_name(name);
 
-	keys = put_array_elements(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, &key_nulls, &nkeys);
-	datas = put_array_elements(PG_GETARG_ARRAYTYPE_P(2), BYTEAOID, &data_nulls, &ndata);
-	if (!PG_ARGISNULL(3))
-		ehks = put_array_elements(PG_GETARG_ARRAYTYPE_P(3), TEXTOID, &ehk_nulls, &nehk);
-
-	if (nkeys != ndata || (ehks != NULL && nehk != nkeys))
-		ereport(ERROR,
-				(errcode(ERRCODE_STREAM_VALIDATION),
-				 errmsg("ValidationException: partition_keys, data and explicit_hash_keys must have the same number of elements"),
-				 errdetail("Got %d partition keys, %d data values and %d explicit hash keys.",
-						   nkeys, ndata, ehks ? nehk : 0)));
+	put_arrays(fcinfo, 1, &a);
+	nkeys = a.n;
 	if (nkeys < 1 || nkeys > PUT_RECORDS_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_STREAM_VALIDATION),
@@ -295,14 +302,14 @@ stream_put_records(PG_FUNCTION_ARGS)
 
 		CHECK_FOR_INTERRUPTS();
 		snprintf(path, sizeof(path), "records.%d.", i + 1);
-		if (key_nulls[i])
+		if (a.key_nulls[i])
 			kinesis_require_arg(true, psprintf("%spartitionKey", path));
-		if (data_nulls[i])
+		if (a.data_nulls[i])
 			kinesis_require_arg(true, psprintf("%sdata", path));
-		items[i].partition_key = (text *) PG_DETOAST_DATUM_PACKED(keys[i]);
-		items[i].data = (bytea *) PG_DETOAST_DATUM_PACKED(datas[i]);
+		items[i].partition_key = (text *) PG_DETOAST_DATUM_PACKED(a.keys[i]);
+		items[i].data = (bytea *) PG_DETOAST_DATUM_PACKED(a.datas[i]);
 		hashes[i] = put_validate_record(items[i].partition_key, items[i].data,
-									(ehks && !ehk_nulls[i]) ? DatumGetTextPP(ehks[i]) : NULL,
+									(a.ehks && !a.ehk_nulls[i]) ? DatumGetTextPP(a.ehks[i]) : NULL,
 									path);
 		total += VARSIZE_ANY_EXHDR(items[i].partition_key) + VARSIZE_ANY_EXHDR(items[i].data);
 	}

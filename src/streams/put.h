@@ -7,7 +7,7 @@
 
 #include "stream.h"
 
-#include "utils/array.h"
+#include "fmgr.h"
 
 /*
  * One record's partition key (1 to 256 characters), key plus data (1 MiB)
@@ -15,7 +15,22 @@
  * errors naming member path (e.g. "records.3."); returns its hash key.
  */
 extern uint128 put_validate_record(text *key, bytea *data, text *ehk, const char *path);
-/* A one-dimensional array's elements; ValidationException for more dimensions. */
-extern Datum *put_array_elements(ArrayType *arr, Oid elemtype, bool **nulls, int *n);
+/*
+ * The record arrays partition_keys text[], data bytea[] and (may be NULL)
+ * explicit_hash_keys text[] of a SQL function, its arguments arg to
+ * arg + 2: one-dimensional and of one length, else ValidationException.
+ */
+typedef struct PutArrays
+{
+	int			n;
+	Datum	   *keys;
+	bool	   *key_nulls;
+	Datum	   *datas;
+	bool	   *data_nulls;
+	Datum	   *ehks;			/* NULL: none given */
+	bool	   *ehk_nulls;
+} PutArrays;
+
+extern void put_arrays(FunctionCallInfo fcinfo, int arg, PutArrays *a);
 
 #endif							/* STREAM_PUT_H */

@@ -64,6 +64,49 @@ read_records(ShardIterator *it, int limit, bool check_expiry,
 	return r;
 }
 
+/* Arguments 0 and 1 of get_records (and its user-record overload): the iterator, checked, and the limit. */
+ShardIterator
+read_get_records_args(FunctionCallInfo fcinfo, int *limit)
+{
+	ShardIterator it;
+
+	kinesis_require_arg(PG_ARGISNULL(0), "shardIterator");
+	kinesis_require_arg(PG_ARGISNULL(1), "limit");
+	*limit = PG_GETARG_INT32(1);
+	read_check_limit(*limit);
+	iterator_decode(text_to_cstring(PG_GETARG_TEXT_PP(0)), &it);
+	return it;
+}
+
+/* get_records' result type (blessed) and the element type of its records. */
+TupleDesc
+read_get_records_desc(FunctionCallInfo fcinfo, Oid *rectype)
+{
+	TupleDesc	desc;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "get_records must return a composite type");
+	desc = BlessTupleDesc(desc);
+	*rectype = get_element_type(TupleDescAttr(desc, 0)->atttypid);
+	return desc;
+}
+
+/* The (records, next_shard_iterator, millis_behind_latest) row of a read. */
+Datum
+read_get_records_result(TupleDesc desc, Datum records, const ReadResult *r)
+{
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	values[0] = records;
+	if (r->shard_ended)
+		nulls[1] = true;
+	else
+		values[1] = CStringGetTextDatum(iterator_encode(&r->next));
+	values[2] = Int64GetDatum(r->millis_behind);
+	return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}
+
 /*
  * stream.get_records(shard_iterator, limit)
  *   RETURNS TABLE(records stream.record[], next_shard_iterator text, millis_behind_latest bigint)
@@ -71,35 +114,16 @@ read_records(ShardIterator *it, int limit, bool check_expiry,
 Datum
 stream_get_records(PG_FUNCTION_ARGS)
 {
-	ShardIterator it;
-	ReadResult	r;
-	TupleDesc	desc;
-	Oid			rectype;
-	RecordCollector c;
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
 	int			limit;
-
-	kinesis_require_arg(PG_ARGISNULL(0), "shardIterator");
-	kinesis_require_arg(PG_ARGISNULL(1), "limit");
-	limit = PG_GETARG_INT32(1);
-	read_check_limit(limit);
-	iterator_decode(text_to_cstring(PG_GETARG_TEXT_PP(0)), &it);
-
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "get_records must return a composite type");
-	desc = BlessTupleDesc(desc);
-	rectype = get_element_type(TupleDescAttr(desc, 0)->atttypid);
+	ShardIterator it = read_get_records_args(fcinfo, &limit);
+	Oid			rectype;
+	TupleDesc	desc = read_get_records_desc(fcinfo, &rectype);
+	RecordCollector c;
+	ReadResult	r;
 
 	collector_init_array(&c, rectype, limit);
 	r = read_records(&it, limit, true, collect_datum, &c);
-	values[0] = collector_array(&c);
-	if (r.shard_ended)
-		nulls[1] = true;
-	else
-		values[1] = CStringGetTextDatum(iterator_encode(&r.next));
-	values[2] = Int64GetDatum(r.millis_behind);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+	PG_RETURN_DATUM(read_get_records_result(desc, collector_array(&c), &r));
 }
 
 /*

@@ -84,24 +84,7 @@ collect_user_records(void *arg, const StreamRecord *rec)
 	c->base.last_arrival = rec->arrival;
 	c->base.last_seq = rec->seq;
 	c->base.count++;
-	if (c->deaggregate)
-		(void) deaggregate_record(rec, emit_user_record, c);
-	else
-	{
-		bytea	   *d = DatumGetByteaPP(rec->data);
-		UserRecord	ur;
-
-		ur.rec = rec;
-		ur.sub_seq = 0;
-		ur.aggregated = false;
-		ur.partition_key = rec->partition_key;
-		ur.explicit_hash_key = (Datum) 0;
-		ur.data = VARDATA_ANY(d);
-		ur.data_len = VARSIZE_ANY_EXHDR(d);
-		emit_user_record(c, &ur);
-		if ((Pointer) d != DatumGetPointer(rec->data))
-			pfree(d);
-	}
+	(void) deaggregate_record(rec, c->deaggregate, emit_user_record, c);
 	pfree(c->seq);
 }
 
@@ -124,40 +107,21 @@ user_collector_init(UserCollector *c, TupleDesc desc, Oid rectype, bool deaggreg
 Datum
 stream_get_records_deaggregated(PG_FUNCTION_ARGS)
 {
-	ShardIterator it;
-	ReadResult	r;
-	TupleDesc	desc;
-	UserCollector c;
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
 	int			limit;
+	ShardIterator it = read_get_records_args(fcinfo, &limit);
+	Oid			rectype;
+	TupleDesc	desc = read_get_records_desc(fcinfo, &rectype);
+	UserCollector c;
+	ReadResult	r;
 
-	kinesis_require_arg(PG_ARGISNULL(0), "shardIterator");
-	kinesis_require_arg(PG_ARGISNULL(1), "limit");
 	kinesis_require_arg(PG_ARGISNULL(2), "deaggregate");
-	limit = PG_GETARG_INT32(1);
-	read_check_limit(limit);
-	iterator_decode(text_to_cstring(PG_GETARG_TEXT_PP(0)), &it);
-
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "get_records must return a composite type");
-	desc = BlessTupleDesc(desc);
-	{
-		Oid			rectype = get_element_type(TupleDescAttr(desc, 0)->atttypid);
-
-		user_collector_init(&c, BlessTupleDesc(lookup_rowtype_tupdesc_copy(rectype, -1)), rectype,
-							PG_GETARG_BOOL(2));
-	}
-
+	user_collector_init(&c, BlessTupleDesc(lookup_rowtype_tupdesc_copy(rectype, -1)), rectype,
+						PG_GETARG_BOOL(2));
 	r = read_records(&it, limit, true, collect_user_records, &c.base);
-	values[0] = c.astate != NULL ? makeArrayResult(c.astate, CurrentMemoryContext)
-		: PointerGetDatum(construct_empty_array(c.rectype));
-	if (r.shard_ended)
-		nulls[1] = true;
-	else
-		values[1] = CStringGetTextDatum(iterator_encode(&r.next));
-	values[2] = Int64GetDatum(r.millis_behind);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+	PG_RETURN_DATUM(read_get_records_result(desc, c.astate != NULL ?
+											makeArrayResult(c.astate, CurrentMemoryContext) :
+											PointerGetDatum(construct_empty_array(c.rectype)),
+											&r));
 }
 
 /*
