@@ -102,24 +102,14 @@ stream_aggregate_records(PG_FUNCTION_ARGS)
 	recs = palloc_extended(sizeof(KplEncodeRecord) * nkeys, MCXT_ALLOC_HUGE);
 	for (int i = 0; i < nkeys; i++)
 	{
-		char		path[32];
 		text	   *key;
 		bytea	   *data;
-		text	   *ehk = NULL;
+		text	   *ehk;
 		const char *p;
 		size_t		len;
 
 		CHECK_FOR_INTERRUPTS();
-		snprintf(path, sizeof(path), "records.%d.", i + 1);
-		if (a.key_nulls[i])
-			kinesis_require_arg(true, psprintf("%spartitionKey", path));
-		if (a.data_nulls[i])
-			kinesis_require_arg(true, psprintf("%sdata", path));
-		key = (text *) PG_DETOAST_DATUM_PACKED(a.keys[i]);
-		data = (bytea *) PG_DETOAST_DATUM_PACKED(a.datas[i]);
-		if (a.ehks != NULL && !a.ehk_nulls[i])
-			ehk = (text *) PG_DETOAST_DATUM_PACKED(a.ehks[i]);
-		(void) put_validate_record(key, data, ehk, path);
+		(void) put_array_record(&a, i, &key, &data, &ehk);
 
 		p = key_utf8(key, &len);
 		recs[i].pk_index = keytable_index(&pk_table, p, len);

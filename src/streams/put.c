@@ -32,9 +32,9 @@
 PG_FUNCTION_INFO_V1(stream_put_record);
 PG_FUNCTION_INFO_V1(stream_put_records);
 
-/* Validate one record's key, data and optional explicit hash key; return its hash key (put.h). */
-uint128
-put_validate_record(text *key, bytea *data, text *ehk, const char *path)
+/* Validate one record's key, data and optional explicit hash key; return its hash key. */
+static uint128
+validate_record(text *key, bytea *data, text *ehk, const char *path)
 {
 	int			key_bytes = VARSIZE_ANY_EXHDR(key);
 	int			key_chars = pg_mbstrlen_with_len(VARDATA_ANY(key), key_bytes);
@@ -179,7 +179,7 @@ stream_put_record(PG_FUNCTION_ARGS)
 		ordering = text_to_cstring(PG_GETARG_TEXT_PP(4));
 
 	kinesis_check_stream_name(name);
-	hash = put_validate_record(key, data, ehk, "");
+	hash = validate_record(key, data, ehk, "");
 	if (ordering != NULL)
 		check_ordering_pattern(ordering);
 
@@ -259,6 +259,23 @@ put_arrays(FunctionCallInfo fcinfo, int arg, PutArrays *a)
 						   a->n, ndata, a->ehks ? nehk : 0)));
 }
 
+/* Record i of a: its members, not NULL, detoasted and validated (path records.<i+1>.); returns its hash key (put.h). */
+uint128
+put_array_record(const PutArrays *a, int i, text **key, bytea **data, text **ehk)
+{
+	char		path[32];
+
+	snprintf(path, sizeof(path), "records.%d.", i + 1);
+	if (a->key_nulls[i])
+		kinesis_require_arg(true, psprintf("%spartitionKey", path));
+	if (a->data_nulls[i])
+		kinesis_require_arg(true, psprintf("%sdata", path));
+	*key = (text *) PG_DETOAST_DATUM_PACKED(a->keys[i]);
+	*data = (bytea *) PG_DETOAST_DATUM_PACKED(a->datas[i]);
+	*ehk = (a->ehks && !a->ehk_nulls[i]) ? (text *) PG_DETOAST_DATUM_PACKED(a->ehks[i]) : NULL;
+	return validate_record(*key, *data, *ehk, path);
+}
+
 /*
  * stream.put_records(stream_name, partition_keys[], data[], explicit_hash_keys[])
  *   RETURNS TABLE(shard_id, sequence_number, error_code, error_message)
@@ -298,19 +315,10 @@ stream_put_records(PG_FUNCTION_ARGS)
 	hashes = palloc(sizeof(uint128) * nkeys);
 	for (int i = 0; i < nkeys; i++)
 	{
-		char		path[32];
+		text	   *ehk;
 
 		CHECK_FOR_INTERRUPTS();
-		snprintf(path, sizeof(path), "records.%d.", i + 1);
-		if (a.key_nulls[i])
-			kinesis_require_arg(true, psprintf("%spartitionKey", path));
-		if (a.data_nulls[i])
-			kinesis_require_arg(true, psprintf("%sdata", path));
-		items[i].partition_key = (text *) PG_DETOAST_DATUM_PACKED(a.keys[i]);
-		items[i].data = (bytea *) PG_DETOAST_DATUM_PACKED(a.datas[i]);
-		hashes[i] = put_validate_record(items[i].partition_key, items[i].data,
-									(a.ehks && !a.ehk_nulls[i]) ? DatumGetTextPP(a.ehks[i]) : NULL,
-									path);
+		hashes[i] = put_array_record(&a, i, &items[i].partition_key, &items[i].data, &ehk);
 		total += VARSIZE_ANY_EXHDR(items[i].partition_key) + VARSIZE_ANY_EXHDR(items[i].data);
 	}
 	if (total > PUT_RECORDS_MAX_BYTES)

@@ -1,6 +1,6 @@
 /*
- * put.h: the validation of put_record and put_records that other record
- * builders share (stream.aggregate_records, aggregate.c).
+ * put.h: put_records' record arrays and their validation, which other
+ * builders of records share (stream.aggregate_records, aggregate.c).
  */
 #ifndef STREAM_PUT_H
 #define STREAM_PUT_H
@@ -9,12 +9,6 @@
 
 #include "fmgr.h"
 
-/*
- * One record's partition key (1 to 256 characters), key plus data (1 MiB)
- * and optional explicit hash key (pattern, then range), with Kinesis'
- * errors naming member path (e.g. "records.3."); returns its hash key.
- */
-extern uint128 put_validate_record(text *key, bytea *data, text *ehk, const char *path);
 /*
  * The record arrays partition_keys text[], data bytea[] and (may be NULL)
  * explicit_hash_keys text[] of a SQL function, its arguments arg to
@@ -32,5 +26,13 @@ typedef struct PutArrays
 } PutArrays;
 
 extern void put_arrays(FunctionCallInfo fcinfo, int arg, PutArrays *a);
+
+/*
+ * Record i of the arrays: partition key and data not NULL, the key 1 to 256
+ * characters, key plus data at most 1 MiB, the explicit hash key (NULL:
+ * none) of the member's pattern and in range, with Kinesis' errors naming
+ * records.<i+1>.<member>; returns its hash key.
+ */
+extern uint128 put_array_record(const PutArrays *a, int i, text **key, bytea **data, text **ehk);
 
 #endif							/* STREAM_PUT_H */
