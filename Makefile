@@ -5,10 +5,13 @@ MODULE_big = stream
 # takes the readable window, scans chunks and builds its output.
 OBJS = \
 	src/module.o \
+	src/settings.o \
 	src/kinesis.o \
 	src/raise.o \
 	src/md5.o \
 	src/locktag.o \
+	src/safe_path.o \
+	src/subxact.o \
 	src/runtime/sandbox.o \
 	src/caller.o \
 	src/streams/stream_catalog.o \
@@ -48,6 +51,7 @@ OBJS = \
 	src/parquet/parquet_stats.o \
 	src/parquet/parquet_writer.o \
 	src/parquet/write_parquet.o \
+	src/runtime/kind.o \
 	src/runtime/window.o \
 	src/runtime/checkpoint.o \
 	src/runtime/round.o \

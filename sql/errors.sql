@@ -72,4 +72,35 @@ SELECT stream_internal._check_name('x', 'streamName', NULL);
 SELECT stream_internal._check_name(NULL, NULL, NULL);
 SELECT stream_internal._check_name(NULL, 'shardId', 128);
 
+--
+-- 4. exceptions, limits and processor kinds have one source (src/kinesis.h, src/runtime/kind.c)
+--
+-- the SQL parts raise by exception name alone: its SQLSTATE is the one
+-- table's (src/kinesis.h); a name not in it is the extension's own bug
+SELECT e, pg_temp.try(format('SELECT stream_internal._raise(%L, %L)', e, 'm')) AS raised
+  FROM unnest(ARRAY['ResourceNotFoundException', 'ResourceInUseException', 'InvalidArgumentException',
+                    'ValidationException', 'ExpiredIteratorException', 'LimitExceededException',
+                    'AccessDeniedException', 'LeaseLostException', 'NoSuchException', NULL]) e;
+SELECT pg_temp.try($q$SELECT stream_internal._raise_null('someMember')$q$);
+SELECT pg_temp.try($q$SELECT stream_internal._raise_null(NULL)$q$);
+-- limits the SQL parts check and quote come from the C constants
+SELECT n, stream_internal._limit(n)
+  FROM unnest(ARRAY['STREAM_NAME_MAX', 'RETENTION_HOURS_MIN', 'RETENTION_HOURS_MAX', 'ACCOUNT_SHARDS_MAX',
+                    'CONSUMERS_PER_STREAM_MAX', 'FIREHOSE_NAME_MAX', 'FIREHOSE_BUFFER_MB_MIN',
+                    'FIREHOSE_BUFFER_MB_MAX', 'FIREHOSE_BUFFER_SECONDS_MIN', 'FIREHOSE_BUFFER_SECONDS_MAX']) n;
+SELECT pg_temp.try($q$SELECT stream_internal._limit('NO_SUCH_LIMIT')$q$);
+-- processor kinds come from the runtime's registry (src/runtime/kind.c):
+-- only a kind some client registered can be stored
+SELECT k, stream_internal._processor_kind_known(k) AS registered
+  FROM unnest(ARRAY['delivery', 'trigger', 'analytics', 'Delivery', '']) k;
+SELECT pg_temp.try($q$INSERT INTO stream.processors (processor_kind, source_stream_id, owner)
+                      VALUES ('trigger', 1, current_user::regrole)$q$);
+
+-- and no function of the extension spells a SQLSTATE of its own
+SELECT p.oid::regprocedure AS spells_a_sqlstate
+  FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+  JOIN pg_extension x ON x.oid = d.refobjid AND x.extname = 'stream'
+ WHERE p.prolang <> (SELECT oid FROM pg_language WHERE lanname = 'c')
+   AND (p.prosrc ~* 'ERRCODE\s*=' OR p.prosrc ~ '_raise\([^;]*,\s*''[0-9][0-9A-Z]{4}''\s*[,)]');
+
 \i :abs_srcdir/sql/fixtures/err_streams_end.psql

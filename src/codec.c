@@ -475,7 +475,8 @@ codec_stream_free(CodecStream *cs)
 /* ---------------------------------------------------------------- SQL (tests) */
 
 /*
- * stream_internal._compress(data, compression): data compressed as a whole file
+ * stream_test.compress(data, compression), which only the tests create
+ * (test/sql/test_functions.sql): data compressed as a whole file
  * (gzip member, zstd frame or snappy framing format), fed in uneven pieces
  * to exercise the stream code; for tests of the delivery file formats.
  */

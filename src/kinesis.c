@@ -1,6 +1,7 @@
 /*
- * kinesis.c: the exception table's lookup and the validation every request
- * of the API starts with (names, required members, decimal patterns).
+ * kinesis.c: the exception table's lookup, the limits the SQL parts read
+ * (stream_internal._limit) and the validation every request of the API
+ * starts with (names, required members, decimal patterns).
  *
  * Validation raises before anything is looked up or changed, as Kinesis'
  * request validation does: a ValidationException says which member broke
@@ -9,9 +10,11 @@
 #include "kinesis.h"
 
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 
 PG_FUNCTION_INFO_V1(stream_check_name_sql);
+PG_FUNCTION_INFO_V1(stream_limit_sql);
 
 typedef struct KinesisException
 {
@@ -122,4 +125,34 @@ stream_check_name_sql(PG_FUNCTION_ARGS)
 	kinesis_check_name(text_to_cstring(PG_GETARG_TEXT_PP(0)), member, PG_GETARG_INT32(2));
 	error_context_stack = saved;
 	PG_RETURN_VOID();
+}
+
+typedef struct KinesisLimit
+{
+	const char *name;
+	int64		value;
+} KinesisLimit;
+
+#define KINESIS_LIMIT_ROW(name) {#name, (name)},
+static const KinesisLimit kinesis_sql_limits[] = {
+	KINESIS_SQL_LIMITS(KINESIS_LIMIT_ROW)
+};
+
+/*
+ * stream_internal._limit(name text) RETURNS bigint: a limit of kinesis.h by
+ * its C name, so that SQL checks and messages quote the one constant.
+ */
+Datum
+stream_limit_sql(PG_FUNCTION_ARGS)
+{
+	const char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	for (size_t i = 0; i < lengthof(kinesis_sql_limits); i++)
+		if (strcmp(kinesis_sql_limits[i].name, name) == 0)
+			PG_RETURN_INT64(kinesis_sql_limits[i].value);
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("no Kinesis limit is named \"%.*s\"", pg_mbcliplen(name, strlen(name), 128), name),
+			 errhint("The limits are KINESIS_SQL_LIMITS in src/kinesis.h.")));
+	PG_RETURN_NULL();
 }

@@ -29,16 +29,59 @@
 #define SEQUENCE_NUMBER_MAX_DIGITS	129		/* 0|([1-9]\d{0,128}) */
 #define SUBSCRIBE_MAX_WAIT_MS		(5 * 60 * 1000)	/* a subscription ends after 5 minutes */
 #define NEXT_TOKEN_MAX_LEN			1048576	/* the member NextToken */
+#define LIST_LIMIT_MAX				10000	/* ListStreams' Limit, ListStreamConsumers' MaxResults */
+#define LIST_PAGE_MAX				100		/* ... of which a page holds at most */
+#define TAGS_PER_STREAM_MAX			50
+#define TAGS_PER_CALL_MAX			10		/* AddTagsToStream's Tags, RemoveTagsFromStream's TagKeys */
+#define TAG_KEY_MAX					128		/* characters */
+#define TAG_VALUE_MAX				256		/* characters */
+#define LIST_TAGS_LIMIT_MAX			50		/* ListTagsForStream's Limit */
+#define RETENTION_HOURS_MIN			24
+#define RETENTION_HOURS_MAX			8760	/* 365 days */
+#define ACCOUNT_SHARDS_MAX			10000	/* open shards of the account (the database) */
+#define CONSUMERS_PER_STREAM_MAX	20		/* registered (enhanced fan-out) consumers */
+
+/* Firehose limits: delivery stream names and BufferingHints */
+#define FIREHOSE_NAME_MAX			64
+#define FIREHOSE_BUFFER_MB_MIN		1
+#define FIREHOSE_BUFFER_MB_MAX		128
+#define FIREHOSE_BUFFER_SECONDS_MIN	0
+#define FIREHOSE_BUFFER_SECONDS_MAX	900
+
+/*
+ * The limits the SQL parts check and quote, by their C names:
+ * stream_internal._limit('RETENTION_HOURS_MAX') is 8760.
+ */
+#define KINESIS_SQL_LIMITS(X) \
+	X(STREAM_NAME_MAX) \
+	X(RETENTION_HOURS_MIN) \
+	X(RETENTION_HOURS_MAX) \
+	X(ACCOUNT_SHARDS_MAX) \
+	X(CONSUMERS_PER_STREAM_MAX) \
+	X(FIREHOSE_NAME_MAX) \
+	X(FIREHOSE_BUFFER_MB_MIN) \
+	X(FIREHOSE_BUFFER_MB_MAX) \
+	X(FIREHOSE_BUFFER_SECONDS_MIN) \
+	X(FIREHOSE_BUFFER_SECONDS_MAX) \
+	X(LIST_LIMIT_MAX) \
+	X(LIST_PAGE_MAX) \
+	X(TAGS_PER_STREAM_MAX) \
+	X(TAGS_PER_CALL_MAX) \
+	X(TAG_KEY_MAX) \
+	X(TAG_VALUE_MAX) \
+	X(LIST_TAGS_LIMIT_MAX)
 
 /* Account id printed in Kinesis-style messages; one database is one account. */
 #define STREAM_ACCOUNT				"000000000000"
 
 /*
  * Kinesis exceptions and the SQLSTATE each raises with: the one table.
- * C code raises errcode(ERRCODE_STREAM_<tag>); stream_internal._raise looks
- * the exception's name up (kinesis_exception_sqlstate) when its caller
- * gives no SQLSTATE.  A name may appear twice: the first row is its
- * SQLSTATE by default (ValidationException of a missing member is 22004).
+ * C code raises errcode(ERRCODE_STREAM_<tag>); stream_internal._raise takes
+ * the exception's name alone and looks its SQLSTATE up here
+ * (kinesis_exception_sqlstate).  A name may appear twice: the first row is
+ * its SQLSTATE by default; the other is raised by its own function
+ * (ValidationException of a missing member, 22004: kinesis_require_arg,
+ * stream_internal._raise_null in SQL).
  */
 #define KINESIS_EXCEPTIONS(X) \
 	X(NOT_FOUND,		"ResourceNotFoundException",	ERRCODE_UNDEFINED_OBJECT) \

@@ -1,16 +1,12 @@
 /*-------------------------------------------------------------------------
  *
  * module.c
- *	  Loading the stream extension's library: every setting (GUC), the
- *	  shared memory hooks and the launcher's registration.
+ *	  Loading the stream extension's library: its settings (settings.c),
+ *	  each subsystem's start-up, the shared memory hooks and the launcher's
+ *	  registration.  The top of the include graph: it includes the
+ *	  subsystems it starts, and no file includes anything of it.
  *
  * Rules a reader must keep:
- *	- Every setting is defined here and declared in module.h; no other file
- *	  calls DefineCustom*Variable or writes an extern for a setting.
- *	- A PGC_POSTMASTER setting may be defined only while preloading
- *	  (defining one later is FATAL); loaded lazily, the library has no
- *	  shared memory and no workers, so those settings have nothing to
- *	  configure.
  *	- The hooks chain the previous ones.  Shared memory is requested in the
  *	  request hook and initialised in the startup hook with
  *	  AddinShmemInitLock held, each subsystem initialising only what it
@@ -29,8 +25,9 @@
 #include "storage/shmem.h"
 #include "utils/guc.h"
 
-#include "module.h"
+#include "settings.h"
 #include "bgw/worker.h"
+#include "delivery/delivery.h"
 #include "streams/chunk_insert.h"
 #include "streams/iterator.h"
 #include "streams/seqalloc.h"
@@ -38,18 +35,6 @@
 #include "streams/subscription.h"
 
 PG_MODULE_MAGIC;
-
-int			stream_iterator_lifetime_ms = 300000;
-int			stream_next_token_lifetime_ms = 300000;
-int			stream_chunk_premake = 4;
-int			stream_max_shards = 8192;
-int			stream_max_shards_per_xact = 1024;
-int			stream_owner_code_timeout_ms = 30000;
-bool		stream_worker_enabled = true;
-int			stream_max_databases = 64;
-int			stream_launcher_naptime = 10;
-int			stream_delivery_naptime_ms = 1000;
-int			stream_maintenance_naptime = 60;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -80,110 +65,16 @@ stream_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/* the data path: iterators, chunks, sequence counters, owner code */
-static void
-define_stream_settings(void)
-{
-	DefineCustomIntVariable("stream.iterator_lifetime",
-							"How long a shard iterator stays valid.",
-							"Kinesis uses 300 seconds; lower it only to test expiry.",
-							&stream_iterator_lifetime_ms,
-							300000, 1, 3600 * 1000,
-							PGC_SUSET, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("stream.next_token_lifetime",
-							"How long a NextToken of list_streams or list_stream_consumers stays valid.",
-							"Kinesis uses 300 seconds; lower it only to test expiry.",
-							&stream_next_token_lifetime_ms,
-							300000, 1, 3600 * 1000,
-							PGC_SUSET, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("stream.chunk_premake",
-							"How many chunks ahead of the current one maintenance keeps ready.",
-							NULL,
-							&stream_chunk_premake,
-							4, 1, 1000,
-							PGC_SIGHUP, 0,
-							NULL, NULL, NULL);
-	if (process_shared_preload_libraries_in_progress)
-		DefineCustomIntVariable("stream.max_shards",
-								"Most shards whose sequence counters live in shared memory at once.",
-								NULL,
-								&stream_max_shards,
-								8192, 16, 1000000,
-								PGC_POSTMASTER, 0,
-								NULL, NULL, NULL);
-	DefineCustomIntVariable("stream.max_shards_per_transaction",
-							"Most shards one transaction may have puts in flight on.",
-							"Bounds each transaction's share of the shared in-flight pool.",
-							&stream_max_shards_per_xact,
-							1024, 1, 100000,
-							PGC_SUSET, 0,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("stream.owner_code_timeout",
-							"Time owner code may run in the stream worker per delivery batch and phase.",
-							"The transform calls, the record conversions and the table inserts of one batch each share it; 0 turns the limit off.",
-							&stream_owner_code_timeout_ms,
-							30000, 0, INT_MAX,
-							PGC_SIGHUP, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-}
-
-/* the background workers (src/bgw/) and their cadences */
-static void
-define_worker_settings(void)
-{
-	if (process_shared_preload_libraries_in_progress)
-	{
-		DefineCustomBoolVariable("stream.worker_enabled",
-								 "Starts the stream launcher and the per-database maintenance workers.",
-								 "Takes effect only when stream is listed in shared_preload_libraries.",
-								 &stream_worker_enabled,
-								 true,
-								 PGC_POSTMASTER, 0,
-								 NULL, NULL, NULL);
-		DefineCustomIntVariable("stream.max_databases",
-								"Maximum number of databases served by stream workers at the same time.",
-								"Each served database also uses one of max_worker_processes.",
-								&stream_max_databases,
-								64, 1, 10000,
-								PGC_POSTMASTER, 0,
-								NULL, NULL, NULL);
-	}
-	DefineCustomIntVariable("stream.launcher_naptime",
-							"Time between two scans of pg_database by the stream launcher.",
-							NULL,
-							&stream_launcher_naptime,
-							10, 1, 3600,
-							PGC_SIGHUP, GUC_UNIT_S,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("stream.delivery_naptime",
-							"Time between two delivery rounds of a database worker (delivery streams).",
-							"Each round checks every delivery stream's buffer and delivers those that are due.",
-							&stream_delivery_naptime_ms,
-							1000, 10, INT_MAX / 1000,
-							PGC_SIGHUP, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("stream.maintenance_naptime",
-							"Time between two calls of stream.run_maintenance() by a database worker.",
-							NULL,
-							&stream_maintenance_naptime,
-							60, 1, INT_MAX / 1000,
-							PGC_SIGHUP, GUC_UNIT_S,
-							NULL, NULL, NULL);
-}
-
 void
 _PG_init(void)
 {
-	define_stream_settings();
-	define_worker_settings();
-	MarkGUCPrefixReserved("stream");
+	settings_define();
 
 	seqalloc_init();
 	stream_catalog_init();
 	iterator_init();
 	chunk_insert_init(stream_worker_wake_now, stream_make_chunk_in_worker);
+	delivery_init();			/* processor kinds, before any SQL of the extension */
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

@@ -56,7 +56,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "module.h"
+#include "settings.h"
 #include "bgw/worker_int.h"
 #include "stream.h"
 #include "delivery/delivery.h"

@@ -54,7 +54,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "module.h"
+#include "settings.h"
 #include "bgw/worker_int.h"
 
 /* how long a database without the extension is left alone */

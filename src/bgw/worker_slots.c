@@ -38,7 +38,7 @@
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
-#include "module.h"
+#include "settings.h"
 #include "bgw/worker_int.h"
 
 #define WORKER_TRANCHE_NAME		"stream_worker"

@@ -17,6 +17,9 @@
  * *done_ticket is the highest ticket whose flushes are all over.  Call
  * outside a transaction.
  */
+/* Register the processor kind "delivery" with the runtime (module.c's _PG_init). */
+extern void delivery_init(void);
+
 extern bool delivery_run_round(const int32 *flush_ids, int nflush, bool flush_all,
 							   uint32 ticket, uint32 *done_ticket,
 							   bool *extension_missing);

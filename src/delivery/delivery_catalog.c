@@ -26,7 +26,7 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
-#include "runtime/sandbox.h"
+#include "safe_path.h"
 #include "delivery/delivery_int.h"
 
 PG_FUNCTION_INFO_V1(stream_delivery_validate);
@@ -35,7 +35,7 @@ PG_FUNCTION_INFO_V1(stream_delivery_check_keys);
 void
 check_delivery_name(const char *name)
 {
-	kinesis_check_name(name, "deliveryStreamName", DELIVERY_NAME_MAX);
+	kinesis_check_name(name, "deliveryStreamName", FIREHOSE_NAME_MAX);
 }
 
 Oid
@@ -162,7 +162,7 @@ delivery_lookup_name(const char *name)
 		HASHCTL		ctl;
 
 		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = DELIVERY_NAME_MAX + 1;
+		ctl.keysize = FIREHOSE_NAME_MAX + 1;
 		ctl.entrysize = sizeof(DeliveryNameEntry);
 		ctl.hcxt = CacheMemoryContext;
 		name_cache = hash_create("stream delivery names", 16, &ctl,

@@ -5,8 +5,8 @@
  * reason), the UTF-8 rule (a JSON record that is not UTF-8 or holds a NUL
  * never reaches a destination), converting every OK record as the owner
  * (convert_records: a record whose conversion raises is failed alone and
- * the loop resumes after it; what concerns the whole batch is raised
- * again, see catch_record_error), and Firehose's error envelope.
+ * the loop resumes after it; what concerns the whole batch, the time limit
+ * included, is raised again by subxact_abort), and Firehose's error envelope.
  */
 #include "stream.h"
 
@@ -168,13 +168,8 @@ convert_records(Batch *b, MemoryContext cxt, MemoryContext scratch,
 			ErrorData  *ed;
 
 			sandbox_abort(&sb);
-			ed = subxact_abort(cxt, oldowner);
 			/* a conversion that runs out of time is not this record's fault */
-			if (sandbox_timed_out(ed->sqlerrcode))
-				ereport(ERROR,
-						(errcode(ERRCODE_QUERY_CANCELED),
-						 errmsg("Firehose %s: %s", cfg->name, ed->message),
-						 errdetail("The batch is retried with back-off.")));
+			ed = subxact_abort(cxt, oldowner, TIME_LIMIT_FAILS_UNIT);
 
 			if (scratch)
 				MemoryContextReset(scratch);

@@ -20,8 +20,10 @@
 #include "codec.h"
 #include "runtime/runtime.h"
 
-/* Firehose limits (kinesis-semantics.md 5.1, 5.2, 5.6) */
-#define DELIVERY_NAME_MAX			64
+/*
+ * Firehose limits (kinesis-semantics.md 5.1, 5.2, 5.6); those the SQL parts
+ * check too (the name, BufferingHints) are FIREHOSE_* in kinesis.h.
+ */
 #define DELIVERY_RECORD_MAX_BYTES	(1000 * 1024)
 #define DELIVERY_BATCH_MAX			500
 #define DELIVERY_BATCH_MAX_BYTES	(4 * 1024 * 1024)
@@ -34,7 +36,7 @@
 #define DELIVERY_PARTITION_VALUE_MAX	128
 #define DELIVERY_PARTITION_VALUE_MIN	16
 /* <name, 64>-<version, 10>-yyyy-MM-dd-HH-mm-ss-<uuid, 36><extension, up to 16> */
-#define DELIVERY_OBJECT_NAME_MAX	(64 + 1 + 10 + 1 + 19 + 1 + 36 + 16)
+#define DELIVERY_OBJECT_NAME_MAX	(FIREHOSE_NAME_MAX + 1 + 10 + 1 + 19 + 1 + 36 + 16)
 /* the directory under a destination where batches are staged: no key may name it */
 #define DELIVERY_STAGING_NAME		".firehose-staging"
 
@@ -198,7 +200,7 @@ extern void lock_or_retry(DeliveryConfig *cfg, Oid relid, LOCKMODE mode, const c
 /* the name cache of put and flush */
 typedef struct DeliveryNameEntry
 {
-	char		name[DELIVERY_NAME_MAX + 1];
+	char		name[FIREHOSE_NAME_MAX + 1];
 	int32		delivery_stream_id;
 	int32		stream_id;
 	bool		direct_put;

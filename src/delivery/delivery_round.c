@@ -3,13 +3,13 @@
  * consumer runtime, and their flush tickets.
  *
  * The worker's delivery round is a runtime round over the processors of
- * kind "delivery" (runtime/round.c: one unit each, unit lock, back-off,
- * error row).  What is delivery's own: the flush requests of
+ * kind "delivery" (runtime/round.c: at most one unit each, shared by
+ * owner, unit lock, back-off, error row).  What is delivery's own: the flush requests of
  * flush_delivery_stream.  A request names delivery streams (or all) and
- * carries a ticket; a flushed delivery stream runs a unit in every round,
- * back-off or not, until its buffer is empty or a unit fails (a flush does
- * not wait for a broken destination); the round reports the highest ticket
- * all of whose flushes are over.
+ * carries a ticket; a flushed delivery stream runs a unit whenever its
+ * owner's turn in a round reaches it, back-off or not, until its buffer is
+ * empty or a unit fails (a flush does not wait for a broken destination);
+ * the round reports the highest ticket all of whose flushes are over.
  */
 #include "stream.h"
 
@@ -21,7 +21,10 @@
 #include "delivery/delivery.h"
 #include "delivery/delivery_int.h"
 
-/* per delivery stream being flushed: the ticket of its flush */
+/*
+ * per delivery stream being flushed: the oldest ticket its flushes may
+ * have; every ticket below it may be done as far as it is concerned
+ */
 typedef struct FlushEntry
 {
 	int32		id;				/* hash key */
@@ -37,17 +40,15 @@ typedef struct RoundArgs
 	const int32 *flush_ids;
 	int			nflush;
 	bool		flush_all;
-	uint32		ticket;
+	uint32		first_ticket;	/* the oldest ticket this round's requests may have */
 } RoundArgs;
 
 static FlushEntry *
-flush_entry(int32 id, bool create)
+flush_entry(int32 id, bool create, bool *found)
 {
-	bool		found;
-
 	if (flushes == NULL)
 		flushes = runtime_state_hash("stream delivery flushes", sizeof(FlushEntry), TopMemoryContext);
-	return hash_search(flushes, &id, create ? HASH_ENTER : HASH_FIND, &found);
+	return hash_search(flushes, &id, create ? HASH_ENTER : HASH_FIND, found);
 }
 
 static void
@@ -73,7 +74,20 @@ delivery_round_begin(const int32 *ids, int n, void *arg)
 				if (ra->flush_ids[k] == ids[i])
 					want = true;
 			if (want)
-				flush_entry(ids[i], true)->ticket = ra->ticket;
+			{
+				bool		found;
+				FlushEntry *fe = flush_entry(ids[i], true, &found);
+
+				/*
+				 * This round's requests hold the tickets after the previous
+				 * round's: any of them may be this delivery stream's, and
+				 * none is done until it is drained, which may take rounds
+				 * (runtime/round.c shares a round by owner).  A flush still
+				 * waiting keeps its older ticket.
+				 */
+				if (!found)
+					fe->ticket = ra->first_ticket;
+			}
 		}
 	}
 	runtime_forget_gone(flushes, ids, n, NULL);
@@ -83,7 +97,9 @@ delivery_round_begin(const int32 *ids, int n, void *arg)
 static bool
 delivery_wants_now(int32 id, void *arg)
 {
-	return flushes != NULL && flush_entry(id, false) != NULL;
+	bool		found;
+
+	return flushes != NULL && flush_entry(id, false, &found) != NULL;
 }
 
 static RunResult
@@ -137,11 +153,17 @@ static const ProcessorKind delivery_kind = {
 	.unit_failed = delivery_unit_failed,
 };
 
+void
+delivery_init(void)
+{
+	runtime_register_kind(&delivery_kind);
+}
+
 bool
 delivery_run_round(const int32 *flush_ids, int nflush, bool flush_all, uint32 ticket,
 				   uint32 *done_ticket, bool *extension_missing)
 {
-	RoundArgs	ra = {flush_ids, nflush, flush_all, ticket};
+	RoundArgs	ra = {flush_ids, nflush, flush_all, latest_ticket + 1};
 	bool		more;
 	uint32		done;
 

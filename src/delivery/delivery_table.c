@@ -127,16 +127,12 @@ insert_rows(DeliveryConfig *cfg, RowMapper *m, Oid relid, TableRow *rows, int n,
 		ErrorData  *ed;
 
 		sandbox_abort(&sb);
-		ed = subxact_abort(cxt, oldowner);
+		/* triggers or checks out of time: the batch, not row by row */
+		ed = subxact_abort(cxt, oldowner, TIME_LIMIT_FAILS_UNIT);
 
 		*errmsg_out = pstrdup(ed->message);
-		/*
-		 * the table itself is the problem: retry the whole batch later (also
-		 * when its triggers or checks ran out of time: retrying row by row
-		 * would hold the worker once per row)
-		 */
-		if (sandbox_timed_out(ed->sqlerrcode) ||
-			ed->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE ||
+		/* the table itself is the problem: retry the whole batch later */
+		if (ed->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE ||
 			ed->sqlerrcode == ERRCODE_UNDEFINED_TABLE ||
 			ed->sqlerrcode == ERRCODE_DISK_FULL ||
 			ed->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||

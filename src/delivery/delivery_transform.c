@@ -265,7 +265,7 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 			ErrorData  *ed;
 
 			sandbox_abort(&sb);
-			ed = subxact_abort(cxt, oldowner);
+			ed = subxact_abort(cxt, oldowner, TIME_LIMIT_FAILS_CALL);
 			errmsg_text = pstrdup(ed->message);
 			timed_out = sandbox_timed_out(ed->sqlerrcode);
 			ereport(WARNING,

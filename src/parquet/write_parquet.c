@@ -219,9 +219,10 @@ plan_export_query(const char *query)
 
 /*
  * stream.write_parquet(query, path, compression): the query's result as a
- * Parquet file on the server, like COPY (query) TO 'path'.  The internal
- * variant stream_internal._write_parquet_with adds row_group_bytes, page_bytes,
- * dictionary on/off and columns to write as REQUIRED, for tests.
+ * Parquet file on the server, like COPY (query) TO 'path'.  With four more
+ * arguments (row_group_bytes, page_bytes, dictionary on/off, columns to
+ * write as REQUIRED) it is stream_test.write_parquet_with, which only the
+ * tests create (test/sql/test_functions.sql).
  *
  * The query is planned and run by the executor here, as COPY (query) TO
  * does, with the caller's privileges and a fresh snapshot (as SPI gives a

@@ -2,11 +2,12 @@
  * runtime/runtime.h: the in-database consumer runtime.
  *
  * A processor is a registered consumer of one stream (stream.processors):
- * it has an owner, a kind (the client that runs it: "delivery" today) and a
- * checkpoint per shard and lane (stream.processor_checkpoints: the next
- * sequence number to process).  The background worker gives every processor
- * of a kind at most one unit of work per round (round.c); a unit is what the
- * client's run_unit callback does between two checkpoints.
+ * it has an owner, a kind (the client that runs it, registered in kind.c:
+ * "delivery" today) and a checkpoint per shard and lane
+ * (stream.processor_checkpoints: the next sequence number to process).  The
+ * background worker gives every processor of a kind at most one unit of
+ * work per round, shared fairly between owners (round.c); a unit is what
+ * the client's run_unit callback does between two checkpoints.
  *
  * Exactly once.  A unit covers fixed ranges [from, to) per shard, cut below
  * the readable window (window.c: the stable sequence, the retention horizon,
@@ -165,9 +166,20 @@ typedef struct ProcessorKind
 } ProcessorKind;
 
 /*
- * One round over the processors of kind: each gets at most one unit, in
- * order of id, skipped while another backend holds its unit lock or while
- * it backs off.  Returns true when some processor has more to do at once;
+ * The registry of kinds (kind.c): each client registers its kind once, from
+ * _PG_init (module.c); stream.processors accepts only registered kinds.
+ * kind must be static (the registry keeps the pointer).
+ */
+extern void runtime_register_kind(const ProcessorKind *kind);
+/* the registered kind of that name, NULL when none */
+extern const ProcessorKind *runtime_find_kind(const char *name);
+
+/*
+ * One round over the processors of kind: each gets at most one unit, and
+ * each owner at most UNITS_PER_OWNER units that did something, owners and
+ * an owner's processors served in turn across rounds (round.c); a processor
+ * is skipped while another backend holds its unit lock or while it backs
+ * off.  Returns true when some processor has more to do at once;
  * *extension_missing when the extension is gone.  Call outside a transaction.
  */
 extern bool runtime_run_round(const ProcessorKind *kind, void *arg, bool *extension_missing);

@@ -28,14 +28,13 @@
  * roll the subtransaction back.  The time limit raises ERRCODE_QUERY_CANCELED;
  * sandbox_timed_out() tells it from a cancel request.
  *
- * The subtransaction protocol every attempt follows (a transform call, a
- * record's conversion, a table insert, a JSON conversion in a user's
- * session) is here too, so the steps cannot drift apart: subxact_begin,
- * then subxact_commit, or in PG_CATCH subxact_abort (record-vs-batch
- * policy) or subxact_rollback (the caller decides).
+ * Every attempt follows the subtransaction protocol of subxact.h
+ * (subxact_begin, then subxact_commit, or in PG_CATCH subxact_rollback: the
+ * caller decides); subxact_abort here adds the record-vs-batch policy of
+ * catch_record_error.
  */
 #include "runtime/sandbox.h"
-#include "module.h"
+#include "settings.h"
 
 #include "access/xact.h"
 #include "commands/trigger.h"
@@ -197,28 +196,8 @@ sandbox_abort(Sandbox *sb)
 	active = sb->outer;
 }
 
-/*
- * The extension's SQL run by C code in a user's session under another
- * identity must not resolve names through the user's search_path.
- */
-int
-safe_search_path_begin(void)
-{
-	int			level = NewGUCNestLevel();
-
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	return level;
-}
-
-void
-safe_search_path_end(int level)
-{
-	AtEOXact_GUC(true, level);
-}
-
 /* Rethrow errors that must not be turned into record failures. */
-ErrorData *
+static ErrorData *
 catch_record_error(MemoryContext cxt)
 {
 	ErrorData  *ed;
@@ -247,51 +226,18 @@ catch_record_error(MemoryContext cxt)
 	return ed;
 }
 
-ResourceOwner
-subxact_begin(MemoryContext cxt)
-{
-	ResourceOwner oldowner = CurrentResourceOwner;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	return oldowner;
-}
-
-void
-subxact_commit(MemoryContext cxt, ResourceOwner oldowner)
-{
-	ReleaseCurrentSubTransaction();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = oldowner;
-}
-
-static void
-subxact_release(MemoryContext cxt, ResourceOwner oldowner)
-{
-	RollbackAndReleaseCurrentSubTransaction();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = oldowner;
-}
-
-/* In PG_CATCH: copy whatever was raised, then roll back. */
-ErrorData *
-subxact_rollback(MemoryContext cxt, ResourceOwner oldowner)
-{
-	ErrorData  *ed;
-
-	MemoryContextSwitchTo(cxt);
-	ed = CopyErrorData();
-	FlushErrorState();
-	subxact_release(cxt, oldowner);
-	return ed;
-}
-
 /* In PG_CATCH: copy the error (or rethrow it, see catch_record_error), then roll back. */
 ErrorData *
-subxact_abort(MemoryContext cxt, ResourceOwner oldowner)
+subxact_abort(MemoryContext cxt, ResourceOwner oldowner, SandboxTimeLimit time_limit)
 {
 	ErrorData  *ed = catch_record_error(cxt);
+	bool		timed_out = sandbox_timed_out(ed->sqlerrcode);
 
 	subxact_release(cxt, oldowner);
+	if (timed_out && time_limit == TIME_LIMIT_FAILS_UNIT)
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("%s", ed->message),
+				 errdetail("The time limit concerns the whole unit, not the record; the unit is retried with back-off.")));
 	return ed;
 }

@@ -10,6 +10,8 @@
 #include "datatype/timestamp.h"
 #include "utils/resowner.h"
 
+#include "subxact.h"
+
 typedef struct Sandbox
 {
 	Oid			save_user;
@@ -29,20 +31,26 @@ extern bool sandbox_active(void);
 extern bool sandbox_timed_out(int sqlerrcode);
 
 /*
- * One subtransaction per attempt: begin in cxt; on the way out, committed
- * or rolled back, back in cxt and the caller's resource owner.
- * subxact_rollback (in PG_CATCH) returns any error, copied into cxt;
- * subxact_abort first applies the record-vs-batch policy of
- * catch_record_error: errors that concern the whole unit are raised again.
+ * What the time limit of owner code means to the caller of subxact_abort:
+ * the failure of that one call (a transform, like a Lambda timeout), or of
+ * the whole unit (code called once per record or row: failing each record
+ * in turn would hold the worker once per record).
  */
-extern ResourceOwner subxact_begin(MemoryContext cxt);
-extern void subxact_commit(MemoryContext cxt, ResourceOwner oldowner);
-extern ErrorData *subxact_rollback(MemoryContext cxt, ResourceOwner oldowner);
-extern ErrorData *subxact_abort(MemoryContext cxt, ResourceOwner oldowner);
-extern ErrorData *catch_record_error(MemoryContext cxt);
+typedef enum SandboxTimeLimit
+{
+	TIME_LIMIT_FAILS_CALL,
+	TIME_LIMIT_FAILS_UNIT
+} SandboxTimeLimit;
 
-/* a pinned search path for the extension's own SQL in a user's session */
-extern int	safe_search_path_begin(void);
-extern void safe_search_path_end(int level);
+/*
+ * One subtransaction per attempt (subxact.h: begin, commit, rollback);
+ * subxact_abort (in PG_CATCH) rolls back with the sandbox's error policy:
+ * cancels, shutdown, resource and system errors concern the whole unit and
+ * are raised again; the time limit is reported as such ("owner code ran
+ * longer than stream.owner_code_timeout") and, with TIME_LIMIT_FAILS_UNIT,
+ * raised again for the unit; any other error is returned, copied into cxt.
+ */
+extern ErrorData *subxact_abort(MemoryContext cxt, ResourceOwner oldowner,
+								SandboxTimeLimit time_limit);
 
 #endif

@@ -127,15 +127,16 @@ CREATE FUNCTION stream_internal._hour_bucket(t timestamptz) RETURNS bigint
 CREATE FUNCTION stream_internal._first_seq(bucket bigint) RETURNS bigint
     AS 'MODULE_PATHNAME', 'stream_first_seq_sql' LANGUAGE C IMMUTABLE STRICT;
 
--- A stream's data table and its chunk tables, schema-qualified and quoted:
--- the one place the SQL parts name them (the C side: streams/stream_catalog.c
--- and streams/chunk.c).
+-- A stream's data table and its chunk tables, schema-qualified and quoted,
+-- and the number of the chunk a relation name is (NULL for none of the
+-- stream's): the names are spelled once, in C (src/streams/chunk.c), for
+-- the C and the SQL parts alike.
 CREATE FUNCTION stream_internal._data_table(stream_id int) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
-AS $$ SELECT format('stream_data.%I', 's' || stream_id) $$;
+    AS 'MODULE_PATHNAME', 'stream_data_table_sql' LANGUAGE C IMMUTABLE STRICT;
 CREATE FUNCTION stream_internal._chunk_table(stream_id int, k bigint) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
-AS $$ SELECT format('stream_data.%I', format('s%s_%s', stream_id, k)) $$;
+    AS 'MODULE_PATHNAME', 'stream_chunk_table_sql' LANGUAGE C IMMUTABLE STRICT;
+CREATE FUNCTION stream_internal._chunk_number(stream_id int, relname text) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'stream_chunk_number_sql' LANGUAGE C IMMUTABLE STRICT;
 
 CREATE FUNCTION stream_internal._check_name(name text, member text, max_length int) RETURNS void
     AS 'MODULE_PATHNAME', 'stream_check_name_sql' LANGUAGE C IMMUTABLE;
@@ -155,10 +156,21 @@ REVOKE ALL ON FUNCTION stream_internal._catalog_changed(), stream_internal._forg
 ---------------------------------------------------------------------------
 
 -- Raises "<exception>: <message>" without the CONTEXT lines of the
--- extension's internal plpgsql callers (src/raise.c).
-CREATE FUNCTION stream_internal._raise(exception text, message text, sqlstate text DEFAULT '22023',
-                              hint text DEFAULT NULL) RETURNS void
+-- extension's internal plpgsql callers (src/raise.c); the SQLSTATE is the
+-- exception's own, from the one table in src/kinesis.h.
+CREATE FUNCTION stream_internal._raise(exception text, message text, hint text DEFAULT NULL,
+                                       detail text DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'stream_raise' LANGUAGE C VOLATILE;
+
+-- ValidationException (22004): the member must not be null, in the words of
+-- the C functions (src/raise.c).
+CREATE FUNCTION stream_internal._raise_null(member text) RETURNS void
+    AS 'MODULE_PATHNAME', 'stream_raise_null_sql' LANGUAGE C VOLATILE;
+
+-- A limit of src/kinesis.h by its C name (KINESIS_SQL_LIMITS): SQL checks and
+-- messages quote the one constant.
+CREATE FUNCTION stream_internal._limit(name text) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'stream_limit_sql' LANGUAGE C IMMUTABLE STRICT;
 
 CREATE FUNCTION stream_internal._shard_id(shard_index int) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
@@ -179,10 +191,10 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     s stream.streams;
 BEGIN
-    PERFORM stream_internal._check_name(p_name, 'streamName', 128);
+    PERFORM stream_internal._check_name(p_name, 'streamName', stream_internal._limit('STREAM_NAME_MAX')::int);
     SELECT * INTO s FROM stream.streams WHERE stream_name = p_name;
     IF NOT FOUND THEN
-        PERFORM stream_internal._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', p_name), '42704');
+        PERFORM stream_internal._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', p_name));
     END IF;
     RETURN s;
 END $$;
@@ -191,13 +203,15 @@ CREATE FUNCTION stream_internal._check_retention(p_hours int) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF p_hours IS NULL THEN
-        PERFORM stream_internal._raise('ValidationException', '1 validation error detected: Value null at ''retentionPeriodHours'' failed to satisfy constraint: Member must not be null', '22004');
+        PERFORM stream_internal._raise_null('retentionPeriodHours');
     ELSIF p_hours < 1 THEN      -- the member's range (Coral), before the service's own limits
         PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''retentionPeriodHours'' failed to satisfy constraint: Member must have value greater than or equal to 1', p_hours));
-    ELSIF p_hours < 24 THEN
-        PERFORM stream_internal._raise('InvalidArgumentException', format('Minimum allowed retention period is 24 hours. Requested retention period (%s hours) is too short.', p_hours));
-    ELSIF p_hours > 8760 THEN
-        PERFORM stream_internal._raise('InvalidArgumentException', format('Maximum allowed retention period is 8760 hours. Requested retention period (%s hours) is too long.', p_hours));
+    ELSIF p_hours < stream_internal._limit('RETENTION_HOURS_MIN') THEN
+        PERFORM stream_internal._raise('InvalidArgumentException', format('Minimum allowed retention period is %s hours. Requested retention period (%s hours) is too short.',
+                                       stream_internal._limit('RETENTION_HOURS_MIN'), p_hours));
+    ELSIF p_hours > stream_internal._limit('RETENTION_HOURS_MAX') THEN
+        PERFORM stream_internal._raise('InvalidArgumentException', format('Maximum allowed retention period is %s hours. Requested retention period (%s hours) is too long.',
+                                       stream_internal._limit('RETENTION_HOURS_MAX'), p_hours));
     END IF;
 END $$;
 
@@ -220,7 +234,7 @@ DECLARE
     hi bigint;
 BEGIN
     IF s.stream_id IS NULL OR s.chunk_hours IS NULL THEN
-        PERFORM stream_internal._raise('ResourceNotFoundException', 'Stream under account 000000000000 not found.', '42704');
+        PERFORM stream_internal._raise('ResourceNotFoundException', 'Stream under account 000000000000 not found.');
     END IF;
     -- hour buckets are 31 bits (sequence numbers are bucket << 32)
     IF k < 0 OR k >= (1::bigint << 31) / s.chunk_hours - 1 THEN
@@ -317,20 +331,23 @@ DECLARE
     parent_locked bool := false;
     cutoff bigint;
     c record;
+    chunk text;
 BEGIN
     dropped := 0;
     emptied := 0;
     cutoff := stream_internal._hour_bucket(clock_timestamp() - make_interval(hours => s.retention_hours));
     FOR c IN
-        SELECT cl.oid, cl.relname, substring(cl.relname FROM '_([0-9]+)$')::bigint AS k
+        SELECT cl.oid, cl.relname, n.k
           FROM pg_inherits i JOIN pg_class cl ON cl.oid = i.inhrelid
+         CROSS JOIN LATERAL (SELECT stream_internal._chunk_number(p_stream_id, cl.relname::text) AS k) n
          WHERE i.inhparent = parent::regclass
-           AND cl.relname ~ ('^s' || p_stream_id || '_[0-9]+$')     -- chunks only
-         ORDER BY 3
+           AND n.k IS NOT NULL      -- chunks only
+         ORDER BY n.k
     LOOP
         EXIT WHEN (c.k + 1) * s.chunk_hours > cutoff;
+        chunk := stream_internal._chunk_table(p_stream_id, c.k);
         BEGIN
-            EXECUTE format('LOCK TABLE ONLY stream_data.%I IN ACCESS EXCLUSIVE MODE NOWAIT', c.relname);
+            EXECUTE format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE NOWAIT', chunk);
         EXCEPTION
             WHEN lock_not_available THEN
                 RAISE NOTICE 'stream %: chunk % is in use; trimming it next round', s.stream_name, c.relname;
@@ -348,10 +365,10 @@ BEGIN
         END IF;
         BEGIN
             IF parent_locked THEN
-                EXECUTE format('DROP TABLE stream_data.%I', c.relname);
+                EXECUTE format('DROP TABLE %s', chunk);
                 dropped := dropped + 1;
             ELSIF pg_relation_size(c.oid) > 0 THEN
-                EXECUTE format('TRUNCATE stream_data.%I', c.relname);
+                EXECUTE format('TRUNCATE %s', chunk);
                 emptied := emptied + 1;
             END IF;
         EXCEPTION WHEN lock_not_available THEN     -- lock_timeout on some other lock
@@ -418,9 +435,9 @@ CREATE FUNCTION stream_internal._refuse_direct_write() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF NOT pg_has_role(current_user, (SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
-        RAISE EXCEPTION USING ERRCODE = '42501',
-            MESSAGE = format('AccessDeniedException: records enter stream table %s only through stream.put_record and stream.put_records', TG_TABLE_NAME),
-            HINT = 'Call stream.put_records(stream_name, partition_keys, data).';
+        PERFORM stream_internal._raise('AccessDeniedException',
+            format('records enter stream table %s only through stream.put_record and stream.put_records', TG_TABLE_NAME),
+            'Call stream.put_records(stream_name, partition_keys, data).');
     END IF;
     RETURN NEW;
 END $$;
@@ -449,18 +466,18 @@ DECLARE
     v_now timestamptz := clock_timestamp();
     v_start bigint;
 BEGIN
-    PERFORM stream_internal._check_name(stream_name, 'streamName', 128);
+    PERFORM stream_internal._check_name(stream_name, 'streamName', stream_internal._limit('STREAM_NAME_MAX')::int);
     IF shard_count IS NULL THEN
-        PERFORM stream_internal._raise('ValidationException', '1 validation error detected: Value null at ''shardCount'' failed to satisfy constraint: Member must not be null', '22004');
+        PERFORM stream_internal._raise_null('shardCount');
     ELSIF shard_count < 1 THEN
         PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''shardCount'' failed to satisfy constraint: Member must have value greater than or equal to 1', shard_count));
-    ELSIF shard_count > 10000 THEN
-        PERFORM stream_internal._raise('LimitExceededException', format('This request would exceed the shard limit for the account 000000000000 in local. Current shard count for the account: %s. Limit: 10000. Number of additional shards that would have resulted from this request: %s.',
-            (SELECT count(*) FROM stream.shards WHERE ending_seq IS NULL), shard_count), '54000');
+    ELSIF shard_count > stream_internal._limit('ACCOUNT_SHARDS_MAX') THEN
+        PERFORM stream_internal._raise('LimitExceededException', format('This request would exceed the shard limit for the account 000000000000 in local. Current shard count for the account: %s. Limit: %s. Number of additional shards that would have resulted from this request: %s.',
+            (SELECT count(*) FROM stream.shards WHERE ending_seq IS NULL), stream_internal._limit('ACCOUNT_SHARDS_MAX'), shard_count));
     END IF;
     PERFORM stream_internal._check_retention(retention_hours);
     IF EXISTS (SELECT 1 FROM stream.streams s WHERE s.stream_name = create_stream.stream_name) THEN
-        PERFORM stream_internal._raise('ResourceInUseException', format('Stream %s under account 000000000000 already exists.', stream_name), '42710');
+        PERFORM stream_internal._raise('ResourceInUseException', format('Stream %s under account 000000000000 already exists.', stream_name));
     END IF;
 
     BEGIN
@@ -469,7 +486,7 @@ BEGIN
                 greatest(1, create_stream.retention_hours / 24), v_now, shard_count)
         RETURNING stream_id INTO v_id;
     EXCEPTION WHEN unique_violation THEN
-        PERFORM stream_internal._raise('ResourceInUseException', format('Stream %s under account 000000000000 already exists.', stream_name), '42710');
+        PERFORM stream_internal._raise('ResourceInUseException', format('Stream %s under account 000000000000 already exists.', stream_name));
     END;
 
     -- Kinesis' initial split: shard i owns [i*w, (i+1)*w - 1], w = floor(2^128 / N)
@@ -511,7 +528,7 @@ BEGIN
     -- creating a delivery stream lock the row too: none can slip in
     PERFORM 1 FROM stream.streams st WHERE st.stream_id = s.stream_id FOR UPDATE;
     IF NOT FOUND THEN       -- deleted meanwhile
-        PERFORM stream_internal._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', s.stream_name), '42704');
+        PERFORM stream_internal._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', s.stream_name));
     END IF;
     SELECT string_agg(c.consumer_name, ', ' ORDER BY c.consumer_name) INTO v_consumers
       FROM stream.stream_consumers c WHERE c.stream_id = s.stream_id;
@@ -521,13 +538,13 @@ BEGIN
       FROM stream.delivery_streams x JOIN stream.processors p ON p.processor_id = x.delivery_stream_id
      WHERE p.source_stream_id = s.stream_id AND x.delivery_stream_type = 'KinesisStreamAsSource';
     IF NOT coalesce(enforce_consumer_deletion, false) AND num_nonnulls(v_consumers, v_apps, v_delivery) > 0 THEN
-        RAISE EXCEPTION USING ERRCODE = '42710',     -- ResourceInUseException (src/kinesis.h)
-            MESSAGE = format('ResourceInUseException: DeleteStream can''t delete 000000000000:%s because there are consumers associated with this data stream. To delete %s anyway, set the EnforceConsumerDeletion parameter to true to force the deletion of all the consumers that are associated with it.',
-                             s.stream_name, s.stream_name),
-            DETAIL = concat_ws(' ', 'Registered consumers: ' || v_consumers || '.',
-                               'Consumer applications: ' || v_apps || '.',
-                               'Delivery streams reading it: ' || v_delivery || '.'),
-            HINT = format('SELECT stream.delete_stream(%L, enforce_consumer_deletion => true) deletes them with the stream.', s.stream_name);
+        PERFORM stream_internal._raise('ResourceInUseException',
+            format('DeleteStream can''t delete 000000000000:%s because there are consumers associated with this data stream. To delete %s anyway, set the EnforceConsumerDeletion parameter to true to force the deletion of all the consumers that are associated with it.',
+                   s.stream_name, s.stream_name),
+            hint => format('SELECT stream.delete_stream(%L, enforce_consumer_deletion => true) deletes them with the stream.', s.stream_name),
+            detail => concat_ws(' ', 'Registered consumers: ' || v_consumers || '.',
+                                'Consumer applications: ' || v_apps || '.',
+                                'Delivery streams reading it: ' || v_delivery || '.'));
     END IF;
     FOR d IN SELECT x.delivery_stream_id, x.delivery_stream_name
                FROM stream.delivery_streams x JOIN stream.processors p ON p.processor_id = x.delivery_stream_id
@@ -565,13 +582,14 @@ CREATE FUNCTION stream_internal._page_start(p_kind text, p_limit int, p_limit_me
                                             p_next_token text) RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF p_limit < 1 OR p_limit > 10000 THEN
+    IF p_limit < 1 OR p_limit > stream_internal._limit('LIST_LIMIT_MAX') THEN
         PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''%s'' failed to satisfy constraint: Member must have value %s',
                                        p_limit, p_limit_member,
-                                       CASE WHEN p_limit < 1 THEN 'greater than or equal to 1' ELSE 'less than or equal to 10000' END));
+                                       CASE WHEN p_limit < 1 THEN 'greater than or equal to 1'
+                                            ELSE 'less than or equal to ' || stream_internal._limit('LIST_LIMIT_MAX') END));
     END IF;
     IF p_exclusive_start IS NOT NULL THEN
-        PERFORM stream_internal._check_name(p_exclusive_start, p_start_member, 128);
+        PERFORM stream_internal._check_name(p_exclusive_start, p_start_member, stream_internal._limit('STREAM_NAME_MAX')::int);
     END IF;
     IF p_next_token IS NULL THEN
         RETURN p_exclusive_start;
@@ -594,7 +612,7 @@ RETURNS TABLE(stream_name text, stream_arn text, stream_status text, stream_mode
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH args AS (
         SELECT stream_internal._page_start('S', $2, 'limit', $1, 'exclusiveStartStreamName', $3) AS after,
-               least(coalesce($2, 100), 100) AS n),
+               least(coalesce($2, stream_internal._limit('LIST_PAGE_MAX')), stream_internal._limit('LIST_PAGE_MAX')) AS n),
     page AS (
         SELECT s.stream_name, s.stream_status, s.stream_mode, s.created_at
           FROM stream.streams s, args
@@ -726,11 +744,11 @@ DECLARE
     v_name name;
 BEGIN
     IF p_role IS NULL THEN
-        PERFORM stream_internal._raise('ValidationException', '1 validation error detected: Value null at ''role'' failed to satisfy constraint: Member must not be null', '22004');
+        PERFORM stream_internal._raise_null('role');
     END IF;
     SELECT rolname INTO v_name FROM pg_roles WHERE oid = p_role;
     IF NOT FOUND THEN
-        PERFORM stream_internal._raise('InvalidArgumentException', format('role with OID %s does not exist', p_role::oid), '42704');
+        PERFORM stream_internal._raise('ResourceNotFoundException', format('role with OID %s does not exist', p_role::oid));
     END IF;
     RETURN v_name;
 END $$;
@@ -745,9 +763,9 @@ DECLARE
                                 WHEN 'read_write' THEN 'SELECT, INSERT' END;
 BEGIN
     IF p_grant IS NULL THEN
-        PERFORM stream_internal._raise('ValidationException', '1 validation error detected: Value null at ''grant'' failed to satisfy constraint: Member must not be null', '22004');
+        PERFORM stream_internal._raise_null('grant');
     ELSIF p_access IS NULL THEN
-        PERFORM stream_internal._raise('ValidationException', '1 validation error detected: Value null at ''access'' failed to satisfy constraint: Member must not be null', '22004');
+        PERFORM stream_internal._raise_null('access');
     ELSIF privs IS NULL THEN
         PERFORM stream_internal._raise('InvalidArgumentException', format('access must be ''read'', ''write'' or ''read_write'', not %L', p_access));
     END IF;

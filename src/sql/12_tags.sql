@@ -57,11 +57,15 @@ DECLARE
     s stream.streams;
     n int;
     v_bad text;
+    v_per_call int := stream_internal._limit('TAGS_PER_CALL_MAX');
+    v_key_max int := stream_internal._limit('TAG_KEY_MAX');
+    v_value_max int := stream_internal._limit('TAG_VALUE_MAX');
+    v_per_stream int := stream_internal._limit('TAGS_PER_STREAM_MAX');
 BEGIN
     -- the request's constraints first (ValidationException), then its meaning
-    PERFORM stream_internal._check_name(stream_name, 'streamName', 128);
+    PERFORM stream_internal._check_name(stream_name, 'streamName', stream_internal._limit('STREAM_NAME_MAX')::int);
     IF tags IS NULL THEN
-        PERFORM stream_internal._raise('ValidationException', '1 validation error detected: Value null at ''tags'' failed to satisfy constraint: Member must not be null', '22004');
+        PERFORM stream_internal._raise_null('tags');
     ELSIF jsonb_typeof(tags) <> 'object' THEN
         PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''tags'' failed to satisfy constraint: Member must be a map of tag keys to string values', tags));
     END IF;
@@ -70,18 +74,18 @@ BEGIN
         PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value at ''tags.%s'' failed to satisfy constraint: Member must be a string', v_bad));
     END IF;
     n := (SELECT count(*) FROM jsonb_object_keys(tags));
-    IF n < 1 OR n > 10 THEN
+    IF n < 1 OR n > v_per_call THEN
         PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''tags'' failed to satisfy constraint: Member must have length %s',
                                        stream_internal._tags_text(tags),
-                                       CASE WHEN n < 1 THEN 'greater than or equal to 1' ELSE 'less than or equal to 10' END));
+                                       CASE WHEN n < 1 THEN 'greater than or equal to 1' ELSE 'less than or equal to ' || v_per_call END));
     END IF;
-    IF EXISTS (SELECT 1 FROM jsonb_object_keys(tags) k WHERE char_length(k) NOT BETWEEN 1 AND 128) THEN
-        PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''tags'' failed to satisfy constraint: Map keys must satisfy constraint: [Member must have length less than or equal to 128, Member must have length greater than or equal to 1]',
-                                       stream_internal._tags_text(tags)));
+    IF EXISTS (SELECT 1 FROM jsonb_object_keys(tags) k WHERE char_length(k) NOT BETWEEN 1 AND v_key_max) THEN
+        PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''tags'' failed to satisfy constraint: Map keys must satisfy constraint: [Member must have length less than or equal to %s, Member must have length greater than or equal to 1]',
+                                       stream_internal._tags_text(tags), v_key_max));
     END IF;
-    IF EXISTS (SELECT 1 FROM jsonb_each_text(tags) e WHERE char_length(e.value) > 256) THEN
-        PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''tags'' failed to satisfy constraint: Map value must satisfy constraint: [Member must have length less than or equal to 256, Member must have length greater than or equal to 0]',
-                                       stream_internal._tags_text(tags)));
+    IF EXISTS (SELECT 1 FROM jsonb_each_text(tags) e WHERE char_length(e.value) > v_value_max) THEN
+        PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''tags'' failed to satisfy constraint: Map value must satisfy constraint: [Member must have length less than or equal to %s, Member must have length greater than or equal to 0]',
+                                       stream_internal._tags_text(tags), v_value_max));
     END IF;
 
     s := stream_internal._stream(stream_name);
@@ -95,12 +99,12 @@ BEGIN
     -- adds take turns on a stream (the limit of 50), and a deletion waits for them
     PERFORM 1 FROM stream.streams x WHERE x.stream_id = s.stream_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN       -- deleted meanwhile
-        PERFORM stream_internal._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', s.stream_name), '42704');
+        PERFORM stream_internal._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', s.stream_name));
     END IF;
     IF (SELECT count(*) FROM (SELECT t.tag_key FROM stream.stream_tags t WHERE t.stream_id = s.stream_id
-                              UNION SELECT k FROM jsonb_object_keys(tags) k) u) > 50 THEN
-        PERFORM stream_internal._raise('InvalidArgumentException', format('Failed to add tags to stream %s under account 000000000000 because a given stream cannot have more than 50 tags associated with it.',
-                                       s.stream_name));
+                              UNION SELECT k FROM jsonb_object_keys(tags) k) u) > v_per_stream THEN
+        PERFORM stream_internal._raise('InvalidArgumentException', format('Failed to add tags to stream %s under account 000000000000 because a given stream cannot have more than %s tags associated with it.',
+                                       s.stream_name, v_per_stream));
     END IF;
     INSERT INTO stream.stream_tags (stream_id, tag_key, tag_value)
     SELECT s.stream_id, e.key, e.value FROM jsonb_each_text(tags) e
@@ -117,22 +121,24 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     s stream.streams;
     n int := coalesce(cardinality(tag_keys), 0);
+    v_per_call int := stream_internal._limit('TAGS_PER_CALL_MAX');
+    v_key_max int := stream_internal._limit('TAG_KEY_MAX');
 BEGIN
-    PERFORM stream_internal._check_name(stream_name, 'streamName', 128);
+    PERFORM stream_internal._check_name(stream_name, 'streamName', stream_internal._limit('STREAM_NAME_MAX')::int);
     IF tag_keys IS NULL THEN
-        PERFORM stream_internal._raise('ValidationException', '1 validation error detected: Value null at ''tagKeys'' failed to satisfy constraint: Member must not be null', '22004');
+        PERFORM stream_internal._raise_null('tagKeys');
     ELSIF array_ndims(tag_keys) > 1 THEN
         PERFORM stream_internal._raise('ValidationException', 'tag_keys must be a one-dimensional array');
-    ELSIF n < 1 OR n > 10 THEN
+    ELSIF n < 1 OR n > v_per_call THEN
         PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''tagKeys'' failed to satisfy constraint: Member must have length %s',
                                        stream_internal._keys_text(tag_keys),
-                                       CASE WHEN n < 1 THEN 'greater than or equal to 1' ELSE 'less than or equal to 10' END));
+                                       CASE WHEN n < 1 THEN 'greater than or equal to 1' ELSE 'less than or equal to ' || v_per_call END));
     ELSIF array_position(tag_keys, NULL) IS NOT NULL THEN
         PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''tagKeys'' failed to satisfy constraint: Member must satisfy constraint: [Member must not be null]',
-                                       stream_internal._keys_text(tag_keys)), '22004');
-    ELSIF EXISTS (SELECT 1 FROM unnest(tag_keys) k WHERE char_length(k) NOT BETWEEN 1 AND 128) THEN
-        PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''tagKeys'' failed to satisfy constraint: Member must satisfy constraint: [Member must have length less than or equal to 128, Member must have length greater than or equal to 1]',
                                        stream_internal._keys_text(tag_keys)));
+    ELSIF EXISTS (SELECT 1 FROM unnest(tag_keys) k WHERE char_length(k) NOT BETWEEN 1 AND v_key_max) THEN
+        PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''tagKeys'' failed to satisfy constraint: Member must satisfy constraint: [Member must have length less than or equal to %s, Member must have length greater than or equal to 1]',
+                                       stream_internal._keys_text(tag_keys), v_key_max));
     END IF;
     s := stream_internal._stream(stream_name);
     PERFORM stream_internal._check_tag_chars(s.stream_name, tag_keys, 'remove tags from');
@@ -153,17 +159,19 @@ RETURNS TABLE(key text, value text, has_more_tags boolean)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     s stream.streams;
-    v_limit int := coalesce("limit", 50);
+    v_max int := stream_internal._limit('LIST_TAGS_LIMIT_MAX');
+    v_key_max int := stream_internal._limit('TAG_KEY_MAX');
+    v_limit int := coalesce("limit", v_max);
 BEGIN
-    PERFORM stream_internal._check_name(stream_name, 'streamName', 128);
-    IF "limit" < 1 OR "limit" > 50 THEN
+    PERFORM stream_internal._check_name(stream_name, 'streamName', stream_internal._limit('STREAM_NAME_MAX')::int);
+    IF "limit" < 1 OR "limit" > v_max THEN
         PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''limit'' failed to satisfy constraint: Member must have value %s',
-                                       "limit", CASE WHEN "limit" < 1 THEN 'greater than or equal to 1' ELSE 'less than or equal to 50' END));
+                                       "limit", CASE WHEN "limit" < 1 THEN 'greater than or equal to 1' ELSE 'less than or equal to ' || v_max END));
     END IF;
-    IF char_length(exclusive_start_tag_key) NOT BETWEEN 1 AND 128 THEN
+    IF char_length(exclusive_start_tag_key) NOT BETWEEN 1 AND v_key_max THEN
         PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''exclusiveStartTagKey'' failed to satisfy constraint: Member must have length %s',
                                        exclusive_start_tag_key,
-                                       CASE WHEN exclusive_start_tag_key = '' THEN 'greater than or equal to 1' ELSE 'less than or equal to 128' END));
+                                       CASE WHEN exclusive_start_tag_key = '' THEN 'greater than or equal to 1' ELSE 'less than or equal to ' || v_key_max END));
     END IF;
     s := stream_internal._stream(stream_name);
     PERFORM stream_internal._require_role_read(s, stream_internal._caller());

@@ -42,7 +42,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF NOT stream_internal._role_can_read(p_role, s.stream_id) THEN
         PERFORM stream_internal._raise('AccessDeniedException', format('User %s is not authorized to read records from stream %s',
-                                       p_role::regrole, s.stream_name), '42501');
+                                       p_role::regrole, s.stream_name));
     END IF;
 END $$;
 
@@ -147,11 +147,11 @@ DECLARE
     a stream.applications;
 BEGIN
     IF p_name IS NULL THEN
-        PERFORM stream_internal._raise('ValidationException', '1 validation error detected: Value null at ''applicationName'' failed to satisfy constraint: Member must not be null', '22004');
+        PERFORM stream_internal._raise_null('applicationName');
     END IF;
     SELECT * INTO a FROM stream.applications x WHERE x.application_name = p_name;
     IF NOT FOUND OR NOT stream_internal._may_use_application(a, p_caller) THEN
-        PERFORM stream_internal._raise('ResourceNotFoundException', format('Application %s not found.', p_name), '42704',
+        PERFORM stream_internal._raise('ResourceNotFoundException', format('Application %s not found.', p_name),
                               'Register it with stream.register_application(application_name, stream_name).');
     END IF;
     PERFORM stream_internal._require_role_read(s, p_caller) FROM stream.streams s WHERE s.stream_id = a.stream_id;
@@ -166,7 +166,7 @@ DECLARE
 BEGIN
     IF NOT pg_has_role(p_caller, a.owner, 'MEMBER') THEN
         PERFORM stream_internal._raise('AccessDeniedException', format('User %s is not authorized to %s application %s: only its owner %s and members of that role may.',
-                              p_caller::regrole, p_action, a.application_name, a.owner), '42501');
+                              p_caller::regrole, p_action, a.application_name, a.owner));
     END IF;
     RETURN a;
 END $$;
@@ -218,7 +218,7 @@ BEGIN
         RETURNING * INTO a;
     EXCEPTION WHEN unique_violation THEN
         -- names are database-wide, like stream names: this says no more than that the name is taken
-        PERFORM stream_internal._raise('ResourceInUseException', format('Application %s already exists.', application_name), '42710');
+        PERFORM stream_internal._raise('ResourceInUseException', format('Application %s already exists.', application_name));
     END;
     PERFORM stream_internal._sync_leases(a);
 END $$;
@@ -340,8 +340,10 @@ DECLARE
     victim text;
     victim_count int;
 BEGIN
-    IF worker_id IS NULL OR length(worker_id) = 0 THEN
-        PERFORM stream_internal._raise('ValidationException', 'worker_id must be a non-empty string', '22004');
+    IF worker_id IS NULL THEN
+        PERFORM stream_internal._raise_null('worker_id');
+    ELSIF length(worker_id) = 0 THEN
+        PERFORM stream_internal._raise('ValidationException', 'worker_id must be a non-empty string');
     END IF;
     IF lease_duration IS NULL OR lease_duration <= interval '0' THEN
         PERFORM stream_internal._raise('InvalidArgumentException', 'lease_duration must be positive');
@@ -423,16 +425,16 @@ DECLARE
     idx int := stream_internal._shard_index(p_shard_id);
 BEGIN
     IF idx IS NULL THEN
-        PERFORM stream_internal._raise('ResourceNotFoundException', format('Could not find shard %s in application %s.', p_shard_id, p_app), '42704');
+        PERFORM stream_internal._raise('ResourceNotFoundException', format('Could not find shard %s in application %s.', p_shard_id, p_app));
     END IF;
     SELECT * INTO l FROM stream.leases x
      WHERE x.application_name = p_app AND x.shard_index = idx FOR UPDATE;
     IF NOT FOUND THEN
-        PERFORM stream_internal._raise('ResourceNotFoundException', format('Application %s has no lease for shard %s.', p_app, stream_internal._shard_id(idx)), '42704');
+        PERFORM stream_internal._raise('ResourceNotFoundException', format('Application %s has no lease for shard %s.', p_app, stream_internal._shard_id(idx)));
     END IF;
     IF l.lease_owner IS DISTINCT FROM p_worker THEN
         PERFORM stream_internal._raise('LeaseLostException', format('Worker %s does not hold the lease on %s of application %s; it is held by %s.',
-                              p_worker, stream_internal._shard_id(idx), p_app, coalesce(l.lease_owner, 'nobody')), '55000',
+                              p_worker, stream_internal._shard_id(idx), p_app, coalesce(l.lease_owner, 'nobody')),
                               'The lease was taken by another worker (or released): stop processing this shard and call acquire_leases().');
     END IF;
     RETURN l;

@@ -25,14 +25,16 @@ CREATE POLICY consumers_by_stream ON stream.stream_consumers USING (stream_inter
 REVOKE ALL ON stream.stream_consumers FROM PUBLIC;
 GRANT SELECT ON stream.stream_consumers TO PUBLIC;
 
--- At most 20 consumers per stream, also for rows a restore copies in.
+-- At most CONSUMERS_PER_STREAM_MAX (20) consumers per stream, also for rows a restore copies in.
 CREATE FUNCTION stream_internal._consumer_limit() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM stream_internal._xact_lock('consumers', NEW.stream_id);
-    IF (SELECT count(*) FROM stream.stream_consumers c WHERE c.stream_id = NEW.stream_id) >= 20 THEN
-        PERFORM stream_internal._raise('LimitExceededException', format('Stream %s under account 000000000000 already has the maximum of 20 registered consumers.',
-                              (SELECT stream_name FROM stream.streams s WHERE s.stream_id = NEW.stream_id)), '54000');
+    IF (SELECT count(*) FROM stream.stream_consumers c WHERE c.stream_id = NEW.stream_id)
+       >= stream_internal._limit('CONSUMERS_PER_STREAM_MAX') THEN
+        PERFORM stream_internal._raise('LimitExceededException', format('Stream %s under account 000000000000 already has the maximum of %s registered consumers.',
+                              (SELECT stream_name FROM stream.streams s WHERE s.stream_id = NEW.stream_id),
+                              stream_internal._limit('CONSUMERS_PER_STREAM_MAX')));
     END IF;
     RETURN NEW;
 END $$;
@@ -70,7 +72,7 @@ BEGIN
         PERFORM stream_internal._xact_lock('consumers', s.stream_id);
     EXCEPTION WHEN lock_not_available THEN
         PERFORM stream_internal._raise('LimitExceededException', format('Rate exceeded for stream %s under account 000000000000: another consumer registration on it has not finished.',
-                              s.stream_name), '54000', 'Retry the registration.');
+                              s.stream_name), 'Retry the registration.');
     END;
     -- the limit of 20 consumers is enforced by the consumer_limit trigger
     BEGIN
@@ -78,7 +80,7 @@ BEGIN
         VALUES (s.stream_id, consumer_name, v_caller::regrole)
         RETURNING * INTO c;
     EXCEPTION WHEN unique_violation THEN
-        PERFORM stream_internal._raise('ResourceInUseException', format('Consumer %s under stream %s already exists for account 000000000000.', consumer_name, s.stream_name), '42710');
+        PERFORM stream_internal._raise('ResourceInUseException', format('Consumer %s under stream %s already exists for account 000000000000.', consumer_name, s.stream_name));
     END;
     RETURN stream_internal._consumer_json(s, c);
 END $$;
@@ -102,11 +104,11 @@ BEGIN
          WHERE x.stream_id = s.stream_id AND x.consumer_name = deregister_stream_consumer.consumer_name;
     END IF;
     IF c.consumer_name IS NULL THEN
-        PERFORM stream_internal._raise('ResourceNotFoundException', format('Consumer %s under stream %s under account 000000000000 not found.', consumer_name, s.stream_name), '42704');
+        PERFORM stream_internal._raise('ResourceNotFoundException', format('Consumer %s under stream %s under account 000000000000 not found.', consumer_name, s.stream_name));
     END IF;
     IF NOT pg_has_role(v_caller, c.owner, 'MEMBER') THEN
         PERFORM stream_internal._raise('AccessDeniedException', format('User %s is not authorized to deregister consumer %s under stream %s: only the role that registered it (%s) and its members may.',
-                              v_caller::regrole, c.consumer_name, s.stream_name, c.owner), '42501');
+                              v_caller::regrole, c.consumer_name, s.stream_name, c.owner));
     END IF;
     DELETE FROM stream.stream_consumers x WHERE x.stream_id = c.stream_id AND x.consumer_name = c.consumer_name;
 END $$;
@@ -126,7 +128,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         SELECT s FROM stream_internal._stream($1) s),
     args AS (
         SELECT stream_internal._consumer_page_start((st.s).stream_id, $1, $2, $3) AS after,
-               least(coalesce($2, 100), 100) AS n
+               least(coalesce($2, stream_internal._limit('LIST_PAGE_MAX')), stream_internal._limit('LIST_PAGE_MAX')) AS n
           FROM st),
     page AS (
         SELECT c.*
@@ -168,7 +170,7 @@ BEGIN
     SELECT * INTO c FROM stream.stream_consumers x
      WHERE x.stream_id = s.stream_id AND x.consumer_name = describe_stream_consumer.consumer_name;
     IF NOT FOUND THEN
-        PERFORM stream_internal._raise('ResourceNotFoundException', format('Consumer %s under stream %s under account 000000000000 not found.', consumer_name, s.stream_name), '42704');
+        PERFORM stream_internal._raise('ResourceNotFoundException', format('Consumer %s under stream %s under account 000000000000 not found.', consumer_name, s.stream_name));
     END IF;
     RETURN stream_internal._consumer_json(s, c);
 END $$;

@@ -6,9 +6,14 @@
 -- and lane in the transaction that records the unit's effects.
 ---------------------------------------------------------------------------
 
+-- The kinds a client of the runtime registered (src/runtime/kind.c): the
+-- one list of them.
+CREATE FUNCTION stream_internal._processor_kind_known(kind text) RETURNS bool
+    AS 'MODULE_PATHNAME', 'stream_processor_kind_known' LANGUAGE C IMMUTABLE STRICT;
+
 CREATE TABLE stream.processors (
     processor_id     serial PRIMARY KEY,
-    processor_kind   text NOT NULL CHECK (processor_kind IN ('delivery')),
+    processor_kind   text NOT NULL CHECK (stream_internal._processor_kind_known(processor_kind)),
     source_stream_id int NOT NULL,           -- the stream it reads
     owner            regrole NOT NULL,       -- its code runs as this role; a dump names the role
     created_at       timestamptz NOT NULL DEFAULT now()

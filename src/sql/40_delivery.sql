@@ -229,11 +229,11 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     d stream_internal.visible_delivery_streams;
 BEGIN
-    PERFORM stream_internal._check_name(p_name, 'deliveryStreamName', 64);
+    PERFORM stream_internal._check_name(p_name, 'deliveryStreamName', stream_internal._limit('FIREHOSE_NAME_MAX')::int);
     -- one not visible to the caller is not found, exactly as a missing one
     SELECT * INTO d FROM stream_internal.visible_delivery_streams v WHERE v.delivery_stream_name = p_name;
     IF NOT FOUND THEN
-        PERFORM stream_internal._raise('ResourceNotFoundException', format('Firehose %s under account 000000000000 not found.', p_name), '42704');
+        PERFORM stream_internal._raise('ResourceNotFoundException', format('Firehose %s under account 000000000000 not found.', p_name));
     END IF;
     RETURN d;
 END $$;
@@ -269,13 +269,15 @@ DECLARE
     v_restype oid := 'stream.firehose_result'::regtype;
 BEGIN
     IF delivery_stream_name IS NULL THEN
-        PERFORM stream_internal._raise('ValidationException', '1 validation error detected: Value null at ''deliveryStreamName'' failed to satisfy constraint: Member must not be null', '22004');
+        PERFORM stream_internal._raise_null('deliveryStreamName');
     END IF;
-    IF length(delivery_stream_name) < 1 OR length(delivery_stream_name) > 64 OR delivery_stream_name !~ '^[a-zA-Z0-9_.-]+$' THEN
-        PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''deliveryStreamName'' failed to satisfy constraint: Member must have length less than or equal to 64 and satisfy regular expression pattern: [a-zA-Z0-9_.-]+', delivery_stream_name));
+    IF length(delivery_stream_name) < 1 OR length(delivery_stream_name) > stream_internal._limit('FIREHOSE_NAME_MAX')
+       OR delivery_stream_name !~ '^[a-zA-Z0-9_.-]+$' THEN
+        PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''deliveryStreamName'' failed to satisfy constraint: Member must have length less than or equal to %s and satisfy regular expression pattern: [a-zA-Z0-9_.-]+',
+                                       delivery_stream_name, stream_internal._limit('FIREHOSE_NAME_MAX')));
     END IF;
     IF EXISTS (SELECT 1 FROM stream.delivery_streams d WHERE d.delivery_stream_name = create_delivery_stream.delivery_stream_name) THEN
-        PERFORM stream_internal._raise('ResourceInUseException', format('Firehose %s under account 000000000000 already exists.', delivery_stream_name), '42710');
+        PERFORM stream_internal._raise('ResourceInUseException', format('Firehose %s under account 000000000000 already exists.', delivery_stream_name));
     END IF;
 
     -- destination: exactly one of a directory and a table
@@ -293,11 +295,11 @@ BEGIN
         -- writing files on the server is for roles that may do so anyway
         IF NOT (SELECT rolsuper FROM pg_roles WHERE oid = v_invoker)
            AND NOT pg_has_role(v_invoker, 'pg_write_server_files', 'MEMBER') THEN
-            PERFORM stream_internal._raise('AccessDeniedException', 'only superusers and members of pg_write_server_files may deliver to a server directory', '42501');
+            PERFORM stream_internal._raise('AccessDeniedException', 'only superusers and members of pg_write_server_files may deliver to a server directory');
         END IF;
     ELSE
         IF NOT has_table_privilege(v_invoker, destination_table, 'INSERT') THEN
-            PERFORM stream_internal._raise('AccessDeniedException', format('permission denied to insert into %s', destination_table), '42501');
+            PERFORM stream_internal._raise('AccessDeniedException', format('permission denied to insert into %s', destination_table));
         END IF;
         SELECT format('%I.%I', n.nspname, c.relname) INTO v_table
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -328,11 +330,17 @@ BEGIN
     IF v_schema IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_type WHERE oid = v_schema AND typtype = 'c') THEN
         PERFORM stream_internal._raise('InvalidArgumentException', format('schema %s is not a table or composite type', v_schema));
     END IF;
-    IF buffer_size_mb IS NULL OR buffer_size_mb < 1 OR buffer_size_mb > 128 THEN
-        PERFORM stream_internal._raise('InvalidArgumentException', format('BufferingHints.SizeInMBs must be between 1 and 128, got %s', coalesce(buffer_size_mb::text, 'null')));
+    IF buffer_size_mb IS NULL OR buffer_size_mb < stream_internal._limit('FIREHOSE_BUFFER_MB_MIN')
+       OR buffer_size_mb > stream_internal._limit('FIREHOSE_BUFFER_MB_MAX') THEN
+        PERFORM stream_internal._raise('InvalidArgumentException', format('BufferingHints.SizeInMBs must be between %s and %s, got %s',
+                                       stream_internal._limit('FIREHOSE_BUFFER_MB_MIN'), stream_internal._limit('FIREHOSE_BUFFER_MB_MAX'),
+                                       coalesce(buffer_size_mb::text, 'null')));
     END IF;
-    IF buffer_interval_seconds IS NULL OR buffer_interval_seconds < 0 OR buffer_interval_seconds > 900 THEN
-        PERFORM stream_internal._raise('InvalidArgumentException', format('BufferingHints.IntervalInSeconds must be between 0 and 900, got %s', coalesce(buffer_interval_seconds::text, 'null')));
+    IF buffer_interval_seconds IS NULL OR buffer_interval_seconds < stream_internal._limit('FIREHOSE_BUFFER_SECONDS_MIN')
+       OR buffer_interval_seconds > stream_internal._limit('FIREHOSE_BUFFER_SECONDS_MAX') THEN
+        PERFORM stream_internal._raise('InvalidArgumentException', format('BufferingHints.IntervalInSeconds must be between %s and %s, got %s',
+                                       stream_internal._limit('FIREHOSE_BUFFER_SECONDS_MIN'), stream_internal._limit('FIREHOSE_BUFFER_SECONDS_MAX'),
+                                       coalesce(buffer_interval_seconds::text, 'null')));
     END IF;
     IF starting_position IS NULL OR starting_position NOT IN ('LATEST', 'TRIM_HORIZON') THEN
         PERFORM stream_internal._raise('InvalidArgumentException', 'starting_position must be LATEST or TRIM_HORIZON');
@@ -360,7 +368,7 @@ BEGIN
             PERFORM stream_internal._raise('InvalidArgumentException', format('transform_function %s must take (stream.firehose_record[]) and return SETOF stream.firehose_result', transform_function));
         END IF;
         IF NOT has_function_privilege(v_invoker, transform_function, 'EXECUTE') THEN
-            PERFORM stream_internal._raise('AccessDeniedException', format('permission denied for function %s', transform_function), '42501');
+            PERFORM stream_internal._raise('AccessDeniedException', format('permission denied for function %s', transform_function));
         END IF;
     END IF;
 
@@ -376,11 +384,11 @@ BEGIN
         -- against a concurrent delete_stream, which refuses while delivery streams read the stream
         PERFORM 1 FROM stream.streams st WHERE st.stream_id = v_src.stream_id FOR KEY SHARE;
         IF NOT FOUND THEN
-            PERFORM stream_internal._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', source_stream_name), '42704');
+            PERFORM stream_internal._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', source_stream_name));
         END IF;
         IF NOT (SELECT rolsuper FROM pg_roles WHERE oid = v_invoker)
            AND NOT has_table_privilege(v_invoker, stream_internal._data_table(v_src.stream_id), 'SELECT') THEN
-            PERFORM stream_internal._raise('AccessDeniedException', format('User is not authorized to read records from stream %s', source_stream_name), '42501');
+            PERFORM stream_internal._raise('AccessDeniedException', format('User is not authorized to read records from stream %s', source_stream_name));
         END IF;
         v_stream_id := v_src.stream_id;
     ELSE
@@ -443,7 +451,7 @@ DECLARE
     d stream_internal.visible_delivery_streams := stream_internal._delivery_stream(delivery_stream_name);
 BEGIN
     IF NOT pg_has_role(stream_internal._caller(), d.owner, 'MEMBER') THEN
-        PERFORM stream_internal._raise('AccessDeniedException', format('only the owner of Firehose %s may delete it', d.delivery_stream_name), '42501');
+        PERFORM stream_internal._raise('AccessDeniedException', format('only the owner of Firehose %s may delete it', d.delivery_stream_name));
     END IF;
     -- after a delivery of it under way; its catalog rows go with the processor
     PERFORM stream_internal._processor_drop(d.delivery_stream_id);
@@ -536,7 +544,7 @@ DECLARE
 BEGIN
     IF NOT pg_has_role(stream_internal._caller(), d.owner, 'MEMBER') THEN
         PERFORM stream_internal._raise('AccessDeniedException', format('only the owner of Firehose %s may %s access to it',
-                              d.delivery_stream_name, CASE WHEN p_grant THEN 'grant' ELSE 'revoke' END), '42501');
+                              d.delivery_stream_name, CASE WHEN p_grant THEN 'grant' ELSE 'revoke' END));
     END IF;
     IF d.delivery_stream_type <> 'DirectPut' THEN
         IF p_grant THEN

@@ -9,6 +9,8 @@
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA stream_internal FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     stream_internal._raise(text, text, text, text),
+    stream_internal._raise_null(text),
+    stream_internal._limit(text),
     stream_internal._check_name(text, text, int),
     stream_internal._stream(text),
     stream_internal._arn(text),

@@ -1,6 +1,7 @@
 /*
- * chunk.c: finding and opening a stream's chunks, and the committed
- * maximum of a shard.
+ * chunk.c: the names of a stream's data table and chunks (for C and, as
+ * stream_internal._data_table, _chunk_table and _chunk_number, for SQL),
+ * finding and opening the chunks, and the committed maximum of a shard.
  *
  * Since a chunk's name follows from a sequence number (chunk.h), puts and
  * reads open the chunk directly instead of going through the partitioned
@@ -20,10 +21,54 @@
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+
+PG_FUNCTION_INFO_V1(stream_data_table_sql);
+PG_FUNCTION_INFO_V1(stream_chunk_table_sql);
+PG_FUNCTION_INFO_V1(stream_chunk_number_sql);
+
+void
+chunk_table_name(char *out, int32 stream_id)
+{
+	snprintf(out, NAMEDATALEN, "s%d", stream_id);
+}
+
+void
+chunk_name(char *out, int32 stream_id, int64 chunk_no)
+{
+	snprintf(out, NAMEDATALEN, "s%d_%lld", stream_id, (long long) chunk_no);
+}
+
+/*
+ * The inverse of chunk_name: the digits after the last '_' are the number
+ * when formatting it back gives relname again (so no pattern is spelled
+ * twice, and "s1_01" or "s1_-1" name no chunk).
+ */
+bool
+chunk_number(const char *relname, int32 stream_id, int64 *chunk_no)
+{
+	const char *us = strrchr(relname, '_');
+	char	   *end;
+	long long	k;
+	char		name[NAMEDATALEN];
+
+	if (us == NULL || us[1] < '0' || us[1] > '9')
+		return false;
+	errno = 0;
+	k = strtoll(us + 1, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return false;
+	chunk_name(name, stream_id, (int64) k);
+	if (strcmp(name, relname) != 0)
+		return false;
+	*chunk_no = (int64) k;
+	return true;
+}
 
 int64
 chunk_of(StreamInfo *info, int64 seq)
@@ -36,7 +81,7 @@ chunk_relid(StreamInfo *info, int64 chunk_no)
 {
 	char		name[NAMEDATALEN];
 
-	snprintf(name, sizeof(name), "s%d_%lld", info->stream_id, (long long) chunk_no);
+	chunk_name(name, info->stream_id, chunk_no);
 	return get_relname_relid(name, info->chunk_nsp);
 }
 
@@ -92,17 +137,15 @@ chunk_max_seq(StreamInfo *info, StreamShard *shard)
 	ListCell   *lc;
 	int64		result = -1;
 	Snapshot	snap;
-	char		prefix[NAMEDATALEN];
-	int			plen;
 
-	plen = snprintf(prefix, sizeof(prefix), "s%d_", info->stream_id);
 	foreach(lc, children)
 	{
 		char	   *name = get_rel_name(lfirst_oid(lc));
+		int64		k;
 
-		if (name && strncmp(name, prefix, plen) == 0)
+		if (name && chunk_number(name, info->stream_id, &k))
 		{
-			chunks[nchunks * 2] = strtoll(name + plen, NULL, 10);
+			chunks[nchunks * 2] = k;
 			chunks[nchunks * 2 + 1] = lfirst_oid(lc);
 			nchunks++;
 		}
@@ -142,4 +185,37 @@ chunk_max_seq(StreamInfo *info, StreamShard *shard)
 	pfree(chunks);
 	list_free(children);
 	return result;
+}
+
+/* ---- the names for the SQL parts ---- */
+
+/* stream_internal._data_table(stream_id int) RETURNS text: stream_data.s<id>, quoted */
+Datum
+stream_data_table_sql(PG_FUNCTION_ARGS)
+{
+	char		name[NAMEDATALEN];
+
+	chunk_table_name(name, PG_GETARG_INT32(0));
+	PG_RETURN_TEXT_P(cstring_to_text(quote_qualified_identifier(CHUNK_SCHEMA, name)));
+}
+
+/* stream_internal._chunk_table(stream_id int, k bigint) RETURNS text: stream_data.s<id>_<k>, quoted */
+Datum
+stream_chunk_table_sql(PG_FUNCTION_ARGS)
+{
+	char		name[NAMEDATALEN];
+
+	chunk_name(name, PG_GETARG_INT32(0), PG_GETARG_INT64(1));
+	PG_RETURN_TEXT_P(cstring_to_text(quote_qualified_identifier(CHUNK_SCHEMA, name)));
+}
+
+/* stream_internal._chunk_number(stream_id int, relname text) RETURNS bigint: NULL for no chunk of the stream */
+Datum
+stream_chunk_number_sql(PG_FUNCTION_ARGS)
+{
+	int64		k;
+
+	if (!chunk_number(text_to_cstring(PG_GETARG_TEXT_PP(1)), PG_GETARG_INT32(0), &k))
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(k);
 }

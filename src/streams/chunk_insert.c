@@ -9,6 +9,7 @@
  * that someone adds to a chunk are not run.
  */
 #include "streams/chunk_insert.h"
+#include "settings.h"
 #include "streams/chunk.h"
 #include "streams/seqno.h"
 

@@ -6,9 +6,6 @@
 
 #include "stream.h"
 
-/* reads its settings from module.h */
-#include "module.h"
-
 /* A record to insert; seq and arrival come from seqalloc_reserve. */
 typedef struct PutItem
 {

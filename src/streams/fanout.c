@@ -15,7 +15,7 @@
 #include "streams/shard.h"
 #include "streams/stream_catalog.h"
 #include "streams/subscription.h"
-#include "runtime/sandbox.h"
+#include "safe_path.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"

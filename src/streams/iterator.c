@@ -9,6 +9,7 @@
  * dropped and created anew: iterators of the old one stop working).
  */
 #include "streams/iterator.h"
+#include "settings.h"
 #include "streams/access.h"
 #include "streams/chunk_scan.h"
 #include "streams/read_window.h"

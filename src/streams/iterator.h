@@ -14,9 +14,6 @@
 
 #include "fmgr.h"
 
-/* reads its settings from module.h */
-#include "module.h"
-
 typedef struct ShardIterator
 {
 	int32		stream_id;

@@ -19,7 +19,7 @@
  * converted inside a subtransaction, so that an error makes them NULL.
  */
 #include "kinesis.h"
-#include "runtime/sandbox.h"
+#include "subxact.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"

@@ -14,6 +14,7 @@
  *   stream_internal._next_token_position(kind text, token text) RETURNS text
  */
 #include "stream.h"
+#include "settings.h"
 #include "streams/iterator.h"
 
 #include "common/base64.h"

@@ -53,7 +53,7 @@
 #include "streams/seqmark.h"
 #include "streams/seqno.h"
 #include "locktag.h"
-#include "module.h"
+#include "settings.h"
 
 #include "access/xact.h"
 #include "access/xlog.h"

@@ -9,9 +9,6 @@
 
 #include "stream.h"
 
-/* reads its settings from module.h */
-#include "module.h"
-
 /* Module start-up (module.c): shared memory size and set-up, the xact callback. */
 extern Size seqalloc_shmem_size(void);
 extern void seqalloc_shmem_init(void);

@@ -10,8 +10,9 @@
  * pointer-lifetime rule that follows is in stream_catalog.h.
  */
 #include "streams/stream_catalog.h"
+#include "streams/chunk.h"
 #include "streams/routing.h"
-#include "runtime/sandbox.h"
+#include "safe_path.h"
 
 #include "catalog/namespace.h"
 #include "executor/spi.h"
@@ -93,6 +94,7 @@ stream_load(const char *name, int32 stream_id)
 	int			ret;
 	bool		isnull;
 	Oid			nsp;
+	char		relname[NAMEDATALEN];
 	int			path_level;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -141,9 +143,10 @@ stream_load(const char *name, int32 stream_id)
 		info->active = (strcmp(status, "ACTIVE") == 0 || strcmp(status, "UPDATING") == 0);
 		info->notify = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
 
-		nsp = get_namespace_oid("stream_data", false);
+		nsp = get_namespace_oid(CHUNK_SCHEMA, false);
 		info->chunk_nsp = nsp;
-		info->relid = get_relname_relid(psprintf("s%d", info->stream_id), nsp);
+		chunk_table_name(relname, info->stream_id);
+		info->relid = get_relname_relid(relname, nsp);
 
 		argtype = INT4OID;
 		arg = Int32GetDatum(info->stream_id);

@@ -21,7 +21,7 @@
 #include "utils/timestamp.h"
 
 /* reads stream.max_shards, which sizes the table */
-#include "module.h"
+#include "settings.h"
 
 typedef struct SubKey
 {

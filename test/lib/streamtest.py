@@ -17,7 +17,7 @@ failures "FAIL: message", and a last line "<script>: OK (<seconds>s)" or
 1 = failure.
 
 Files written by the delivery tests are read back with Python's own modules
-and with DuckDB (test/delivery/duckdb_query.mjs), never with the extension's
+and with DuckDB (test/readers/duckdb_query.mjs), never with the extension's
 code.
 """
 
@@ -256,11 +256,11 @@ def delivered_files(root, pattern='**/*'):
 
 
 def duckdb(sql):
-    """Rows (dicts) of a DuckDB query, through test/delivery/duckdb_query.mjs."""
+    """Rows (dicts) of a DuckDB query, through test/readers/duckdb_query.mjs."""
     if not os.path.isdir(os.path.join(ROOT, 'node_modules', '@duckdb', 'node-api')):
         subprocess.run(['npm', 'ci', '--no-audit', '--no-fund'], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL)
-    r = subprocess.run(['node', os.path.join(ROOT, 'test', 'delivery', 'duckdb_query.mjs'), sql],
+    r = subprocess.run(['node', os.path.join(ROOT, 'test', 'readers', 'duckdb_query.mjs'), sql],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
         raise RuntimeError('duckdb failed: %s' % r.stderr.strip())

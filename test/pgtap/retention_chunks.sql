@@ -71,7 +71,7 @@ SELECT stream_id AS id_b, chunk_hours AS ch_b FROM stream.streams WHERE stream_n
 SELECT clock_timestamp() AS t_created \gset
 \o
 
-SELECT plan(31);
+SELECT plan(34);
 
 -------------------------------------------------------------------------
 -- chunks exist ahead of time, right after create_stream
@@ -184,6 +184,26 @@ SELECT ok((SELECT 'stream.streams_stream_id_seq'::regclass = ANY (extconfig) FRO
           'the stream id sequence is registered too (ids survive dump/restore)');
 SELECT ok((SELECT NOT ('stream.secret'::regclass = ANY (extconfig)) FROM pg_extension WHERE extname = 'stream'),
           'the iterator key is not dumped');
+
+-------------------------------------------------------------------------
+-- chunk names: one spelling (src/streams/chunk.c) read back exactly
+-------------------------------------------------------------------------
+SELECT is((SELECT count(*)::int FROM (SELECT (random() * 2147483646)::int + 1 AS id,
+                                             (random() * 1e12)::bigint AS k FROM generate_series(1, 500)) r
+            WHERE stream_internal._chunk_table(r.id, r.k) <> format('stream_data.%I', 's' || r.id || '_' || r.k)
+               OR stream_internal._chunk_number(r.id, 's' || r.id || '_' || r.k) IS DISTINCT FROM r.k
+               OR stream_internal._data_table(r.id) <> format('stream_data.%I', 's' || r.id)),
+          0, '_chunk_table, _chunk_number and _data_table agree with the documented names (500 random ids and chunks)');
+SELECT is((SELECT array_agg(stream_internal._chunk_number(7, n) ORDER BY i)
+             FROM unnest(ARRAY['s7_0', 's7_01', 's7_-1', 's7_', 's7', 's77_1', 's7_1x', 's7_ 1', 'S7_1',
+                               's7_1_2', 's7_99999999999999999999', 'x7_1', 's7_42']) WITH ORDINALITY u(n, i)),
+          ARRAY[0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 42]::bigint[],
+          '_chunk_number names only s<id>_<k> of that stream, k without sign or leading zero');
+SELECT is((SELECT count(*)::int FROM stream.streams s, pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            WHERE s.stream_name = 'tap_ret_a'
+              AND i.inhparent = stream_internal._data_table(s.stream_id)::regclass
+              AND stream_internal._chunk_number(s.stream_id, c.relname::text) IS NULL),
+          0, 'every partition of a stream table is a chunk by _chunk_number');
 
 SELECT * FROM finish();
 

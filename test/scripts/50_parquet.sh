@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Parquet writer: stream.write_parquet files read back by DuckDB and hyparquet
-# (node's test runner on test/parquet/*.test.mjs), never by our own code.
+# (node's test runner on test/readers/*.test.mjs), never by our own code.
 set -euo pipefail
 export LC_ALL=C
 
@@ -40,6 +40,8 @@ trap cleanup EXIT
 export PGOPTIONS="-c client_min_messages=warning"
 sqladm -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -c "CREATE EXTENSION stream"
+# the test-only functions, which a production install does not have
+psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -f test/sql/test_functions.sql
 
-say "node --test test/parquet (files in $WORK)"
-PQ_TEST_DB="$DB" PQ_TEST_DIR="$WORK" node --test --test-reporter=spec test/parquet/*.test.mjs
+say "node --test test/readers (files in $WORK)"
+PQ_TEST_DB="$DB" PQ_TEST_DIR="$WORK" node --test --test-reporter=spec test/readers/*.test.mjs

@@ -202,7 +202,7 @@ test('REQUIRED columns for NOT NULL attributes', async () => {
   assert.equal(hy[2].val ?? null, null);
 
   const bad = path.join(DIR, 'required_null.parquet');
-  const err = sqlError(`SELECT stream_internal._write_parquet_with('SELECT NULL::int AS id', ${lit(bad)}, 'none', NULL, NULL, NULL, ARRAY['id'])`);
+  const err = sqlError(`SELECT stream_test.write_parquet_with('SELECT NULL::int AS id', ${lit(bad)}, 'none', NULL, NULL, NULL, ARRAY['id'])`);
   assert.match(err, /null value in column "id" of a REQUIRED Parquet column/);
   assert.ok(!fs.existsSync(bad));
 });
@@ -274,7 +274,7 @@ test('privileges: superuser or pg_write_server_files, query runs as the caller',
   assert.equal(sql(`SELECT stream.write_parquet('SELECT 42 AS x', ${lit(f)})`, { role: 'pq_writer' }), '1');
   assert.ok(fs.existsSync(f));
   // the test helpers are not for everyone
-  assert.match(sqlError(`SELECT stream_internal._compress('\\x00', 'gzip')`, { role: 'pq_nobody' }), /permission denied/);
+  assert.match(sqlError(`SELECT stream_test.compress('\\x00', 'gzip')`, { role: 'pq_nobody' }), /permission denied/);
 });
 
 test('atomic files: only complete files appear, failures leave the old file', async () => {
@@ -285,7 +285,7 @@ test('atomic files: only complete files appear, failures leave the old file', as
   assert.equal(writeParquet('SELECT id FROM pq_big WHERE id <= 10', f), 10);
   const before = fs.readFileSync(f);
   // fails after 50000 rows, with row groups already written to the temp file
-  const err = sqlError(`SELECT stream_internal._write_parquet_with('SELECT id, 1 / (50000 - id) AS x FROM pq_big ORDER BY id',
+  const err = sqlError(`SELECT stream_test.write_parquet_with('SELECT id, 1 / (50000 - id) AS x FROM pq_big ORDER BY id',
                           ${lit(f)}, 'none', 65536, NULL, NULL, NULL)`);
   assert.match(err, /division by zero/);
   assert.deepEqual(fs.readFileSync(f), before);
@@ -355,7 +355,7 @@ test('whole-file compression: gzip member, zstd frame, snappy framing format', (
   const random = sql(`SELECT encode(string_agg(decode(md5(g::text), 'hex'), ''), 'hex') FROM generate_series(1, 10000) g`);
   const inputs = [...texts.map(t => Buffer.from(t)), Buffer.from(random, 'hex')];
   for (const input of inputs) {
-    const comp = codec => Buffer.from(sql(`SELECT encode(stream_internal._compress(decode(${lit(input.toString('hex'))}, 'hex'),
+    const comp = codec => Buffer.from(sql(`SELECT encode(stream_test.compress(decode(${lit(input.toString('hex'))}, 'hex'),
                                                  ${lit(codec)}), 'hex')`), 'hex');
     assert.deepEqual(comp('none'), input);
     const gz = comp('gzip');

@@ -1,6 +1,6 @@
 // Run one SQL query in an in-memory DuckDB and print its rows as JSON.
 // An independent reader of the files delivery streams write (never our own code).
-//   node test/delivery/duckdb_query.mjs "SELECT count(*) AS n FROM read_parquet('/x/**/*.parquet')"
+//   node test/readers/duckdb_query.mjs "SELECT count(*) AS n FROM read_parquet('/x/**/*.parquet')"
 import { DuckDBInstance } from '@duckdb/node-api';
 
 const sql = process.argv[2];

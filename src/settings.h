@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
- * module.h
+ * settings.h
  *	  The settings (GUCs) of the stream extension.
  *
- * Every setting is defined once, in module.c's _PG_init(): its name,
+ * Every setting is defined once, in settings.c (settings_define(), called
+ * by _PG_init() in module.c): its name,
  * variable, default, range, context and description.  A module that reads
  * a setting includes this header instead of writing its own extern, so the
  * compiler checks every use against the one definition.
@@ -17,11 +18,17 @@
  *
  *-------------------------------------------------------------------------
  */
-#ifndef STREAM_MODULE_H
-#define STREAM_MODULE_H
+#ifndef STREAM_SETTINGS_H
+#define STREAM_SETTINGS_H
+
+/* Define every setting and reserve the prefix "stream" (module.c's _PG_init). */
+extern void settings_define(void);
 
 /* stream.iterator_lifetime (ms): how long a shard iterator stays valid */
 extern int	stream_iterator_lifetime_ms;
+
+/* stream.next_token_lifetime (ms): how long a NextToken of a list function stays valid */
+extern int	stream_next_token_lifetime_ms;
 
 /* stream.next_token_lifetime (ms): how long a NextToken of a list function stays valid */
 extern int	stream_next_token_lifetime_ms;
@@ -53,4 +60,4 @@ extern int	stream_delivery_naptime_ms;
 /* stream.maintenance_naptime (s): between two maintenance rounds of a database worker */
 extern int	stream_maintenance_naptime;
 
-#endif							/* STREAM_MODULE_H */
+#endif							/* STREAM_SETTINGS_H */

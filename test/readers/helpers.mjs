@@ -54,7 +54,7 @@ export function writeParquet(query, path, codec) {
 export function writeParquetWith(query, path, { codec = 'snappy', rowGroupBytes = null, pageBytes = null,
   dictionary = null, required = null } = {}) {
   const req = required ? `ARRAY[${required.map(lit).join(',')}]` : 'NULL';
-  return Number(sql(`SELECT stream_internal._write_parquet_with(${dollar(query)}, ${lit(path)}, ${lit(codec)},
+  return Number(sql(`SELECT stream_test.write_parquet_with(${dollar(query)}, ${lit(path)}, ${lit(codec)},
     ${rowGroupBytes ?? 'NULL'}, ${pageBytes ?? 'NULL'}, ${dictionary ?? 'NULL'}, ${req})`));
 }
 

@@ -1,4 +1,4 @@
--- Fixture for test/parquet: one row per case, every type write_parquet maps.
+-- Fixture for the Parquet tests (test/readers/types.test.mjs): one row per case, every type write_parquet maps.
 DROP TABLE IF EXISTS pq_alltypes;
 DROP TYPE IF EXISTS pq_mood;
 CREATE TYPE pq_mood AS ENUM ('sad', 'ok', 'happy');
