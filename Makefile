@@ -96,6 +96,13 @@ ifneq ($(STREAM_TEMP_INSTANCE),0)
 REGRESS_OPTS = --temp-config=$(srcdir)/test/stream.conf --temp-instance=tmp_check
 ISOLATION_OPTS = --temp-config=$(srcdir)/test/stream.conf --temp-instance=tmp_check_iso
 endif
+# The expected output holds multibyte text (partition keys of 256 characters,
+# aligned columns): the instance's initdb and psql run in a UTF-8 locale and
+# the databases are UTF8 whatever the caller's environment (CI's is empty).
+REGRESS_OPTS += --encoding=UTF8
+ISOLATION_OPTS += --encoding=UTF8
+installcheck: export LC_ALL = C.UTF-8
+installcheck: export PGCLIENTENCODING = UTF8
 
 PG_CPPFLAGS += -I$(srcdir)/src
 SHLIB_LINK += -lzstd -lsnappy -lz

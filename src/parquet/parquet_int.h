@@ -105,6 +105,17 @@ typedef enum PqKind
 	PK_OUTPUT					/* type output function, as STRING or JSON */
 } PqKind;
 
+/* A fixed-width value: of the row being added, or a chunk's minimum or maximum. */
+typedef union PqScalar
+{
+	int32		i32;
+	int64		i64;
+	float4		f4;
+	float8		f8;
+	int128		dec;
+	uint8		uuid[16];
+} PqScalar;
+
 /* One converted value of the row being added. */
 typedef struct PqValue
 {
@@ -115,15 +126,7 @@ typedef struct PqValue
 	uint32		raw_hash;		/* PK_JSONB: hash of raw_ptr/raw_len */
 	const char *raw_ptr;		/* PK_JSONB: stored bytes, to remember */
 	int			raw_len;
-	union
-	{
-		int32		i32;
-		int64		i64;
-		float4		f4;
-		float8		f8;
-		int128		dec;
-		uint8		uuid[16];
-	}			v;
+	PqScalar	v;
 } PqValue;
 
 /*
@@ -215,14 +218,8 @@ typedef struct PqColumn
 	bool		max_unbounded;	/* byte arrays: no valid truncated max */
 	bool		min_exact;
 	bool		max_exact;
-	union
-	{
-		int32		i32;
-		int64		i64;
-		float4		f4;
-		float8		f8;
-		int128		dec;
-	}			min, max;
+	PqScalar	min,
+				max;
 	int			minlen;
 	int			maxlen;
 	char		minb[STATS_PREFIX + 1];
