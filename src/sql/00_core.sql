@@ -622,11 +622,13 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
          LIMIT (SELECT n + 1 FROM args)),
     shown AS (
         SELECT p.* FROM page p ORDER BY p.stream_name COLLATE "C" LIMIT (SELECT n FROM args)),
-    more AS (
-        SELECT (SELECT count(*) FROM page) > (SELECT n FROM args) AS more,
-               (SELECT max(stream_name COLLATE "C") FROM shown) AS last)
+    -- one token a call: it carries the time it was made
+    more AS MATERIALIZED (
+        SELECT x.more, CASE WHEN x.more THEN stream_internal._next_token('S', x.last) END AS token
+          FROM (SELECT (SELECT count(*) FROM page) > (SELECT n FROM args) AS more,
+                       (SELECT max(stream_name COLLATE "C") FROM shown) AS last) x)
     SELECT sh.stream_name, stream_internal._arn(sh.stream_name), sh.stream_status, sh.stream_mode, sh.created_at,
-           m.more, CASE WHEN m.more THEN stream_internal._next_token('S', m.last) END
+           m.more, m.token
       FROM shown sh, more m
      ORDER BY sh.stream_name COLLATE "C"
 $$;

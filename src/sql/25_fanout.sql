@@ -139,11 +139,13 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
          LIMIT (SELECT n + 1 FROM args)),
     shown AS (
         SELECT p.* FROM page p ORDER BY p.consumer_name COLLATE "C" LIMIT (SELECT n FROM args)),
-    more AS (
-        SELECT (SELECT count(*) FROM page) > (SELECT n FROM args) AS more,
-               (SELECT max(consumer_name COLLATE "C") FROM shown) AS last)
+    -- one token a call: it carries the time it was made
+    more AS MATERIALIZED (
+        SELECT CASE WHEN x.more THEN stream_internal._next_token('C', (st.s).stream_id || '/' || x.last) END AS token
+          FROM st, (SELECT (SELECT count(*) FROM page) > (SELECT n FROM args) AS more,
+                           (SELECT max(consumer_name COLLATE "C") FROM shown) AS last) x)
     SELECT c.consumer_name, stream_internal._consumer_json((st.s), c) ->> 'ConsumerARN', c.consumer_status, c.created_at,
-           CASE WHEN m.more THEN stream_internal._next_token('C', (st.s).stream_id || '/' || m.last) END
+           m.token
       FROM shown c, st, more m
      ORDER BY c.consumer_name COLLATE "C"
 $$;
