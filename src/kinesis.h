@@ -38,7 +38,7 @@
 #define LIST_TAGS_LIMIT_MAX			50		/* ListTagsForStream's Limit */
 #define RETENTION_HOURS_MIN			24
 #define RETENTION_HOURS_MAX			8760	/* 365 days */
-#define ACCOUNT_SHARDS_MAX			10000	/* open shards of the account (the database) */
+#define ACCOUNT_SHARDS_MAX			10000	/* open shards of the account: the default of stream.shard_limit */
 #define CONSUMERS_PER_STREAM_MAX	20		/* registered (enhanced fan-out) consumers */
 
 /* Firehose limits: delivery stream names and BufferingHints */

@@ -17,7 +17,9 @@ typedef enum StreamLockKind
 	STREAM_LOCK_SHARD_PUT = 0x5354,	/* (stream, shard): puts without shared memory */
 	STREAM_LOCK_SEQUENCE_MARK = 0x5355,	/* moving the database's sequence mark */
 	STREAM_LOCK_PROCESSOR_UNIT = 0x5356,	/* (processor): a unit of its work (runtime/round.c) */
-	STREAM_LOCK_CONSUMERS = 0x5357	/* (stream): registering a consumer */
+	STREAM_LOCK_CONSUMERS = 0x5357,	/* (stream): registering a consumer */
+	STREAM_LOCK_RESHARD = 0x5358,	/* (stream): a split, merge or shard count update */
+	STREAM_LOCK_SHARD_LIMIT = 0x5359	/* (database): changes of its open shard count */
 } StreamLockKind;
 
 #define SET_STREAM_LOCKTAG(tag, kind, key1, key2) \

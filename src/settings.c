@@ -29,6 +29,7 @@ int			stream_next_token_lifetime_ms = 300000;
 int			stream_chunk_premake = 4;
 int			stream_max_shards = 8192;
 int			stream_max_shards_per_xact = 1024;
+int			stream_shard_limit = 10000;	/* Kinesis' default quota, ACCOUNT_SHARDS_MAX */
 int			stream_owner_code_timeout_ms = 30000;
 bool		stream_worker_enabled = true;
 int			stream_max_databases = 64;
@@ -74,6 +75,13 @@ define_stream_settings(void)
 							"Bounds each transaction's share of the shared in-flight pool.",
 							&stream_max_shards_per_xact,
 							1024, 1, 100000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("stream.shard_limit",
+							"Most open shards of all streams of a database together (Kinesis' account shard quota).",
+							"create_stream, split_shard and update_shard_count refuse to pass it (LimitExceededException); set it per database with ALTER DATABASE.",
+							&stream_shard_limit,
+							10000, 1, 1000000,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("stream.owner_code_timeout",

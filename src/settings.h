@@ -42,6 +42,12 @@ extern int	stream_max_shards;
 /* stream.max_shards_per_transaction: shards one transaction may have puts in flight on */
 extern int	stream_max_shards_per_xact;
 
+/* stream.shard_limit: open shards of all streams of a database together (the account quota) */
+extern int	stream_shard_limit;
+
+/* stream.shard_limit: open shards of all streams of a database together (the account quota) */
+extern int	stream_shard_limit;
+
 /* stream.owner_code_timeout (ms): owner code of one unit of the worker's work */
 extern int	stream_owner_code_timeout_ms;
 

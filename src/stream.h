@@ -29,6 +29,8 @@ typedef struct StreamShard
 	int64		starting_seq;
 	int64		ending_seq;		/* valid only when closed */
 	bool		closed;
+	int32		parent_index;	/* the shard it was split or merged from, or -1 */
+	int32		adjacent_parent_index;	/* a merge's other parent, or -1 */
 } StreamShard;
 
 /*

@@ -149,7 +149,7 @@ buffer_keep_only(const int32 *ids, int n)
  */
 bool
 buffer_due(DeliveryConfig *cfg, StreamInfo *info, bool force,
-		   const ProcessorCheckpoints *cps, Batch *b, bool *full)
+		   ProcessorCheckpoints *cps, Batch *b, bool *full)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	DsState    *st = ds_state(cfg->id);
@@ -160,6 +160,8 @@ buffer_due(DeliveryConfig *cfg, StreamInfo *info, bool force,
 
 	*full = false;
 	runtime_window(info, cps, &w);
+	/* parents with nothing left end now, so their children are not held back */
+	(void) runtime_finish_empty_ends(cfg->id, cps, &w);
 	runtime_unit_init(&b->unit, cfg->id, info->nshards);
 	b->unit.min_arrival = w.min_arrival;
 
@@ -168,7 +170,8 @@ buffer_due(DeliveryConfig *cfg, StreamInfo *info, bool force,
 		ShardWindow *sw = &w.shards[i];
 		ShardScan  *sc = shard_scan(st, sw->shard->shard_index, sw->next);
 
-		if (sw->finished)
+		/* children wait for the batch that ends their parents (runtime_window) */
+		if (sw->finished || sw->blocked)
 			continue;
 		if (!*full && sc->scanned_to < sw->to && total + sc->bytes < cfg->buffer_bytes)
 		{
@@ -193,6 +196,9 @@ buffer_due(DeliveryConfig *cfg, StreamInfo *info, bool force,
 			count += sc->count;
 			if (sc->oldest < oldest)
 				oldest = sc->oldest;
+			/* the batch ends a parent: its children are due right after */
+			if (sw->ends && sc->scanned_to > sw->shard->ending_seq)
+				*full = true;
 		}
 		if (total >= cfg->buffer_bytes)
 			*full = true;

@@ -290,7 +290,7 @@ extern void deliver_to_table(Batch *b, MemoryContext cxt);
 extern void buffer_forget(int32 id);
 extern void buffer_keep_only(const int32 *ids, int n);
 extern bool buffer_due(DeliveryConfig *cfg, StreamInfo *info, bool force,
-					   const ProcessorCheckpoints *cps, Batch *b, bool *full);
+					   ProcessorCheckpoints *cps, Batch *b, bool *full);
 
 /* ---- delivery_batch.c ---- */
 extern RunResult deliver_unit(int32 id, bool force, MemoryContext cxt, bool *drained);

@@ -71,6 +71,8 @@ typedef struct ShardWindow
 	int64		from;			/* where reading starts: max(next, retention horizon) */
 	int64		to;				/* end, exclusive: the stable sequence, a closed shard's end + 1 */
 	bool		finished;		/* a closed shard processed to its end */
+	bool		blocked;		/* a parent is not finished: read nothing of it yet */
+	bool		ends;			/* closed, and the window reaches its end (to is end + 1) */
 } ShardWindow;
 
 typedef struct ConsumerWindow
@@ -81,8 +83,22 @@ typedef struct ConsumerWindow
 	ShardWindow *shards;		/* in the order of info->shards */
 } ConsumerWindow;
 
-/* the window of every shard of info at lane 0, from the checkpoints (NULL: from each shard's start) */
+/*
+ * The window of every shard of info at lane 0, from the checkpoints (NULL:
+ * from each shard's start).  Parents come before children, as the KCL
+ * reads them: a shard whose parent (or adjacent parent) is still in the
+ * stream and not finished is blocked, so records of one partition key are
+ * processed in order across a split or merge.  A parent's last range and a
+ * child's first never share a unit.
+ */
 extern void runtime_window(StreamInfo *info, const ProcessorCheckpoints *cps, ConsumerWindow *w);
+/*
+ * Finish the closed shards whose window reaches their end with no record
+ * left to process: their checkpoint moves past the end (SPI, in the
+ * caller's transaction), so their children are no longer blocked.  The
+ * window is recomputed; returns how many were finished.
+ */
+extern int	runtime_finish_empty_ends(int32 processor_id, ProcessorCheckpoints *cps, ConsumerWindow *w);
 /* the checkpoint of (shard, lane), dflt when none is recorded */
 extern int64 runtime_checkpoint_of(const ProcessorCheckpoints *cps, int32 shard_index, int32 lane, int64 dflt);
 /* read [from, to) of one shard within the window; returns the count, *next where to go on */

@@ -13,6 +13,8 @@
 
 #include <limits.h>
 
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/timestamp.h"
 
@@ -21,6 +23,11 @@
 #include "streams/shard.h"
 
 #include "runtime/runtime.h"
+
+static void
+count_none(void *arg, const StreamRecord *rec)
+{
+}
 
 /* the stream read path: every read of a processor's records comes here */
 static int
@@ -62,8 +69,54 @@ runtime_window(StreamInfo *info, const ProcessorCheckpoints *cps, ConsumerWindow
 		sw->from = rw.from;
 		sw->to = rw.to;
 		sw->finished = shard->closed && sw->next > shard->ending_seq;
+		sw->ends = shard->closed && rw.to > shard->ending_seq;
 		w->min_arrival = rw.min_arrival;	/* the same for every shard at now */
 	}
+	for (int i = 0; i < info->nshards; i++)
+	{
+		StreamShard *shard = &info->shards[i];
+
+		w->shards[i].blocked = false;
+		for (int k = 0; k < info->nshards; k++)
+			if ((info->shards[k].shard_index == shard->parent_index ||
+				 info->shards[k].shard_index == shard->adjacent_parent_index) &&
+				!w->shards[k].finished)
+				w->shards[i].blocked = true;
+	}
+}
+
+int
+runtime_finish_empty_ends(int32 processor_id, ProcessorCheckpoints *cps, ConsumerWindow *w)
+{
+	int			finished = 0;
+
+	for (int i = 0; i < w->nshards; i++)
+	{
+		ShardWindow *sw = &w->shards[i];
+		int64		next;
+		Oid			types[3] = {INT4OID, INT4OID, INT8OID};
+		Datum		args[3];
+
+		if (sw->finished || !sw->ends || sw->blocked)
+			continue;
+		/* a record left: the client's next unit finishes the shard */
+		if (read_path(w->info, sw->shard, sw->from, sw->to, w->min_arrival, 1, (Size) 1 << 40,
+					  count_none, NULL, &next) > 0)
+			continue;
+		args[0] = Int32GetDatum(processor_id);
+		args[1] = Int32GetDatum(sw->shard->shard_index);
+		args[2] = Int64GetDatum(sw->to);
+		runtime_sql("SELECT stream_internal._processor_checkpoint_to($1, $2, 0, $3)",
+					3, types, args, SPI_OK_SELECT);
+		finished++;
+	}
+	if (finished > 0)
+	{
+		/* the checkpoints as they are now, for the window and for the caller */
+		runtime_load_checkpoints(processor_id, cps, CurrentMemoryContext);
+		runtime_window(w->info, cps, w);
+	}
+	return finished;
 }
 
 int

@@ -86,8 +86,11 @@ CREATE FUNCTION stream.hash_key(partition_key text) RETURNS numeric
 -- Named result types: the server caches their descriptors, which matters
 -- for a function called once per record.
 CREATE TYPE stream.put_record_result AS (shard_id text, sequence_number text);
+-- child_shards: at the end of a closed shard (next_shard_iterator NULL), the
+-- shards to read next, as Kinesis' ChildShards (jsonb array of ShardId,
+-- ParentShards, HashKeyRange); NULL otherwise.
 CREATE TYPE stream.get_records_result AS (records stream.record[], next_shard_iterator text,
-                                          millis_behind_latest bigint);
+                                          millis_behind_latest bigint, child_shards jsonb);
 
 -- sequence_number_for_ordering: the sequence number of the producer's
 -- previous record (SequenceNumberForOrdering); the new record's is greater.
@@ -405,6 +408,12 @@ BEGIN
     EXCEPTION WHEN lock_not_available THEN
         RAISE WARNING 'stream %: trimming skipped this round: %', s.stream_name, SQLERRM;
     END;
+    -- closed shards whose records all expired (src/sql/10_shards.sql)
+    BEGIN
+        PERFORM stream_internal._expire_shards(s);
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE WARNING 'stream %: expiring closed shards skipped this round: %', s.stream_name, SQLERRM;
+    END;
 END $$;
 
 -- Every stream's maintenance, as the background worker runs it each round
@@ -471,10 +480,9 @@ BEGIN
         PERFORM stream_internal._raise_null('shardCount');
     ELSIF shard_count < 1 THEN
         PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''shardCount'' failed to satisfy constraint: Member must have value greater than or equal to 1', shard_count));
-    ELSIF shard_count > stream_internal._limit('ACCOUNT_SHARDS_MAX') THEN
-        PERFORM stream_internal._raise('LimitExceededException', format('This request would exceed the shard limit for the account 000000000000 in local. Current shard count for the account: %s. Limit: %s. Number of additional shards that would have resulted from this request: %s.',
-            (SELECT count(*) FROM stream.shards WHERE ending_seq IS NULL), stream_internal._limit('ACCOUNT_SHARDS_MAX'), shard_count));
     END IF;
+    -- the database's open shards, every stream's (stream.shard_limit)
+    PERFORM stream_internal._check_shard_limit(shard_count);
     PERFORM stream_internal._check_retention(retention_hours);
     IF EXISTS (SELECT 1 FROM stream.streams s WHERE s.stream_name = create_stream.stream_name) THEN
         PERFORM stream_internal._raise('ResourceInUseException', format('Stream %s under account 000000000000 already exists.', stream_name));
@@ -614,7 +622,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         SELECT stream_internal._page_start('S', $2, 'limit', $1, 'exclusiveStartStreamName', $3) AS after,
                least(coalesce($2, stream_internal._limit('LIST_PAGE_MAX')), stream_internal._limit('LIST_PAGE_MAX')) AS n),
     page AS (
-        SELECT s.stream_name, s.stream_status, s.stream_mode, s.created_at
+        SELECT s.stream_name, stream_internal._stream_status(s) AS stream_status, s.stream_mode, s.created_at
           FROM stream.streams s, args
          WHERE s.stream_mode <> 'FIREHOSE_DIRECT_PUT'     -- internal buffers of delivery streams
            AND (args.after IS NULL OR s.stream_name COLLATE "C" > args.after COLLATE "C")
@@ -633,51 +641,54 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
      ORDER BY sh.stream_name COLLATE "C"
 $$;
 
-CREATE FUNCTION stream.list_shards(stream_name text)
-RETURNS TABLE(shard_id text, parent_shard_id text, adjacent_parent_shard_id text,
-              starting_hash_key numeric, ending_hash_key numeric,
-              starting_sequence_number text, ending_sequence_number text)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    s stream.streams;
-BEGIN
-    IF list_shards.stream_name IS NULL THEN     -- ListShards takes StreamName or NextToken
-        PERFORM stream_internal._raise('InvalidArgumentException', 'Either NextToken or StreamName should be provided.');
-    END IF;
-    s := stream_internal._stream(list_shards.stream_name);
-    RETURN QUERY
-    SELECT stream_internal._shard_id(sh.shard_index), stream_internal._shard_id(sh.parent_shard_index),
-           stream_internal._shard_id(sh.adjacent_parent_shard_index),
-           sh.starting_hash_key, sh.ending_hash_key,
-           stream_internal._sequence_text(s.stream_id, sh.shard_index, sh.starting_seq),
-           stream_internal._sequence_text(s.stream_id, sh.shard_index, sh.ending_seq)
-      FROM stream.shards sh
-     WHERE sh.stream_id = s.stream_id
-     ORDER BY sh.shard_index;
-END $$;
+-- stream.list_shards: src/sql/10_shards.sql, with resharding.
 
-CREATE FUNCTION stream.describe_stream(stream_name text) RETURNS jsonb
+-- Every shard not expired, closed ones with their ending sequence number,
+-- "limit" of them (default 100, as Kinesis) after exclusive_start_shard_id;
+-- HasMoreShards says whether more follow.
+CREATE FUNCTION stream.describe_stream(stream_name text, "limit" int DEFAULT 100,
+                                       exclusive_start_shard_id text DEFAULT NULL) RETURNS jsonb
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     s stream.streams := stream_internal._stream(stream_name);
+    v_after int := -1;
+    v_shards jsonb;
+    v_count int;
 BEGIN
+    IF "limit" IS NOT NULL AND ("limit" < 1 OR "limit" > 10000) THEN
+        PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''limit'' failed to satisfy constraint: Member must have value %s',
+                                       "limit", CASE WHEN "limit" < 1 THEN 'greater than or equal to 1' ELSE 'less than or equal to 10000' END));
+    END IF;
+    IF exclusive_start_shard_id IS NOT NULL THEN
+        PERFORM stream_internal._check_name(exclusive_start_shard_id, 'exclusiveStartShardId', 128);
+        v_after := coalesce(stream_internal._shard_index(exclusive_start_shard_id), -1);
+    END IF;
+    SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+               'ShardId', stream_internal._shard_id(p.shard_index),
+               'ParentShardId', stream_internal._shard_id(p.parent_shard_index),
+               'AdjacentParentShardId', stream_internal._shard_id(p.adjacent_parent_shard_index),
+               'HashKeyRange', jsonb_build_object('StartingHashKey', p.starting_hash_key::text,
+                                                  'EndingHashKey', p.ending_hash_key::text),
+               'SequenceNumberRange', jsonb_strip_nulls(jsonb_build_object(
+                   'StartingSequenceNumber', stream_internal._sequence_text(s.stream_id, p.shard_index, p.starting_seq),
+                   'EndingSequenceNumber', stream_internal._sequence_text(s.stream_id, p.shard_index, p.ending_seq)))))
+             ORDER BY p.shard_index),
+           count(*)
+      INTO v_shards, v_count
+      FROM (SELECT sh.* FROM stream.shards sh
+             WHERE sh.stream_id = s.stream_id AND sh.shard_index > v_after
+               AND NOT stream_internal._shard_expired(sh, s)
+             ORDER BY sh.shard_index LIMIT least(coalesce("limit", 100), 100) + 1) p;
+    IF v_count > least(coalesce("limit", 100), 100) THEN
+        v_shards := v_shards - (jsonb_array_length(v_shards) - 1);   -- the one beyond the page
+    END IF;
     RETURN jsonb_build_object(
         'StreamName', s.stream_name,
         'StreamARN', stream_internal._arn(s.stream_name),
-        'StreamStatus', s.stream_status,
+        'StreamStatus', stream_internal._stream_status(s),
         'StreamModeDetails', jsonb_build_object('StreamMode', s.stream_mode),
-        'Shards', coalesce((
-            SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
-                       'ShardId', l.shard_id,
-                       'ParentShardId', l.parent_shard_id,
-                       'AdjacentParentShardId', l.adjacent_parent_shard_id,
-                       'HashKeyRange', jsonb_build_object('StartingHashKey', l.starting_hash_key::text,
-                                                          'EndingHashKey', l.ending_hash_key::text),
-                       'SequenceNumberRange', jsonb_strip_nulls(jsonb_build_object(
-                           'StartingSequenceNumber', l.starting_sequence_number,
-                           'EndingSequenceNumber', l.ending_sequence_number)))) ORDER BY l.shard_id)
-              FROM stream.list_shards(s.stream_name) l), '[]'::jsonb),
-        'HasMoreShards', false,
+        'Shards', coalesce(v_shards, '[]'::jsonb),
+        'HasMoreShards', v_count > least(coalesce("limit", 100), 100),
         'RetentionPeriodHours', s.retention_hours,
         'StreamCreationTimestamp', round(extract(epoch FROM s.created_at), 3),
         'EnhancedMonitoring', jsonb_build_array(jsonb_build_object('ShardLevelMetrics', '[]'::jsonb)),
@@ -692,7 +703,7 @@ BEGIN
     RETURN jsonb_build_object(
         'StreamName', s.stream_name,
         'StreamARN', stream_internal._arn(s.stream_name),
-        'StreamStatus', s.stream_status,
+        'StreamStatus', stream_internal._stream_status(s),
         'StreamModeDetails', jsonb_build_object('StreamMode', s.stream_mode),
         'RetentionPeriodHours', s.retention_hours,
         'StreamCreationTimestamp', round(extract(epoch FROM s.created_at), 3),

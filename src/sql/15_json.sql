@@ -25,5 +25,5 @@ CREATE FUNCTION stream.put_records_json(stream_name text, records jsonb)
 CREATE FUNCTION stream.get_records_json(shard_iterator text, "limit" int DEFAULT 10000)
     RETURNS TABLE(sequence_number text, approximate_arrival_timestamp timestamptz,
                   partition_key text, data bytea, data_text text, data_json jsonb,
-                  next_shard_iterator text, millis_behind_latest bigint)
+                  next_shard_iterator text, millis_behind_latest bigint, child_shards jsonb)
     AS 'MODULE_PATHNAME', 'stream_get_records_json' LANGUAGE C VOLATILE ROWS 1000;

@@ -20,8 +20,9 @@ CREATE TYPE stream.user_record AS (
     data bytea,
     aggregated boolean
 );
+-- as stream.get_records_result: child_shards at the end of a closed shard
 CREATE TYPE stream.get_user_records_result AS (records stream.user_record[], next_shard_iterator text,
-                                               millis_behind_latest bigint);
+                                               millis_behind_latest bigint, child_shards jsonb);
 
 -- The readers of user records are overloads of get_records and read_shard
 -- whose parameters are laid out so that no call of the plain ones (also

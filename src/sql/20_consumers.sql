@@ -171,25 +171,58 @@ BEGIN
     RETURN a;
 END $$;
 
--- Create the leases of shards that have none yet: the initial shards at the
--- application's initial position, later (child) shards at TRIM_HORIZON so
--- that nothing between parent and child is missed.
+-- Create the leases of shards that have none yet, as the KCL's shard
+-- syncer does.  The first sync of an application (no lease yet) creates
+-- the initial leases from its initial position: TRIM_HORIZON every shard
+-- not expired, LATEST the open shards, AT_TIMESTAMP the shards open at the
+-- timestamp (each at that position), and their descendants.  Later syncs
+-- add the children of shards with leases (new shards of a split or merge),
+-- at TRIM_HORIZON so that nothing between parent and child is missed.
+-- A child is handed out once every parent lease is at SHARD_END
+-- (_eligible_leases).
 CREATE FUNCTION stream_internal._sync_leases(p_app stream.applications) RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    s stream.streams;
+    v_ts timestamptz;
     n int;
+    total int := 0;
 BEGIN
-    INSERT INTO stream.leases (application_name, shard_index, stream_id, checkpoint, parent_shard_indexes)
-    SELECT p_app.application_name, sh.shard_index, sh.stream_id,
-           CASE WHEN sh.parent_shard_index IS NULL THEN p_app.initial_position ELSE 'TRIM_HORIZON' END,
-           array_remove(ARRAY[sh.parent_shard_index, sh.adjacent_parent_shard_index], NULL)
-      FROM stream.shards sh
-     WHERE sh.stream_id = p_app.stream_id
-       AND NOT EXISTS (SELECT 1 FROM stream.leases l
-                        WHERE l.application_name = p_app.application_name AND l.shard_index = sh.shard_index)
-    ON CONFLICT DO NOTHING;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
+    SELECT * INTO s FROM stream.streams x WHERE x.stream_id = p_app.stream_id;
+    IF NOT EXISTS (SELECT 1 FROM stream.leases l WHERE l.application_name = p_app.application_name) THEN
+        v_ts := greatest(p_app.initial_timestamp, s.created_at);
+        INSERT INTO stream.leases (application_name, shard_index, stream_id, checkpoint, parent_shard_indexes)
+        SELECT p_app.application_name, sh.shard_index, sh.stream_id, p_app.initial_position,
+               array_remove(ARRAY[sh.parent_shard_index, sh.adjacent_parent_shard_index], NULL)
+          FROM stream.shards sh
+         WHERE sh.stream_id = p_app.stream_id
+           AND NOT stream_internal._shard_expired(sh, s)
+           AND CASE p_app.initial_position
+                 WHEN 'LATEST' THEN sh.ending_seq IS NULL
+                 WHEN 'AT_TIMESTAMP' THEN sh.created_at <= v_ts AND (sh.closed_at IS NULL OR sh.closed_at >= v_ts)
+                 ELSE true
+               END
+        ON CONFLICT DO NOTHING;
+        GET DIAGNOSTICS total = ROW_COUNT;
+    END IF;
+    -- the children of leased shards, and theirs, until none is missing
+    LOOP
+        INSERT INTO stream.leases (application_name, shard_index, stream_id, checkpoint, parent_shard_indexes)
+        SELECT p_app.application_name, sh.shard_index, sh.stream_id, 'TRIM_HORIZON',
+               array_remove(ARRAY[sh.parent_shard_index, sh.adjacent_parent_shard_index], NULL)
+          FROM stream.shards sh
+         WHERE sh.stream_id = p_app.stream_id
+           AND NOT EXISTS (SELECT 1 FROM stream.leases l
+                            WHERE l.application_name = p_app.application_name AND l.shard_index = sh.shard_index)
+           AND EXISTS (SELECT 1 FROM stream.leases l
+                        WHERE l.application_name = p_app.application_name
+                          AND l.shard_index IN (sh.parent_shard_index, sh.adjacent_parent_shard_index))
+        ON CONFLICT DO NOTHING;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        EXIT WHEN n = 0;
+        total := total + n;
+    END LOOP;
+    RETURN total;
 END $$;
 
 -- The caller must be able to read the stream; it becomes the owner.

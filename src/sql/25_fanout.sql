@@ -180,6 +180,8 @@ END $$;
 -- Waits inside the server until records are committed to the shard (woken
 -- by the commit itself) or wait_timeout passes, then returns them.
 -- Resubscribe with AFTER_SEQUENCE_NUMBER of continuation_sequence_number.
+-- At the end of a closed shard (SHARD_END) continuation_sequence_number is
+-- NULL and child_shards names the shards to subscribe to next.
 CREATE FUNCTION stream.subscribe_to_shard(stream_name text, consumer_name text, shard_id text,
                                           starting_position text,
                                           starting_sequence_number text DEFAULT NULL,
@@ -187,7 +189,8 @@ CREATE FUNCTION stream.subscribe_to_shard(stream_name text, consumer_name text, 
                                           "timestamp" timestamptz DEFAULT NULL,
                                           OUT records stream.record[],
                                           OUT continuation_sequence_number text,
-                                          OUT millis_behind_latest bigint)
+                                          OUT millis_behind_latest bigint,
+                                          OUT child_shards jsonb)
     AS 'MODULE_PATHNAME', 'stream_subscribe_to_shard' LANGUAGE C VOLATILE;
 
 ---------------------------------------------------------------------------

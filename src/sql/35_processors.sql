@@ -130,9 +130,9 @@ BEGIN
     INSERT INTO stream.processor_progress (processor_id) VALUES (v_id);
     INSERT INTO stream.processor_checkpoints (processor_id, shard_index, lane, next_seq)
     SELECT v_id, sh.shard_index, 0,
-           CASE WHEN p_starting_position = 'LATEST' AND sh.ending_seq IS NULL
-                THEN stream_internal._stable_seq(p_stream_id, sh.shard_index)
-                ELSE sh.starting_seq END
+           CASE WHEN p_starting_position <> 'LATEST' THEN sh.starting_seq
+                WHEN sh.ending_seq IS NULL THEN stream_internal._stable_seq(p_stream_id, sh.shard_index)
+                ELSE sh.ending_seq + 1 END      -- LATEST of a closed shard: its end, nothing to read
       FROM stream.shards sh WHERE sh.stream_id = p_stream_id;
     RETURN v_id;
 END $$;
@@ -183,6 +183,16 @@ BEGIN
            next_attempt_at = NULL, last_error = NULL
      WHERE processor_id = p_id;
 END $$;
+
+-- A closed shard with nothing left to process ends without a unit
+-- (runtime_finish_empty_ends): its checkpoint moves past its end, so its
+-- children may be read.
+CREATE FUNCTION stream_internal._processor_checkpoint_to(p_id int, p_shard int, p_lane int, p_next bigint)
+RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO stream.processor_checkpoints AS c (processor_id, shard_index, lane, next_seq)
+    VALUES (p_id, p_shard, p_lane, p_next)
+        ON CONFLICT (processor_id, shard_index, lane) DO UPDATE SET next_seq = greatest(c.next_seq, EXCLUDED.next_seq)
+$$;
 
 -- A unit failed: the error shows, and the processor waits 1 s, doubling to
 -- 30 s, before its next unit.

@@ -28,7 +28,14 @@ GRANT EXECUTE ON FUNCTION
     stream_internal._page_start(text, int, text, text, text, text),
     stream_internal._consumer_page_start(int, text, int, text),
     stream_internal._next_token(text, text),
-    stream_internal._next_token_position(text, text)
+    stream_internal._next_token_position(text, text),
+    stream_internal._list_shards(text, int, text, text, text, text, timestamptz),
+    stream_internal._shard_token(int, int, text, timestamptz),
+    stream_internal._shard_expired(stream.shards, stream.streams),
+    stream_internal._stream_status(stream.streams),
+    stream_internal._resharding(int),
+    stream_internal._shard_limit(),
+    stream_internal._open_shard_count()
 TO PUBLIC;
 
 -- Start this database's maintenance worker now rather than at the launcher's next round.

@@ -25,6 +25,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
@@ -83,7 +84,10 @@ interval_ms(Interval *span)
  * stream.subscribe_to_shard(stream_name, consumer_name, shard_id,
  *     starting_position, starting_sequence_number, wait_timeout, "timestamp")
  *   RETURNS (records stream.record[], continuation_sequence_number text,
- *            millis_behind_latest bigint)
+ *            millis_behind_latest bigint, child_shards jsonb)
+ * At the end of a closed shard (SHARD_END) the continuation is NULL and
+ * child_shards names the children, as the last event of a Kinesis
+ * subscription does.
  */
 Datum
 stream_subscribe_to_shard(PG_FUNCTION_ARGS)
@@ -97,8 +101,8 @@ stream_subscribe_to_shard(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	Oid			rectype;
 	TimestampTz deadline;
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, true};
 	Subscription sub;
 
 	kinesis_require_arg(PG_ARGISNULL(0), "streamName");
@@ -147,6 +151,8 @@ stream_subscribe_to_shard(PG_FUNCTION_ARGS)
 			long		remaining;
 
 			CHECK_FOR_INTERRUPTS();
+			/* a split committed while we slept: see the shard closed */
+			AcceptInvalidationMessages();
 			r = read_records(&it, GET_RECORDS_MAX, false, collect_datum, &c);
 			if (r.count > 0 || r.shard_ended)
 				break;
@@ -176,6 +182,8 @@ stream_subscribe_to_shard(PG_FUNCTION_ARGS)
 	if (r.shard_ended)
 	{
 		nulls[1] = true;
+		values[3] = shard_children_jsonb(r.info, shard_by_index(r.info, it.shard_index, false));
+		nulls[3] = false;
 		subscription_end(&sub, true, r.next.from_seq);
 	}
 	else

@@ -289,10 +289,12 @@ base_function(FunctionCallInfo fcinfo, const char *name, int nargs, Oid *argtype
  * stream.get_records_json(shard_iterator text, "limit" int)
  *   RETURNS TABLE(sequence_number, approximate_arrival_timestamp, partition_key,
  *                 data bytea, data_text text, data_json jsonb,
- *                 next_shard_iterator text, millis_behind_latest bigint)
+ *                 next_shard_iterator text, millis_behind_latest bigint,
+ *                 child_shards jsonb)
  * One row per record of stream.get_records(shard_iterator, limit), each with
- * the batch's next_shard_iterator and millis_behind_latest; an empty batch
- * is one row whose record columns are NULL, so the next iterator is never lost.
+ * the batch's next_shard_iterator, millis_behind_latest and child_shards
+ * (set once a closed shard is read to its end); an empty batch is one row
+ * whose record columns are NULL, so the next iterator is never lost.
  */
 Datum
 stream_get_records_json(PG_FUNCTION_ARGS)
@@ -305,10 +307,10 @@ stream_get_records_json(PG_FUNCTION_ARGS)
 	HeapTupleHeader th;
 	HeapTupleData tuple;
 	TupleDesc	resdesc;
-	Datum		parts[3];
-	bool		partnulls[3];
-	Datum		values[8];
-	bool		nulls[8];
+	Datum		parts[4];
+	bool		partnulls[4];
+	Datum		values[9];
+	bool		nulls[9];
 	int			n = 0;
 	Datum	   *elems = NULL;
 	bool	   *elemnulls = NULL;
@@ -345,6 +347,8 @@ stream_get_records_json(PG_FUNCTION_ARGS)
 	nulls[6] = partnulls[1];
 	values[7] = parts[2];
 	nulls[7] = partnulls[2];
+	values[8] = parts[3];
+	nulls[8] = partnulls[3];
 
 	if (n == 0)
 	{

@@ -5,6 +5,17 @@
  * nothing), routes each record by hash key, reserves sequence numbers per
  * shard in one step, and inserts straight into the chunk table.  The
  * records become visible when the caller's transaction commits.
+ *
+ * A shard closed by a split or merge refuses the reservation (seqalloc.h);
+ * the put then waits for the resharding transaction, looks the stream up
+ * again (the catalog is read with the latest snapshot, so also a
+ * transaction whose snapshot predates the split sees the children) and
+ * routes every record again.  Numbers reserved before the refusal are
+ * skipped.  Should a put be refused PUT_REROUTES times in a row (each
+ * refusal needs another reshard to commit meanwhile), put_record fails with
+ * InternalFailureException and put_records fails those records with
+ * InternalFailure, as Kinesis does for a request it could not place; both
+ * are retryable and nothing of the failed records is written.
  */
 #include "streams/put.h"
 #include "streams/access.h"
@@ -28,6 +39,8 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/tuplestore.h"
+
+#define PUT_REROUTES	8
 
 PG_FUNCTION_INFO_V1(stream_put_record);
 PG_FUNCTION_INFO_V1(stream_put_records);
@@ -183,17 +196,32 @@ stream_put_record(PG_FUNCTION_ARGS)
 	if (ordering != NULL)
 		check_ordering_pattern(ordering);
 
-	info = stream_lookup(name, false);
-	access_check(info, ACL_INSERT);
-
-	item.shard = routing_open_shard(info, hash);
 	item.partition_key = key;
 	item.data = data;
-	if (ordering != NULL)
-		item.seq = seqalloc_reserve_above(info, item.shard, 1, ordering_floor(ordering, info),
-										  &item.arrival);
-	else
-		item.seq = seqalloc_reserve(info, item.shard, 1, &item.arrival);
+	for (int attempt = 0;; attempt++)
+	{
+		bool		pending;
+		bool		reserved;
+
+		info = stream_lookup(name, false);
+		access_check(info, ACL_INSERT);
+		item.shard = routing_open_shard(info, hash);
+		if (ordering != NULL)
+			reserved = seqalloc_try_reserve_above(info, item.shard, 1, ordering_floor(ordering, info),
+												  &item.seq, &item.arrival, &pending);
+		else
+			reserved = seqalloc_try_reserve(info, item.shard, 1, &item.seq, &item.arrival, &pending);
+		if (reserved)
+			break;
+		if (attempt >= PUT_REROUTES)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("InternalFailureException: Internal service failure."),
+					 errdetail("Shards of stream %s were resharded %d times while the record was routed.",
+							   name, attempt + 1),
+					 errhint("Retry the put.")));
+		seqalloc_wait_for_closer(info, pending);
+	}
 	chunk_insert(info, &item, 1);
 	notify_put(info, item.shard);
 
@@ -292,6 +320,8 @@ stream_put_records(PG_FUNCTION_ARGS)
 	PutItem    *items;
 	PutItem   **by_shard;
 	uint128    *hashes;
+	bool	   *failed;
+	int			reroutes = 0;
 
 	PreventCommandIfReadOnly("stream.put_records()");
 	PreventCommandIfParallelMode("stream.put_records()");
@@ -331,6 +361,7 @@ stream_put_records(PG_FUNCTION_ARGS)
 
 	info = stream_lookup(name, false);
 	access_check(info, ACL_INSERT);
+	failed = palloc0(sizeof(bool) * nkeys);
 
 	for (int i = 0; i < nkeys; i++)
 		items[i].shard = routing_open_shard(info, hashes[i]);
@@ -342,10 +373,29 @@ stream_put_records(PG_FUNCTION_ARGS)
 		int			j = i + 1;
 		int64		first;
 		TimestampTz arrival;
+		bool		pending;
 
 		while (j < nkeys && by_shard[j]->shard == by_shard[i]->shard)
 			j++;
-		first = seqalloc_reserve(info, by_shard[i]->shard, j - i, &arrival);
+		if (!seqalloc_try_reserve(info, by_shard[i]->shard, j - i, &first, &arrival, &pending))
+		{
+			if (reroutes++ < PUT_REROUTES)
+			{
+				/* a shard closed: route every record again, from the start */
+				seqalloc_wait_for_closer(info, pending);
+				info = stream_lookup(name, false);
+				access_check(info, ACL_INSERT);
+				for (int k = 0; k < nkeys; k++)
+					items[k].shard = routing_open_shard(info, hashes[k]);
+				sort_by_shard(info, items, nkeys, by_shard);
+				i = 0;
+				continue;
+			}
+			for (int k = i; k < j; k++)
+				failed[by_shard[k] - items] = true;
+			i = j;
+			continue;
+		}
 		notify_put(info, by_shard[i]->shard);
 		for (int k = i; k < j; k++)
 		{
@@ -357,10 +407,12 @@ stream_put_records(PG_FUNCTION_ARGS)
 	{
 		/* insert in (shard, sequence) order: each index insert lands next to the last */
 		PutItem    *ordered = palloc(sizeof(PutItem) * nkeys);
+		int			n = 0;
 
 		for (int i = 0; i < nkeys; i++)
-			ordered[i] = *by_shard[i];
-		chunk_insert(info, ordered, nkeys);
+			if (!failed[by_shard[i] - items])
+				ordered[n++] = *by_shard[i];
+		chunk_insert(info, ordered, n);
 		pfree(ordered);
 	}
 
@@ -370,9 +422,19 @@ stream_put_records(PG_FUNCTION_ARGS)
 		Datum		values[4];
 		bool		nulls[4] = {false, false, true, true};
 
-		values[0] = CStringGetTextDatum(shard_id_text(items[i].shard->shard_index));
-		values[1] = CStringGetTextDatum(seq_to_text(info->stream_id, items[i].shard->shard_index,
-													items[i].seq));
+		if (failed[i])
+		{
+			nulls[0] = nulls[1] = true;
+			nulls[2] = nulls[3] = false;
+			values[2] = CStringGetTextDatum("InternalFailure");
+			values[3] = CStringGetTextDatum("Internal service failure.");
+		}
+		else
+		{
+			values[0] = CStringGetTextDatum(shard_id_text(items[i].shard->shard_index));
+			values[1] = CStringGetTextDatum(seq_to_text(info->stream_id, items[i].shard->shard_index,
+														items[i].seq));
+		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

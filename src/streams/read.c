@@ -91,16 +91,25 @@ read_get_records_desc(FunctionCallInfo fcinfo, Oid *rectype)
 	return desc;
 }
 
-/* The (records, next_shard_iterator, millis_behind_latest) row of a read. */
+/*
+ * The (records, next_shard_iterator, millis_behind_latest, child_shards)
+ * row of a read from it: at the end of a closed shard next_shard_iterator
+ * is NULL and child_shards names the children to read next (both NULL
+ * otherwise, as Kinesis).
+ */
 Datum
-read_get_records_result(TupleDesc desc, Datum records, const ReadResult *r)
+read_get_records_result(TupleDesc desc, Datum records, const ReadResult *r, const ShardIterator *it)
 {
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, true};
 
 	values[0] = records;
 	if (r->shard_ended)
+	{
 		nulls[1] = true;
+		values[3] = shard_children_jsonb(r->info, shard_by_index(r->info, it->shard_index, false));
+		nulls[3] = false;
+	}
 	else
 		values[1] = CStringGetTextDatum(iterator_encode(&r->next));
 	values[2] = Int64GetDatum(r->millis_behind);
@@ -109,7 +118,10 @@ read_get_records_result(TupleDesc desc, Datum records, const ReadResult *r)
 
 /*
  * stream.get_records(shard_iterator, limit)
- *   RETURNS TABLE(records stream.record[], next_shard_iterator text, millis_behind_latest bigint)
+ *   RETURNS stream.get_records_result (records stream.record[], next_shard_iterator text,
+ *                                      millis_behind_latest bigint, child_shards jsonb)
+ * At the end of a closed shard next_shard_iterator is NULL and child_shards
+ * names the children to read next (both NULL otherwise, as Kinesis).
  */
 Datum
 stream_get_records(PG_FUNCTION_ARGS)
@@ -123,7 +135,7 @@ stream_get_records(PG_FUNCTION_ARGS)
 
 	collector_init_array(&c, rectype, limit);
 	r = read_records(&it, limit, true, collect_datum, &c);
-	PG_RETURN_DATUM(read_get_records_result(desc, collector_array(&c), &r));
+	PG_RETURN_DATUM(read_get_records_result(desc, collector_array(&c), &r, &it));
 }
 
 /*

@@ -24,11 +24,29 @@
  * rebuilt after a restart or an eviction starts above every number handed
  * out before.  The mark and the rebuild rule are seqmark.c.
  *
+ * Resharding closes a shard (seqalloc_close_shard): under the counter's
+ * mutex, the shard's ending sequence number becomes the next number to hand
+ * out, which is never handed out, and the counter refuses every later
+ * reservation (seqalloc_try_reserve returns false), so every number ever
+ * taken on the shard lies below its end, also for transactions that were
+ * open at the split and put again afterwards: their later puts are refused
+ * and routed again (put.c).  Until the resharding transaction ends the
+ * close is pending: a refused producer waits for the stream's reshard lock
+ * (locktag.h), which the resharding (sub)transaction holds until it ends,
+ * and the entry is not evicted.  At abort, also of the
+ * subtransaction that closed it, the shard opens again; at commit a
+ * reader waiting on it is woken to see the end.  The catalog row
+ * (stream.shards.ending_seq) commits with it, so after a crash a rebuilt
+ * counter reads it (stream_catalog_shard_ending) and stays closed; an
+ * uncommitted close is lost with the split.
+ *
  * Without shared_preload_libraries there is no shared memory; producers then
  * serialise per shard with a transaction-scoped lock and take the highest
  * committed number plus one, or the mark, which each put moves past its
  * numbers (seqmark_claim): numbers still become visible in order, and none
- * is handed out twice.
+ * is handed out twice.  A close there takes the shard's put lock until
+ * commit (waiting for the producers in flight), and a producer that got the
+ * lock after a close reloads the catalog when an invalidation arrived.
  *
  * Locking rules.  shared->lock (an LWLock) guards the membership of the
  * counter table and of the per-database start marks (seqmark.c): exclusive
@@ -52,6 +70,7 @@
 #include "streams/chunk.h"
 #include "streams/seqmark.h"
 #include "streams/seqno.h"
+#include "streams/stream_catalog.h"
 #include "locktag.h"
 #include "settings.h"
 
@@ -60,7 +79,9 @@
 #include "lib/ilist.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "storage/lmgr.h"
 #include "storage/lock.h"
+#include "utils/inval.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "access/twophase.h"
@@ -108,6 +129,8 @@ typedef struct ShardState
 	dlist_head	inflight;
 	int			subscribers;	/* sessions waiting on wakeup; keeps the entry alive */
 	ConditionVariable wakeup;	/* broadcast when records may have become stable */
+	bool		closed;			/* resharded: refuses every reservation */
+	TransactionId closer_xid;	/* valid while the close is pending (not committed) */
 } ShardState;
 
 typedef struct SeqallocShared
@@ -132,6 +155,17 @@ static HeldNode *held = NULL;
 static int	nheld = 0;
 static int	held_cap = 0;
 static bool xact_put = false;	/* this transaction put records */
+
+/* Shards this transaction closed, while the close is pending. */
+typedef struct ClosingShard
+{
+	ShardState *shard;
+	SubTransactionId subid;		/* the subtransaction that closed it */
+} ClosingShard;
+
+static ClosingShard *closing = NULL;
+static int	nclosing = 0;
+static int	closing_cap = 0;
 
 
 /*
@@ -249,12 +283,66 @@ release_inflight(bool committed)
 	nheld = 0;
 }
 
+/*
+ * End the pending closes made since (and including) subtransaction subid,
+ * all of them with InvalidSubTransactionId: committed, they stay closed and
+ * waiting readers are woken to see the end; aborted, the shards open again.
+ * The entries cannot have gone: a pending close is never evicted.
+ */
+static void
+end_closes(bool committed, SubTransactionId subid)
+{
+	int			keep = 0;
+
+	for (int i = 0; i < nclosing; i++)
+	{
+		ShardState *st = closing[i].shard;
+		bool		wake;
+
+		if (subid != InvalidSubTransactionId && closing[i].subid < subid)
+		{
+			closing[keep++] = closing[i];
+			continue;
+		}
+		SpinLockAcquire(&st->mutex);
+		st->closer_xid = InvalidTransactionId;
+		if (!committed)
+			st->closed = false;
+		wake = committed && st->subscribers > 0;
+		SpinLockRelease(&st->mutex);
+		if (wake)
+			ConditionVariableBroadcast(&st->wakeup);
+	}
+	nclosing = keep;
+}
+
+static void
+seqalloc_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						  SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && nclosing > 0)
+		end_closes(false, mySubid);
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		/* the parent now owns the closes */
+		for (int i = 0; i < nclosing; i++)
+			if (closing[i].subid == mySubid)
+				closing[i].subid = parentSubid;
+	}
+}
+
 static void
 seqalloc_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
 		case XACT_EVENT_PRE_PREPARE:
+			if (nclosing > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that has resharded a stream"),
+						 errdetail("The shards it closed would refuse every producer until COMMIT PREPARED."),
+						 errhint("Split, merge or scale streams outside two-phase transactions.")));
 			if (xact_put)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -267,6 +355,8 @@ seqalloc_xact_callback(XactEvent event, void *arg)
 			/* runs after the commit is visible in the proc array */
 			if (nheld > 0)
 				release_inflight(true);
+			if (nclosing > 0)
+				end_closes(true, InvalidSubTransactionId);
 			xact_put = false;
 			break;
 		case XACT_EVENT_ABORT:
@@ -274,6 +364,8 @@ seqalloc_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PREPARE:
 			if (nheld > 0)
 				release_inflight(false);
+			if (nclosing > 0)
+				end_closes(false, InvalidSubTransactionId);
 			xact_put = false;
 			break;
 		default:
@@ -285,6 +377,7 @@ void
 seqalloc_init(void)
 {
 	RegisterXactCallback(seqalloc_xact_callback, NULL);
+	RegisterSubXactCallback(seqalloc_subxact_callback, NULL);
 }
 
 /* ---- shard counters ---- */
@@ -301,6 +394,18 @@ drop_entry(ShardState *st)
 {
 	seqmark_note_dropped_locked(st->key.dbid, st->next_seq);
 	hash_search(shard_table, &st->key, HASH_REMOVE, NULL);
+}
+
+/*
+ * May the entry go?  Not with puts in flight, subscribers, or a pending
+ * close: rebuilt from the committed catalog, that shard would be open.
+ * Caller holds st->mutex.
+ */
+static bool
+entry_idle_locked(ShardState *st)
+{
+	return dlist_is_empty(&st->inflight) && st->subscribers == 0 &&
+		!TransactionIdIsValid(st->closer_xid);
 }
 
 /*
@@ -323,7 +428,7 @@ evict_idle_entries(void)
 		bool		idle;
 
 		SpinLockAcquire(&st->mutex);
-		idle = dlist_is_empty(&st->inflight) && st->subscribers == 0;
+		idle = entry_idle_locked(st);
 		SpinLockRelease(&st->mutex);
 		if (idle && held_node_for(st) == NULL)
 		{
@@ -357,6 +462,8 @@ shard_state_locked(StreamInfo *info, StreamShard *shard)
 		int64		max_seq;
 		int64		mark;
 		int64		start;
+		int64		ending = 0;
+		bool		closed;
 
 		LWLockAcquire(shared->lock, LW_SHARED);
 		st = hash_search(shard_table, &key, HASH_FIND, &found);
@@ -386,6 +493,8 @@ shard_state_locked(StreamInfo *info, StreamShard *shard)
 			{
 				SpinLockInit(&st->mutex);
 				st->initialized = false;
+				st->closed = false;
+				st->closer_xid = InvalidTransactionId;
 				st->next_seq = 0;
 				st->reserved = 0;
 				st->last_arrival = 0;
@@ -400,8 +509,11 @@ shard_state_locked(StreamInfo *info, StreamShard *shard)
 		 * First use since start-up (or since the entry was evicted).  The
 		 * committed maximum is not enough: numbers taken by transactions
 		 * that aborted were stable, so a reader's iterator may already
-		 * point past them.  The durable mark lies above all of them.
+		 * point past them.  The durable mark lies above all of them.  Whether
+		 * the shard is closed comes from the catalog as committed now, not
+		 * from info, which may predate the close.
 		 */
+		closed = stream_catalog_shard_ending(info->stream_id, shard->shard_index, &ending);
 		max_seq = chunk_max_seq(info, shard);
 		mark = seqmark_read();
 		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
@@ -419,6 +531,11 @@ shard_state_locked(StreamInfo *info, StreamShard *shard)
 			{
 				st->next_seq = Max(Max(max_seq + 1, shard->starting_seq), start);
 				st->reserved = mark;	/* durable, and at least start */
+				if (closed)
+				{
+					st->closed = true;
+					st->next_seq = Max(st->next_seq, ending + 1);
+				}
 				st->initialized = true;
 			}
 			SpinLockRelease(&st->mutex);
@@ -491,45 +608,55 @@ return_node(InflightNode *node)
 	SpinLockRelease(&shared->pool_mutex);
 }
 
-/* Serialised allocation for servers that did not preload the library. */
-static int64
-reserve_without_shmem(StreamInfo *info, StreamShard *shard, int count,
-					  int64 floor, TimestampTz *arrival)
+/*
+ * Serialised allocation for servers that did not preload the library.
+ * False when a close committed while this producer waited for the shard's
+ * lock (the invalidation it sent has arrived): the caller routes again.
+ */
+static bool
+reserve_without_shmem(StreamInfo *info, StreamShard *shard, int count, int64 floor,
+					  int64 *first, TimestampTz *arrival)
 {
 	LOCKTAG		tag;
 	TimestampTz now;
-	int64		first;
 
 	SET_STREAM_LOCKTAG(tag, STREAM_LOCK_SHARD_PUT, info->stream_id, shard->shard_index);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	if (LockAcquire(&tag, ExclusiveLock, false, false) != LOCKACQUIRE_ALREADY_CLEAR)
+	{
+		AcceptInvalidationMessages();
+		if (stream_catalog_is_stale())
+			return false;
+	}
 
 	/* holding the lock until commit, the committed maximum is exact */
 	now = GetCurrentTimestamp();
 	/* numbers of rolled-back puts are not handed out again either */
-	first = seqmark_claim(Max(Max(chunk_max_seq(info, shard) + 1, shard->starting_seq), floor),
-					   seq_bucket_now(now), count);
+	*first = seqmark_claim(Max(Max(chunk_max_seq(info, shard) + 1, shard->starting_seq), floor),
+						   seq_bucket_now(now), count);
 	*arrival = now;
-	return first;
+	return true;
 }
 
 /*
  * Reserve count consecutive numbers on a shard for the current transaction
- * and stamp their arrival time (monotonic per shard).  Returns the first.
+ * and stamp their arrival time (monotonic per shard): the first in *first.
+ * False when the shard is closed (resharded); *pending when the
+ * resharding transaction has not ended, for seqalloc_wait_for_closer.
  */
-int64
-seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
-				 TimestampTz *arrival)
+bool
+seqalloc_try_reserve(StreamInfo *info, StreamShard *shard, int count,
+					 int64 *first_out, TimestampTz *arrival, bool *pending)
 {
-	return seqalloc_reserve_above(info, shard, count, 0, arrival);
+	return seqalloc_try_reserve_above(info, shard, count, 0, first_out, arrival, pending);
 }
 
 /*
  * The same, the first number at least floor: the counter jumps there (the
  * numbers skipped are gaps, as those of rolled-back puts are).
  */
-int64
-seqalloc_reserve_above(StreamInfo *info, StreamShard *shard, int count, int64 floor,
-					   TimestampTz *arrival)
+bool
+seqalloc_try_reserve_above(StreamInfo *info, StreamShard *shard, int count, int64 floor,
+						   int64 *first_out, TimestampTz *arrival, bool *pending)
 {
 	ShardState *st;
 	InflightNode *node = NULL;
@@ -538,9 +665,10 @@ seqalloc_reserve_above(StreamInfo *info, StreamShard *shard, int count, int64 fl
 	int64		first;
 	int64		known_mark = 0;
 
+	*pending = false;
 	xact_put = true;
 	if (shared == NULL)
-		return reserve_without_shmem(info, shard, count, floor, arrival);
+		return reserve_without_shmem(info, shard, count, floor, first_out, arrival);
 
 	if (nheld >= held_cap)
 	{
@@ -570,6 +698,15 @@ seqalloc_reserve_above(StreamInfo *info, StreamShard *shard, int count, int64 fl
 			node = take_free_node();
 
 		SpinLockAcquire(&st->mutex);
+		if (unlikely(st->closed))
+		{
+			*pending = TransactionIdIsValid(st->closer_xid);
+			SpinLockRelease(&st->mutex);
+			LWLockRelease(shared->lock);
+			if (node != NULL)
+				return_node(node);
+			return false;
+		}
 		st->reserved = Max(st->reserved, known_mark);
 		first = seq_first_of_run(Max(st->next_seq, floor), seq_bucket_now(now), count);
 		need = first + count;
@@ -610,7 +747,8 @@ seqalloc_reserve_above(StreamInfo *info, StreamShard *shard, int count, int64 fl
 	}
 
 	*arrival = now;
-	return first;
+	*first_out = first;
+	return true;
 }
 
 /* Whether seq may have been handed out in this database: it lies below the durable mark. */
@@ -618,6 +756,99 @@ bool
 seqalloc_was_issued(int64 seq)
 {
 	return seq >= 0 && seq < seqmark_read();
+}
+
+/* The same where no shard can close (delivery's direct put): the first number. */
+int64
+seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
+				 TimestampTz *arrival)
+{
+	int64		first;
+	bool		pending;
+
+	if (!seqalloc_try_reserve(info, shard, count, &first, arrival, &pending))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("InternalFailure: shard %d of stream %s is closed",
+						shard->shard_index, info->name)));
+	return first;
+}
+
+/*
+ * After a refusal: while the close is pending, wait for the stream's
+ * reshard lock, which the resharding transaction holds until it commits
+ * or rolls back (the subtransaction that took it, too), so that its
+ * catalog change is committed or gone (this transaction's own lock does
+ * not make it wait).  Then make the catalog cache reload.
+ */
+void
+seqalloc_wait_for_closer(StreamInfo *info, bool pending)
+{
+	if (pending)
+	{
+		LOCKTAG		tag;
+
+		SET_STREAM_LOCKTAG(tag, STREAM_LOCK_RESHARD, info->stream_id, 0);
+		(void) LockAcquire(&tag, ShareLock, false, false);
+		LockRelease(&tag, ShareLock, false);
+	}
+	AcceptInvalidationMessages();
+	stream_catalog_forget();
+}
+
+/*
+ * Close a shard for a split or merge: from now on it refuses reservations,
+ * and its ending sequence number, returned, lies above every number it
+ * handed out.  The close is pending until this transaction ends (see the
+ * file header); the caller holds the stream's reshard lock.  Without
+ * shared memory the shard's put lock is taken instead, held until commit,
+ * once the producers in flight on the shard have committed.
+ */
+int64
+seqalloc_close_shard(StreamInfo *info, StreamShard *shard)
+{
+	ShardState *st;
+	int64		ending;
+	TransactionId xid = GetCurrentTransactionId();
+
+	if (shared == NULL)
+	{
+		LOCKTAG		tag;
+
+		SET_STREAM_LOCKTAG(tag, STREAM_LOCK_SHARD_PUT, info->stream_id, shard->shard_index);
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+		return seqmark_claim(Max(chunk_max_seq(info, shard) + 1, shard->starting_seq),
+							 seq_bucket_now(GetCurrentTimestamp()), 1);
+	}
+
+	if (nclosing >= closing_cap)
+	{
+		closing_cap = Max(16, closing_cap * 2);
+		closing = closing ? repalloc(closing, closing_cap * sizeof(ClosingShard))
+			: MemoryContextAlloc(TopMemoryContext, closing_cap * sizeof(ClosingShard));
+	}
+	st = shard_state_locked(info, shard);
+	SpinLockAcquire(&st->mutex);
+	if (st->closed)
+	{
+		SpinLockRelease(&st->mutex);
+		LWLockRelease(shared->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_IN_USE),
+				 errmsg("ResourceInUseException: Shard shardId-%012d in stream %s under account %s is not active.",
+						shard->shard_index, info->name, STREAM_ACCOUNT)));
+	}
+	/* the next number is never handed out: every one taken lies below */
+	ending = st->next_seq;
+	st->next_seq = ending + 1;
+	st->closed = true;
+	st->closer_xid = xid;
+	SpinLockRelease(&st->mutex);
+	LWLockRelease(shared->lock);
+	closing[nclosing].shard = st;
+	closing[nclosing].subid = GetCurrentSubTransactionId();
+	nclosing++;
+	return ending;
 }
 
 /*
@@ -649,7 +880,12 @@ seqalloc_stable_seq(StreamInfo *info, StreamShard *shard)
 
 	if (shared == NULL)
 	{
-		/* producers serialise and commit in order: what is committed is stable */
+		/*
+		 * Producers serialise and commit in order: what is committed is
+		 * stable.  A committed close waited for every producer of the shard.
+		 */
+		if (shard->closed)
+			return shard->ending_seq + 1;
 		return chunk_max_seq(info, shard) + 1;
 	}
 
@@ -684,7 +920,7 @@ seqalloc_forget_stream(int32 stream_id)
 		if (st->key.dbid != MyDatabaseId || st->key.stream_id != stream_id)
 			continue;
 		SpinLockAcquire(&st->mutex);
-		idle = dlist_is_empty(&st->inflight) && st->subscribers == 0;
+		idle = entry_idle_locked(st);
 		SpinLockRelease(&st->mutex);
 		if (idle && held_node_for(st) == NULL)
 			drop_entry(st);
@@ -738,7 +974,9 @@ seqalloc_wait_for_records(StreamInfo *info, StreamShard *shard, int64 from_seq,
 			long		remaining;
 
 			SpinLockAcquire(&st->mutex);
-			found = stable_locked(st) > from_seq;
+			/* a committed close ends the shard: the reader sees its end */
+			found = stable_locked(st) > from_seq ||
+				(st->closed && !TransactionIdIsValid(st->closer_xid));
 			SpinLockRelease(&st->mutex);
 			if (found)
 				break;
@@ -775,9 +1013,40 @@ seqalloc_wake_subscribers(StreamInfo *info, StreamShard *shard)
 	ConditionVariableBroadcast(&st->wakeup);
 }
 
-/* ---- SQL-callable helper for the control plane ---- */
+/* ---- SQL-callable helpers for the control plane ---- */
 
 PG_FUNCTION_INFO_V1(stream_forget_stream);
+PG_FUNCTION_INFO_V1(stream_close_shard);
+
+/*
+ * stream_internal._close_shard(stream_id int, shard_index int) RETURNS
+ * bigint: close an open shard for a split or merge (the caller holds the
+ * stream's reshard lock and records the ending sequence number returned).
+ */
+Datum
+stream_close_shard(PG_FUNCTION_ARGS)
+{
+	StreamInfo *info = stream_lookup_by_id(PG_GETARG_INT32(0), false);
+	StreamShard *shard = NULL;
+	LOCKTAG		tag;
+
+	/* only inside a reshard: producers it refuses wait for this lock */
+	SET_STREAM_LOCKTAG(tag, STREAM_LOCK_RESHARD, info->stream_id, 0);
+	if (!LockHeldByMe(&tag, ExclusiveLock))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("stream_internal._close_shard needs the stream's reshard lock"),
+				 errhint("Close shards through stream.split_shard, merge_shards or update_shard_count.")));
+	for (int i = 0; i < info->nshards; i++)
+		if (info->shards[i].shard_index == PG_GETARG_INT32(1))
+			shard = &info->shards[i];
+	if (shard == NULL || shard->closed)
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_IN_USE),
+				 errmsg("ResourceInUseException: Shard shardId-%012d in stream %s under account %s is not active.",
+						PG_GETARG_INT32(1), info->name, STREAM_ACCOUNT)));
+	PG_RETURN_INT64(seqalloc_close_shard(info, shard));
+}
 
 /* stream_internal._forget_stream(stream_id int): called by delete_stream */
 Datum

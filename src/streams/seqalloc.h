@@ -16,15 +16,27 @@ extern void seqalloc_init(void);
 
 /*
  * Reserve count consecutive numbers on a shard for the current transaction
- * and stamp their arrival time; returns the first.
+ * and stamp their arrival time; the first in *first.  False when the shard
+ * is closed: wait with seqalloc_wait_for_closer(info, *pending), look the
+ * stream up again and route again.
  */
+extern bool seqalloc_try_reserve(StreamInfo *info, StreamShard *shard, int count,
+								 int64 *first, TimestampTz *arrival, bool *pending);
+extern void seqalloc_wait_for_closer(StreamInfo *info, bool pending);
+/* The same for a shard that cannot close (InternalFailure if it did); returns the first. */
 extern int64 seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 							  TimestampTz *arrival);
-/* The same with the first number at least floor (put_record's sequence_number_for_ordering). */
-extern int64 seqalloc_reserve_above(StreamInfo *info, StreamShard *shard, int count, int64 floor,
-									TimestampTz *arrival);
+/* seqalloc_try_reserve with the first number at least floor (put_record's sequence_number_for_ordering). */
+extern bool seqalloc_try_reserve_above(StreamInfo *info, StreamShard *shard, int count, int64 floor,
+									   int64 *first, TimestampTz *arrival, bool *pending);
 /* Whether a number may have been handed out in this database (it lies below the durable mark). */
 extern bool seqalloc_was_issued(int64 seq);
+/*
+ * Close a shard (split, merge): it refuses every later reservation; returns
+ * its ending sequence number, above every number it handed out.  Undone if
+ * the (sub)transaction aborts.
+ */
+extern int64 seqalloc_close_shard(StreamInfo *info, StreamShard *shard);
 /* Every number below it belongs to an ended transaction; call before taking the snapshot. */
 extern int64 seqalloc_stable_seq(StreamInfo *info, StreamShard *shard);
 /*

@@ -1,12 +1,19 @@
 /*
- * shard.c: shards by index and by shard id; the one shard-id parser.
+ * shard.c: shards by index and by shard id; the one shard-id parser; a
+ * closed shard's children.
  */
 #include "streams/shard.h"
+#include "streams/routing.h"
+#include "settings.h"
 
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
 
 PG_FUNCTION_INFO_V1(stream_shard_index_sql);
+PG_FUNCTION_INFO_V1(stream_shard_limit_sql);
 
 StreamShard *
 shard_by_index(StreamInfo *info, int32 shard_index, bool missing_ok)
@@ -109,4 +116,40 @@ stream_shard_index_sql(PG_FUNCTION_ARGS)
 	if (idx < 0)
 		PG_RETURN_NULL();
 	PG_RETURN_INT32(idx);
+}
+
+Datum
+shard_children_jsonb(StreamInfo *info, StreamShard *shard)
+{
+	StringInfoData buf;
+	bool		first = true;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
+	for (int i = 0; i < info->nshards; i++)
+	{
+		StreamShard *c = &info->shards[i];
+
+		if (c->parent_index != shard->shard_index && c->adjacent_parent_index != shard->shard_index)
+			continue;
+		if (!first)
+			appendStringInfoString(&buf, ", ");
+		first = false;
+		appendStringInfo(&buf, "{\"ShardId\": \"%s\", \"ParentShards\": [\"%s\"",
+						 shard_id_text(c->shard_index), shard_id_text(c->parent_index));
+		if (c->adjacent_parent_index >= 0)
+			appendStringInfo(&buf, ", \"%s\"", shard_id_text(c->adjacent_parent_index));
+		appendStringInfo(&buf, "], \"HashKeyRange\": {\"StartingHashKey\": \"%s\", \"EndingHashKey\": \"%s\"}}",
+						 routing_hash_key_to_cstring(c->start_hash),
+						 routing_hash_key_to_cstring(c->end_hash));
+	}
+	appendStringInfoChar(&buf, ']');
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+/* stream_internal._shard_limit() RETURNS int: stream.shard_limit, the database's open-shard quota */
+Datum
+stream_shard_limit_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(stream_shard_limit);
 }

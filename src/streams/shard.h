@@ -7,6 +7,7 @@
  * "shardId-000000000001", "shardId-0000000000001", "anything-1" and "1"
  * all address shard 1.  The StreamShard pointers returned belong to the
  * StreamInfo they came from (stream_catalog.h: valid until the next lookup).
+ * A shard's children are the shards whose parent or adjacent parent it is.
  */
 #ifndef STREAM_SHARD_H
 #define STREAM_SHARD_H
@@ -23,5 +24,11 @@ extern int32 shard_parse_id(const char *shard_id);
 extern void shard_check_id(const char *shard_id);
 /* "shardId-%012d", palloc'd. */
 extern char *shard_id_text(int32 shard_index);
+/*
+ * The ChildShards of a closed shard read to its end, as GetRecords returns
+ * them: a jsonb array of {ShardId, ParentShards, HashKeyRange}, a merge
+ * child naming both parents.
+ */
+extern Datum shard_children_jsonb(StreamInfo *info, StreamShard *shard);
 
 #endif							/* STREAM_SHARD_H */

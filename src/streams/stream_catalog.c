@@ -8,6 +8,13 @@
  * backend marks its cache stale and drops it at its next lookup (never in
  * the callback, which may run while a caller still uses an entry).  The
  * pointer-lifetime rule that follows is in stream_catalog.h.
+ *
+ * The cache outlives transactions, so it is loaded with the latest
+ * snapshot, never the caller's: a REPEATABLE READ transaction whose
+ * snapshot predates a split must route to the children (the parent refuses
+ * it), and a cache filled from an old snapshot would stay old after the
+ * invalidation was spent.  The loader's SPI queries run read-only under a
+ * pushed latest snapshot, which also sees the caller's own changes.
  */
 #include "streams/stream_catalog.h"
 #include "streams/chunk.h"
@@ -22,6 +29,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 PG_FUNCTION_INFO_V1(stream_catalog_changed);
 
@@ -101,6 +109,8 @@ stream_load(const char *name, int32 stream_id)
 		elog(ERROR, "SPI_connect failed");
 	/* the extension's queries never resolve through the caller's search_path */
 	path_level = safe_search_path_begin();
+	/* read-only SPI runs under the active snapshot: the latest (file header) */
+	PushActiveSnapshot(GetLatestSnapshot());
 
 	if (name != NULL)
 	{
@@ -151,8 +161,8 @@ stream_load(const char *name, int32 stream_id)
 		argtype = INT4OID;
 		arg = Int32GetDatum(info->stream_id);
 		ret = SPI_execute_with_args("SELECT shard_index, starting_hash_key::text, ending_hash_key::text, "
-									"starting_seq, ending_seq FROM stream.shards "
-									"WHERE stream_id = $1 ORDER BY shard_index",
+									"starting_seq, ending_seq, parent_shard_index, adjacent_parent_shard_index "
+									"FROM stream.shards WHERE stream_id = $1 ORDER BY shard_index",
 									1, &argtype, &arg, NULL, true, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "could not read stream.shards");
@@ -176,6 +186,10 @@ stream_load(const char *name, int32 stream_id)
 			d = SPI_getbinval(st, sd, 5, &isnull);
 			sh->closed = !isnull;
 			sh->ending_seq = isnull ? PG_INT64_MAX : DatumGetInt64(d);
+			d = SPI_getbinval(st, sd, 6, &isnull);
+			sh->parent_index = isnull ? -1 : DatumGetInt32(d);
+			d = SPI_getbinval(st, sd, 7, &isnull);
+			sh->adjacent_parent_index = isnull ? -1 : DatumGetInt32(d);
 		}
 
 		/* open shards partition the hash-key space; sort them for binary search */
@@ -185,6 +199,7 @@ stream_load(const char *name, int32 stream_id)
 				info->open_shards[info->nopen++] = &info->shards[i];
 		qsort(info->open_shards, info->nopen, sizeof(StreamShard *), cmp_shard_start);
 	}
+	PopActiveSnapshot();
 	safe_search_path_end(path_level);
 	SPI_finish();
 	return info;
@@ -262,6 +277,54 @@ stream_lookup_by_id(int32 stream_id, bool missing_ok)
 				 errhint("Get a new iterator with stream.get_shard_iterator().")));
 	}
 	return cache_insert(info);
+}
+
+void
+stream_catalog_forget(void)
+{
+	cache_stale = true;
+}
+
+bool
+stream_catalog_is_stale(void)
+{
+	return cache_stale;
+}
+
+/*
+ * Is shard shard_index of stream stream_id closed, as committed now (or
+ * changed by this transaction)?  Its ending sequence number in *ending.
+ * Read with the latest snapshot; false also when the shard is gone.
+ */
+bool
+stream_catalog_shard_ending(int32 stream_id, int32 shard_index, int64 *ending)
+{
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	Datum		args[2];
+	bool		closed = false;
+	int			path_level;
+
+	args[0] = Int32GetDatum(stream_id);
+	args[1] = Int32GetDatum(shard_index);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	path_level = safe_search_path_begin();
+	PushActiveSnapshot(GetLatestSnapshot());
+	if (SPI_execute_with_args("SELECT ending_seq FROM stream.shards "
+							  "WHERE stream_id = $1 AND shard_index = $2 AND ending_seq IS NOT NULL",
+							  2, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read stream.shards");
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+
+		*ending = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		closed = true;
+	}
+	PopActiveSnapshot();
+	safe_search_path_end(path_level);
+	SPI_finish();
+	return closed;
 }
 
 /* stream_internal._catalog_changed(): make every backend reload stream metadata. */

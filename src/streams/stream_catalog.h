@@ -18,6 +18,17 @@
 extern StreamInfo *stream_lookup(const char *name, bool missing_ok);
 extern StreamInfo *stream_lookup_by_id(int32 stream_id, bool missing_ok);
 
+/*
+ * Drop the cache at the next lookup, as an invalidation would: a put
+ * refused by a shard that closed (seqalloc.h) reloads and routes again.
+ */
+extern void stream_catalog_forget(void);
+/* Has an invalidation (or stream_catalog_forget) made the cache stale? */
+extern bool stream_catalog_is_stale(void);
+
+/* A shard's ending sequence number as committed now; false while open (or gone). */
+extern bool stream_catalog_shard_ending(int32 stream_id, int32 shard_index, int64 *ending);
+
 /* From _PG_init: register the invalidation callback. */
 extern void stream_catalog_init(void);
 

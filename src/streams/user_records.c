@@ -102,7 +102,8 @@ user_collector_init(UserCollector *c, TupleDesc desc, Oid rectype, bool deaggreg
 
 /*
  * stream.get_records(shard_iterator, limit, deaggregate)
- *   RETURNS (records stream.user_record[], next_shard_iterator text, millis_behind_latest bigint)
+ *   RETURNS (records stream.user_record[], next_shard_iterator text, millis_behind_latest bigint,
+ *            child_shards jsonb)
  */
 Datum
 stream_get_records_deaggregated(PG_FUNCTION_ARGS)
@@ -121,7 +122,7 @@ stream_get_records_deaggregated(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(read_get_records_result(desc, c.astate != NULL ?
 											makeArrayResult(c.astate, CurrentMemoryContext) :
 											PointerGetDatum(construct_empty_array(c.rectype)),
-											&r));
+											&r, &it));
 }
 
 /*

@@ -152,6 +152,40 @@ def connect(dbname=None, user=None, retries=1):
     return conn
 
 
+def connect_when_up(timeout=120):
+    """A working connection once the server has recovered (after a backend's
+    SIGKILL the postmaster first ends every session, then recovers)."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            c = connect(retries=1)
+            q(c, 'SELECT 1')
+            return c
+        except psycopg2.Error:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.3)
+
+
+def reconnecting_loop(stop, step):
+    """Call step(conn) until the event stop is set, with a new connection
+    after every error (a crash test's producer: the server went away, and
+    whatever was in flight is uncertain or rolled back)."""
+    conn = None
+    while not stop.is_set():
+        try:
+            if conn is None:
+                conn = connect(retries=1)
+            step(conn)
+        except psycopg2.Error:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+            conn = None
+            time.sleep(0.2)
+
+
 def q(conn, sql, args=None):
     with conn.cursor() as cur:
         cur.execute(sql, args)

@@ -144,5 +144,27 @@ is( sql(  "SELECT string_agg(convert_from(data, 'UTF8'), ',' ORDER BY sequence_n
 	  . "FROM stream.read_shard('np', 'shardId-000000000000') WHERE partition_key = 'k'"),
 	'locked', "... and makes the chunk in its own transaction (the chunk holding p1 was dropped): shard 0 reads 'locked'");
 
+# resharding without shared memory: a split waits for the producer in flight on its
+# parent (its record stays below the parent's end); a session whose catalog cache
+# predates the split puts to a child; the parent's read ends with the children
+sql("SELECT stream.create_stream('nps', 1)");
+my $conn = '-X -qAt -h ' . $node->host . ' -p ' . $node->port . " -d $DB";
+my $around = sql(<<SQL);
+SELECT shard_id FROM stream.put_record('nps', 'k', 'before', '1');
+\\! (psql $conn -c "BEGIN; SELECT stream.put_record('nps', 'k', 'in-flight', '0'); SELECT pg_sleep(2); COMMIT;" >/dev/null 2>&1 &) ; sleep 0.5
+\\! psql $conn -v ON_ERROR_STOP=1 -c "SELECT stream.split_shard('nps', 'shardId-000000000000', '170141183460469231731687303715884105728')" >/dev/null
+SELECT shard_id FROM stream.put_record('nps', 'k', 'after', '1');
+SQL
+is($around, "shardId-000000000000\nshardId-000000000001", 'puts of one session before and after a split: parent, then child');
+is(sql("SELECT string_agg(convert_from(data, 'UTF8'), ',' ORDER BY sequence_number) FROM stream.read_shard('nps', 'shardId-000000000000')"),
+	'before,in-flight', 'the split waited for the producer in flight on its parent: its record is in the parent');
+is( sql(  'SELECT next_shard_iterator IS NULL, jsonb_array_length(child_shards) FROM stream.get_records('
+	  . "stream.get_shard_iterator('nps', 'shardId-000000000000', 'LATEST'))"),
+	't|2', "the closed parent's read ends with its two children");
+my $nps = sql("SELECT stream_id FROM stream.streams WHERE stream_name = 'nps'");
+is( sql(  "SELECT count(*) FROM stream_data.s$nps d JOIN stream.shards sh ON sh.stream_id = $nps "
+	  . 'AND sh.shard_index = d.shard_id WHERE d.seq > sh.ending_seq'),
+	0, "no record lies past its shard's end");
+
 $node->stop;
 done_testing();

@@ -41,7 +41,7 @@ import psycopg2
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
 import streamtest as st  # noqa: E402
-from streamtest import check, connect, fail, q, q1  # noqa: E402
+from streamtest import check, fail, q, q1  # noqa: E402
 from streamtest import log as say  # noqa: E402
 
 st.require_tap_node()
@@ -120,22 +120,11 @@ class Producer(threading.Thread):
         self.transactions = 0
 
     def run(self):
-        conn = None
-        while not self.stop.is_set():
-            try:
-                if conn is None:
-                    conn = connect(retries=1)
-                    conn.autocommit = True
-                one_transaction(conn, self.r)
-                self.transactions += 1
-            except psycopg2.Error:
-                # the server went away; whatever was in flight is uncertain or rolled back
-                try:
-                    conn.close()
-                except Exception:  # noqa: BLE001
-                    pass
-                conn = None
-                time.sleep(0.2)
+        st.reconnecting_loop(self.stop, self.step)
+
+    def step(self, conn):
+        one_transaction(conn, self.r)
+        self.transactions += 1
 
 
 class Reader:
@@ -158,21 +147,6 @@ class Reader:
                     got += 1
             if got == 0:
                 return
-
-
-def wait_up():
-    """A working connection once the server has recovered (after a backend's
-    SIGKILL the postmaster first ends every session, then recovers)."""
-    end = time.monotonic() + 120
-    while True:
-        try:
-            c = st.connect(retries=1)
-            q(c, 'SELECT 1')
-            return c
-        except psycopg2.Error:
-            if time.monotonic() > end:
-                raise
-            time.sleep(0.3)
 
 
 def main():
@@ -207,7 +181,7 @@ def main():
         kinds[how] += 1
         conn.close()
         st.crash(how)
-        conn = wait_up()
+        conn = st.connect_when_up()
         say('round %d: %s; %d committed, %d rolled back, %d uncertain so far'
             % (rnd + 1, how, len(ids.committed), len(ids.rolled_back), len(ids.uncertain)))
     producer.stop.set()
