@@ -15,6 +15,10 @@
  *
  * Code that the background worker runs as a user (runtime/sandbox.c) may not call
  * the control plane at all.
+ *
+ * The public functions are not written by hand: stream_internal._api_entry()
+ * (src/sql/00_core.sql) declares stream.<name> from stream_internal.<name>
+ * at install time, so the two cannot drift apart.
  */
 #include "postgres.h"
 

@@ -12,6 +12,32 @@ CREATE SCHEMA stream_internal;
 -- the role that called the API function under way (src/caller.c)
 CREATE FUNCTION stream_internal._caller() RETURNS oid
     AS 'MODULE_PATHNAME', 'stream_caller' LANGUAGE C STABLE;
+-- Install time only (dropped in 99_finish.sql): the API entry stream.<name>
+-- of each stream_internal.<name> - the same arguments, defaults, result,
+-- volatility and row estimate - as the C entry point stream_api_call, which
+-- notes the caller and runs the stream_internal function (src/caller.c).
+-- So a control-plane function is declared once, where its body is.
+CREATE FUNCTION stream_internal._api_entry(name text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    f record;
+    n int := 0;
+BEGIN
+    FOR f IN SELECT p.oid, p.provolatile, p.proretset, p.prorows
+               FROM pg_proc p
+              WHERE p.pronamespace = 'stream_internal'::regnamespace AND p.proname = name
+    LOOP
+        EXECUTE format('CREATE FUNCTION stream.%I(%s) RETURNS %s AS %L, %L LANGUAGE C %s%s',
+                       name, pg_get_function_arguments(f.oid), pg_get_function_result(f.oid),
+                       'MODULE_PATHNAME', 'stream_api_call',
+                       CASE f.provolatile WHEN 'i' THEN 'IMMUTABLE' WHEN 's' THEN 'STABLE' ELSE 'VOLATILE' END,
+                       CASE WHEN f.proretset THEN format(' ROWS %s', f.prorows) ELSE '' END);
+        n := n + 1;
+    END LOOP;
+    IF n = 0 THEN
+        RAISE EXCEPTION 'no function stream_internal.% to make an API entry for', name;
+    END IF;
+END $$;
 GRANT USAGE ON SCHEMA stream TO PUBLIC;
 GRANT USAGE ON SCHEMA stream_data TO PUBLIC;
 GRANT USAGE ON SCHEMA stream_internal TO PUBLIC;
@@ -511,9 +537,7 @@ BEGIN
     PERFORM stream_internal._catalog_changed();
     PERFORM stream_internal._wake_worker();
 END $$;
--- the API entry: notes the caller, then runs stream_internal.create_stream (src/caller.c)
-CREATE FUNCTION stream.create_stream(stream_name text, shard_count int, retention_hours int DEFAULT 24)
-RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('create_stream');
 
 
 -- Like Kinesis, refuses (ResourceInUseException) while consumers are
@@ -568,9 +592,7 @@ BEGIN
     PERFORM stream_internal._forget_stream(s.stream_id);
     PERFORM stream_internal._catalog_changed();
 END $$;
--- the API entry: notes the caller, then runs stream_internal.delete_stream (src/caller.c)
-CREATE FUNCTION stream.delete_stream(stream_name text, enforce_consumer_deletion boolean DEFAULT false)
-RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('delete_stream');
 
 
 -- The signed NextToken of the list functions (src/streams/next_token.c):
@@ -736,17 +758,13 @@ END $$;
 CREATE FUNCTION stream_internal.increase_stream_retention_period(stream_name text, retention_period_hours int)
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT stream_internal._set_retention(stream_name, retention_period_hours, true) $$;
--- the API entry: notes the caller, then runs stream_internal.increase_stream_retention_period (src/caller.c)
-CREATE FUNCTION stream.increase_stream_retention_period(stream_name text, retention_period_hours int)
-RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('increase_stream_retention_period');
 
 
 CREATE FUNCTION stream_internal.decrease_stream_retention_period(stream_name text, retention_period_hours int)
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT stream_internal._set_retention(stream_name, retention_period_hours, false) $$;
--- the API entry: notes the caller, then runs stream_internal.decrease_stream_retention_period (src/caller.c)
-CREATE FUNCTION stream.decrease_stream_retention_period(stream_name text, retention_period_hours int)
-RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('decrease_stream_retention_period');
 
 
 -- The name of a role given as regrole: NULL and OIDs of no role are refused
@@ -789,17 +807,13 @@ END $$;
 CREATE FUNCTION stream_internal.grant_stream_access(stream_name text, role regrole, access text DEFAULT 'read')
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT stream_internal._stream_access(true, stream_name, role, access) $$;
--- the API entry: notes the caller, then runs stream_internal.grant_stream_access (src/caller.c)
-CREATE FUNCTION stream.grant_stream_access(stream_name text, role regrole, access text DEFAULT 'read')
-RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('grant_stream_access');
 
 
 CREATE FUNCTION stream_internal.revoke_stream_access(stream_name text, role regrole, access text DEFAULT 'read_write')
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT stream_internal._stream_access(false, stream_name, role, access) $$;
--- the API entry: notes the caller, then runs stream_internal.revoke_stream_access (src/caller.c)
-CREATE FUNCTION stream.revoke_stream_access(stream_name text, role regrole, access text DEFAULT 'read_write')
-RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('revoke_stream_access');
 
 
 -- Managing streams is for administrators; they grant it on as they see fit.

@@ -399,9 +399,7 @@ BEGIN
     END IF;
     PERFORM stream_internal._split(s, p, v_key, clock_timestamp());
 END $$;
--- the API entry: notes the caller, then runs stream_internal.split_shard (src/caller.c)
-CREATE FUNCTION stream.split_shard(stream_name text, shard_to_split text, new_starting_hash_key text)
-RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('split_shard');
 
 CREATE FUNCTION stream_internal.merge_shards(stream_name text, shard_to_merge text, adjacent_shard_to_merge text)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -422,9 +420,7 @@ BEGIN
     END IF;
     PERFORM stream_internal._merge(s, a, b, clock_timestamp());
 END $$;
--- the API entry: notes the caller, then runs stream_internal.merge_shards (src/caller.c)
-CREATE FUNCTION stream.merge_shards(stream_name text, shard_to_merge text, adjacent_shard_to_merge text)
-RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('merge_shards');
 
 -- UpdateShardCount with UNIFORM_SCALING: the open shards become
 -- target_shard_count shards of equal hash ranges (shard i of N owns
@@ -515,10 +511,7 @@ BEGIN
     RETURN jsonb_build_object('StreamName', s.stream_name, 'StreamARN', stream_internal._arn(s.stream_name),
                               'CurrentShardCount', v_cur, 'TargetShardCount', target_shard_count);
 END $$;
--- the API entry: notes the caller, then runs stream_internal.update_shard_count (src/caller.c)
-CREATE FUNCTION stream.update_shard_count(stream_name text, target_shard_count int,
-                                          scaling_type text DEFAULT 'UNIFORM_SCALING')
-RETURNS jsonb AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('update_shard_count');
 
 -- Resharding is for administrators, as changing retention is; they grant it on.
 REVOKE ALL ON FUNCTION stream.split_shard(text, text, text), stream.merge_shards(text, text, text),

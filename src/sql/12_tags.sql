@@ -110,9 +110,7 @@ BEGIN
     SELECT s.stream_id, e.key, e.value FROM jsonb_each_text(tags) e
     ON CONFLICT (stream_id, tag_key) DO UPDATE SET tag_value = EXCLUDED.tag_value;
 END $$;
--- the API entry: notes the caller, then runs stream_internal.add_tags_to_stream (src/caller.c)
-CREATE FUNCTION stream.add_tags_to_stream(stream_name text, tags jsonb)
-RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('add_tags_to_stream');
 
 
 -- Keys the stream has no tag for are no error.
@@ -145,9 +143,7 @@ BEGIN
     PERFORM 1 FROM stream.streams x WHERE x.stream_id = s.stream_id FOR NO KEY UPDATE;
     DELETE FROM stream.stream_tags t WHERE t.stream_id = s.stream_id AND t.tag_key = ANY (tag_keys);
 END $$;
--- the API entry: notes the caller, then runs stream_internal.remove_tags_from_stream (src/caller.c)
-CREATE FUNCTION stream.remove_tags_from_stream(stream_name text, tag_keys text[])
-RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('remove_tags_from_stream');
 
 
 -- Tags in key order (by code point), from the first key after
@@ -188,10 +184,6 @@ BEGIN
      ORDER BY p.tag_key COLLATE "C"
      LIMIT v_limit;
 END $$;
--- the API entry: notes the caller, then runs stream_internal.list_tags_for_stream (src/caller.c)
-CREATE FUNCTION stream.list_tags_for_stream(stream_name text, exclusive_start_tag_key text DEFAULT NULL,
-                                            "limit" int DEFAULT NULL)
-RETURNS TABLE(key text, value text, has_more_tags boolean)
-AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C STABLE;
+SELECT stream_internal._api_entry('list_tags_for_stream');
 
 REVOKE ALL ON FUNCTION stream.add_tags_to_stream(text, jsonb), stream.remove_tags_from_stream(text, text[]) FROM PUBLIC;

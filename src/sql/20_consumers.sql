@@ -255,11 +255,7 @@ BEGIN
     END;
     PERFORM stream_internal._sync_leases(a);
 END $$;
--- the API entry: notes the caller, then runs stream_internal.register_application (src/caller.c)
-CREATE FUNCTION stream.register_application(application_name text, stream_name text,
-                                            initial_position text DEFAULT 'TRIM_HORIZON',
-                                            initial_timestamp timestamptz DEFAULT NULL)
-RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('register_application');
 
 
 CREATE FUNCTION stream_internal.deregister_application(application_name text) RETURNS void
@@ -270,9 +266,7 @@ BEGIN
     -- leases and grants go with it (ON DELETE CASCADE)
     DELETE FROM stream.applications x WHERE x.application_name = a.application_name;
 END $$;
--- the API entry: notes the caller, then runs stream_internal.deregister_application (src/caller.c)
-CREATE FUNCTION stream.deregister_application(application_name text)
-RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('deregister_application');
 
 
 -- Let role (and its members) run the application's workers and see its
@@ -297,17 +291,13 @@ END $$;
 CREATE FUNCTION stream_internal.grant_application_access(application_name text, role regrole)
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT stream_internal._application_access(true, application_name, role) $$;
--- the API entry: notes the caller, then runs stream_internal.grant_application_access (src/caller.c)
-CREATE FUNCTION stream.grant_application_access(application_name text, role regrole)
-RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('grant_application_access');
 
 
 CREATE FUNCTION stream_internal.revoke_application_access(application_name text, role regrole)
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT stream_internal._application_access(false, application_name, role) $$;
--- the API entry: notes the caller, then runs stream_internal.revoke_application_access (src/caller.c)
-CREATE FUNCTION stream.revoke_application_access(application_name text, role regrole)
-RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('revoke_application_access');
 
 
 -- The applications the caller may use; grantees are shown to the owner's members only.
@@ -329,11 +319,7 @@ BEGIN
        AND stream_internal._role_can_read(v_caller, a.stream_id)
      ORDER BY a.application_name;
 END $$;
--- the API entry: notes the caller, then runs stream_internal.list_applications (src/caller.c)
-CREATE FUNCTION stream.list_applications()
-RETURNS TABLE(application_name text, stream_name text, owner regrole, grantees regrole[],
-              initial_position text, initial_timestamp timestamptz, created_at timestamptz)
-AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C STABLE;
+SELECT stream_internal._api_entry('list_applications');
 
 -- The leases that take part in balancing: not finished, parents finished.
 CREATE FUNCTION stream_internal._eligible_leases(p_app text)
@@ -443,12 +429,7 @@ BEGIN
        AND l.checkpoint <> 'SHARD_END'
      ORDER BY l.shard_index;
 END $$;
--- the API entry: notes the caller, then runs stream_internal.acquire_leases (src/caller.c)
-CREATE FUNCTION stream.acquire_leases(application_name text, worker_id text,
-                                      lease_duration interval DEFAULT '10 seconds')
-RETURNS TABLE(shard_id text, checkpoint text, lease_counter bigint, parent_shard_ids text[],
-              checkpoint_sub_sequence_number bigint)
-AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('acquire_leases');
 
 
 CREATE FUNCTION stream_internal._held_lease(p_app text, p_worker text, p_shard_id text) RETURNS stream.leases
@@ -529,10 +510,7 @@ BEGIN
            owner_switches_since_checkpoint = 0, lease_counter = x.lease_counter + 1
      WHERE x.application_name = l.application_name AND x.shard_index = l.shard_index;
 END $$;
--- the API entry: notes the caller, then runs stream_internal.checkpoint (src/caller.c)
-CREATE FUNCTION stream.checkpoint(application_name text, worker_id text, shard_id text, sequence_number text,
-                                  sub_sequence_number bigint DEFAULT NULL)
-RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('checkpoint');
 
 
 -- Clean shutdown: give up every lease the worker holds.
@@ -551,9 +529,7 @@ BEGIN
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END $$;
--- the API entry: notes the caller, then runs stream_internal.release_leases (src/caller.c)
-CREATE FUNCTION stream.release_leases(application_name text, worker_id text)
-RETURNS int AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('release_leases');
 
 
 -- A shard iterator where a held lease's checkpoint says to resume:
@@ -585,6 +561,4 @@ BEGIN
         ELSE stream.get_shard_iterator(s.stream_name, stream_internal._shard_id(l.shard_index), 'AFTER_SEQUENCE_NUMBER', l.checkpoint)
     END;
 END $$;
--- the API entry: notes the caller, then runs stream_internal.get_lease_iterator (src/caller.c)
-CREATE FUNCTION stream.get_lease_iterator(application_name text, worker_id text, shard_id text)
-RETURNS text AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('get_lease_iterator');

@@ -84,9 +84,7 @@ BEGIN
     END;
     RETURN stream_internal._consumer_json(s, c);
 END $$;
--- the API entry: notes the caller, then runs stream_internal.register_stream_consumer (src/caller.c)
-CREATE FUNCTION stream.register_stream_consumer(stream_name text, consumer_name text)
-RETURNS jsonb AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('register_stream_consumer');
 
 
 -- A role that may not read the stream gets ResourceNotFoundException, as
@@ -112,9 +110,7 @@ BEGIN
     END IF;
     DELETE FROM stream.stream_consumers x WHERE x.stream_id = c.stream_id AND x.consumer_name = c.consumer_name;
 END $$;
--- the API entry: notes the caller, then runs stream_internal.deregister_stream_consumer (src/caller.c)
-CREATE FUNCTION stream.deregister_stream_consumer(stream_name text, consumer_name text)
-RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('deregister_stream_consumer');
 
 -- ListStreamConsumers: the consumers the caller may see (row-level
 -- security), by name, at most max_results (default and at most 100) from

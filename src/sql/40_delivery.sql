@@ -425,24 +425,7 @@ BEGIN
     PERFORM stream_internal._wake_worker();
     RETURN stream_internal._delivery_arn(delivery_stream_name);
 END $$;
--- the API entry: notes the caller, then runs stream_internal.create_delivery_stream (src/caller.c)
-CREATE FUNCTION stream.create_delivery_stream(
-    delivery_stream_name    text,
-    source_stream_name      text DEFAULT NULL,
-    destination             text DEFAULT NULL,
-    destination_table       regclass DEFAULT NULL,
-    format                  text DEFAULT 'json',
-    schema                  regtype DEFAULT NULL,
-    compression             text DEFAULT 'none',
-    buffer_size_mb          int DEFAULT 5,
-    buffer_interval_seconds int DEFAULT 300,
-    prefix                  text DEFAULT NULL,
-    error_output_prefix     text DEFAULT NULL,
-    partition_key_queries   jsonb DEFAULT NULL,
-    transform_function      regprocedure DEFAULT NULL,
-    backup_prefix           text DEFAULT NULL,
-    starting_position       text DEFAULT 'LATEST')
-RETURNS text AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('create_delivery_stream');
 
 
 CREATE FUNCTION stream_internal.delete_delivery_stream(delivery_stream_name text) RETURNS void
@@ -463,9 +446,7 @@ BEGIN
     -- every session's stream and delivery name caches drop it
     PERFORM stream_internal._catalog_changed();
 END $$;
--- the API entry: notes the caller, then runs stream_internal.delete_delivery_stream (src/caller.c)
-CREATE FUNCTION stream.delete_delivery_stream(delivery_stream_name text)
-RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('delete_delivery_stream');
 
 
 CREATE FUNCTION stream.list_delivery_streams(delivery_stream_type text DEFAULT NULL)
@@ -560,17 +541,13 @@ REVOKE ALL ON FUNCTION stream_internal._delivery_access(bool, text, regrole) FRO
 CREATE FUNCTION stream_internal.grant_delivery_stream_access(delivery_stream_name text, role regrole)
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT stream_internal._delivery_access(true, delivery_stream_name, role) $$;
--- the API entry: notes the caller, then runs stream_internal.grant_delivery_stream_access (src/caller.c)
-CREATE FUNCTION stream.grant_delivery_stream_access(delivery_stream_name text, role regrole)
-RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('grant_delivery_stream_access');
 
 
 CREATE FUNCTION stream_internal.revoke_delivery_stream_access(delivery_stream_name text, role regrole)
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT stream_internal._delivery_access(false, delivery_stream_name, role) $$;
--- the API entry: notes the caller, then runs stream_internal.revoke_delivery_stream_access (src/caller.c)
-CREATE FUNCTION stream.revoke_delivery_stream_access(delivery_stream_name text, role regrole)
-RETURNS void AS 'MODULE_PATHNAME', 'stream_api_call' LANGUAGE C VOLATILE;
+SELECT stream_internal._api_entry('revoke_delivery_stream_access');
 
 
 -- One row per delivery stream the caller may see (it is a member of its

@@ -40,3 +40,6 @@ TO PUBLIC;
 
 -- Start this database's maintenance worker now rather than at the launcher's next round.
 SELECT stream_internal._wake_worker();
+
+-- install time only (00_core.sql)
+DROP FUNCTION stream_internal._api_entry(text);
