@@ -30,12 +30,18 @@ OBJS = \
 	src/streams/retention.o \
 	src/streams/chunk_scan.o \
 	src/streams/record_out.o \
+	src/streams/subscription.o \
 	src/streams/fanout.o \
 	src/streams/meter.o \
 	src/streams/metrics_sql.o \
 	src/streams/consumer_position.o \
 	src/streams/lag.o \
 	src/streams/json.o \
+	src/streams/kpl.o \
+	src/streams/deaggregate.o \
+	src/streams/user_records.o \
+	src/streams/aggregate.o \
+	src/streams/next_token.o \
 	src/bgw/worker_slots.o \
 	src/bgw/unit.o \
 	src/bgw/chunk_maker.o \

@@ -43,12 +43,16 @@ SELECT * FROM stream.list_stream_consumers('err_nope');
 SELECT cardinality(records) AS records, continuation_sequence_number = (SELECT max(sequence_number) FROM stream.read_shard('err_s', 'shardId-000000000000')) AS continues_after_last,
        millis_behind_latest
 FROM stream.subscribe_to_shard('err_s', 'fan_one', 'shardId-000000000000', 'TRIM_HORIZON');
+-- (one subscription per consumer and shard, and a call within 5 s of the
+-- last that does not continue it is refused: each position with a
+-- consumer, or a shard, of its own; sql/subscriptions.sql has the rule)
 SELECT cardinality(records) AS records
-FROM stream.subscribe_to_shard('err_s', 'fan_one', 'shardId-000000000000', 'AT_SEQUENCE_NUMBER', :'seq_s0');
+FROM stream.subscribe_to_shard('err_s', 'fan_two', 'shardId-000000000000', 'AT_SEQUENCE_NUMBER', :'seq_s0');
+SELECT stream.register_stream_consumer('err_s', 'fan_three') ->> 'ConsumerName' AS registered;
 SELECT cardinality(records) AS records
-FROM stream.subscribe_to_shard('err_s', 'fan_one', 'shardId-000000000000', 'AFTER_SEQUENCE_NUMBER', :'seq_s0');
+FROM stream.subscribe_to_shard('err_s', 'fan_three', 'shardId-000000000000', 'AFTER_SEQUENCE_NUMBER', :'seq_s0');
 SELECT cardinality(records) AS records, records IS NOT NULL AS records_not_null
-FROM stream.subscribe_to_shard('err_s', 'fan_one', 'shardId-000000000000', 'LATEST', NULL, '0');
+FROM stream.subscribe_to_shard('err_s', 'fan_one', 'shardId-000000000001', 'LATEST', NULL, '0');
 SELECT * FROM stream.subscribe_to_shard('err_s', 'fan_nope', 'shardId-000000000000', 'TRIM_HORIZON');
 SELECT * FROM stream.subscribe_to_shard('err_s', 'fan_one', 'shardId-000000000009', 'TRIM_HORIZON');
 SELECT * FROM stream.subscribe_to_shard('err_s', 'fan_one', 'shardId-000000000000', 'BOGUS');
@@ -66,6 +70,7 @@ SELECT stream.notification_channel('err_nope');
 
 SELECT stream.deregister_stream_consumer('err_s', 'fan_one');
 SELECT stream.deregister_stream_consumer('err_s', 'fan_two');
+SELECT stream.deregister_stream_consumer('err_s', 'fan_three');
 SELECT count(*) AS consumers_left FROM stream.list_stream_consumers('err_s');
 
 \i :abs_srcdir/sql/fixtures/err_streams_end.psql

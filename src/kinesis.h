@@ -28,6 +28,14 @@
 #define EXPLICIT_HASH_KEY_MAX_DIGITS 39		/* 0|([1-9]\d{0,38}) */
 #define SEQUENCE_NUMBER_MAX_DIGITS	129		/* 0|([1-9]\d{0,128}) */
 #define SUBSCRIBE_MAX_WAIT_MS		(5 * 60 * 1000)	/* a subscription ends after 5 minutes */
+#define NEXT_TOKEN_MAX_LEN			1048576	/* the member NextToken */
+#define LIST_LIMIT_MAX				10000	/* ListStreams' Limit, ListStreamConsumers' MaxResults */
+#define LIST_PAGE_MAX				100		/* ... of which a page holds at most */
+#define TAGS_PER_STREAM_MAX			50
+#define TAGS_PER_CALL_MAX			10		/* AddTagsToStream's Tags, RemoveTagsFromStream's TagKeys */
+#define TAG_KEY_MAX					128		/* characters */
+#define TAG_VALUE_MAX				256		/* characters */
+#define LIST_TAGS_LIMIT_MAX			50		/* ListTagsForStream's Limit */
 #define RETENTION_HOURS_MIN			24
 #define RETENTION_HOURS_MAX			8760	/* 365 days */
 #define ACCOUNT_SHARDS_MAX			10000	/* open shards of the account: the default of stream.shard_limit */
@@ -54,7 +62,14 @@
 	X(FIREHOSE_BUFFER_MB_MIN) \
 	X(FIREHOSE_BUFFER_MB_MAX) \
 	X(FIREHOSE_BUFFER_SECONDS_MIN) \
-	X(FIREHOSE_BUFFER_SECONDS_MAX)
+	X(FIREHOSE_BUFFER_SECONDS_MAX) \
+	X(LIST_LIMIT_MAX) \
+	X(LIST_PAGE_MAX) \
+	X(TAGS_PER_STREAM_MAX) \
+	X(TAGS_PER_CALL_MAX) \
+	X(TAG_KEY_MAX) \
+	X(TAG_VALUE_MAX) \
+	X(LIST_TAGS_LIMIT_MAX)
 
 /* Per-shard throughput limits (kinesis-semantics.md 1.4, 1.12) */
 #define SHARD_WRITE_BYTES_PER_SEC	(1024 * 1024)	/* partition keys and data */

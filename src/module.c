@@ -34,6 +34,7 @@
 #include "streams/meter.h"
 #include "streams/seqalloc.h"
 #include "streams/stream_catalog.h"
+#include "streams/subscription.h"
 
 PG_MODULE_MAGIC;
 
@@ -50,8 +51,10 @@ stream_shmem_request(void)
 	RequestAddinShmemSpace(seqalloc_shmem_size());
 	RequestAddinShmemSpace(meter_shmem_size());
 	RequestAddinShmemSpace(consumer_position_shmem_size());
+	RequestAddinShmemSpace(subscription_shmem_size());
 	RequestNamedLWLockTranche("stream", 1);
 	RequestNamedLWLockTranche("stream meters", 2);
+	RequestNamedLWLockTranche("stream subscriptions", 1);
 	stream_worker_shmem_request();
 }
 
@@ -64,6 +67,7 @@ stream_shmem_startup(void)
 	seqalloc_shmem_init();
 	meter_shmem_init();
 	consumer_position_shmem_init();
+	subscription_shmem_init();
 	stream_worker_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }

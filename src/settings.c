@@ -25,6 +25,7 @@
 #include "settings.h"
 
 int			stream_iterator_lifetime_ms = 300000;
+int			stream_next_token_lifetime_ms = 300000;
 int			stream_chunk_premake = 4;
 int			stream_max_shards = 8192;
 int			stream_max_shards_per_xact = 1024;
@@ -50,6 +51,13 @@ define_stream_settings(void)
 							"How long a shard iterator stays valid.",
 							"Kinesis uses 300 seconds; lower it only to test expiry.",
 							&stream_iterator_lifetime_ms,
+							300000, 1, 3600 * 1000,
+							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("stream.next_token_lifetime",
+							"How long a NextToken of list_streams or list_stream_consumers stays valid.",
+							"Kinesis uses 300 seconds; lower it only to test expiry.",
+							&stream_next_token_lifetime_ms,
 							300000, 1, 3600 * 1000,
 							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);

@@ -27,6 +27,12 @@ extern void settings_define(void);
 /* stream.iterator_lifetime (ms): how long a shard iterator stays valid */
 extern int	stream_iterator_lifetime_ms;
 
+/* stream.next_token_lifetime (ms): how long a NextToken of a list function stays valid */
+extern int	stream_next_token_lifetime_ms;
+
+/* stream.next_token_lifetime (ms): how long a NextToken of a list function stays valid */
+extern int	stream_next_token_lifetime_ms;
+
 /* stream.chunk_premake: chunks maintenance keeps ready ahead of the current one */
 extern int	stream_chunk_premake;
 

@@ -22,18 +22,19 @@
 #include "utils/numeric.h"
 
 #include "streams/access.h"
+#include "streams/deaggregate.h"
 #include "streams/stream_catalog.h"
 
 #include "runtime/runtime.h"
 #include "delivery/delivery_int.h"
 
+/* One user record into the batch (Firehose de-aggregates a Kinesis source's KPL records). */
 static void
-collect_record(void *arg, const StreamRecord *rec)
+collect_user_record(void *arg, const UserRecord *ur)
 {
 	Batch	   *b = arg;
 	SrcRec	   *r;
-	bytea	   *d = DatumGetByteaPP(rec->data);
-	text	   *k = DatumGetTextPP(rec->partition_key);
+	text	   *k = DatumGetTextPP(ur->partition_key);
 
 	if (b->nrecs >= b->cap)
 	{
@@ -43,11 +44,13 @@ collect_record(void *arg, const StreamRecord *rec)
 	}
 	r = &b->recs[b->nrecs++];
 	memset(r, 0, sizeof(*r));
-	r->seq = rec->seq;
-	r->arrival = rec->arrival;
-	r->len = VARSIZE_ANY_EXHDR(d);
+	r->seq = ur->rec->seq;
+	r->sub_seq = ur->sub_seq;
+	r->aggregated = ur->aggregated;
+	r->arrival = ur->rec->arrival;
+	r->len = ur->data_len;
 	r->data = palloc(r->len + 1);
-	memcpy(r->data, VARDATA_ANY(d), r->len);
+	memcpy(r->data, ur->data, r->len);
 	r->data[r->len] = '\0';
 	r->pkey_len = VARSIZE_ANY_EXHDR(k);
 	r->pkey = pnstrdup(VARDATA_ANY(k), r->pkey_len);
@@ -56,8 +59,23 @@ collect_record(void *arg, const StreamRecord *rec)
 	r->outlen = r->len;
 	r->attempts = 1;
 	b->bytes += r->len + r->pkey_len;
-	if ((Pointer) d != DatumGetPointer(rec->data))
-		pfree(d);
+	if ((Pointer) k != DatumGetPointer(ur->partition_key))
+		pfree(k);
+}
+
+/*
+ * A stream record of the batch's ranges.  A unit's ranges are whole stream
+ * records, so an aggregate's user records are all in the one unit and
+ * delivered exactly once together; the batch's counts (manifest, progress)
+ * are user records.
+ */
+static void
+collect_record(void *arg, const StreamRecord *rec)
+{
+	Batch	   *b = arg;
+
+	/* Firehose's DirectPut takes records as they are */
+	(void) deaggregate_record(rec, !b->cfg->direct_put, collect_user_record, b);
 }
 
 /*

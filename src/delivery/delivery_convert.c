@@ -69,6 +69,8 @@ append_error_line(StringInfo out, Batch *b, SrcRec *r, TimestampTz now)
 	append_base64(out, r->data, r->len);
 	appendStringInfoString(out, "\",\"sequenceNumber\":");
 	escape_json(out, seq_to_text(b->info->stream_id, r->shard_index, r->seq));
+	if (r->aggregated)
+		appendStringInfo(out, ",\"subSequenceNumber\":" INT64_FORMAT, r->sub_seq);
 	if (OidIsValid(b->cfg->transform) && strncmp(r->error_code ? r->error_code : "", "Lambda.", 7) == 0)
 	{
 		appendStringInfoString(out, ",\"lambdaArn\":");

@@ -220,6 +220,8 @@ typedef struct SrcRec
 {
 	int32		shard_index;
 	int64		seq;
+	int64		sub_seq;		/* a KPL sub-record's number within its aggregate */
+	bool		aggregated;		/* a KPL sub-record (de-aggregated as Firehose does) */
 	TimestampTz arrival;
 	char	   *data;
 	int			len;

@@ -58,12 +58,23 @@ stream_type_oid(const char *name)
 	return t;
 }
 
+/* a record's id: its sequence number, and ".<n>" for sub-record n of a KPL aggregate */
+#define RECORD_ID_MAX	(SEQ_TEXT_LEN + 1 + 20)
+
 typedef struct IdEntry
 {
-	char		k[SEQ_TEXT_LEN + 1];
+	char		k[RECORD_ID_MAX + 1];
 	int			idx;
 	bool		seen;
 } IdEntry;
+
+static char *
+record_id(Batch *b, SrcRec *r)
+{
+	char	   *seq = seq_to_text(b->info->stream_id, r->shard_index, r->seq);
+
+	return r->aggregated ? psprintf("%s." INT64_FORMAT, seq, r->sub_seq) : seq;
+}
 
 static void
 transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
@@ -83,26 +94,27 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 	for (int i = lo; i < hi; i++)
 	{
 		SrcRec	   *r = &b->recs[i];
-		Datum		v[6];
-		bool		n[6] = {false, false, false, false, false, false};
+		Datum		v[7];
+		bool		n[7] = {false, false, false, false, false, false, false};
 		bytea	   *d = palloc(VARHDRSZ + r->len);
 
 		SET_VARSIZE(d, VARHDRSZ + r->len);
 		memcpy(VARDATA(d), r->data, r->len);
-		v[0] = PointerGetDatum(seq_to_text_datum(b->info->stream_id, r->shard_index, r->seq));
+		v[0] = CStringGetTextDatum(record_id(b, r));
 		v[1] = TimestampTzGetDatum(r->arrival);
 		v[2] = PointerGetDatum(d);
 		v[3] = PointerGetDatum(cstring_to_text_with_len(r->pkey, r->pkey_len));
-		v[4] = v[0];
+		v[4] = PointerGetDatum(seq_to_text_datum(b->info->stream_id, r->shard_index, r->seq));
 		v[5] = CStringGetTextDatum(shard_id_text(r->shard_index));
+		v[6] = Int64GetDatum(r->sub_seq);
 		if (cfg->direct_put)
-			n[3] = n[4] = n[5] = true;
+			n[3] = n[4] = n[5] = n[6] = true;
 		elems[i - lo] = heap_copy_tuple_as_datum(heap_form_tuple(in_desc, v, n), in_desc);
 	}
 	arr = construct_array(elems, hi - lo, in_type, -1, false, TYPALIGN_DOUBLE);
 
 	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = SEQ_TEXT_LEN + 1;
+	ctl.keysize = RECORD_ID_MAX + 1;
 	ctl.entrysize = sizeof(IdEntry);
 	ctl.hcxt = cxt;
 
@@ -128,7 +140,7 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 			ids = hash_create("transform record ids", hi - lo, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 			for (int i = lo; i < hi; i++)
 			{
-				char	   *k = seq_to_text(b->info->stream_id, b->recs[i].shard_index, b->recs[i].seq);
+				char	   *k = record_id(b, &b->recs[i]);
 				IdEntry    *e = hash_search(ids, k, HASH_ENTER, NULL);
 
 				e->idx = i;
@@ -176,7 +188,7 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 								 errdetail("Rows of unknown recordIds and the data and partition keys returned count.")));
 					}
 
-					if (rid == NULL || strlen(rid) > SEQ_TEXT_LEN ||
+					if (rid == NULL || strlen(rid) > RECORD_ID_MAX ||
 						(e = hash_search(ids, rid, HASH_FIND, NULL)) == NULL || e->seen)
 					{
 						MemoryContextSwitchTo(rowold);
@@ -235,7 +247,7 @@ transform_chunk(Batch *b, int lo, int hi, const char *fn_sql, TupleDesc in_desc,
 
 				for (int i = lo; i < hi; i++)
 				{
-					char	   *k = seq_to_text(b->info->stream_id, b->recs[i].shard_index, b->recs[i].seq);
+					char	   *k = record_id(b, &b->recs[i]);
 					IdEntry    *e = hash_search(ids, k, HASH_FIND, NULL);
 
 					if (e && !e->seen)

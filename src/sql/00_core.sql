@@ -119,8 +119,11 @@ CREATE TYPE stream.put_record_result AS (shard_id text, sequence_number text);
 CREATE TYPE stream.get_records_result AS (records stream.record[], next_shard_iterator text,
                                           millis_behind_latest bigint, child_shards jsonb);
 
+-- sequence_number_for_ordering: the sequence number of the producer's
+-- previous record (SequenceNumberForOrdering); the new record's is greater.
 CREATE FUNCTION stream.put_record(stream_name text, partition_key text, data bytea,
-                                  explicit_hash_key text DEFAULT NULL)
+                                  explicit_hash_key text DEFAULT NULL,
+                                  sequence_number_for_ordering text DEFAULT NULL)
     RETURNS stream.put_record_result
     AS 'MODULE_PATHNAME', 'stream_put_record' LANGUAGE C VOLATILE;
 
@@ -593,14 +596,72 @@ END $$;
 SELECT stream_internal._api_entry('delete_stream');
 
 
-CREATE FUNCTION stream.list_streams()
+-- The signed NextToken of the list functions (src/streams/next_token.c):
+-- kind S for list_streams, C for list_stream_consumers; the position is
+-- the last key of the page.
+CREATE FUNCTION stream_internal._next_token(kind text, "position" text) RETURNS text
+    AS 'MODULE_PATHNAME', 'stream_next_token' LANGUAGE C STABLE STRICT;
+CREATE FUNCTION stream_internal._next_token_position(kind text, token text) RETURNS text
+    AS 'MODULE_PATHNAME', 'stream_next_token_position' LANGUAGE C STABLE STRICT;
+
+-- A list function's paging arguments, checked as Kinesis checks them: the
+-- limit member (1 to 10000; above p_max a page holds p_max), the exclusive
+-- start name, and not both it and a NextToken.  Returns the position the
+-- page starts after (NULL: the first), from the token or the start name.
+CREATE FUNCTION stream_internal._page_start(p_kind text, p_limit int, p_limit_member text,
+                                            p_exclusive_start text, p_start_member text,
+                                            p_next_token text) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_limit < 1 OR p_limit > stream_internal._limit('LIST_LIMIT_MAX') THEN
+        PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''%s'' failed to satisfy constraint: Member must have value %s',
+                                       p_limit, p_limit_member,
+                                       CASE WHEN p_limit < 1 THEN 'greater than or equal to 1'
+                                            ELSE 'less than or equal to ' || stream_internal._limit('LIST_LIMIT_MAX') END));
+    END IF;
+    IF p_exclusive_start IS NOT NULL THEN
+        PERFORM stream_internal._check_name(p_exclusive_start, p_start_member, stream_internal._limit('STREAM_NAME_MAX')::int);
+    END IF;
+    IF p_next_token IS NULL THEN
+        RETURN p_exclusive_start;
+    END IF;
+    IF p_exclusive_start IS NOT NULL THEN
+        PERFORM stream_internal._raise('InvalidArgumentException', format('NextToken and %s cannot be provided together.',
+                                       upper(left(p_start_member, 1)) || substr(p_start_member, 2)));
+    END IF;
+    RETURN stream_internal._next_token_position(p_kind, p_next_token);
+END $$;
+
+-- ListStreams: names in code point order, at most "limit" (default and at
+-- most 100) after exclusive_start_stream_name or where next_token says;
+-- every row carries has_more_streams and, when there are more, the
+-- next_token to go on with (valid 300 s).  No row: no more streams.
+CREATE FUNCTION stream.list_streams(exclusive_start_stream_name text DEFAULT NULL, "limit" int DEFAULT NULL,
+                                    next_token text DEFAULT NULL)
 RETURNS TABLE(stream_name text, stream_arn text, stream_status text, stream_mode text,
-              stream_creation_timestamp timestamptz)
+              stream_creation_timestamp timestamptz, has_more_streams boolean, next_token text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT s.stream_name, stream_internal._arn(s.stream_name), stream_internal._stream_status(s), s.stream_mode, s.created_at
-      FROM stream.streams s
-     WHERE s.stream_mode <> 'FIREHOSE_DIRECT_PUT'     -- internal buffers of delivery streams
-     ORDER BY s.stream_name
+    WITH args AS (
+        SELECT stream_internal._page_start('S', $2, 'limit', $1, 'exclusiveStartStreamName', $3) AS after,
+               least(coalesce($2, stream_internal._limit('LIST_PAGE_MAX')), stream_internal._limit('LIST_PAGE_MAX')) AS n),
+    page AS (
+        SELECT s.stream_name, stream_internal._stream_status(s) AS stream_status, s.stream_mode, s.created_at
+          FROM stream.streams s, args
+         WHERE s.stream_mode <> 'FIREHOSE_DIRECT_PUT'     -- internal buffers of delivery streams
+           AND (args.after IS NULL OR s.stream_name COLLATE "C" > args.after COLLATE "C")
+         ORDER BY s.stream_name COLLATE "C"
+         LIMIT (SELECT n + 1 FROM args)),
+    shown AS (
+        SELECT p.* FROM page p ORDER BY p.stream_name COLLATE "C" LIMIT (SELECT n FROM args)),
+    -- one token a call: it carries the time it was made
+    more AS MATERIALIZED (
+        SELECT x.more, CASE WHEN x.more THEN stream_internal._next_token('S', x.last) END AS token
+          FROM (SELECT (SELECT count(*) FROM page) > (SELECT n FROM args) AS more,
+                       (SELECT max(stream_name COLLATE "C") FROM shown) AS last) x)
+    SELECT sh.stream_name, stream_internal._arn(sh.stream_name), sh.stream_status, sh.stream_mode, sh.created_at,
+           m.more, m.token
+      FROM shown sh, more m
+     ORDER BY sh.stream_name COLLATE "C"
 $$;
 
 -- stream.list_shards: src/sql/10_shards.sql, with resharding.

@@ -76,6 +76,9 @@ CREATE TABLE stream.leases (
     lease_counter    bigint NOT NULL DEFAULT 0,
     lease_expires_at timestamptz,       -- the owner must renew before this
     checkpoint       text NOT NULL,     -- sequence number, TRIM_HORIZON, LATEST, AT_TIMESTAMP or SHARD_END
+    -- with a sequence number: the user record (KPL sub-record) of it processed
+    -- last (the KCL's checkpointSubSequenceNumber); NULL: the whole record
+    checkpoint_sub_sequence_number bigint,
     owner_switches_since_checkpoint int NOT NULL DEFAULT 0,
     parent_shard_indexes int[] NOT NULL DEFAULT '{}',
     PRIMARY KEY (application_name, shard_index),
@@ -122,7 +125,8 @@ SELECT l.application_name,
        l.lease_owner IS NOT NULL AND l.lease_expires_at > now() AS held,
        l.checkpoint,
        l.owner_switches_since_checkpoint,
-       (SELECT array_agg(stream_internal._shard_id(p) ORDER BY p) FROM unnest(l.parent_shard_indexes) p) AS parent_shard_ids
+       (SELECT array_agg(stream_internal._shard_id(p) ORDER BY p) FROM unnest(l.parent_shard_indexes) p) AS parent_shard_ids,
+       l.checkpoint_sub_sequence_number
   FROM stream.leases l
   JOIN stream.applications a ON a.application_name = l.application_name
   JOIN stream.streams s ON s.stream_id = l.stream_id
@@ -339,7 +343,8 @@ $$;
 -- Returns the leases the worker holds afterwards.
 CREATE FUNCTION stream_internal.acquire_leases(application_name text, worker_id text,
                                       lease_duration interval DEFAULT '10 seconds')
-RETURNS TABLE(shard_id text, checkpoint text, lease_counter bigint, parent_shard_ids text[])
+RETURNS TABLE(shard_id text, checkpoint text, lease_counter bigint, parent_shard_ids text[],
+              checkpoint_sub_sequence_number bigint)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     a stream.applications := stream_internal._application_for(application_name, stream_internal._caller());
@@ -417,7 +422,8 @@ BEGIN
 
     RETURN QUERY
     SELECT stream_internal._shard_id(l.shard_index), l.checkpoint, l.lease_counter,
-           (SELECT array_agg(stream_internal._shard_id(p) ORDER BY p) FROM unnest(l.parent_shard_indexes) p)
+           (SELECT array_agg(stream_internal._shard_id(p) ORDER BY p) FROM unnest(l.parent_shard_indexes) p),
+           l.checkpoint_sub_sequence_number
       FROM stream.leases l
      WHERE l.application_name = v_app AND l.lease_owner = worker_id
        AND l.checkpoint <> 'SHARD_END'
@@ -451,7 +457,14 @@ END $$;
 -- Record progress on a held lease.  Fails when another worker took the
 -- lease (the old owner is fenced off); never moves backwards; SHARD_END
 -- marks a closed shard as finished so that its children can start.
-CREATE FUNCTION stream_internal.checkpoint(application_name text, worker_id text, shard_id text, sequence_number text)
+-- sub_sequence_number: the KCL's extended sequence number, for a consumer
+-- of user records (get_records(it, deaggregate => true)): user record
+-- (sequence_number, sub_sequence_number) is processed, later sub-records of
+-- that aggregate are not.  Checkpoints are ordered as the KCL orders them
+-- (sequence number, then sub-sequence number); NULL, the default, is the
+-- whole record, after all of its sub-records.
+CREATE FUNCTION stream_internal.checkpoint(application_name text, worker_id text, shard_id text, sequence_number text,
+                                           sub_sequence_number bigint DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     a stream.applications := stream_internal._application_for(application_name, stream_internal._caller());
@@ -461,7 +474,13 @@ DECLARE
     sh stream.shards;
 BEGIN
     SELECT * INTO sh FROM stream.shards x WHERE x.stream_id = l.stream_id AND x.shard_index = l.shard_index;
+    IF sub_sequence_number < 0 THEN
+        PERFORM stream_internal._raise('InvalidArgumentException', format('Could not checkpoint at invalid, negative subsequence number %s', sub_sequence_number));
+    END IF;
     IF sequence_number = 'SHARD_END' THEN
+        IF sub_sequence_number IS NOT NULL THEN
+            PERFORM stream_internal._raise('InvalidArgumentException', 'SHARD_END is checkpointed without a sub-sequence number.');
+        END IF;
         IF sh.ending_seq IS NULL THEN
             PERFORM stream_internal._raise('InvalidArgumentException', format('Shard %s is still open; SHARD_END may be checkpointed only when a closed shard has been read to its end.', stream_internal._shard_id(l.shard_index)));
         END IF;
@@ -475,13 +494,20 @@ BEGIN
             PERFORM stream_internal._raise('InvalidArgumentException', format('Shard %s is already checkpointed at SHARD_END.', stream_internal._shard_id(l.shard_index)));
         END IF;
         cur := stream_internal._sequence_parts(l.checkpoint);
-        IF cur.seq IS NOT NULL AND p.seq < cur.seq THEN
+        -- (seq, sub) in the KCL's order; the whole record (NULL) after its sub-records
+        IF cur.seq IS NOT NULL AND
+           (p.seq < cur.seq OR (p.seq = cur.seq AND
+                                coalesce(sub_sequence_number, 9223372036854775807) <
+                                coalesce(l.checkpoint_sub_sequence_number, 9223372036854775807))) THEN
             PERFORM stream_internal._raise('InvalidArgumentException', format('Checkpoint %s is behind the current checkpoint %s of shard %s; checkpoints never move backwards.',
-                                  sequence_number, l.checkpoint, stream_internal._shard_id(l.shard_index)));
+                                  concat_ws('.', sequence_number, sub_sequence_number),
+                                  concat_ws('.', l.checkpoint, l.checkpoint_sub_sequence_number),
+                                  stream_internal._shard_id(l.shard_index)));
         END IF;
     END IF;
     UPDATE stream.leases x
-       SET checkpoint = sequence_number, owner_switches_since_checkpoint = 0, lease_counter = x.lease_counter + 1
+       SET checkpoint = sequence_number, checkpoint_sub_sequence_number = checkpoint.sub_sequence_number,
+           owner_switches_since_checkpoint = 0, lease_counter = x.lease_counter + 1
      WHERE x.application_name = l.application_name AND x.shard_index = l.shard_index;
 END $$;
 SELECT stream_internal._api_entry('checkpoint');
@@ -508,7 +534,11 @@ SELECT stream_internal._api_entry('release_leases');
 
 -- A shard iterator where a held lease's checkpoint says to resume:
 -- right after the checkpointed record, or at the application's initial
--- position.  NULL once the shard is checkpointed at SHARD_END.
+-- position.  NULL once the shard is checkpointed at SHARD_END.  After a
+-- checkpoint with a sub-sequence number, at the checkpointed record, as
+-- the KCL resumes (AT_SEQUENCE_NUMBER): the consumer skips the user
+-- records up to the checkpoint (checkpoint_sub_sequence_number of
+-- acquire_leases), as the KCL's record filter does.
 -- (_application_for checked that the caller may read the stream; the
 -- iterator is checked again at each get_records.)
 CREATE FUNCTION stream_internal.get_lease_iterator(application_name text, worker_id text, shard_id text)
@@ -526,6 +556,8 @@ BEGIN
         WHEN l.checkpoint = 'AT_TIMESTAMP' THEN
             stream.get_shard_iterator(s.stream_name, stream_internal._shard_id(l.shard_index), 'AT_TIMESTAMP', NULL,
                                       least(a.initial_timestamp, now()))
+        WHEN l.checkpoint_sub_sequence_number IS NOT NULL THEN
+            stream.get_shard_iterator(s.stream_name, stream_internal._shard_id(l.shard_index), 'AT_SEQUENCE_NUMBER', l.checkpoint)
         ELSE stream.get_shard_iterator(s.stream_name, stream_internal._shard_id(l.shard_index), 'AFTER_SEQUENCE_NUMBER', l.checkpoint)
     END;
 END $$;

@@ -112,15 +112,51 @@ BEGIN
 END $$;
 SELECT stream_internal._api_entry('deregister_stream_consumer');
 
-CREATE FUNCTION stream.list_stream_consumers(stream_name text)
-RETURNS TABLE(consumer_name text, consumer_arn text, consumer_status text, consumer_creation_timestamp timestamptz)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+-- ListStreamConsumers: the consumers the caller may see (row-level
+-- security), by name, at most max_results (default and at most 100) from
+-- where next_token (a token of this stream's listing) says; every row
+-- carries the next_token to go on with when there are more (NULL: none).
+CREATE FUNCTION stream.list_stream_consumers(stream_name text, max_results int DEFAULT NULL, next_token text DEFAULT NULL)
+RETURNS TABLE(consumer_name text, consumer_arn text, consumer_status text, consumer_creation_timestamp timestamptz,
+              next_token text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH st AS (
+        SELECT s FROM stream_internal._stream($1) s),
+    args AS (
+        SELECT stream_internal._consumer_page_start((st.s).stream_id, $1, $2, $3) AS after,
+               least(coalesce($2, stream_internal._limit('LIST_PAGE_MAX')), stream_internal._limit('LIST_PAGE_MAX')) AS n
+          FROM st),
+    page AS (
+        SELECT c.*
+          FROM stream.stream_consumers c, st, args
+         WHERE c.stream_id = (st.s).stream_id
+           AND (args.after IS NULL OR c.consumer_name COLLATE "C" > args.after COLLATE "C")
+         ORDER BY c.consumer_name COLLATE "C"
+         LIMIT (SELECT n + 1 FROM args)),
+    shown AS (
+        SELECT p.* FROM page p ORDER BY p.consumer_name COLLATE "C" LIMIT (SELECT n FROM args)),
+    -- one token a call: it carries the time it was made
+    more AS MATERIALIZED (
+        SELECT CASE WHEN x.more THEN stream_internal._next_token('C', (st.s).stream_id || '/' || x.last) END AS token
+          FROM st, (SELECT (SELECT count(*) FROM page) > (SELECT n FROM args) AS more,
+                           (SELECT max(consumer_name COLLATE "C") FROM shown) AS last) x)
+    SELECT c.consumer_name, stream_internal._consumer_json((st.s), c) ->> 'ConsumerARN', c.consumer_status, c.created_at,
+           m.token
+      FROM shown c, st, more m
+     ORDER BY c.consumer_name COLLATE "C"
+$$;
+
+-- list_stream_consumers' paging arguments: MaxResults 1 to 10000; a
+-- NextToken must come from a listing of the same stream.
+CREATE FUNCTION stream_internal._consumer_page_start(p_stream_id int, p_stream_name text, p_max int, p_token text)
+RETURNS text LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    s stream.streams := stream_internal._stream(stream_name);
+    v_pos text := stream_internal._page_start('C', p_max, 'maxResults', NULL, NULL, p_token);
 BEGIN
-    RETURN QUERY
-    SELECT c.consumer_name, stream_internal._consumer_json(s, c) ->> 'ConsumerARN', c.consumer_status, c.created_at
-      FROM stream.stream_consumers c WHERE c.stream_id = s.stream_id ORDER BY c.consumer_name;
+    IF v_pos IS NOT NULL AND split_part(v_pos, '/', 1) <> p_stream_id::text THEN
+        PERFORM stream_internal._raise('InvalidArgumentException', format('The NextToken was not issued for the consumers of stream %s.', p_stream_name));
+    END IF;
+    RETURN substr(v_pos, length(split_part(v_pos, '/', 1)) + 2);
 END $$;
 
 CREATE FUNCTION stream.describe_stream_consumer(stream_name text, consumer_name text) RETURNS jsonb

@@ -7,7 +7,10 @@
 -- delivery's own.
 ---------------------------------------------------------------------------
 
--- What a transform function gets and returns (Firehose's Lambda contract):
+-- What a transform function gets and returns (Firehose's Lambda contract;
+-- a stream source's KPL aggregates arrive de-aggregated, each sub-record
+-- with its own partition key, its aggregate's sequence number, its
+-- sub-sequence number and record_id '<sequence number>.<sub-sequence number>'):
 --   f(records stream.firehose_record[]) RETURNS SETOF stream.firehose_result
 -- with one result per input record_id: result 'Ok' (data replaced),
 -- 'Dropped' or 'ProcessingFailed'; partition_keys feeds
@@ -18,7 +21,8 @@ CREATE TYPE stream.firehose_record AS (
     data bytea,
     partition_key text,         -- stream sources only
     sequence_number text,       -- stream sources only
-    shard_id text               -- stream sources only
+    shard_id text,              -- stream sources only
+    sub_sequence_number bigint  -- stream sources only: a KPL sub-record's number (0 for a plain record)
 );
 
 CREATE TYPE stream.firehose_result AS (

@@ -7,12 +7,15 @@
  * (read.h: the same read, and readable window, as get_records).
  * A commit therefore wakes a subscriber at once, with no polling, and a put
  * that rolls back wakes no one.  Consumers keep no server-side position:
- * each call names its start, so every consumer reads independently.
+ * each call names its start, so every consumer reads independently.  A
+ * consumer has one subscription to a shard at a time (subscription.h).
  */
 #include "streams/consumer_position.h"
 #include "streams/read.h"
 #include "streams/seqalloc.h"
 #include "streams/shard.h"
+#include "streams/stream_catalog.h"
+#include "streams/subscription.h"
 #include "safe_path.h"
 
 #include "access/htup_details.h"
@@ -62,6 +65,13 @@ require_consumer(const char *stream_name, const char *consumer_name)
 						 stream_name, consumer_name)));
 }
 
+/* the wait's stop: another call took this subscription over */
+static bool
+taken_over(void *arg)
+{
+	return subscription_taken_over((Subscription *) arg);
+}
+
 static long
 interval_ms(Interval *span)
 {
@@ -94,6 +104,7 @@ stream_subscribe_to_shard(PG_FUNCTION_ARGS)
 	TimestampTz deadline;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, true};
+	Subscription sub;
 
 	kinesis_require_arg(PG_ARGISNULL(0), "streamName");
 	kinesis_require_arg(PG_ARGISNULL(1), "consumerName");
@@ -126,26 +137,47 @@ stream_subscribe_to_shard(PG_FUNCTION_ARGS)
 	rectype = get_element_type(TupleDescAttr(desc, 0)->atttypid);
 	collector_init_array(&c, rectype, GET_RECORDS_MAX);
 
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
-	for (;;)
 	{
-		StreamShard *shard;
-		long		remaining;
+		StreamInfo *info = stream_lookup_by_id(it.stream_id, false);
 
-		CHECK_FOR_INTERRUPTS();
-		/* a split committed while we slept: see the shard closed */
-		AcceptInvalidationMessages();
-		r = read_records(&it, GET_RECORDS_MAX, false, false, collect_datum, &c);
-		if (r.count > 0 || r.shard_ended)
-			break;
-		/* nothing readable: continue from where the read stopped */
-		it.from_seq = r.next.from_seq;
-		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-		if (remaining <= 0)
-			break;
-		shard = shard_by_index(r.info, it.shard_index, false);
-		(void) seqalloc_wait_for_records(r.info, shard, it.from_seq, remaining);
+		sub = subscription_begin(info, shard_by_index(info, it.shard_index, false), consumer_name,
+								 it.from_seq);
 	}
+	PG_TRY();
+	{
+		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
+		for (;;)
+		{
+			StreamShard *shard;
+			long		remaining;
+
+			CHECK_FOR_INTERRUPTS();
+			/* a split committed while we slept: see the shard closed */
+			AcceptInvalidationMessages();
+			r = read_records(&it, GET_RECORDS_MAX, false, false, collect_datum, &c);
+			if (r.count > 0 || r.shard_ended)
+				break;
+			/* nothing readable: continue from where the read stopped */
+			it.from_seq = r.next.from_seq;
+			if (subscription_taken_over(&sub))
+				ereport(ERROR,
+						(errcode(ERRCODE_STREAM_IN_USE),
+						 errmsg("ResourceInUseException: Another subscription of consumer %s to shard %s of stream %s under account %s took over this one.",
+								consumer_name, shard_id_text(it.shard_index), stream_name, STREAM_ACCOUNT)));
+			remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+			if (remaining <= 0)
+				break;
+			shard = shard_by_index(r.info, it.shard_index, false);
+			(void) seqalloc_wait_for_records(r.info, shard, it.from_seq, remaining,
+											 taken_over, &sub);
+		}
+	}
+	PG_CATCH();
+	{
+		subscription_end(&sub, false, 0);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 
 	/* where this consumer is now, for stream.consumer_lag */
 	consumer_position_note(r.info, shard_by_index(r.info, it.shard_index, false), consumer_name,
@@ -157,6 +189,7 @@ stream_subscribe_to_shard(PG_FUNCTION_ARGS)
 		nulls[1] = true;
 		values[3] = shard_children_jsonb(r.info, shard_by_index(r.info, it.shard_index, false));
 		nulls[3] = false;
+		subscription_end(&sub, true, r.next.from_seq);
 	}
 	else
 	{
@@ -164,6 +197,7 @@ stream_subscribe_to_shard(PG_FUNCTION_ARGS)
 		int64		cont = (r.count > 0) ? c.last_seq : r.next.from_seq - 1;
 
 		values[1] = PointerGetDatum(seq_to_text_datum(it.stream_id, it.shard_index, cont));
+		subscription_end(&sub, true, cont + 1);
 	}
 	values[2] = Int64GetDatum(r.millis_behind);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));

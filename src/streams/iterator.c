@@ -39,7 +39,7 @@ PG_FUNCTION_INFO_V1(stream_get_shard_iterator);
 
 #define ITERATOR_VERSION	1
 #define ITERATOR_BODY_LEN	25	/* version 1 + stream 4 + shard 4 + seq 8 + ms 8 */
-#define ITERATOR_TAG_LEN	16
+#define ITERATOR_TAG_LEN	TOKEN_TAG_LEN
 #define ITERATOR_RAW_LEN	(ITERATOR_BODY_LEN + ITERATOR_TAG_LEN)
 #define ITERATOR_TEXT_LEN	(4 * ((ITERATOR_RAW_LEN + 2) / 3))	/* padded base64 */
 
@@ -132,8 +132,13 @@ get_be(const uint8 *p, int n)
 	return v;
 }
 
-static void
-iterator_tag(const uint8 *body, uint8 *tag)
+/*
+ * The tag of a signed token (iterators, next tokens): the first 16 bytes of
+ * HMAC-SHA256 over the database OID and body, keyed by stream.secret.
+ * Tokens of different kinds differ in their first byte.
+ */
+void
+iterator_sign(const uint8 *body, size_t len, uint8 *tag)
 {
 	int			keylen;
 	const uint8 *key = iterator_secret(&keylen);
@@ -145,11 +150,17 @@ iterator_tag(const uint8 *body, uint8 *tag)
 	if (ctx == NULL ||
 		pg_hmac_init(ctx, key, keylen) < 0 ||
 		pg_hmac_update(ctx, db, sizeof(db)) < 0 ||
-		pg_hmac_update(ctx, body, ITERATOR_BODY_LEN) < 0 ||
+		pg_hmac_update(ctx, body, len) < 0 ||
 		pg_hmac_final(ctx, full, sizeof(full)) < 0)
-		elog(ERROR, "could not compute shard iterator tag: %s", pg_hmac_error(ctx));
+		elog(ERROR, "could not compute a token tag: %s", pg_hmac_error(ctx));
 	pg_hmac_free(ctx);
 	memcpy(tag, full, ITERATOR_TAG_LEN);
+}
+
+static void
+iterator_tag(const uint8 *body, uint8 *tag)
+{
+	iterator_sign(body, ITERATOR_BODY_LEN, tag);
 }
 
 char *

@@ -41,6 +41,13 @@ extern void iterator_decode(const char *text, ShardIterator *it);
 /* ExpiredIteratorException when it is older than stream.iterator_lifetime at now. */
 extern void iterator_check_expiry(const ShardIterator *it, TimestampTz now);
 
+/*
+ * A signed token's tag (16 bytes at tag) over body: HMAC with the key that
+ * signs iterators (next_token.c signs with it too).
+ */
+#define TOKEN_TAG_LEN 16
+extern void iterator_sign(const uint8 *body, size_t len, uint8 *tag);
+
 /* From _PG_init: register the invalidation of the signing key. */
 extern void iterator_init(void);
 

@@ -576,17 +576,19 @@ jsonb_utf8(Jsonb *jb)
 Datum
 stream_put_record_json(PG_FUNCTION_ARGS)
 {
-	Oid			argtypes[4] = {TEXTOID, TEXTOID, BYTEAOID, TEXTOID};
-	FmgrInfo   *base = base_function(fcinfo, "put_record", 4, argtypes);
-	LOCAL_FCINFO(call, 4);
+	Oid			argtypes[5] = {TEXTOID, TEXTOID, BYTEAOID, TEXTOID, TEXTOID};
+	FmgrInfo   *base = base_function(fcinfo, "put_record", 5, argtypes);
+	LOCAL_FCINFO(call, 5);
 	Datum		result;
 
-	InitFunctionCallInfoData(*call, base, 4, fcinfo->fncollation, NULL, NULL);
+	InitFunctionCallInfoData(*call, base, 5, fcinfo->fncollation, NULL, NULL);
 	call->args[0] = fcinfo->args[0];
 	call->args[1] = fcinfo->args[1];
 	call->args[2].isnull = PG_ARGISNULL(2);
 	call->args[2].value = PG_ARGISNULL(2) ? (Datum) 0 : PointerGetDatum(jsonb_utf8(PG_GETARG_JSONB_P(2)));
 	call->args[3] = fcinfo->args[3];
+	call->args[4].isnull = true;	/* sequence_number_for_ordering */
+	call->args[4].value = (Datum) 0;
 	result = FunctionCallInvoke(call);
 	if (call->isnull)
 		PG_RETURN_NULL();

@@ -28,6 +28,7 @@
  * InternalFailure, as Kinesis does for a request it could not place; both
  * are retryable and nothing of the failed records is written.
  */
+#include "streams/put.h"
 #include "streams/access.h"
 #include "streams/chunk_insert.h"
 #include "streams/meter.h"
@@ -159,7 +160,44 @@ cached_result_desc(FunctionCallInfo fcinfo)
 }
 
 /*
- * stream.put_record(stream_name, partition_key, data, explicit_hash_key)
+ * SequenceNumberForOrdering: the member's pattern first (ValidationException),
+ * then, once the stream is known, whether it is a number this database may
+ * have handed out (InvalidArgumentException, as Kinesis refuses a malformed
+ * one or one from the future).  Any stream's and shard's number is taken,
+ * as Kinesis takes one of another shard.  Returns the lowest sequence the
+ * new record may get: the text of the new number is then greater as a
+ * decimal, whichever stream and shard the given one came from (its 19
+ * sequence digits lead).
+ */
+static void
+check_ordering_pattern(const char *s)
+{
+	if (!kinesis_is_plain_decimal(s, SEQUENCE_NUMBER_MAX_DIGITS))
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_VALIDATION),
+				 errmsg("ValidationException: 1 validation error detected: Value '%s' at 'sequenceNumberForOrdering' failed to satisfy constraint: Member must satisfy regular expression pattern: 0|([1-9]\\d{0,%d})",
+						s, SEQUENCE_NUMBER_MAX_DIGITS - 1)));
+}
+
+static int64
+ordering_floor(const char *s, StreamInfo *info)
+{
+	int32		stream_id,
+				shard_index;
+	int64		seq;
+
+	if (!seq_from_text(s, &stream_id, &shard_index, &seq) || !seqalloc_was_issued(seq))
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_INVALID_ARG),
+				 errmsg("InvalidArgumentException: ExclusiveMinimumSequenceNumber %s used in PutRecord on stream %s under account %s is invalid.",
+						s, info->name, STREAM_ACCOUNT),
+				 errhint("Pass the sequence_number a put_record of this database returned.")));
+	return seq + 1;
+}
+
+/*
+ * stream.put_record(stream_name, partition_key, data, explicit_hash_key,
+ *                   sequence_number_for_ordering)
  *   RETURNS (shard_id text, sequence_number text)
  */
 Datum
@@ -169,6 +207,7 @@ stream_put_record(PG_FUNCTION_ARGS)
 	text	   *key;
 	bytea	   *data;
 	text	   *ehk = NULL;
+	char	   *ordering = NULL;
 	uint128		hash;
 	StreamInfo *info;
 	PutItem		item;
@@ -187,16 +226,21 @@ stream_put_record(PG_FUNCTION_ARGS)
 	data = PG_GETARG_BYTEA_PP(2);
 	if (!PG_ARGISNULL(3))
 		ehk = PG_GETARG_TEXT_PP(3);
+	if (PG_NARGS() > 4 && !PG_ARGISNULL(4))
+		ordering = text_to_cstring(PG_GETARG_TEXT_PP(4));
 
 	kinesis_check_stream_name(name);
 	hash = validate_record(key, data, ehk, "");
 	size = VARSIZE_ANY_EXHDR(key) + VARSIZE_ANY_EXHDR(data);
+	if (ordering != NULL)
+		check_ordering_pattern(ordering);
 
 	item.partition_key = key;
 	item.data = data;
 	for (int attempt = 0;; attempt++)
 	{
 		bool		pending;
+		bool		reserved;
 
 		info = stream_lookup(name, false);
 		access_check(info, ACL_INSERT);
@@ -209,7 +253,12 @@ stream_put_record(PG_FUNCTION_ARGS)
 			if (refused)
 				meter_raise_rate_exceeded(info, item.shard);	/* before a number is taken */
 		}
-		if (seqalloc_try_reserve(info, item.shard, 1, &item.seq, &item.arrival, &pending))
+		if (ordering != NULL)
+			reserved = seqalloc_try_reserve_above(info, item.shard, 1, ordering_floor(ordering, info),
+												  &item.seq, &item.arrival, &pending);
+		else
+			reserved = seqalloc_try_reserve(info, item.shard, 1, &item.seq, &item.arrival, &pending);
+		if (reserved)
 			break;
 		if (attempt >= PUT_REROUTES)
 			ereport(ERROR,
@@ -244,6 +293,7 @@ sort_by_shard(StreamInfo *info, PutItem *items, int n, PutItem **out)
 	pfree(start);
 }
 
+/* A one-dimensional array's elements. */
 static Datum *
 array_elements(ArrayType *arr, Oid elemtype, bool **nulls, int *n)
 {
@@ -261,6 +311,46 @@ array_elements(ArrayType *arr, Oid elemtype, bool **nulls, int *n)
 	return elems;
 }
 
+/* The record arrays of a SQL function, arguments arg to arg + 2 (put.h). */
+void
+put_arrays(FunctionCallInfo fcinfo, int arg, PutArrays *a)
+{
+	int			ndata,
+				nehk = 0;
+
+	kinesis_require_arg(PG_ARGISNULL(arg), "records.partitionKey");
+	kinesis_require_arg(PG_ARGISNULL(arg + 1), "records.data");
+	a->keys = array_elements(PG_GETARG_ARRAYTYPE_P(arg), TEXTOID, &a->key_nulls, &a->n);
+	a->datas = array_elements(PG_GETARG_ARRAYTYPE_P(arg + 1), BYTEAOID, &a->data_nulls, &ndata);
+	a->ehks = NULL;
+	a->ehk_nulls = NULL;
+	if (!PG_ARGISNULL(arg + 2))
+		a->ehks = array_elements(PG_GETARG_ARRAYTYPE_P(arg + 2), TEXTOID, &a->ehk_nulls, &nehk);
+	if (a->n != ndata || (a->ehks != NULL && nehk != a->n))
+		ereport(ERROR,
+				(errcode(ERRCODE_STREAM_VALIDATION),
+				 errmsg("ValidationException: partition_keys, data and explicit_hash_keys must have the same number of elements"),
+				 errdetail("Got %d partition keys, %d data values and %d explicit hash keys.",
+						   a->n, ndata, a->ehks ? nehk : 0)));
+}
+
+/* Record i of a: its members, not NULL, detoasted and validated (path records.<i+1>.); returns its hash key (put.h). */
+uint128
+put_array_record(const PutArrays *a, int i, text **key, bytea **data, text **ehk)
+{
+	char		path[32];
+
+	snprintf(path, sizeof(path), "records.%d.", i + 1);
+	if (a->key_nulls[i])
+		kinesis_require_arg(true, psprintf("%spartitionKey", path));
+	if (a->data_nulls[i])
+		kinesis_require_arg(true, psprintf("%sdata", path));
+	*key = (text *) PG_DETOAST_DATUM_PACKED(a->keys[i]);
+	*data = (bytea *) PG_DETOAST_DATUM_PACKED(a->datas[i]);
+	*ehk = (a->ehks && !a->ehk_nulls[i]) ? (text *) PG_DETOAST_DATUM_PACKED(a->ehks[i]) : NULL;
+	return validate_record(*key, *data, *ehk, path);
+}
+
 /*
  * stream.put_records(stream_name, partition_keys[], data[], explicit_hash_keys[])
  *   RETURNS TABLE(shard_id, sequence_number, error_code, error_message)
@@ -270,15 +360,8 @@ stream_put_records(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *name;
-	Datum	   *keys,
-			   *datas,
-			   *ehks = NULL;
-	bool	   *key_nulls,
-			   *data_nulls,
-			   *ehk_nulls = NULL;
-	int			nkeys,
-				ndata,
-				nehk = 0;
+	PutArrays	a;
+	int			nkeys;
 	Size		total = 0;
 	StreamInfo *info;
 	PutItem    *items;
@@ -297,17 +380,8 @@ stream_put_records(PG_FUNCTION_ARGS)
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	kinesis_check_stream_name(name);
 
-	keys = array_elements(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, &key_nulls, &nkeys);
-	datas = array_elements(PG_GETARG_ARRAYTYPE_P(2), BYTEAOID, &data_nulls, &ndata);
-	if (!PG_ARGISNULL(3))
-		ehks = array_elements(PG_GETARG_ARRAYTYPE_P(3), TEXTOID, &ehk_nulls, &nehk);
-
-	if (nkeys != ndata || (ehks != NULL && nehk != nkeys))
-		ereport(ERROR,
-				(errcode(ERRCODE_STREAM_VALIDATION),
-				 errmsg("ValidationException: partition_keys, data and explicit_hash_keys must have the same number of elements"),
-				 errdetail("Got %d partition keys, %d data values and %d explicit hash keys.",
-						   nkeys, ndata, ehks ? nehk : 0)));
+	put_arrays(fcinfo, 1, &a);
+	nkeys = a.n;
 	if (nkeys < 1 || nkeys > PUT_RECORDS_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_STREAM_VALIDATION),
@@ -322,19 +396,10 @@ stream_put_records(PG_FUNCTION_ARGS)
 	refused = palloc(sizeof(bool) * nkeys);
 	for (int i = 0; i < nkeys; i++)
 	{
-		char		path[32];
+		text	   *ehk;
 
 		CHECK_FOR_INTERRUPTS();
-		snprintf(path, sizeof(path), "records.%d.", i + 1);
-		if (key_nulls[i])
-			kinesis_require_arg(true, psprintf("%spartitionKey", path));
-		if (data_nulls[i])
-			kinesis_require_arg(true, psprintf("%sdata", path));
-		items[i].partition_key = (text *) PG_DETOAST_DATUM_PACKED(keys[i]);
-		items[i].data = (bytea *) PG_DETOAST_DATUM_PACKED(datas[i]);
-		hashes[i] = validate_record(items[i].partition_key, items[i].data,
-									(ehks && !ehk_nulls[i]) ? DatumGetTextPP(ehks[i]) : NULL,
-									path);
+		hashes[i] = put_array_record(&a, i, &items[i].partition_key, &items[i].data, &ehk);
 		sizes[i] = VARSIZE_ANY_EXHDR(items[i].partition_key) + VARSIZE_ANY_EXHDR(items[i].data);
 		total += sizes[i];
 	}

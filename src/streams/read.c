@@ -100,6 +100,58 @@ read_records(ShardIterator *it, int limit, bool check_expiry, bool limited,
 	return r;
 }
 
+/* Arguments 0 and 1 of get_records (and its user-record overload): the iterator, checked, and the limit. */
+ShardIterator
+read_get_records_args(FunctionCallInfo fcinfo, int *limit)
+{
+	ShardIterator it;
+
+	kinesis_require_arg(PG_ARGISNULL(0), "shardIterator");
+	kinesis_require_arg(PG_ARGISNULL(1), "limit");
+	*limit = PG_GETARG_INT32(1);
+	read_check_limit(*limit);
+	iterator_decode(text_to_cstring(PG_GETARG_TEXT_PP(0)), &it);
+	return it;
+}
+
+/* get_records' result type (blessed) and the element type of its records. */
+TupleDesc
+read_get_records_desc(FunctionCallInfo fcinfo, Oid *rectype)
+{
+	TupleDesc	desc;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "get_records must return a composite type");
+	desc = BlessTupleDesc(desc);
+	*rectype = get_element_type(TupleDescAttr(desc, 0)->atttypid);
+	return desc;
+}
+
+/*
+ * The (records, next_shard_iterator, millis_behind_latest, child_shards)
+ * row of a read from it: at the end of a closed shard next_shard_iterator
+ * is NULL and child_shards names the children to read next (both NULL
+ * otherwise, as Kinesis).
+ */
+Datum
+read_get_records_result(TupleDesc desc, Datum records, const ReadResult *r, const ShardIterator *it)
+{
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, true};
+
+	values[0] = records;
+	if (r->shard_ended)
+	{
+		nulls[1] = true;
+		values[3] = shard_children_jsonb(r->info, shard_by_index(r->info, it->shard_index, false));
+		nulls[3] = false;
+	}
+	else
+		values[1] = CStringGetTextDatum(iterator_encode(&r->next));
+	values[2] = Int64GetDatum(r->millis_behind);
+	return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}
+
 /*
  * stream.get_records(shard_iterator, limit)
  *   RETURNS stream.get_records_result (records stream.record[], next_shard_iterator text,
@@ -110,39 +162,16 @@ read_records(ShardIterator *it, int limit, bool check_expiry, bool limited,
 Datum
 stream_get_records(PG_FUNCTION_ARGS)
 {
-	ShardIterator it;
-	ReadResult	r;
-	TupleDesc	desc;
-	Oid			rectype;
-	RecordCollector c;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, true};
 	int			limit;
-
-	kinesis_require_arg(PG_ARGISNULL(0), "shardIterator");
-	kinesis_require_arg(PG_ARGISNULL(1), "limit");
-	limit = PG_GETARG_INT32(1);
-	read_check_limit(limit);
-	iterator_decode(text_to_cstring(PG_GETARG_TEXT_PP(0)), &it);
-
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "get_records must return a composite type");
-	desc = BlessTupleDesc(desc);
-	rectype = get_element_type(TupleDescAttr(desc, 0)->atttypid);
+	ShardIterator it = read_get_records_args(fcinfo, &limit);
+	Oid			rectype;
+	TupleDesc	desc = read_get_records_desc(fcinfo, &rectype);
+	RecordCollector c;
+	ReadResult	r;
 
 	collector_init_array(&c, rectype, limit);
 	r = read_records(&it, limit, true, true, collect_datum, &c);
-	values[0] = collector_array(&c);
-	if (r.shard_ended)
-	{
-		nulls[1] = true;
-		values[3] = shard_children_jsonb(r.info, shard_by_index(r.info, it.shard_index, false));
-		nulls[3] = false;
-	}
-	else
-		values[1] = CStringGetTextDatum(iterator_encode(&r.next));
-	values[2] = Int64GetDatum(r.millis_behind);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+	PG_RETURN_DATUM(read_get_records_result(desc, collector_array(&c), &r, &it));
 }
 
 /*

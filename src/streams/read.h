@@ -34,4 +34,10 @@ extern void read_check_limit(int limit);
 extern ReadResult read_records(ShardIterator *it, int limit, bool check_expiry, bool limited,
 							   RecordSink sink, RecordCollector *c);
 
+/* get_records and its user-record overload: the iterator and limit arguments, the result type, the result. */
+extern ShardIterator read_get_records_args(FunctionCallInfo fcinfo, int *limit);
+extern TupleDesc read_get_records_desc(FunctionCallInfo fcinfo, Oid *rectype);
+extern Datum read_get_records_result(TupleDesc desc, Datum records, const ReadResult *r,
+									 const ShardIterator *it);
+
 #endif							/* STREAM_READ_H */

@@ -699,7 +699,7 @@ return_node(InflightNode *node)
  * lock (the invalidation it sent has arrived): the caller routes again.
  */
 static bool
-reserve_without_shmem(StreamInfo *info, StreamShard *shard, int count,
+reserve_without_shmem(StreamInfo *info, StreamShard *shard, int count, int64 floor,
 					  int64 *first, TimestampTz *arrival)
 {
 	LOCKTAG		tag;
@@ -716,7 +716,7 @@ reserve_without_shmem(StreamInfo *info, StreamShard *shard, int count,
 	/* holding the lock until commit, the committed maximum is exact */
 	now = GetCurrentTimestamp();
 	/* numbers of rolled-back puts are not handed out again either */
-	*first = seqmark_claim(Max(chunk_max_seq(info, shard) + 1, shard->starting_seq),
+	*first = seqmark_claim(Max(Max(chunk_max_seq(info, shard) + 1, shard->starting_seq), floor),
 						   seq_bucket_now(now), count);
 	*arrival = now;
 	return true;
@@ -739,7 +739,7 @@ typedef enum ReserveResult
 
 static ReserveResult
 reserve_on(ShardState *st, InflightNode *existing, InflightNode *node, int count,
-		   TimestampTz now, int64 known_mark, int64 *first, TimestampTz *arrival,
+		   int64 floor, TimestampTz now, int64 known_mark, int64 *first, TimestampTz *arrival,
 		   int64 *need, bool *pending)
 {
 	SpinLockAcquire(&st->mutex);
@@ -750,7 +750,7 @@ reserve_on(ShardState *st, InflightNode *existing, InflightNode *node, int count
 		return RESERVE_CLOSED;
 	}
 	st->reserved = Max(st->reserved, known_mark);
-	*first = seq_first_of_run(st->next_seq, seq_bucket_now(now), count);
+	*first = seq_first_of_run(Max(st->next_seq, floor), seq_bucket_now(now), count);
 	*need = *first + count;
 	if (*need > st->reserved)
 	{
@@ -808,9 +808,9 @@ node_for_new_shard(ShardState *st, InflightNode **existing)
  * transaction has not ended, for seqalloc_wait_for_closer): the shards
  * before it hold their numbers, which the caller may leave unused.
  */
-int
-seqalloc_try_reserve_many(StreamInfo *info, StreamShard *const *shards, const int *counts,
-						  int n, int64 *firsts, TimestampTz *arrivals, bool *pending)
+static int
+reserve_many(StreamInfo *info, StreamShard *const *shards, const int *counts, int n,
+			 int64 floor, int64 *firsts, TimestampTz *arrivals, bool *pending)
 {
 	TimestampTz now;
 	int64		known_mark = 0;
@@ -821,7 +821,7 @@ seqalloc_try_reserve_many(StreamInfo *info, StreamShard *const *shards, const in
 	if (shared == NULL)
 	{
 		for (i = 0; i < n; i++)
-			if (!reserve_without_shmem(info, shards[i], counts[i], &firsts[i], &arrivals[i]))
+			if (!reserve_without_shmem(info, shards[i], counts[i], floor, &firsts[i], &arrivals[i]))
 				return i;
 		return n;
 	}
@@ -842,7 +842,7 @@ seqalloc_try_reserve_many(StreamInfo *info, StreamShard *const *shards, const in
 
 			/* registered by reserve_on, under the shard's mutex, with the first number */
 			node = node_for_new_shard(st, &existing);
-			r = reserve_on(st, existing, node, counts[i], now, known_mark,
+			r = reserve_on(st, existing, node, counts[i], floor, now, known_mark,
 						   &firsts[i], &arrivals[i], &need, pending);
 			if (r != RESERVE_DONE)
 			{
@@ -870,6 +870,14 @@ seqalloc_try_reserve_many(StreamInfo *info, StreamShard *const *shards, const in
 	return n;
 }
 
+/* See seqalloc.h: reserve_many without a floor. */
+int
+seqalloc_try_reserve_many(StreamInfo *info, StreamShard *const *shards, const int *counts,
+						  int n, int64 *firsts, TimestampTz *arrivals, bool *pending)
+{
+	return reserve_many(info, shards, counts, n, 0, firsts, arrivals, pending);
+}
+
 /*
  * Reserve count consecutive numbers on a shard for the current transaction
  * and stamp their arrival time (monotonic per shard): the first in *first.
@@ -880,7 +888,25 @@ bool
 seqalloc_try_reserve(StreamInfo *info, StreamShard *shard, int count,
 					 int64 *first_out, TimestampTz *arrival, bool *pending)
 {
-	return seqalloc_try_reserve_many(info, &shard, &count, 1, first_out, arrival, pending) == 1;
+	return reserve_many(info, &shard, &count, 1, 0, first_out, arrival, pending) == 1;
+}
+
+/*
+ * The same, the first number at least floor: the counter jumps there (the
+ * numbers skipped are gaps, as those of rolled-back puts are).
+ */
+bool
+seqalloc_try_reserve_above(StreamInfo *info, StreamShard *shard, int count, int64 floor,
+						   int64 *first_out, TimestampTz *arrival, bool *pending)
+{
+	return reserve_many(info, &shard, &count, 1, floor, first_out, arrival, pending) == 1;
+}
+
+/* Whether seq may have been handed out in this database: it lies below the durable mark. */
+bool
+seqalloc_was_issued(int64 seq)
+{
+	return seq >= 0 && seq < seqmark_read();
 }
 
 /* The same where no shard can close (delivery's direct put): the first number. */
@@ -1101,7 +1127,7 @@ seqalloc_forget_stream(int32 stream_id)
  */
 bool
 seqalloc_wait_for_records(StreamInfo *info, StreamShard *shard, int64 from_seq,
-						  long timeout_ms)
+						  long timeout_ms, bool (*stop) (void *arg), void *stop_arg)
 {
 	ShardState *st;
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
@@ -1116,7 +1142,7 @@ seqalloc_wait_for_records(StreamInfo *info, StreamShard *shard, int64 from_seq,
 		{
 			if (seqalloc_stable_seq(info, shard) > from_seq)
 				return true;
-			if (GetCurrentTimestamp() >= deadline)
+			if (GetCurrentTimestamp() >= deadline || (stop != NULL && stop(stop_arg)))
 				return false;
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 10, PG_WAIT_EXTENSION);
@@ -1146,7 +1172,7 @@ seqalloc_wait_for_records(StreamInfo *info, StreamShard *shard, int64 from_seq,
 			if (found)
 				break;
 			remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-			if (remaining <= 0)
+			if (remaining <= 0 || (stop != NULL && stop(stop_arg)))
 				break;
 			(void) ConditionVariableTimedSleep(&st->wakeup, remaining, PG_WAIT_EXTENSION);
 		}
@@ -1162,6 +1188,20 @@ seqalloc_wait_for_records(StreamInfo *info, StreamShard *shard, int64 from_seq,
 	}
 	PG_END_TRY();
 	return found;
+}
+
+/* Wake every session waiting for the shard's records (they look again, and at stop). */
+void
+seqalloc_wake_subscribers(StreamInfo *info, StreamShard *shard)
+{
+	ShardState *st;
+
+	if (shared == NULL)
+		return;
+	st = shard_state_locked(info, shard);
+	LWLockRelease(shared->lock);
+	/* an entry evicted meanwhile stays in shared memory: at worst a spurious wake-up */
+	ConditionVariableBroadcast(&st->wakeup);
 }
 
 /* ---- SQL-callable helpers for the control plane ---- */

@@ -34,6 +34,11 @@ extern int	seqalloc_try_reserve_many(StreamInfo *info, StreamShard *const *shard
 /* The same for a shard that cannot close (InternalFailure if it did); returns the first. */
 extern int64 seqalloc_reserve(StreamInfo *info, StreamShard *shard, int count,
 							  TimestampTz *arrival);
+/* seqalloc_try_reserve with the first number at least floor (put_record's sequence_number_for_ordering). */
+extern bool seqalloc_try_reserve_above(StreamInfo *info, StreamShard *shard, int count, int64 floor,
+									   int64 *first, TimestampTz *arrival, bool *pending);
+/* Whether a number may have been handed out in this database (it lies below the durable mark). */
+extern bool seqalloc_was_issued(int64 seq);
 /*
  * Close a shard (split, merge): it refuses every later reservation; returns
  * its ending sequence number, above every number it handed out.  Undone if
@@ -53,8 +58,15 @@ typedef struct SeqHoldback
 } SeqHoldback;
 
 extern void seqalloc_holdback(StreamInfo *info, StreamShard *shard, SeqHoldback *hb);
-/* Sleep until the stable sequence passes from_seq (true) or timeout_ms pass (false). */
+/*
+ * Sleep until the stable sequence passes from_seq (true) or timeout_ms pass
+ * (false); stop, if not NULL, is asked after every wake-up and ends the wait
+ * (false) when it says so.
+ */
 extern bool seqalloc_wait_for_records(StreamInfo *info, StreamShard *shard,
-									  int64 from_seq, long timeout_ms);
+									  int64 from_seq, long timeout_ms,
+									  bool (*stop) (void *arg), void *stop_arg);
+/* Wake every session waiting for the shard's records. */
+extern void seqalloc_wake_subscribers(StreamInfo *info, StreamShard *shard);
 
 #endif							/* STREAM_SEQALLOC_H */

@@ -81,6 +81,7 @@ ADMIN_ONLY = {
     'stream.decrease_stream_retention_period', 'stream.grant_stream_access', 'stream.revoke_stream_access',
     'stream.enable_stream_notifications', 'stream.run_maintenance', 'stream.create_delivery_stream',
     'stream.enable_enhanced_monitoring', 'stream.disable_enhanced_monitoring',
+    'stream.add_tags_to_stream', 'stream.remove_tags_from_stream',
 }
 FULL = {
     'table': {'SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER'},

@@ -85,6 +85,8 @@ def may_succeed(cat, label):
 class Victim:
     """A role using its own application and consumer, timing every call."""
 
+    cont = None     # its consumer's subscription: one per consumer and shard, each call continuing the last
+
     def __init__(self):
         self.conn = connect(user=VICTIM)
         q(self.conn, "SET lock_timeout = '2s'")
@@ -103,8 +105,9 @@ class Victim:
             ('deregister_application', "SELECT stream.deregister_application(%s)", (f'vapp{n}',)),
             ('register_stream_consumer', "SELECT stream.register_stream_consumer(%s, %s)", (STREAM, f'vc{n}')),
             ('deregister_stream_consumer', "SELECT stream.deregister_stream_consumer(%s, %s)", (STREAM, f'vc{n}')),
-            ('subscribe_to_shard', "SELECT cardinality(records) FROM stream.subscribe_to_shard(%s, 'vc', %s, "
-                                   "'TRIM_HORIZON', wait_timeout => '0 s')", (STREAM, sh)),
+            ('subscribe_to_shard', "SELECT continuation_sequence_number FROM stream.subscribe_to_shard(%s, 'vc', %s, "
+                                   "%s, %s, wait_timeout => '0 s')",
+             (STREAM, sh, 'TRIM_HORIZON' if self.cont is None else 'AFTER_SEQUENCE_NUMBER', self.cont)),
             ('list_applications', 'SELECT count(*) FROM stream.list_applications()', None),
             ('application_leases', 'SELECT count(*) FROM stream.application_leases', None),
             ('list_stream_consumers', 'SELECT count(*) FROM stream.list_stream_consumers(%s)', (STREAM,)),
@@ -116,7 +119,9 @@ class Victim:
         for name, sql, args in self.calls():
             t = time.monotonic()
             try:
-                q(self.conn, sql, args)
+                rows = q(self.conn, sql, args)
+                if name == 'subscribe_to_shard':
+                    Victim.cont = rows[0][0]
                 err = None
             except psycopg2.Error as e:
                 err = e

@@ -101,6 +101,7 @@ class Run:
         self.m = Model()
         self.rng = random.Random(SEED)
         self.outcomes = {}
+        self.conts = {}     # (stream, consumer) -> the continuation its subscription is at
 
     def call(self, r, sql, args=None):
         """(sqlstate or 'ok', rows, error)"""
@@ -217,11 +218,15 @@ class Run:
             if self.expect(i, r, kind, got, want, err) and want == 'ok':
                 del m.consumers[(s, c)]
         elif kind == 'subscribe':
+            # one subscription per consumer and shard: each call continues the last
             c = rng.choice(CONSUMERS)
-            got, _, err = self.call(r, "SELECT cardinality(records) FROM stream.subscribe_to_shard(%s, %s, %s, "
-                                       "'TRIM_HORIZON', wait_timeout => '0 s')", (s, c, shard_id(0)))
+            cont = self.conts.get((s, c))
+            got, rows, err = self.call(r, "SELECT continuation_sequence_number FROM stream.subscribe_to_shard(%s, %s, %s, "
+                                          "%s, %s, wait_timeout => '0 s')",
+                                       (s, c, shard_id(0), 'TRIM_HORIZON' if cont is None else 'AFTER_SEQUENCE_NUMBER', cont))
             want = '42704' if not m.read(r, s) or (s, c) not in m.consumers else 'ok'
-            self.expect(i, r, kind, got, want, err)
+            if self.expect(i, r, kind, got, want, err) and want == 'ok':
+                self.conts[(s, c)] = rows[0][0]
         elif kind == 'list_consumers':
             got, rows, err = self.call(r, 'SELECT consumer_name FROM stream.list_stream_consumers(%s)', (s,))
             if self.expect(i, r, kind, got, 'ok', err):

@@ -176,6 +176,7 @@ class Fixtures:
             ('initial_position', lambda: lit('TRIM_HORIZON', typ)),
             ('shard_iterator', lambda: lit(self.iterators[0], typ)),
             ('shard_id', lambda: lit('shardId-000000000000', typ)),
+            ('sub_sequence_number', lambda: lit(0, typ)),
             ('sequence_number', lambda: lit(seq, typ)),
             ('hash_key', lambda: lit('1' if not typ.endswith('[]') else '{1}', typ)),
             ('partition_key', lambda: lit('k' if not typ.endswith('[]') else '{k}', typ)),

@@ -208,14 +208,14 @@ def main():
     rc.execute("SELECT * FROM stream.put_records_json('j', '[{\"partition_key\": \"a\", \"data\": 1}]')")
     cur.execute("REVOKE EXECUTE ON FUNCTION stream.get_records(text, int) FROM PUBLIC")
     cur.execute("REVOKE EXECUTE ON FUNCTION stream.put_records(text, text[], bytea[], text[]) FROM PUBLIC")
-    cur.execute("REVOKE EXECUTE ON FUNCTION stream.put_record(text, text, bytea, text) FROM PUBLIC")
+    cur.execute("REVOKE EXECUTE ON FUNCTION stream.put_record(text, text, bytea, text, text) FROM PUBLIC")
     expect("SELECT * FROM stream.get_records_json(%s)", (it,), "42501", "get_records_json with EXECUTE on get_records revoked")
     expect("SELECT * FROM stream.put_records_json('j', '[{\"partition_key\": \"a\", \"data\": 1}]')", None,
            "42501", "put_records_json with EXECUTE on put_records revoked")
     expect("SELECT * FROM stream.put_record_json('j', 'a', '1')", None, "42501",
            "put_record_json with EXECUTE on put_record revoked")
     cur.execute("GRANT EXECUTE ON FUNCTION stream.get_records(text, int), "
-                "stream.put_records(text, text[], bytea[], text[]), stream.put_record(text, text, bytea, text) TO PUBLIC")
+                "stream.put_records(text, text[], bytea[], text[]), stream.put_record(text, text, bytea, text, text) TO PUBLIC")
     rconn.close()
     print("privileges: JSON functions refused exactly where the base functions are")
 

@@ -277,7 +277,7 @@ SQL
 	is($Q->('SELECT count(*) FROM events WHERE a = 3'), 1, 'the record put after the restore is delivered once');
 };
 
-subtest 'owners: applications and consumers keep their owners and grants' => sub {
+subtest 'owners: applications and consumers keep their owners and grants, streams their tags' => sub {
 	my ($A, $B, $C) = ('stream_dump_owner_a', 'stream_dump_owner_b', 'stream_dump_owner_c');
 	my ($OWN, $GR, $STR) = ('stream_dump_owner', 'stream_dump_grantee', 'stream_dump_stranger');
 	for my $node ($src, $dst)
@@ -301,12 +301,13 @@ subtest 'owners: applications and consumers keep their owners and grants' => sub
 CREATE EXTENSION stream;
 SELECT stream.create_stream('s', 2);
 SELECT stream.grant_stream_access('s', r, 'read') FROM unnest(ARRAY['$OWN', '$GR', '$STR']::regrole[]) r;
+SELECT stream.add_tags_to_stream('s', '{"team": "web", "cost-center": "42"}');
 SQL
 	my $SEQ = $src->safe_psql($A, q{SELECT sequence_number FROM stream.put_record('s', 'k', '\x01', '0')});
 	my ($ret, $got) = $sqr->($src, $A, $OWN, <<SQL);
 SELECT stream.register_application('app', 's');
 SELECT count(*) FROM stream.acquire_leases('app', 'w', '1 hour');
-SELECT stream.checkpoint('app', 'w', 'shardId-000000000000', '$SEQ');
+SELECT stream.checkpoint('app', 'w', 'shardId-000000000000', '$SEQ', 3);
 SELECT stream.release_leases('app', 'w');
 SELECT stream.grant_application_access('app', '$GR');
 SELECT stream.register_stream_consumer('s', 'con');
@@ -323,6 +324,8 @@ SQL
 			"app:$owner", "$db: the application's owner is $owner");
 		is($sq->($dst, $db, undef, q{SELECT checkpoint FROM stream.leases WHERE application_name = 'app' AND shard_index = 0}),
 			$SEQ, "$db: the checkpoint is kept");
+		is($sq->($dst, $db, undef, q{SELECT checkpoint_sub_sequence_number FROM stream.leases WHERE application_name = 'app' AND shard_index = 0}),
+			'3', "$db: the checkpoint's sub-sequence number is kept");
 		like($sq->($dst, $db, $STR, q{SELECT count(*) FROM stream.acquire_leases('app', 'x', '1 hour')}),
 			qr/\QResourceNotFoundException: Application app not found.\E/, "$db: a stranger's acquire_leases finds no application");
 		like($sq->($dst, $db, $STR, 'SELECT count(*) FROM stream.leases'),
@@ -332,6 +335,8 @@ SQL
 	};
 
 	$check_db->($B, $OWN);
+	is($sq->($dst, $B, $OWN, q{SELECT string_agg(key || '=' || value, ',') FROM stream.list_tags_for_stream('s')}),
+		'cost-center=42,team=web', "$B: the stream's tags are restored");
 	like($sq->($dst, $B, $GR, q{SELECT stream.get_lease_iterator('app', 'w', 'shardId-000000000000') IS NULL}),
 		qr/LeaseLostException/, "$B: the grantee's get_lease_iterator before acquiring: LeaseLostException");
 	is($sq->($dst, $B, $GR, <<'SQL'), "2\nt", "$B: the restored grantee can run a worker");
