@@ -75,7 +75,8 @@ OBJS = \
 	src/delivery/delivery_files.o \
 	src/delivery/delivery_publish.o \
 	src/delivery/destdir.o \
-	src/delivery/delivery_table.o
+	src/delivery/delivery_table.o \
+	src/esm/esm_kind.o
 
 EXTENSION = stream
 # The install script is assembled from one file per concern, in name order.

@@ -36,7 +36,7 @@ LAYERS = [
     ['locktag', 'codec', 'raise', 'bgw/worker.h'],
     ['streams', 'parquet'],
     ['runtime'],
-    ['delivery'],
+    ['delivery', 'esm'],
     ['bgw'],
     ['caller', 'module'],
 ]

@@ -100,7 +100,8 @@
 	X(LIMIT,			"LimitExceededException",		ERRCODE_PROGRAM_LIMIT_EXCEEDED) \
 	X(ACCESS_DENIED,	"AccessDeniedException",		ERRCODE_INSUFFICIENT_PRIVILEGE) \
 	X(LEASE_LOST,		"LeaseLostException",			ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE) \
-	X(THROUGHPUT,		"ProvisionedThroughputExceededException", ERRCODE_CONFIGURATION_LIMIT_EXCEEDED)
+	X(THROUGHPUT,		"ProvisionedThroughputExceededException", ERRCODE_CONFIGURATION_LIMIT_EXCEEDED) \
+	X(INVALID_PARAM,	"InvalidParameterValueException", ERRCODE_INVALID_PARAMETER_VALUE)
 
 #define KINESIS_ERRCODE_ENUM(tag, exception, sqlstate) ERRCODE_STREAM_##tag = (sqlstate),
 enum
