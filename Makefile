@@ -46,6 +46,7 @@ OBJS = \
 	src/bgw/unit.o \
 	src/bgw/chunk_maker.o \
 	src/bgw/metrics_flush.o \
+	src/bgw/autoscale.o \
 	src/bgw/launcher.o \
 	src/bgw/db_worker.o \
 	src/codec.o \

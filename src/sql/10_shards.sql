@@ -81,16 +81,7 @@ BEGIN
     END IF;
 END $$;
 
--- DescribeLimits: the database is the account.  On-demand streams are
--- limited to 50, Kinesis' default.
-CREATE FUNCTION stream.describe_limits() RETURNS jsonb
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT jsonb_build_object(
-        'ShardLimit', stream_internal._shard_limit(),
-        'OpenShardCount', stream_internal._open_shard_count(),
-        'OnDemandStreamCount', (SELECT count(*) FROM stream.streams s WHERE s.stream_mode = 'ON_DEMAND'),
-        'OnDemandStreamCountLimit', 50)
-$$;
+-- DescribeLimits: src/sql/11_capacity.sql, with the on-demand streams.
 
 ---------------------------------------------------------------------------
 -- ListShards

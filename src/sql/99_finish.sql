@@ -36,6 +36,8 @@ GRANT EXECUTE ON FUNCTION
     stream_internal._resharding(int),
     stream_internal._shard_limit(),
     stream_internal._open_shard_count(),
+    stream_internal._on_demand_stream_limit(),
+    stream_internal._on_demand_stream_count(),
     stream_internal._checkpoint_next_seq(int, int, text, timestamptz),
     stream_internal._shard_lag(int, int, bigint),
     stream_internal._fanout_positions()
