@@ -332,7 +332,7 @@ BREAKS = [
     ('R5', 'ALTER FUNCTION stream_internal._maintain_stream(int) RESET search_path'),
     ('R6', "CREATE FUNCTION stream._hidden() RETURNS int LANGUAGE sql AS 'SELECT 1'"),
     ('R7', "CREATE FUNCTION stream._hidden2() RETURNS int LANGUAGE sql AS 'SELECT 1'"),
-    ('R8', 'GRANT EXECUTE ON FUNCTION stream.create_stream(text, int, int) TO PUBLIC'),
+    ('R8', 'GRANT EXECUTE ON FUNCTION stream.create_stream(text, int, int, text) TO PUBLIC'),
     ('R9', 'ALTER FUNCTION stream.hash_key(text) OWNER TO acl_reader'),
     ('R9', 'GRANT SELECT (key) ON stream.secret TO PUBLIC'),
 ]
