@@ -247,30 +247,40 @@ $$;
 -- Resharding
 ---------------------------------------------------------------------------
 
--- The stream of a reshard, locked against other reshards of it until
--- commit; ResourceInUseException while one is under way (UPDATING) or the
--- stream is not ACTIVE, ValidationException for an on-demand stream.
+-- Stream s locked against reshards and capacity mode switches of it until
+-- commit, as committed once the one under way (the stream shows UPDATING
+-- meanwhile) has finished, waited for at most a second; ResourceInUseException
+-- when it does not finish or the stream is not ACTIVE.
+CREATE FUNCTION stream_internal._stream_for_change(s stream.streams) RETURNS stream.streams
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_name text := s.stream_name;
+BEGIN
+    IF NOT stream_internal._xact_lock_within('reshard', s.stream_id, 1000) THEN
+        PERFORM stream_internal._raise('ResourceInUseException', format('Stream %s under account 000000000000 not ACTIVE, instead in state UPDATING',
+                                       v_name), 'A split, merge, shard count update or capacity mode switch of the stream has not finished.');
+    END IF;
+    SELECT * INTO s FROM stream.streams x WHERE x.stream_id = s.stream_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        PERFORM stream_internal._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', v_name));
+    ELSIF s.stream_status <> 'ACTIVE' THEN
+        PERFORM stream_internal._raise('ResourceInUseException', format('Stream %s under account 000000000000 not ACTIVE, instead in state %s',
+                                       s.stream_name, s.stream_status));
+    END IF;
+    RETURN s;
+END $$;
+
+-- The stream of a reshard, locked (_stream_for_change); ValidationException
+-- for an on-demand stream.
 CREATE FUNCTION stream_internal._reshard_begin(p_name text, p_action text) RETURNS stream.streams
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    s stream.streams := stream_internal._stream(p_name);
+    s stream.streams := stream_internal._stream_for_change(stream_internal._stream(p_name));
 BEGIN
     IF s.stream_mode = 'ON_DEMAND' THEN
         PERFORM stream_internal._raise('ValidationException', format('%s is not supported for stream %s under account 000000000000 because it is in ON_DEMAND capacity mode.',
                                        p_action, s.stream_name),
                                        'Kinesis scales on-demand streams itself; switch the stream to PROVISIONED to reshard it.');
-    END IF;
-    IF NOT stream_internal._xact_lock_within('reshard', s.stream_id, 1000) THEN
-        PERFORM stream_internal._raise('ResourceInUseException', format('Stream %s under account 000000000000 not ACTIVE, instead in state UPDATING',
-                                       s.stream_name), 'Another split, merge or shard count update of the stream has not finished.');
-    END IF;
-    -- as committed now, after the reshard before us
-    SELECT * INTO s FROM stream.streams x WHERE x.stream_id = s.stream_id FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        PERFORM stream_internal._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', p_name));
-    ELSIF s.stream_status <> 'ACTIVE' THEN
-        PERFORM stream_internal._raise('ResourceInUseException', format('Stream %s under account 000000000000 not ACTIVE, instead in state %s',
-                                       s.stream_name, s.stream_status));
     END IF;
     RETURN s;
 END $$;

@@ -129,18 +129,8 @@ BEGIN
     IF s.stream_mode NOT IN ('PROVISIONED', 'ON_DEMAND') THEN     -- a delivery stream's buffer
         PERFORM stream_internal._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', s.stream_name));
     END IF;
-    -- after a split, merge or scaling of the stream (the worker's too)
-    IF NOT stream_internal._xact_lock_within('reshard', s.stream_id, 1000) THEN
-        PERFORM stream_internal._raise('ResourceInUseException', format('Stream %s under account 000000000000 not ACTIVE, instead in state UPDATING',
-                                       s.stream_name), 'A split, merge or shard count update of the stream has not finished.');
-    END IF;
-    SELECT * INTO s FROM stream.streams x WHERE x.stream_id = s.stream_id FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        PERFORM stream_internal._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', stream_arn));
-    ELSIF s.stream_status <> 'ACTIVE' THEN
-        PERFORM stream_internal._raise('ResourceInUseException', format('Stream %s under account 000000000000 not ACTIVE, instead in state %s',
-                                       s.stream_name, s.stream_status));
-    END IF;
+    -- after a split, merge or scaling of the stream under way (the worker's too)
+    s := stream_internal._stream_for_change(s);
     IF s.stream_mode = v_mode THEN
         RETURN;
     END IF;
@@ -203,6 +193,9 @@ DECLARE
     v_measured bool := true;
     v_key numeric;
 BEGIN
+    IF s.stream_id IS NULL OR p.shard_index IS NULL THEN
+        RETURN NULL;
+    END IF;
     BEGIN
         EXECUTE format('LOCK TABLE ONLY %s IN ACCESS SHARE MODE NOWAIT', stream_internal._data_table(s.stream_id));
         EXECUTE format($q$
