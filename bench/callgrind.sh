@@ -26,6 +26,7 @@
 #   CG_OUT [bench/results/callgrind.tsv]
 #   CG_VALGRIND_OPTS                  more valgrind options, e.g. --cache-sim=yes (then see $CG_ROOT/cg.out.2)
 #   CG_BASELINE                       a CG_OUT of an earlier run (e.g. of main's build) to compare with
+#   CG_REPORT_ONLY [0]                1: measure nothing, print the tables of the last run ($CG_OUT, $CG_ROOT/*.cg)
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PGBIN=${PGBIN:-$( (pg_config --bindir 2>/dev/null) || echo /usr/lib/postgresql/15/bin)}
@@ -56,6 +57,7 @@ single() { # single DB < script: run a single-user backend
 }
 
 # a fresh database with the installed extension and the payloads (fixed seed: every run puts the same records)
+if [ "${CG_REPORT_ONLY:-0}" != 1 ]; then
 printf 'DROP DATABASE IF EXISTS cg;\nCREATE DATABASE cg;\n' | single postgres >/dev/null 2>&1
 single cg >/dev/null 2>"$CG_ROOT/setup.err" <<'EOF'
 CREATE EXTENSION stream;
@@ -67,6 +69,7 @@ SELECT stream.enable_enhanced_monitoring('read4', ARRAY['ALL']);
 SELECT count(*) FROM bench_batches b, LATERAL stream.put_records('read4', b.pkeys, b.datas) r;
 EOF
 grep -q ERROR "$CG_ROOT/setup.err" && { cat "$CG_ROOT/setup.err" >&2; exit 1; }
+fi
 
 stmt() { # stmt WORKLOAD I
     local b=$(( ($2 % 64) + 1 ))
@@ -100,15 +103,18 @@ measure() { # measure WORKLOAD -> Ir per call
     as_pg valgrind --tool=callgrind ${CG_VALGRIND_OPTS:-} --dump-before=pg_backend_pid --callgrind-out-file="$CG_ROOT/cg.out" \
         "$PGBIN/postgres" --single -D "$CG_ROOT/data" cg <"$script" >"$CG_ROOT/$w.log" 2>&1
     if grep -q ERROR "$CG_ROOT/$w.log"; then grep ERROR "$CG_ROOT/$w.log" | head -3 >&2; exit 1; fi
+    cp "$CG_ROOT/cg.out.2" "$CG_ROOT/$w.cg"
     callgrind_annotate "$CG_ROOT/cg.out.2" 2>/dev/null | awk -v m="$CG_CALLS" '/PROGRAM TOTALS/ {gsub(",", "", $1); printf "%d\n", $1 / m}'
 }
 
 WORKLOADS=${CG_WORKLOADS:-"put_1 put_64 put_1024 plain_1 plain_64 plain_1024 put_4 putoff_4 put_one read readoff"}
+if [ "${CG_REPORT_ONLY:-0}" != 1 ]; then
 : >"$CG_OUT"
 for w in $WORKLOADS; do
     printf '%s\t%s\n' "$w" "$(measure "$w")" >>"$CG_OUT"
     echo "measured $w" >&2
 done
+fi
 
 ir() { awk -v w="$1" '$1 == w {print $2}' "${2:-$CG_OUT}"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "" || b == "") printf "n/a"; else printf "%.3f", a / b}'; }
@@ -127,11 +133,55 @@ echo
 echo "| Comparison | ratio (1.00: no extra cost) |"
 echo "|---|---:|"
 has() { [ -n "$(ir "$1")" ]; }
+cmp_row() { has "$2" && has "$3" && echo "| $1 | $(ratio "$(ir "$2")" "$(ir "$3")") |" || true; }
 for n in 64 1024; do
-    echo "| put_records, 1 shard / $n shards | $(ratio "$(ir put_1)" "$(ir put_$n)") |"
-    echo "| plain INSERT, 1 shard / $n shards | $(ratio "$(ir plain_1)" "$(ir plain_$n)") |"
-    echo "| plain INSERT / put_records, $n shards | $(ratio "$(ir plain_$n)" "$(ir put_$n)") |"
+    cmp_row "put_records, 1 shard / $n shards" put_1 "put_$n"
+    cmp_row "plain INSERT, 1 shard / $n shards" plain_1 "plain_$n"
+    cmp_row "plain INSERT / put_records, $n shards" "plain_$n" "put_$n"
 done
-has plain_1 && has put_1 && echo "| plain INSERT / put_records, 1 shard | $(ratio "$(ir plain_1)" "$(ir put_1)") |"
-has put_4 && has putoff_4 && echo "| put_records 4 shards, monitoring off / on | $(ratio "$(ir putoff_4)" "$(ir put_4)") |"
-has read && has readoff && echo "| read_shard 10,000, monitoring off / on | $(ratio "$(ir readoff)" "$(ir read)") |"
+cmp_row "plain INSERT / put_records, 1 shard" plain_1 put_1
+cmp_row "put_records 4 shards, monitoring off / on" putoff_4 put_4
+cmp_row "read_shard 10,000, monitoring off / on" readoff read
+
+# Where the put's instructions go, per call, by part of the path (inclusive counts of the functions named;
+# "rest": the executor, the transaction, the SQL call). Only for the put_N workloads measured in this run.
+part() { # part WORKLOAD FUNCTION... -> inclusive instructions per call of those functions
+    local w=$1; shift
+    callgrind_annotate --auto=no --inclusive=yes --threshold=100 "$CG_ROOT/$w.cg" 2>/dev/null |
+        awk -v m="$CG_CALLS" -v fns="$*" 'BEGIN {n = split(fns, f, " "); for (i = 1; i <= n; i++) want[f[i]] = 1}
+            /^ *[0-9,]+ / && $NF ~ /\]$/ {c = $1; gsub(",", "", c); name = $0; sub(/ \[.*$/, "", name); sub(/^.*:/, "", name)
+                if (name in want && !(name in seen)) {seen[name] = 1; t += c}}
+            END {printf "%d", t / m}'
+}
+PUTS=""
+for w in $WORKLOADS; do case $w in put_[0-9]*) [ -f "$CG_ROOT/$w.cg" ] && PUTS="$PUTS $w" ;; esac; done
+if [ -n "$PUTS" ]; then
+    echo
+    echo "Per call, by part of the put path (put_N - put_1: what the shard count adds):"
+    echo
+    printf '| part |'; for w in $PUTS; do printf ' %s |' "$w"; done
+    for w in $PUTS; do [ "$w" != put_1 ] && printf ' %s - put_1 |' "$w"; done; echo
+    printf '|---|'; for w in $PUTS; do printf -- '---:|'; done
+    for w in $PUTS; do [ "$w" != put_1 ] && printf -- '---:|'; done; echo
+    parts=("nbtree inserts (index_insert)|index_insert"
+           "heap (heap_multi_insert)|heap_multi_insert"
+           "sequence numbers (reserve, release at commit)|seqalloc_try_reserve_many seqalloc_xact_callback"
+           "meters (meter_put)|meter_put"
+           "routing (routing_open_shard, sort_by_shard)|routing_open_shard sort_by_shard"
+           "per record: arrays, validation, MD5|put_arrays put_array_record"
+           "result rows|tuplestore_putvalues shard_id_text seq_to_text")
+    declare -A tot
+    for w in $PUTS; do tot[$w]=0; done
+    for p in "${parts[@]}" "rest|"; do
+        label=${p%%|*}; fns=${p#*|}
+        declare -A v
+        for w in $PUTS; do
+            if [ -n "$fns" ]; then v[$w]=$(part "$w" $fns); tot[$w]=$(( ${tot[$w]} + ${v[$w]} ))
+            else v[$w]=$(( $(ir "$w") - ${tot[$w]} )); fi
+        done
+        printf '| %s |' "$label"; for w in $PUTS; do printf " %'d |" "${v[$w]}"; done
+        for w in $PUTS; do [ "$w" != put_1 ] && [ -n "${v[put_1]:-}" ] && printf " %'d |" $(( ${v[$w]} - ${v[put_1]} )); done; echo
+        unset v
+    done
+fi
+
