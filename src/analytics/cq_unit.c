@@ -462,6 +462,12 @@ cq_run_unit(const ProcessorRun *run, void *arg)
 			marks[i].active = false;	/* idle: does not hold the watermark back */
 
 	w_start = c.watermark;
+	if (u.nranges == 0 && Max(w_start, shards_watermark(&c, marks, w.nshards, now)) <= w_start)
+	{
+		/* nothing to read and no window to close: write nothing */
+		runtime_step_end();
+		return RUN_IDLE;
+	}
 	if (u.nranges > 0)
 		runtime_begin_unit(&u, false);
 

@@ -1,0 +1,341 @@
+#!/usr/bin/python3
+"""Continuous queries (issue 13) against references computed by plain SQL.
+
+Seeded random records (keys with NULLs and multibyte text, NULL values,
+numerics, a few records that do not decode) go to random shards of a
+3-shard stream in random order; every record's event time is within the
+watermark lag of the records before it, so none is late.  For tumbling,
+hopping and session windows on event time, each with batch sizes 1, 7 and
+500, the destination must equal, row for row and with no duplicates, a
+reference over the same records: date_bin GROUP BY (tumble), the windows
+of generate_series (hop), gaps and islands (session).  A sentinel record
+per shard, far ahead, moves the watermark past every window.  A tumbling
+window on arrival time is checked against date_bin over the stored
+arrival times, its last windows closed by the idle timeout.
+
+Late records: on one shard, records out of order beyond the lag; with
+batch sizes 1 and 500 the late count is exactly the records below the
+highest earlier time minus the lag, and the output is the reference over
+the others.
+
+Refused at creation: aggregates without a combine function (array_agg,
+string_agg), DISTINCT and ordered-set aggregates, subqueries, ORDER BY, a
+GROUP BY without the window columns, unknown time columns.  Privileges: a
+role without read access to the stream cannot create a query over it; the
+owner's query runs as the owner (its WHERE sees current_user); an owner
+that loses read access stops getting output; _cq_batch() is empty in any
+other session.
+"""
+import json
+import os
+import random
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
+import streamtest as st  # noqa: E402
+from streamtest import check, q, q1  # noqa: E402
+from streamtest import log as say  # noqa: E402
+
+DB = 'stream_cq_test'
+ROLES = ('cq_owner', 'cq_stranger')
+st.configure(DB, statement_timeout='300s', client_min_messages='warning')
+SEED = int(os.environ.get('STREAM_TEST_SEED', random.randrange(1 << 30)))
+rng = random.Random(SEED)
+BASE = datetime(2026, 1, 1, 10, 0, 0, tzinfo=timezone.utc)
+LAG = 10
+N = int(os.environ.get('STREAM_CQ_RECORDS', 1500))
+KEYS = ['AMZN', 'MSFT', 'ÄÖÜ-ключ', 'x' * 40, None] + [f'k{i}' for i in range(25)]
+COLS = 'k text, v numeric, q int, ts timestamptz'
+AGGS = ('count(*) AS n, count(v) AS nv, sum(v) AS s, min(v) AS lo, max(v) AS hi, avg(v) AS a, '
+        'sum(q) AS sq, max(k) AS mk, bool_or(q > 90) AS big')
+OUT = 'k, window_start, window_end, n, nv, s, lo, hi, a, sq, mk, big'
+
+
+def iso(t):
+    return t.isoformat()
+
+
+def gen_records():
+    """(shard, json text or bad bytes, decoded tuple or None) in put order."""
+    out = []
+    t = BASE
+    for i in range(N):
+        t += timedelta(milliseconds=rng.randint(0, 900))
+        ts = t - timedelta(milliseconds=rng.randint(0, LAG * 1000 - 1))   # within the lag
+        k = rng.choice(KEYS)
+        v = None if rng.random() < 0.1 else round(rng.uniform(-100, 100), rng.randint(0, 4))
+        qq = rng.randint(0, 100)
+        shard = rng.randrange(3)
+        if rng.random() < 0.01:
+            out.append((shard, rng.choice(['not json', '{"k": "a", "v": "abc", "q": 1, "ts": "' + iso(ts) + '"}',
+                                           '{"k": "a", "q": 1}', '[1, 2]']), None))
+            continue
+        out.append((shard, json.dumps({'k': k, 'v': v, 'q': qq, 'ts': iso(ts), 'extra': 'x' * rng.choice([0, 10, 2000])}),
+                    (k, v, qq, ts)))
+    return out
+
+
+def put_all(conn, stream, recs, hash_keys):
+    for lo in range(0, len(recs), 97):
+        chunk = recs[lo:lo + 97]
+        q(conn, 'SELECT count(*) FROM stream.put_records(%s, %s, %s::bytea[], %s)',
+          (stream, ['pk'] * len(chunk), [r[1].encode() for r in chunk], [hash_keys[r[0]] for r in chunk]))
+
+
+def load_reference_table(conn, name, recs):
+    q(conn, f'CREATE TABLE {name} (k text, v numeric, q int, ts timestamptz)')
+    rows = [r[2] for r in recs if r[2] is not None]
+    for lo in range(0, len(rows), 500):
+        chunk = rows[lo:lo + 500]
+        q(conn, f'INSERT INTO {name} SELECT * FROM unnest(%s::text[], %s::numeric[], %s::int[], %s::timestamptz[])',
+          ([r[0] for r in chunk], [r[1] for r in chunk], [r[2] for r in chunk], [r[3] for r in chunk]))
+
+
+def rows_of(conn, sql):
+    """A multiset of rows as text, for comparison."""
+    return sorted(tuple(str(c) for c in r) for r in q(conn, sql))
+
+
+def compare(conn, what, dest, ref_sql):
+    got = rows_of(conn, f'SELECT {OUT} FROM {dest}')
+    want = rows_of(conn, f'SELECT {OUT} FROM ({ref_sql}) x')
+    dups = q1(conn, f'SELECT count(*) FROM (SELECT k, window_start, window_end FROM {dest} '
+                    'GROUP BY 1, 2, 3 HAVING count(*) > 1) d')
+    check(dups == 0, f'{what}: {dups} windows emitted twice')
+    if not check(got == want, f'{what}: {len(got)} rows, reference {len(want)}'):
+        for r in sorted(set(got) ^ set(want))[:5]:
+            say(f'  {"got " if r in got else "want"} {r}')
+    return len(got)
+
+
+def wait_watermark(conn, names, at_least, timeout=240):
+    def done():
+        rows = q(conn, 'SELECT query_name, watermark, last_error FROM stream.continuous_query_status '
+                       'WHERE query_name = ANY(%s)', (list(names),))
+        for n, w, err in rows:
+            if err:
+                say(f'{n}: {err}')
+        return len(rows) == len(names) and all(w is not None and w >= at_least for _, w, _ in rows)
+    st.wait_for(done, timeout, f'watermarks of {names} past {at_least}')
+
+
+REF_TUMBLE = (f"SELECT k, date_bin('1 minute', ts, 'epoch') AS window_start, "
+              f"date_bin('1 minute', ts, 'epoch') + interval '1 minute' AS window_end, {AGGS} "
+              "FROM {t} WHERE q <> 13 GROUP BY 1, 2, 3")
+REF_HOP = (f"SELECT k, w AS window_start, w + interval '90 seconds' AS window_end, {AGGS} "
+           "FROM {t}, LATERAL generate_series(date_bin('30 seconds', ts, 'epoch') - interval '60 seconds', "
+           "date_bin('30 seconds', ts, 'epoch'), interval '30 seconds') AS g(w) "
+           "WHERE ts >= w AND ts < w + interval '90 seconds' AND q <> 13 GROUP BY 1, 2, 3")
+REF_SESSION = (f"SELECT k, min(ts) AS window_start, max(ts) + interval '20 seconds' AS window_end, {AGGS} "
+               "FROM (SELECT *, sum(CASE WHEN gap < interval '20 seconds' THEN 0 ELSE 1 END) OVER (PARTITION BY k ORDER BY ts "
+               "ROWS UNBOUNDED PRECEDING) AS sid FROM (SELECT *, ts - lag(ts) OVER (PARTITION BY k ORDER BY ts) AS gap "
+               "FROM {t} WHERE q <> 13) g) s GROUP BY k, sid")
+
+WINDOWS = {
+    'tumble': ("stream.tumble('cq', size => '1 minute', time_column => 'ts', watermark_lag => '10 seconds')", REF_TUMBLE),
+    'hop': ("stream.hop('cq', size => '90 seconds', slide => '30 seconds', time_column => 'ts', "
+            "watermark_lag => '10 seconds')", REF_HOP),
+    'session': ("stream.session('cq', gap => '20 seconds', time_column => 'ts', watermark_lag => '10 seconds')",
+                REF_SESSION),
+}
+
+
+def query_sql(fn, where='q <> 13'):
+    return f'SELECT {OUT.replace("n, nv, s, lo, hi, a, sq, mk, big", AGGS)} FROM {fn} AS t({COLS}) ' \
+           f'WHERE {where} GROUP BY k, window_start, window_end'
+
+
+def test_windows(conn):
+    hash_keys = [r[0] for r in q(conn, "SELECT starting_hash_key::text FROM stream.shards sh "
+                                       "JOIN stream.streams s USING (stream_id) WHERE s.stream_name = 'cq' ORDER BY shard_index")]
+    names = []
+    for kind, (fn, _) in WINDOWS.items():
+        for bs in (1, 7, 500):
+            name = f'{kind}_{bs}'
+            q(conn, 'SELECT stream.create_continuous_query(%s, %s, %s, batch_size => %s)',
+              (name, query_sql(fn), f'public.out_{name}', bs))
+            names.append(name)
+    recs = gen_records()
+    load_reference_table(conn, 'ref', recs)
+    put_all(conn, 'cq', recs, hash_keys)
+    # a sentinel per shard, far ahead: the watermark passes every window
+    sentinel = BASE + timedelta(days=1)
+    put_all(conn, 'cq', [(i, json.dumps({'k': 'sentinel', 'v': 0, 'q': 0, 'ts': iso(sentinel)}), None)
+                         for i in range(3)], hash_keys)
+    bad = sum(1 for r in recs if r[2] is None)
+    say(f'{len(recs)} records ({bad} that do not decode) on 3 shards; {len(names)} queries')
+    wait_watermark(conn, names, sentinel - timedelta(seconds=LAG))
+    for kind, (_, ref) in WINDOWS.items():
+        for bs in (1, 7, 500):
+            name = f'{kind}_{bs}'
+            n = compare(conn, f'{name}', f'public.out_{name}', ref.format(t='ref'))
+            fin, late, failed = q(conn, 'SELECT records_in, records_late, records_failed FROM stream.continuous_query_status '
+                                        'WHERE query_name = %s', (name,))[0]
+            check(late == 0 and failed == bad and fin == len(recs) - bad + 3,
+                  f'{name}: in {fin}, late {late}, failed {failed} (expected {len(recs) - bad + 3}, 0, {bad})')
+            errs = q1(conn, "SELECT count(*) FROM stream.processor_errors e JOIN stream.continuous_queries c "
+                            "USING (processor_id) WHERE c.query_name = %s AND e.error_type = 'RecordDecodeError'", (name,))
+            check(errs == bad, f'{name}: {errs} decode errors recorded, {bad} expected')
+            say(f'{name}: {n} rows equal the reference')
+    d = q1(conn, "SELECT stream.describe_continuous_query('tumble_7')")
+    check(d['OpenWindowGroups'] == 1 and d['Status'] == 'RUNNING', f'describe: {d}')
+
+
+def test_arrival(conn):
+    q(conn, "SELECT stream.create_stream('arr', 2)")
+    q(conn, 'SELECT stream.create_continuous_query(%s, %s, %s, batch_size => 50, idle_timeout => %s)',
+      ('arrival', "SELECT k, window_start, window_end, count(*) AS n, sum(v) AS s, avg(v) AS a "
+                  "FROM stream.tumble('arr', size => '200 milliseconds') AS t(k text, v numeric) "
+                  "GROUP BY k, window_start, window_end", 'public.out_arrival', '1 second'))
+    total = 0
+    for _ in range(15):
+        n = rng.randint(1, 60)
+        q(conn, "SELECT count(*) FROM stream.put_records('arr', %s, %s::bytea[])",
+          ([f'p{rng.randrange(50)}' for _ in range(n)],
+           [json.dumps({'k': rng.choice('abc'), 'v': rng.randint(-5, 5)}).encode() for _ in range(n)]))
+        total += n
+        time.sleep(rng.uniform(0, 0.3))
+    st.wait_for(lambda: q1(conn, "SELECT count(*) FROM stream_cq.cq_{}_state".format(
+        q1(conn, "SELECT processor_id FROM stream.continuous_queries WHERE query_name = 'arrival'"))) == 0
+        and q1(conn, "SELECT records_in FROM stream.continuous_queries WHERE query_name = 'arrival'") == total,
+        60, 'every arrival-time window emitted')
+    tbl = q1(conn, "SELECT stream_internal._data_table(stream_id)::text FROM stream.streams WHERE stream_name = 'arr'")
+    got = rows_of(conn, 'SELECT k, window_start, window_end, n, s, a FROM public.out_arrival')
+    want = rows_of(conn, "SELECT j->>'k', date_bin('200 milliseconds', arrival, 'epoch'), "
+                         "date_bin('200 milliseconds', arrival, 'epoch') + interval '200 milliseconds', count(*), "
+                         "sum((j->>'v')::numeric), avg((j->>'v')::numeric) "
+                         f"FROM (SELECT arrival, convert_from(data, 'UTF8')::jsonb AS j FROM {tbl}) r GROUP BY 1, 2, 3")
+    check(got == want, f'arrival time: {len(got)} rows, reference {len(want)}')
+    late = q1(conn, "SELECT records_late FROM stream.continuous_queries WHERE query_name = 'arrival'")
+    check(late == 0, f'arrival time: {late} late records')
+    say(f'arrival time: {total} records, {len(got)} rows equal the reference')
+
+
+def test_late(conn):
+    q(conn, "SELECT stream.create_stream('late', 1)")
+    recs = []
+    t = BASE
+    for i in range(600):
+        t += timedelta(milliseconds=rng.randint(0, 2000))
+        back = rng.randint(0, 5000) if rng.random() < 0.8 else rng.randint(5000, 120000)
+        ts = t - timedelta(milliseconds=back)
+        recs.append((0, json.dumps({'k': rng.choice('ab'), 'v': rng.randint(0, 9), 'q': 1, 'ts': iso(ts)}),
+                     (rng.choice('ab'), None, 1, ts)))
+    # the decoded tuple must be the record's: rebuild it from the JSON
+    recs = [(s, j, (json.loads(j)['k'], json.loads(j)['v'], 1, datetime.fromisoformat(json.loads(j)['ts'])))
+            for s, j, _ in recs]
+    late_ref = []
+    mx = None
+    for s, j, r in recs:
+        late_ref.append(mx is not None and r[3] < mx - timedelta(seconds=5))
+        mx = r[3] if mx is None else max(mx, r[3])
+    load_reference_table(conn, 'ref_late', [r for r, lt in zip(recs, late_ref) if not lt])
+    for bs in (1, 500):
+        q(conn, 'SELECT stream.create_continuous_query(%s, %s, %s, batch_size => %s)',
+          (f'late_{bs}', query_sql("stream.tumble('late', size => '1 minute', time_column => 'ts', "
+                                   "watermark_lag => '5 seconds')", 'true'), f'public.out_late_{bs}', bs))
+    put_all(conn, 'late', recs + [(0, json.dumps({'k': 'z', 'v': 0, 'q': 0, 'ts': iso(BASE + timedelta(days=1))}), None)],
+            ['0'])
+    wait_watermark(conn, ['late_1', 'late_500'], BASE + timedelta(days=1) - timedelta(seconds=5))
+    for bs in (1, 500):
+        late = q1(conn, 'SELECT records_late FROM stream.continuous_queries WHERE query_name = %s', (f'late_{bs}',))
+        check(late == sum(late_ref), f'late_{bs}: {late} late records, {sum(late_ref)} below the watermark')
+        compare(conn, f'late_{bs}', f'public.out_late_{bs}', REF_TUMBLE.format(t='ref_late').replace('WHERE q <> 13', ''))
+    say(f'late: {sum(late_ref)} of {len(recs)} records late, as the reference says')
+
+
+REFUSED = [
+    ("SELECT window_start, window_end, array_agg(v) FROM stream.tumble('cq', size => '1 minute') AS t(v int) "
+     "GROUP BY window_start, window_end", 'aggregate array_agg(anynonarray) cannot be computed incrementally', 'hll'),
+    ("SELECT window_start, window_end, string_agg(v, ',') FROM stream.tumble('cq', size => '1 minute') AS t(v text) "
+     "GROUP BY window_start, window_end", 'cannot be computed incrementally', 'tdigest'),
+    ("SELECT window_start, window_end, count(DISTINCT v) FROM stream.tumble('cq', size => '1 minute') AS t(v int) "
+     "GROUP BY window_start, window_end", 'DISTINCT', None),
+    ("SELECT window_start, window_end, percentile_cont(0.5) WITHIN GROUP (ORDER BY v) FROM "
+     "stream.tumble('cq', size => '1 minute') AS t(v int) GROUP BY window_start, window_end", 'cannot be computed', None),
+    ("SELECT window_start, window_end, count(*) FROM stream.tumble('cq', size => '1 minute') AS t(v int) "
+     "WHERE v IN (SELECT 1) GROUP BY window_start, window_end", 'subqueries', None),
+    ("SELECT window_start, window_end, count(*) FROM stream.tumble('cq', size => '1 minute') AS t(v int) "
+     "GROUP BY window_start, window_end ORDER BY 1", 'ORDER BY', None),
+    ("SELECT v, count(*) FROM stream.tumble('cq', size => '1 minute') AS t(v int) GROUP BY v",
+     'groups by window_start and window_end', None),
+    ("SELECT window_start, window_end, count(*) FROM stream.tumble('cq', size => '1 minute') "
+     "GROUP BY window_start, window_end", 'column definition list', None),
+    ("SELECT window_start, window_end, count(*) FROM stream.tumble('cq', size => '1 minute', time_column => 'nope') "
+     "AS t(v int) GROUP BY window_start, window_end", 'not a declared column', None),
+    ("SELECT window_start, window_end, count(*) FROM stream.tumble('cq', size => '1 month') AS t(v int) "
+     "GROUP BY window_start, window_end", 'months', None),
+    ("SELECT window_start, window_end, count(*) FROM public.ref GROUP BY 1, 2", 'exactly one window function', None),
+]
+
+
+def test_refused(conn):
+    for i, (sql, text, hint) in enumerate(REFUSED):
+        try:
+            q(conn, 'SELECT stream.create_continuous_query(%s, %s, %s)', (f'bad_{i}', sql, f'public.bad_{i}'))
+            check(False, f'refused #{i}: accepted: {sql}')
+        except Exception as e:  # noqa: BLE001
+            msg = str(e)
+            check(text in msg, f'refused #{i}: {msg!r} does not say {text!r}')
+            if hint:
+                check(hint in msg, f'refused #{i}: no hint {hint!r} in {msg!r}')
+    check(q1(conn, "SELECT count(*) FROM stream.continuous_queries WHERE query_name LIKE 'bad_%'") == 0,
+          'nothing refused was created')
+    check(q1(conn, "SELECT count(*) FROM pg_class WHERE relname LIKE 'bad_%'") == 0, 'no destination left behind')
+    say(f'{len(REFUSED)} queries refused with their reasons')
+
+
+def test_privileges(conn):
+    q(conn, "SELECT stream.create_stream('priv', 1)")
+    q(conn, 'GRANT CREATE ON SCHEMA public TO cq_owner, cq_stranger')
+    q(conn, "SELECT stream.grant_stream_access('priv', 'cq_owner', 'read')")
+    sql = ("SELECT window_start, window_end, count(*) AS n FROM stream.tumble('priv', size => '1 minute', "
+           "time_column => 'ts') AS t(ts timestamptz) WHERE current_user = 'cq_owner' GROUP BY window_start, window_end")
+    stranger = st.connect(user='cq_stranger')
+    st.expect_error_mentioning(stranger, 'SELECT stream.create_continuous_query(%s, %s, %s)',
+                               ('steal', sql, 'public.stolen'), 'AccessDeniedException', 'a stranger reads no stream')
+    check(q1(conn, "SELECT to_regclass('public.stolen')") is None, 'no table for the stranger')
+    owner = st.connect(user='cq_owner')
+    q(owner, 'SELECT stream.create_continuous_query(%s, %s, %s)', ('mine', sql, 'public.mine'))
+    check(q1(stranger, "SELECT count(*) FROM stream.continuous_query_status") == 0, 'a stranger sees no status')
+    st.expect_error_mentioning(stranger, "SELECT stream.stop_continuous_query('mine')", None,
+                               'ResourceNotFoundException', 'a stranger cannot stop it')
+    put_all(conn, 'priv', [(0, json.dumps({'ts': iso(BASE + timedelta(minutes=m))}), None) for m in (0, 1, 5)], ['0'])
+    st.wait_for(lambda: q1(owner, 'SELECT count(*) FROM public.mine') == 2, 60, 'the owner\'s windows')
+    check(q1(owner, 'SELECT sum(n) FROM public.mine') == 2, 'the query ran as its owner (current_user)')
+    check(q(owner, 'SELECT * FROM stream_internal._cq_batch() AS t(ts timestamptz, a timestamptz, b timestamptz)') == [],
+          '_cq_batch is empty outside the worker')
+    # read access revoked: the query stops with the reason
+    q(conn, "SELECT stream.revoke_stream_access('priv', 'cq_owner')")
+    put_all(conn, 'priv', [(0, json.dumps({'ts': iso(BASE + timedelta(minutes=9))}), None)], ['0'])
+    st.wait_for(lambda: 'AccessDeniedException' in (q1(owner, "SELECT coalesce(last_error, '') FROM "
+                                                             "stream.continuous_query_status") or ''), 30,
+                'the revoked owner\'s query fails')
+    check(q1(owner, 'SELECT count(*) FROM public.mine') == 2, 'nothing more after the revoke')
+    q(owner, "SELECT stream.stop_continuous_query('mine')")
+    q(owner, "SELECT stream.delete_continuous_query('mine')")
+    check(q1(conn, "SELECT count(*) FROM stream.continuous_queries WHERE query_name = 'mine'") == 0, 'deleted')
+    for c in (owner, stranger):
+        c.close()
+    say('privileges: strangers refused, the owner\'s code runs as the owner, a revoke stops it')
+
+
+def main():
+    say(f'seed {SEED}')
+    conn = st.create_db(roles=ROLES, extension=True)
+    for r in ROLES:
+        q(conn, f'CREATE ROLE {r} LOGIN')
+    q(conn, "SELECT stream.create_stream('cq', 3)")
+    st.run_subtests([
+        ('refused', test_refused, (conn,)),
+        ('privileges', test_privileges, (conn,)),
+        ('windows', test_windows, (conn,)),
+        ('late', test_late, (conn,)),
+        ('arrival', test_arrival, (conn,)),
+    ])
+    conn.close()
+
+
+st.main_wrapper(main, lambda: st.drop_db(roles=ROLES, on_error=st.warn))
