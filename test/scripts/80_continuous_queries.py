@@ -37,6 +37,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
 import streamtest as st  # noqa: E402
 from streamtest import check, q, q1  # noqa: E402
 from streamtest import log as say  # noqa: E402
+import cqref  # noqa: E402
+from cqref import compare, put_all, query_sql, rows_of, wait_watermark  # noqa: E402
 
 DB = 'stream_cq_test'
 ROLES = ('cq_owner', 'cq_stranger')
@@ -47,12 +49,6 @@ BASE = datetime(2026, 1, 1, 10, 0, 0, tzinfo=timezone.utc)
 LAG = 10
 N = int(os.environ.get('STREAM_CQ_RECORDS', 1500))
 KEYS = ['AMZN', 'MSFT', 'ÄÖÜ-ключ', 'x' * 40, None] + [f'k{i}' for i in range(25)]
-COLS = 'k text, v numeric, q int, ts timestamptz'
-AGGS = ('count(*) AS n, count(v) AS nv, sum(v) AS s, min(v) AS lo, max(v) AS hi, avg(v) AS a, '
-        'sum(q) AS sq, max(k) AS mk, bool_or(q > 90) AS big')
-OUT = 'k, window_start, window_end, n, nv, s, lo, hi, a, sq, mk, big'
-
-
 def iso(t):
     return t.isoformat()
 
@@ -77,79 +73,11 @@ def gen_records():
     return out
 
 
-def put_all(conn, stream, recs, hash_keys):
-    for lo in range(0, len(recs), 97):
-        chunk = recs[lo:lo + 97]
-        q(conn, 'SELECT count(*) FROM stream.put_records(%s, %s, %s::bytea[], %s)',
-          (stream, ['pk'] * len(chunk), [r[1].encode() for r in chunk], [hash_keys[r[0]] for r in chunk]))
-
-
-def load_reference_table(conn, name, recs):
-    q(conn, f'CREATE TABLE {name} (k text, v numeric, q int, ts timestamptz)')
-    rows = [r[2] for r in recs if r[2] is not None]
-    for lo in range(0, len(rows), 500):
-        chunk = rows[lo:lo + 500]
-        q(conn, f'INSERT INTO {name} SELECT * FROM unnest(%s::text[], %s::numeric[], %s::int[], %s::timestamptz[])',
-          ([r[0] for r in chunk], [r[1] for r in chunk], [r[2] for r in chunk], [r[3] for r in chunk]))
-
-
-def rows_of(conn, sql):
-    """A multiset of rows as text, for comparison."""
-    return sorted(tuple(str(c) for c in r) for r in q(conn, sql))
-
-
-def compare(conn, what, dest, ref_sql):
-    got = rows_of(conn, f'SELECT {OUT} FROM {dest}')
-    want = rows_of(conn, f'SELECT {OUT} FROM ({ref_sql}) x')
-    dups = q1(conn, f'SELECT count(*) FROM (SELECT k, window_start, window_end FROM {dest} '
-                    'GROUP BY 1, 2, 3 HAVING count(*) > 1) d')
-    check(dups == 0, f'{what}: {dups} windows emitted twice')
-    if not check(got == want, f'{what}: {len(got)} rows, reference {len(want)}'):
-        for r in sorted(set(got) ^ set(want))[:5]:
-            say(f'  {"got " if r in got else "want"} {r}')
-    return len(got)
-
-
-def wait_watermark(conn, names, at_least, timeout=240):
-    def done():
-        rows = q(conn, 'SELECT query_name, watermark, last_error FROM stream.continuous_query_status '
-                       'WHERE query_name = ANY(%s)', (list(names),))
-        for n, w, err in rows:
-            if err:
-                say(f'{n}: {err}')
-        return len(rows) == len(names) and all(w is not None and w >= at_least for _, w, _ in rows)
-    st.wait_for(done, timeout, f'watermarks of {names} past {at_least}')
-
-
-REF_TUMBLE = (f"SELECT k, date_bin('1 minute', ts, 'epoch') AS window_start, "
-              f"date_bin('1 minute', ts, 'epoch') + interval '1 minute' AS window_end, {AGGS} "
-              "FROM {t} WHERE q <> 13 GROUP BY 1, 2, 3")
-REF_HOP = (f"SELECT k, w AS window_start, w + interval '90 seconds' AS window_end, {AGGS} "
-           "FROM {t}, LATERAL generate_series(date_bin('30 seconds', ts, 'epoch') - interval '60 seconds', "
-           "date_bin('30 seconds', ts, 'epoch'), interval '30 seconds') AS g(w) "
-           "WHERE ts >= w AND ts < w + interval '90 seconds' AND q <> 13 GROUP BY 1, 2, 3")
-REF_SESSION = (f"SELECT k, min(ts) AS window_start, max(ts) + interval '20 seconds' AS window_end, {AGGS} "
-               "FROM (SELECT *, sum(CASE WHEN gap < interval '20 seconds' THEN 0 ELSE 1 END) OVER (PARTITION BY k ORDER BY ts "
-               "ROWS UNBOUNDED PRECEDING) AS sid FROM (SELECT *, ts - lag(ts) OVER (PARTITION BY k ORDER BY ts) AS gap "
-               "FROM {t} WHERE q <> 13) g) s GROUP BY k, sid")
-
-WINDOWS = {
-    'tumble': ("stream.tumble('cq', size => '1 minute', time_column => 'ts', watermark_lag => '10 seconds')", REF_TUMBLE),
-    'hop': ("stream.hop('cq', size => '90 seconds', slide => '30 seconds', time_column => 'ts', "
-            "watermark_lag => '10 seconds')", REF_HOP),
-    'session': ("stream.session('cq', gap => '20 seconds', time_column => 'ts', watermark_lag => '10 seconds')",
-                REF_SESSION),
-}
-
-
-def query_sql(fn, where='q <> 13'):
-    return f'SELECT {OUT.replace("n, nv, s, lo, hi, a, sq, mk, big", AGGS)} FROM {fn} AS t({COLS}) ' \
-           f'WHERE {where} GROUP BY k, window_start, window_end'
+WINDOWS = {k: (cqref.window_fn(k, 'cq'), k) for k in ('tumble', 'hop', 'session')}
 
 
 def test_windows(conn):
-    hash_keys = [r[0] for r in q(conn, "SELECT starting_hash_key::text FROM stream.shards sh "
-                                       "JOIN stream.streams s USING (stream_id) WHERE s.stream_name = 'cq' ORDER BY shard_index")]
+    hash_keys = cqref.hash_keys(conn, 'cq')
     names = []
     for kind, (fn, _) in WINDOWS.items():
         for bs in (1, 7, 500):
@@ -158,19 +86,18 @@ def test_windows(conn):
               (name, query_sql(fn), f'public.out_{name}', bs))
             names.append(name)
     recs = gen_records()
-    load_reference_table(conn, 'ref', recs)
+    cqref.load_reference_table(conn, 'ref', [r[2] for r in recs if r[2] is not None])
     put_all(conn, 'cq', recs, hash_keys)
     # a sentinel per shard, far ahead: the watermark passes every window
     sentinel = BASE + timedelta(days=1)
-    put_all(conn, 'cq', [(i, json.dumps({'k': 'sentinel', 'v': 0, 'q': 0, 'ts': iso(sentinel)}), None)
-                         for i in range(3)], hash_keys)
+    put_all(conn, 'cq', cqref.sentinels(3, sentinel), hash_keys)
     bad = sum(1 for r in recs if r[2] is None)
     say(f'{len(recs)} records ({bad} that do not decode) on 3 shards; {len(names)} queries')
     wait_watermark(conn, names, sentinel - timedelta(seconds=LAG))
     for kind, (_, ref) in WINDOWS.items():
         for bs in (1, 7, 500):
             name = f'{kind}_{bs}'
-            n = compare(conn, f'{name}', f'public.out_{name}', ref.format(t='ref'))
+            n = compare(conn, f'{name}', f'public.out_{name}', cqref.reference(ref, 'ref'))
             fin, late, failed = q(conn, 'SELECT records_in, records_late, records_failed FROM stream.continuous_query_status '
                                         'WHERE query_name = %s', (name,))[0]
             check(late == 0 and failed == bad and fin == len(recs) - bad + 3,
@@ -231,18 +158,17 @@ def test_late(conn):
     for s, j, r in recs:
         late_ref.append(mx is not None and r[3] < mx - timedelta(seconds=5))
         mx = r[3] if mx is None else max(mx, r[3])
-    load_reference_table(conn, 'ref_late', [r for r, lt in zip(recs, late_ref) if not lt])
+    cqref.load_reference_table(conn, 'ref_late', [r[2] for r, lt in zip(recs, late_ref) if not lt])
     for bs in (1, 500):
         q(conn, 'SELECT stream.create_continuous_query(%s, %s, %s, batch_size => %s)',
           (f'late_{bs}', query_sql("stream.tumble('late', size => '1 minute', time_column => 'ts', "
                                    "watermark_lag => '5 seconds')", 'true'), f'public.out_late_{bs}', bs))
-    put_all(conn, 'late', recs + [(0, json.dumps({'k': 'z', 'v': 0, 'q': 0, 'ts': iso(BASE + timedelta(days=1))}), None)],
-            ['0'])
+    put_all(conn, 'late', recs + cqref.sentinels(1, BASE + timedelta(days=1)), ['0'])
     wait_watermark(conn, ['late_1', 'late_500'], BASE + timedelta(days=1) - timedelta(seconds=5))
     for bs in (1, 500):
         late = q1(conn, 'SELECT records_late FROM stream.continuous_queries WHERE query_name = %s', (f'late_{bs}',))
         check(late == sum(late_ref), f'late_{bs}: {late} late records, {sum(late_ref)} below the watermark')
-        compare(conn, f'late_{bs}', f'public.out_late_{bs}', REF_TUMBLE.format(t='ref_late').replace('WHERE q <> 13', ''))
+        compare(conn, f'late_{bs}', f'public.out_late_{bs}', cqref.reference('tumble', 'ref_late', 'true'))
     say(f'late: {sum(late_ref)} of {len(recs)} records late, as the reference says')
 
 
@@ -302,14 +228,14 @@ def test_privileges(conn):
     check(q1(stranger, "SELECT count(*) FROM stream.continuous_query_status") == 0, 'a stranger sees no status')
     st.expect_error_mentioning(stranger, "SELECT stream.stop_continuous_query('mine')", None,
                                'ResourceNotFoundException', 'a stranger cannot stop it')
-    put_all(conn, 'priv', [(0, json.dumps({'ts': iso(BASE + timedelta(minutes=m))}), None) for m in (0, 1, 5)], ['0'])
+    put_all(conn, 'priv', [(0, json.dumps({'ts': iso(BASE + timedelta(minutes=m))})) for m in (0, 1, 5)], ['0'])
     st.wait_for(lambda: q1(owner, 'SELECT count(*) FROM public.mine') == 2, 60, 'the owner\'s windows')
     check(q1(owner, 'SELECT sum(n) FROM public.mine') == 2, 'the query ran as its owner (current_user)')
     check(q(owner, 'SELECT * FROM stream_internal._cq_batch() AS t(ts timestamptz, a timestamptz, b timestamptz)') == [],
           '_cq_batch is empty outside the worker')
     # read access revoked: the query stops with the reason
     q(conn, "SELECT stream.revoke_stream_access('priv', 'cq_owner')")
-    put_all(conn, 'priv', [(0, json.dumps({'ts': iso(BASE + timedelta(minutes=9))}), None)], ['0'])
+    put_all(conn, 'priv', [(0, json.dumps({'ts': iso(BASE + timedelta(minutes=9))}))], ['0'])
     st.wait_for(lambda: 'AccessDeniedException' in (q1(owner, "SELECT coalesce(last_error, '') FROM "
                                                              "stream.continuous_query_status") or ''), 30,
                 'the revoked owner\'s query fails')
