@@ -390,6 +390,35 @@ owner_sql(const char *sql, int nargs, Oid *types, Datum *args, int expect, uint6
 		*processed = SPI_processed;
 }
 
+/*
+ * Move the windows the watermark passed from the state to the destination;
+ * returns the rows written.  A table destination is an INSERT; a stream or
+ * delivery stream one puts the rows and answers (put, failed, first error):
+ * a record refused (a throughput limit) fails the unit, which is redone.
+ */
+static uint64
+emit(const char *sql, TimestampTz watermark)
+{
+	Oid			t = TIMESTAMPTZOID;
+	Datum		a = TimestampTzGetDatum(watermark);
+	int			ret = SPI_execute_with_args(sql, 1, &t, &a, NULL, false, 0);
+	bool		isnull;
+	int64		failed;
+
+	if (ret == SPI_OK_INSERT)
+		return SPI_processed;
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "continuous query emission failed (%s)", SPI_result_code_string(ret));
+	failed = DatumGetInt64(spi_col(0, 2, &isnull));
+	if (failed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("%s", spi_str(0, 3)),
+				 errdetail("%lld of the windows' records were refused; the unit is redone with back-off.",
+						   (long long) failed)));
+	return (uint64) DatumGetInt64(spi_col(0, 1, &isnull));
+}
+
 static RunResult
 cq_run_unit(const ProcessorRun *run, void *arg)
 {
@@ -546,10 +575,7 @@ cq_run_unit(const ProcessorRun *run, void *arg)
 			}
 			if (w_cur > w_start)
 			{
-				Oid			t = TIMESTAMPTZOID;
-				Datum		a = TimestampTzGetDatum(w_cur);
-
-				owner_sql(c.emit_sql, 1, &t, &a, SPI_OK_INSERT, &emitted);
+				emitted = emit(c.emit_sql, w_cur);
 			}
 			batch_owner = InvalidOid;
 			batch_rows = NIL;

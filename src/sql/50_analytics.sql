@@ -152,7 +152,7 @@ DECLARE
     v_cols text; v_coldefs text; v_in text; v_state text;
     v_groups text[]; v_gcols text; v_gsel text; v_gby text;
     v_pcols text; v_psel text; v_merge text; v_combine text;
-    v_dest regclass; v_dest_text text; v_out_names text; v_out_exprs text;
+    v_dest regclass; v_dest_text text; v_dst stream.streams; v_rec text; v_out_names text; v_out_exprs text;
     v_batch text; v_msql text; v_emit text;
     v_where text;
     v_missing text;
@@ -258,38 +258,71 @@ BEGIN
                          v_gcols, v_pcols, replace(v_gcols, ', g', ', i.g'), v_combine);
     END IF;
 
-    -- the destination: a table the caller may insert into, or a new one it owns
-    v_dest := to_regclass(destination);
+    -- the destination: a table the caller may insert into, or a new one it owns; or a
+    -- stream or direct-put delivery stream, each window's rows put as JSON records
     SELECT string_agg(format('%I', o->>'name'), ', ' ORDER BY n), string_agg(format('%s AS %I', o->>'expr', o->>'name'), ', ' ORDER BY n)
       INTO v_out_names, v_out_exprs
       FROM jsonb_array_elements(v_a->'outputs') WITH ORDINALITY AS x(o, n);
-    IF v_dest IS NULL THEN
-        IF destination !~ '^[a-zA-Z_][a-zA-Z0-9_]*\.[a-zA-Z_][a-zA-Z0-9_]*$' THEN
-            PERFORM stream_internal._raise('InvalidArgumentException', format('destination %L must be schema.table', destination));
+    IF destination ~ '^(stream|delivery_stream):' THEN
+        v_dest_text := substr(destination, strpos(destination, ':') + 1);
+        -- a partition key per window and group: equal for the same window whenever it is computed
+        v_rec := format('WITH s AS (DELETE FROM %s s WHERE s.window_end <= $1 RETURNING s.*), '
+                        'o AS (SELECT %s, %L || ''|'' || md5(concat_ws(''|'', s.window_start, s.window_end%s)) AS cq_key FROM s%s), '
+                        'j AS (SELECT (row_number() OVER () - 1) / 500 AS b, o.cq_key, '
+                        'convert_to((to_jsonb(o) - ''cq_key'')::text, ''UTF8'') AS d FROM o), '
+                        'g AS (SELECT array_agg(j.cq_key) AS ks, array_agg(j.d) AS ds FROM j GROUP BY j.b) ',
+                        v_state, v_out_exprs, query_name, replace(v_gcols, ', g', ', s.g'),
+                        CASE WHEN v_a->>'having' IS NULL THEN '' ELSE ' WHERE ' || (v_a->>'having') END);
+        IF destination ~ '^stream:' THEN
+            v_dst := stream_internal._stream(v_dest_text);
+            IF v_dst.stream_id = v_src.stream_id THEN
+                PERFORM stream_internal._raise('InvalidArgumentException', 'a continuous query cannot write to its own source stream');
+            END IF;
+            IF NOT v_super AND NOT has_table_privilege(v_invoker, stream_internal._data_table(v_dst.stream_id), 'INSERT') THEN
+                PERFORM stream_internal._raise('AccessDeniedException', format('User is not authorized to put records to stream %s', v_dest_text));
+            END IF;
+            v_emit := v_rec || format('SELECT count(*) FILTER (WHERE r.error_code IS NULL), count(*) FILTER (WHERE r.error_code IS NOT NULL), '
+                                      'min(r.error_code || '': '' || r.error_message) '
+                                      'FROM g, LATERAL stream.put_records(%L, g.ks, g.ds) r', v_dest_text);
+        ELSE
+            IF (stream_internal._delivery_stream(v_dest_text)).delivery_stream_type <> 'DirectPut' THEN
+                PERFORM stream_internal._raise('InvalidArgumentException', format('Firehose %s reads a stream; a continuous query writes to DirectPut delivery streams', v_dest_text));
+            END IF;
+            v_emit := v_rec || format('SELECT count(*) FILTER (WHERE r.error_code IS NULL), count(*) FILTER (WHERE r.error_code IS NOT NULL), '
+                                      'min(r.error_code || '': '' || r.error_message) '
+                                      'FROM g, LATERAL stream.put_delivery_record_batch(%L, g.ds) r', v_dest_text);
         END IF;
-        IF NOT has_schema_privilege(v_invoker, split_part(destination, '.', 1), 'CREATE') THEN
-            PERFORM stream_internal._raise('AccessDeniedException', format('permission denied to create table %s', destination));
-        END IF;
-        EXECUTE format('CREATE TABLE %s AS SELECT %s FROM %s s WITH NO DATA', destination, v_out_exprs, v_state);
-        EXECUTE format('ALTER TABLE %s OWNER TO %I', destination, v_role);
-        v_dest := to_regclass(destination);
+        v_dest_text := destination;
     ELSE
-        IF NOT has_table_privilege(v_invoker, v_dest, 'INSERT') THEN
-            PERFORM stream_internal._raise('AccessDeniedException', format('permission denied to insert into %s', v_dest));
+        v_dest := to_regclass(destination);
+        IF v_dest IS NULL THEN
+            IF destination !~ '^[a-zA-Z_][a-zA-Z0-9_]*\.[a-zA-Z_][a-zA-Z0-9_]*$' THEN
+                PERFORM stream_internal._raise('InvalidArgumentException', format('destination %L must be schema.table, stream:name or delivery_stream:name', destination));
+            END IF;
+            IF NOT has_schema_privilege(v_invoker, split_part(destination, '.', 1), 'CREATE') THEN
+                PERFORM stream_internal._raise('AccessDeniedException', format('permission denied to create table %s', destination));
+            END IF;
+            EXECUTE format('CREATE TABLE %s AS SELECT %s FROM %s s WITH NO DATA', destination, v_out_exprs, v_state);
+            EXECUTE format('ALTER TABLE %s OWNER TO %I', destination, v_role);
+            v_dest := to_regclass(destination);
+        ELSE
+            IF NOT has_table_privilege(v_invoker, v_dest, 'INSERT') THEN
+                PERFORM stream_internal._raise('AccessDeniedException', format('permission denied to insert into %s', v_dest));
+            END IF;
+            SELECT string_agg(o->>'name', ', ') INTO v_missing
+              FROM jsonb_array_elements(v_a->'outputs') o
+             WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = v_dest AND a.attname = o->>'name'
+                                  AND a.attnum > 0 AND NOT a.attisdropped);
+            IF v_missing IS NOT NULL THEN
+                PERFORM stream_internal._raise('InvalidArgumentException', format('destination %s has no column %s', v_dest, v_missing));
+            END IF;
         END IF;
-        SELECT string_agg(o->>'name', ', ') INTO v_missing
-          FROM jsonb_array_elements(v_a->'outputs') o
-         WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = v_dest AND a.attname = o->>'name'
-                              AND a.attnum > 0 AND NOT a.attisdropped);
-        IF v_missing IS NOT NULL THEN
-            PERFORM stream_internal._raise('InvalidArgumentException', format('destination %s has no column %s', v_dest, v_missing));
-        END IF;
+        SELECT format('%I.%I', n.nspname, c.relname) INTO v_dest_text
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = v_dest;
+        v_emit := format('WITH s AS (DELETE FROM %s s WHERE s.window_end <= $1 RETURNING s.*) INSERT INTO %s (%s) SELECT %s FROM s%s',
+                         v_state, v_dest_text, v_out_names, v_out_exprs,
+                         CASE WHEN v_a->>'having' IS NULL THEN '' ELSE ' WHERE ' || (v_a->>'having') END);
     END IF;
-    SELECT format('%I.%I', n.nspname, c.relname) INTO v_dest_text
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = v_dest;
-    v_emit := format('WITH s AS (DELETE FROM %s s WHERE s.window_end <= $1 RETURNING s.*) INSERT INTO %s (%s) SELECT %s FROM s%s',
-                     v_state, v_dest_text, v_out_names, v_out_exprs,
-                     CASE WHEN v_a->>'having' IS NULL THEN '' ELSE ' WHERE ' || (v_a->>'having') END);
 
     EXECUTE format('ALTER TYPE %s OWNER TO %I', v_in, v_role);
     EXECUTE format('ALTER TABLE %s OWNER TO %I', v_state, v_role);

@@ -248,6 +248,47 @@ def test_privileges(conn):
     say('privileges: strangers refused, the owner\'s code runs as the owner, a revoke stops it')
 
 
+def test_destinations(conn):
+    """A stream and a direct-put delivery stream as destinations: each window once, as a JSON record."""
+    q(conn, "SELECT stream.create_stream('dsrc', 2)")
+    q(conn, "SELECT stream.create_stream('dout', 2)")
+    q(conn, "CREATE TABLE public.fh_rows (k text, window_start timestamptz, window_end timestamptz, n bigint, s numeric)")
+    q(conn, "SELECT stream.create_delivery_stream('fh', destination_table => 'public.fh_rows', buffer_interval_seconds => 0)")
+    sql = ("SELECT k, window_start, window_end, count(*) AS n, sum(v) AS s FROM stream.tumble('dsrc', size => '1 minute', "
+           f"time_column => 'ts', watermark_lag => '10 seconds') AS t({cqref.COLS}) GROUP BY k, window_start, window_end")
+    q(conn, 'SELECT stream.create_continuous_query(%s, %s, %s, batch_size => 7)', ('to_stream', sql, 'stream:dout'))
+    q(conn, 'SELECT stream.create_continuous_query(%s, %s, %s, batch_size => 7)', ('to_fh', sql, 'delivery_stream:fh'))
+    keys = cqref.hash_keys(conn, 'dsrc')
+    recs, t = [], BASE
+    for _ in range(700):
+        t += timedelta(milliseconds=rng.randint(0, 600))
+        ts = t - timedelta(milliseconds=rng.randint(0, 9999))
+        row = (rng.choice(['a', 'b', None, 'ключ']), rng.randint(-50, 50), 0, ts)
+        recs.append((rng.randrange(2), json.dumps({'k': row[0], 'v': row[1], 'q': 0, 'ts': iso(ts)}), row))
+    cqref.load_reference_table(conn, 'ref_dest', [r[2] for r in recs])
+    put_all(conn, 'dsrc', recs + cqref.sentinels(2, BASE + timedelta(days=1)), keys)
+    wait_watermark(conn, ['to_stream', 'to_fh'], BASE + timedelta(days=1) - timedelta(seconds=10))
+    ref = ("SELECT k, date_bin('1 minute', ts, 'epoch') AS ws, date_bin('1 minute', ts, 'epoch') + interval '1 minute', "
+           "count(*), sum(v) FROM ref_dest GROUP BY 1, 2")
+    want = rows_of(conn, ref)
+    got = rows_of(conn, "SELECT j->>'k', (j->>'window_start')::timestamptz, (j->>'window_end')::timestamptz, "
+                        "(j->>'n')::bigint, (j->>'s')::numeric FROM (SELECT convert_from(data, 'UTF8')::jsonb AS j "
+                        "FROM stream.read_shard('dout', 'shardId-000000000000') UNION ALL "
+                        "SELECT convert_from(data, 'UTF8')::jsonb FROM stream.read_shard('dout', 'shardId-000000000001')) x")
+    check(got == want, f'stream destination: {len(got)} records, reference {len(want)} rows')
+    check(q1(conn, "SELECT stream.flush_delivery_stream('fh', 60)") is True, 'flushed')
+    got = rows_of(conn, 'SELECT k, window_start, window_end, n, s FROM public.fh_rows')
+    check(got == want, f'delivery stream destination: {len(got)} rows, reference {len(want)}')
+    stranger = st.connect(user='cq_stranger')
+    q(conn, "SELECT stream.grant_stream_access('dsrc', 'cq_stranger', 'read')")
+    st.expect_error_mentioning(stranger, 'SELECT stream.create_continuous_query(%s, %s, %s)',
+                               ('intrude', sql, 'stream:dout'), 'AccessDeniedException', 'no write access to the destination')
+    st.expect_error_mentioning(conn, 'SELECT stream.create_continuous_query(%s, %s, %s)',
+                               ('loop', sql, 'stream:dsrc'), 'own source stream', 'a query cannot feed its source')
+    stranger.close()
+    say(f'destinations: {len(want)} windows into a stream and a delivery stream, each once')
+
+
 def main():
     say(f'seed {SEED}')
     conn = st.create_db(roles=ROLES, extension=True)
@@ -260,6 +301,7 @@ def main():
         ('windows', test_windows, (conn,)),
         ('late', test_late, (conn,)),
         ('arrival', test_arrival, (conn,)),
+        ('destinations', test_destinations, (conn,)),
     ])
     conn.close()
 
