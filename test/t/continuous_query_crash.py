@@ -10,7 +10,8 @@ the server at a random moment while the worker computes: SIGKILL of the
 postmaster, immediate shutdown, or SIGKILL of a client backend.  The
 destinations have a slow row trigger, so kills land inside units.  At the
 end a sentinel per shard closes every window: each destination must equal
-the plain-SQL reference over the committed records (test/lib/cqref.py), no
+the plain-SQL reference over the committed records (so must the records a
+fourth query puts into a stream) (test/lib/cqref.py), no
 window twice, no rolled-back record counted, and the runtime shows no error.
 """
 import json
@@ -49,6 +50,10 @@ def setup(conn):
           (name(kind, bs), cqref.query_sql(cqref.window_fn(kind, 'src')), f'public.out_{name(kind, bs)}', bs))
         q(conn, f'CREATE TRIGGER slow BEFORE INSERT ON public.out_{name(kind, bs)} '
                 'FOR EACH ROW EXECUTE FUNCTION public.slow_row()')
+    # and into a stream: each window a record, exactly once
+    q(conn, "SELECT stream.create_stream('out', 1)")
+    q(conn, 'SELECT stream.create_continuous_query(%s, %s, %s, batch_size => 7)',
+      ('tumble_stream', cqref.query_sql(cqref.window_fn('tumble', 'src')), 'stream:out'))
 
 
 def records(n, t):
@@ -89,7 +94,7 @@ def main():
     cqref.load_reference_table(conn, 'ref', committed)
     end = BASE + timedelta(days=1)
     cqref.put_all(conn, 'src', cqref.sentinels(2, end), keys)
-    names = [name(k, bs) for k, bs in QUERIES]
+    names = [name(k, bs) for k, bs in QUERIES] + ['tumble_stream']
     cqref.wait_watermark(conn, names, end - timedelta(seconds=10), timeout=300)
     for kind, bs in QUERIES:
         n = cqref.compare(conn, name(kind, bs), f'public.out_{name(kind, bs)}', cqref.reference(kind, 'ref'))
@@ -98,6 +103,14 @@ def main():
         check(fin == len(committed) + 2 and late == 0,
               f'{name(kind, bs)}: {fin} records in (expected {len(committed) + 2}), {late} late')
         say(f'{name(kind, bs)}: {n} rows equal the reference')
+    q(conn, f"CREATE VIEW out_stream AS SELECT j->>'k' AS k, (j->>'window_start')::timestamptz AS window_start, "
+            "(j->>'window_end')::timestamptz AS window_end, (j->>'n')::bigint AS n, (j->>'nv')::bigint AS nv, "
+            "(j->>'s')::numeric AS s, (j->>'lo')::numeric AS lo, (j->>'hi')::numeric AS hi, (j->>'a')::numeric AS a, "
+            "(j->>'sq')::bigint AS sq, j->>'mk' AS mk, (j->>'big')::bool AS big "
+            "FROM (SELECT convert_from(data, 'UTF8')::jsonb AS j FROM stream.read_shard('out', 'shardId-000000000000', "
+            "\"limit\" => 10000)) x")
+    n = cqref.compare(conn, 'tumble_stream', 'out_stream', cqref.reference('tumble', 'ref'))
+    say(f'tumble_stream: {n} records in the stream equal the reference')
     st = q(conn, "SELECT count(last_error) FROM stream.continuous_query_status")[0]
     check(st[0] == 0, f'no query shows an error: {st}')
     say(f'seed {SEED}: {ROUNDS} crashes ({kills}), {len(committed)} records')
