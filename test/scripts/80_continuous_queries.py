@@ -289,6 +289,57 @@ def test_destinations(conn):
     say(f'destinations: {len(want)} windows into a stream and a delivery stream, each once')
 
 
+def open_shards(conn, stream):
+    """(shard id, starting hash key, ending hash key) of the open shards."""
+    return q(conn, "SELECT stream_internal._shard_id(sh.shard_index), sh.starting_hash_key, sh.ending_hash_key "
+                   "FROM stream.shards sh JOIN stream.streams s USING (stream_id) "
+                   "WHERE s.stream_name = %s AND sh.ending_seq IS NULL ORDER BY sh.starting_hash_key", (stream,))
+
+
+def test_resharding(conn):
+    """A split and a merge while queries run: parents before children, output equal to the reference."""
+    q(conn, "SELECT stream.create_stream('rs', 2)")
+    names = []
+    for kind in ('tumble', 'session'):
+        for bs in (7, 500):
+            names.append(f'rs_{kind}_{bs}')
+            q(conn, 'SELECT stream.create_continuous_query(%s, %s, %s, batch_size => %s)',
+              (names[-1], query_sql(cqref.window_fn(kind, 'rs')), f'public.out_{names[-1]}', bs))
+    t = BASE
+    rows = []
+
+    def put_phase(n):
+        nonlocal t
+        shards = open_shards(conn, 'rs')
+        recs = []
+        for _ in range(n):
+            t += timedelta(milliseconds=rng.randint(0, 500))
+            ts = t - timedelta(milliseconds=rng.randint(0, 9999))
+            row = (rng.choice(['a', 'b', 'c', None]), rng.randint(-9, 9), rng.randint(0, 100), ts)
+            recs.append((rng.randrange(len(shards)), json.dumps({'k': row[0], 'v': row[1], 'q': row[2], 'ts': iso(ts)}), row))
+        put_all(conn, 'rs', recs, [str(int(sh[1])) for sh in shards])
+        rows.extend(r[2] for r in recs)
+
+    put_phase(rng.randint(200, 600))
+    sh = open_shards(conn, 'rs')[0]
+    q(conn, 'SELECT stream.split_shard(%s, %s, %s)', ('rs', sh[0], str((int(sh[1]) + int(sh[2])) // 2)))
+    put_phase(rng.randint(200, 600))
+    shards = open_shards(conn, 'rs')
+    q(conn, 'SELECT stream.merge_shards(%s, %s, %s)', ('rs', shards[1][0], shards[2][0]))
+    put_phase(rng.randint(200, 600))
+    shards = open_shards(conn, 'rs')
+    end = BASE + timedelta(days=1)
+    put_all(conn, 'rs', cqref.sentinels(len(shards), end), [str(int(x[1])) for x in shards])
+    cqref.load_reference_table(conn, 'ref_rs', rows)
+    wait_watermark(conn, names, end - timedelta(seconds=LAG))
+    for nm in names:
+        kind = nm.split('_')[1]
+        n = compare(conn, nm, f'public.out_{nm}', cqref.reference(kind, 'ref_rs'))
+        late = q1(conn, 'SELECT records_late FROM stream.continuous_queries WHERE query_name = %s', (nm,))
+        check(late == 0, f'{nm}: {late} late records across the split and merge')
+        say(f'{nm}: {n} rows equal the reference across a split and a merge')
+
+
 def main():
     say(f'seed {SEED}')
     conn = st.create_db(roles=ROLES, extension=True)
@@ -302,6 +353,7 @@ def main():
         ('late', test_late, (conn,)),
         ('arrival', test_arrival, (conn,)),
         ('destinations', test_destinations, (conn,)),
+        ('resharding', test_resharding, (conn,)),
     ])
     conn.close()
 
