@@ -81,6 +81,7 @@ typedef struct CqConfig
 	char	   *batch_sql;
 	char	   *merge_sql;
 	char	   *emit_sql;
+	char	   *late_sql;		/* NULL: late records are only counted */
 	TimestampTz watermark;		/* DT_NOBEGIN: none yet */
 	int32		stream_id;
 } CqConfig;
@@ -104,6 +105,9 @@ typedef struct RawRec
 	char	   *data;
 	int			len;
 	bool		ok;
+	bool		late;
+	TimestampTz time;			/* a late record's time, and the watermark it was below */
+	TimestampTz watermark;
 	char	   *error;
 	Datum	   *values;
 	bool	   *nulls;
@@ -147,7 +151,8 @@ cq_load_config(int32 id, CqConfig *c, MemoryContext cxt)
 							  "q.window_kind, q.size_us, q.slide_us, q.origin, q.lag_us, q.idle_us, q.batch_size, "
 							  "q.batch_sql, q.merge_sql, q.emit_sql, coalesce(q.watermark, '-infinity'), p.source_stream_id, "
 							  "(SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = p.owner) OR "
-							  " pg_catalog.has_table_privilege(p.owner, stream_internal._data_table(p.source_stream_id), 'SELECT') "
+							  " pg_catalog.has_table_privilege(p.owner, stream_internal._data_table(p.source_stream_id), 'SELECT'), "
+							  "q.late_sql "
 							  "FROM stream.continuous_queries q JOIN stream.processors p USING (processor_id) "
 							  "WHERE q.processor_id = $1", 1, &t, &a, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read stream.continuous_queries");
@@ -177,6 +182,7 @@ cq_load_config(int32 id, CqConfig *c, MemoryContext cxt)
 	c->watermark = DatumGetTimestampTz(spi_col(0, 16, &isnull));
 	c->stream_id = DatumGetInt32(spi_col(0, 17, &isnull));
 	c->may_read = DatumGetBool(spi_col(0, 18, &isnull));
+	c->late_sql = spi_str(0, 19);
 	MemoryContextSwitchTo(old);
 	return true;
 }
@@ -390,6 +396,38 @@ owner_sql(const char *sql, int nargs, Oid *types, Datum *args, int expect, uint6
 		*processed = SPI_processed;
 }
 
+/* The late records into the query's side output, as its owner. */
+static void
+late_output(CqConfig *c, RawRec *recs, int n, int64 nlate)
+{
+	Datum	   *shard = palloc(sizeof(Datum) * nlate);
+	Datum	   *seq = palloc(sizeof(Datum) * nlate);
+	Datum	   *tm = palloc(sizeof(Datum) * nlate);
+	Datum	   *wm = palloc(sizeof(Datum) * nlate);
+	Datum	   *data = palloc(sizeof(Datum) * nlate);
+	Oid			types[5] = {TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID};
+	Datum		args[5];
+	int			k = 0;
+
+	for (int i = 0; i < n && k < nlate; i++)
+	{
+		if (!recs[i].late)
+			continue;
+		shard[k] = CStringGetTextDatum(shard_id_text(recs[i].shard_index));
+		seq[k] = PointerGetDatum(seq_to_text_datum(c->stream_id, recs[i].shard_index, recs[i].seq));
+		tm[k] = TimestampTzGetDatum(recs[i].time);
+		wm[k] = TimestampTzGetDatum(recs[i].watermark);
+		data[k] = PointerGetDatum(cstring_to_text_with_len(recs[i].data, recs[i].len));
+		k++;
+	}
+	args[0] = PointerGetDatum(construct_array(shard, k, TEXTOID, -1, false, TYPALIGN_INT));
+	args[1] = PointerGetDatum(construct_array(seq, k, TEXTOID, -1, false, TYPALIGN_INT));
+	args[2] = PointerGetDatum(construct_array(tm, k, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[3] = PointerGetDatum(construct_array(wm, k, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[4] = PointerGetDatum(construct_array(data, k, TEXTOID, -1, false, TYPALIGN_INT));
+	owner_sql(c->late_sql, 5, types, args, SPI_OK_INSERT, NULL);
+}
+
 /*
  * Move the windows the watermark passed from the state to the destination;
  * returns the rows written.  A table destination is an INSERT; a stream or
@@ -547,7 +585,12 @@ cq_run_unit(const ProcessorRun *run, void *arg)
 				/* the watermark as the records before this one left it */
 				w_cur = Max(w_cur, shards_watermark(&c, marks, w.nshards, now));
 				if (ts < w_cur)
+				{
 					late++;
+					r->late = true;
+					r->time = ts;
+					r->watermark = w_cur;
+				}
 				else
 				{
 					assign_windows(&c, r, natts, ts);
@@ -573,10 +616,10 @@ cq_run_unit(const ProcessorRun *run, void *arg)
 				if (c.merge_sql)
 					owner_sql(c.merge_sql, 0, NULL, NULL, SPI_OK_INSERT, NULL);
 			}
+			if (late > 0 && c.late_sql)
+				late_output(&c, col.recs, col.n, late);
 			if (w_cur > w_start)
-			{
 				emitted = emit(c.emit_sql, w_cur);
-			}
 			batch_owner = InvalidOid;
 			batch_rows = NIL;
 			batch_desc = NULL;

@@ -30,6 +30,8 @@ CREATE TABLE stream.continuous_queries (
     batch_sql      text NOT NULL,
     merge_sql      text,
     emit_sql       text NOT NULL,
+    late_destination text,               -- side output of late records (NULL: counted only)
+    late_sql       text,
     status         text NOT NULL DEFAULT 'RUNNING' CHECK (status IN ('RUNNING', 'STOPPED')),
     watermark      timestamptz,
     records_in     bigint NOT NULL DEFAULT 0,
@@ -135,7 +137,8 @@ CREATE FUNCTION stream_internal.create_continuous_query(
     destination       text,
     batch_size        int DEFAULT 500,
     idle_timeout      interval DEFAULT '5 seconds',
-    starting_position text DEFAULT 'TRIM_HORIZON')
+    starting_position text DEFAULT 'TRIM_HORIZON',
+    late_destination  text DEFAULT NULL)
 RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_invoker oid := stream_internal._caller();
@@ -155,6 +158,7 @@ DECLARE
     v_dest regclass; v_dest_text text; v_dst stream.streams; v_rec text; v_out_names text; v_out_exprs text;
     v_batch text; v_msql text; v_emit text;
     v_where text;
+    v_late regclass; v_late_text text; v_late_sql text;
     v_missing text;
     r record;
     i int;
@@ -324,13 +328,38 @@ BEGIN
                          CASE WHEN v_a->>'having' IS NULL THEN '' ELSE ' WHERE ' || (v_a->>'having') END);
     END IF;
 
+    -- late records: a side output table (query_name, shard_id, sequence_number, record_time, watermark, data)
+    IF late_destination IS NOT NULL THEN
+        v_late := to_regclass(late_destination);
+        IF v_late IS NULL THEN
+            IF late_destination !~ '^[a-zA-Z_][a-zA-Z0-9_]*\.[a-zA-Z_][a-zA-Z0-9_]*$' THEN
+                PERFORM stream_internal._raise('InvalidArgumentException', format('late_destination %L must be schema.table', late_destination));
+            END IF;
+            IF NOT has_schema_privilege(v_invoker, split_part(late_destination, '.', 1), 'CREATE') THEN
+                PERFORM stream_internal._raise('AccessDeniedException', format('permission denied to create table %s', late_destination));
+            END IF;
+            EXECUTE format('CREATE TABLE %s (query_name text NOT NULL, shard_id text NOT NULL, sequence_number text NOT NULL, '
+                           'record_time timestamptz NOT NULL, watermark timestamptz NOT NULL, data jsonb NOT NULL)', late_destination);
+            EXECUTE format('ALTER TABLE %s OWNER TO %I', late_destination, v_role);
+            v_late := to_regclass(late_destination);
+        ELSIF NOT has_table_privilege(v_invoker, v_late, 'INSERT') THEN
+            PERFORM stream_internal._raise('AccessDeniedException', format('permission denied to insert into %s', v_late));
+        END IF;
+        SELECT format('%I.%I', n.nspname, c.relname) INTO v_late_text
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = v_late;
+        v_late_sql := format('INSERT INTO %s (query_name, shard_id, sequence_number, record_time, watermark, data) '
+                             'SELECT %L, r.s, r.q, r.t, r.w, r.d::jsonb FROM unnest($1::text[], $2::text[], $3::timestamptz[], '
+                             '$4::timestamptz[], $5::text[]) AS r(s, q, t, w, d)', v_late_text, query_name);
+    END IF;
+
     EXECUTE format('ALTER TYPE %s OWNER TO %I', v_in, v_role);
     EXECUTE format('ALTER TABLE %s OWNER TO %I', v_state, v_role);
 
     INSERT INTO stream.continuous_queries (processor_id, query_name, query, window_kind, spec, input_type, time_attno,
-        size_us, slide_us, origin, lag_us, idle_us, batch_size, destination, state_table, batch_sql, merge_sql, emit_sql, created_at)
+        size_us, slide_us, origin, lag_us, idle_us, batch_size, destination, state_table, batch_sql, merge_sql, emit_sql,
+        late_destination, late_sql, created_at)
     VALUES (v_id, query_name, query, v_kind, v_spec, v_in::regtype, v_time_attno, v_size, v_slide,
-            (v_spec->>'origin')::timestamptz, v_lag, v_idle, batch_size, v_dest_text, v_state, v_batch, v_msql, v_emit, v_now);
+            (v_spec->>'origin')::timestamptz, v_lag, v_idle, batch_size, v_dest_text, v_state, v_batch, v_msql, v_emit, v_late_text, v_late_sql, v_now);
     PERFORM stream_internal._wake_worker();
     RETURN query_name;
 END $$;
@@ -360,7 +389,7 @@ BEGIN
     RETURN jsonb_build_object('QueryName', q.query_name, 'Query', q.query, 'WindowKind', q.window_kind,
         'Window', q.spec, 'Destination', q.destination, 'Status', q.status, 'Watermark', q.watermark,
         'OpenWindowGroups', v_open, 'RecordsIn', q.records_in, 'RecordsLate', q.records_late,
-        'RecordsFailed', q.records_failed, 'RowsEmitted', q.rows_emitted, 'CreatedAt', q.created_at);
+        'RecordsFailed', q.records_failed, 'RowsEmitted', q.rows_emitted, 'LateDestination', q.late_destination, 'CreatedAt', q.created_at);
 END $$;
 SELECT stream_internal._api_entry('describe_continuous_query');
 

@@ -160,14 +160,20 @@ def test_late(conn):
         mx = r[3] if mx is None else max(mx, r[3])
     cqref.load_reference_table(conn, 'ref_late', [r[2] for r, lt in zip(recs, late_ref) if not lt])
     for bs in (1, 500):
-        q(conn, 'SELECT stream.create_continuous_query(%s, %s, %s, batch_size => %s)',
+        q(conn, 'SELECT stream.create_continuous_query(%s, %s, %s, batch_size => %s, late_destination => %s)',
           (f'late_{bs}', query_sql("stream.tumble('late', size => '1 minute', time_column => 'ts', "
-                                   "watermark_lag => '5 seconds')", 'true'), f'public.out_late_{bs}', bs))
+                                   "watermark_lag => '5 seconds')", 'true'), f'public.out_late_{bs}', bs,
+           f'public.late_side_{bs}'))
     put_all(conn, 'late', recs + cqref.sentinels(1, BASE + timedelta(days=1)), ['0'])
     wait_watermark(conn, ['late_1', 'late_500'], BASE + timedelta(days=1) - timedelta(seconds=5))
     for bs in (1, 500):
         late = q1(conn, 'SELECT records_late FROM stream.continuous_queries WHERE query_name = %s', (f'late_{bs}',))
         check(late == sum(late_ref), f'late_{bs}: {late} late records, {sum(late_ref)} below the watermark')
+        side = q(conn, f'SELECT record_time, watermark, data FROM public.late_side_{bs} ORDER BY sequence_number::numeric')
+        want = [r[2][3] for r, lt in zip(recs, late_ref) if lt]
+        check([x[0] for x in side] == want, f'late_{bs}: the side output holds {len(side)} records, {len(want)} late ones')
+        check(all(t < w and datetime.fromisoformat(d['ts']) == t for t, w, d in side),
+              f'late_{bs}: each side-output record below its watermark, with its data')
         compare(conn, f'late_{bs}', f'public.out_late_{bs}', cqref.reference('tumble', 'ref_late', 'true'))
     say(f'late: {sum(late_ref)} of {len(recs)} records late, as the reference says')
 
