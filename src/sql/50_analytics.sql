@@ -131,6 +131,31 @@ RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
         ON CONFLICT (processor_id, shard_index) DO UPDATE SET max_time = EXCLUDED.max_time, active_at = EXCLUDED.active_at
 $$;
 
+-- A table a query writes: p_name if it exists (the caller may insert into it), else
+-- created as CREATE TABLE p_name p_definition and owned by the caller.
+-- Returns it quoted, schema-qualified.
+CREATE FUNCTION stream_internal._cq_table(p_what text, p_name text, p_invoker oid, p_definition text) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v regclass := to_regclass(p_name);
+BEGIN
+    IF v IS NULL THEN
+        IF p_name !~ '^[a-zA-Z_][a-zA-Z0-9_]*\.[a-zA-Z_][a-zA-Z0-9_]*$' THEN
+            PERFORM stream_internal._raise('InvalidArgumentException', format('%s %L must be schema.table', p_what, p_name));
+        END IF;
+        IF NOT has_schema_privilege(p_invoker, split_part(p_name, '.', 1), 'CREATE') THEN
+            PERFORM stream_internal._raise('AccessDeniedException', format('permission denied to create table %s', p_name));
+        END IF;
+        EXECUTE 'CREATE TABLE ' || p_name || ' ' || p_definition;   -- p_name: schema.table, checked above
+        EXECUTE format('ALTER TABLE %s OWNER TO %I', p_name, (SELECT rolname FROM pg_roles WHERE oid = p_invoker));
+        v := to_regclass(p_name);
+    ELSIF NOT has_table_privilege(p_invoker, v, 'INSERT') THEN
+        PERFORM stream_internal._raise('AccessDeniedException', format('permission denied to insert into %s', v));
+    END IF;
+    RETURN (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.oid = v);
+END $$;
+
 CREATE FUNCTION stream_internal.create_continuous_query(
     query_name        text,
     query             text,
@@ -155,10 +180,10 @@ DECLARE
     v_cols text; v_coldefs text; v_in text; v_state text;
     v_groups text[]; v_gcols text; v_gsel text; v_gby text;
     v_pcols text; v_psel text; v_merge text; v_combine text;
-    v_dest regclass; v_dest_text text; v_dst stream.streams; v_rec text; v_out_names text; v_out_exprs text;
+    v_dest_text text; v_dst stream.streams; v_rec text; v_out_names text; v_out_exprs text;
     v_batch text; v_msql text; v_emit text;
     v_where text;
-    v_late regclass; v_late_text text; v_late_sql text;
+    v_late_text text; v_late_sql text;
     v_missing text;
     r record;
     i int;
@@ -298,31 +323,15 @@ BEGIN
         END IF;
         v_dest_text := destination;
     ELSE
-        v_dest := to_regclass(destination);
-        IF v_dest IS NULL THEN
-            IF destination !~ '^[a-zA-Z_][a-zA-Z0-9_]*\.[a-zA-Z_][a-zA-Z0-9_]*$' THEN
-                PERFORM stream_internal._raise('InvalidArgumentException', format('destination %L must be schema.table, stream:name or delivery_stream:name', destination));
-            END IF;
-            IF NOT has_schema_privilege(v_invoker, split_part(destination, '.', 1), 'CREATE') THEN
-                PERFORM stream_internal._raise('AccessDeniedException', format('permission denied to create table %s', destination));
-            END IF;
-            EXECUTE format('CREATE TABLE %s AS SELECT %s FROM %s s WITH NO DATA', destination, v_out_exprs, v_state);
-            EXECUTE format('ALTER TABLE %s OWNER TO %I', destination, v_role);
-            v_dest := to_regclass(destination);
-        ELSE
-            IF NOT has_table_privilege(v_invoker, v_dest, 'INSERT') THEN
-                PERFORM stream_internal._raise('AccessDeniedException', format('permission denied to insert into %s', v_dest));
-            END IF;
-            SELECT string_agg(o->>'name', ', ') INTO v_missing
-              FROM jsonb_array_elements(v_a->'outputs') o
-             WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = v_dest AND a.attname = o->>'name'
-                                  AND a.attnum > 0 AND NOT a.attisdropped);
-            IF v_missing IS NOT NULL THEN
-                PERFORM stream_internal._raise('InvalidArgumentException', format('destination %s has no column %s', v_dest, v_missing));
-            END IF;
+        v_dest_text := stream_internal._cq_table('destination', destination, v_invoker,
+                                                 format('AS SELECT %s FROM %s s WITH NO DATA', v_out_exprs, v_state));
+        SELECT string_agg(o->>'name', ', ') INTO v_missing
+          FROM jsonb_array_elements(v_a->'outputs') o
+         WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = v_dest_text::regclass AND a.attname = o->>'name'
+                              AND a.attnum > 0 AND NOT a.attisdropped);
+        IF v_missing IS NOT NULL THEN
+            PERFORM stream_internal._raise('InvalidArgumentException', format('destination %s has no column %s', v_dest_text, v_missing));
         END IF;
-        SELECT format('%I.%I', n.nspname, c.relname) INTO v_dest_text
-          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = v_dest;
         v_emit := format('WITH s AS (DELETE FROM %s s WHERE s.window_end <= $1 RETURNING s.*) INSERT INTO %s (%s) SELECT %s FROM s%s',
                          v_state, v_dest_text, v_out_names, v_out_exprs,
                          CASE WHEN v_a->>'having' IS NULL THEN '' ELSE ' WHERE ' || (v_a->>'having') END);
@@ -330,23 +339,9 @@ BEGIN
 
     -- late records: a side output table (query_name, shard_id, sequence_number, record_time, watermark, data)
     IF late_destination IS NOT NULL THEN
-        v_late := to_regclass(late_destination);
-        IF v_late IS NULL THEN
-            IF late_destination !~ '^[a-zA-Z_][a-zA-Z0-9_]*\.[a-zA-Z_][a-zA-Z0-9_]*$' THEN
-                PERFORM stream_internal._raise('InvalidArgumentException', format('late_destination %L must be schema.table', late_destination));
-            END IF;
-            IF NOT has_schema_privilege(v_invoker, split_part(late_destination, '.', 1), 'CREATE') THEN
-                PERFORM stream_internal._raise('AccessDeniedException', format('permission denied to create table %s', late_destination));
-            END IF;
-            EXECUTE format('CREATE TABLE %s (query_name text NOT NULL, shard_id text NOT NULL, sequence_number text NOT NULL, '
-                           'record_time timestamptz NOT NULL, watermark timestamptz NOT NULL, data jsonb NOT NULL)', late_destination);
-            EXECUTE format('ALTER TABLE %s OWNER TO %I', late_destination, v_role);
-            v_late := to_regclass(late_destination);
-        ELSIF NOT has_table_privilege(v_invoker, v_late, 'INSERT') THEN
-            PERFORM stream_internal._raise('AccessDeniedException', format('permission denied to insert into %s', v_late));
-        END IF;
-        SELECT format('%I.%I', n.nspname, c.relname) INTO v_late_text
-          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = v_late;
+        v_late_text := stream_internal._cq_table('late_destination', late_destination, v_invoker,
+            '(query_name text NOT NULL, shard_id text NOT NULL, sequence_number text NOT NULL, '
+            'record_time timestamptz NOT NULL, watermark timestamptz NOT NULL, data jsonb NOT NULL)');
         v_late_sql := format('INSERT INTO %s (query_name, shard_id, sequence_number, record_time, watermark, data) '
                              'SELECT %L, r.s, r.q, r.t, r.w, r.d::jsonb FROM unnest($1::text[], $2::text[], $3::timestamptz[], '
                              '$4::timestamptz[], $5::text[]) AS r(s, q, t, w, d)', v_late_text, query_name);
@@ -393,23 +388,26 @@ BEGIN
 END $$;
 SELECT stream_internal._api_entry('describe_continuous_query');
 
-CREATE FUNCTION stream_internal.start_continuous_query(query_name text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Start (resume from the checkpoints) or stop a query; state and checkpoints stay.
+CREATE FUNCTION stream_internal._continuous_query_set_status(p_name text, p_status text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    q stream.continuous_queries := stream_internal._continuous_query(query_name);
+    q stream.continuous_queries := stream_internal._continuous_query(p_name);
 BEGIN
-    UPDATE stream.continuous_queries SET status = 'RUNNING' WHERE processor_id = q.processor_id;
-    PERFORM stream_internal._wake_worker();
+    UPDATE stream.continuous_queries SET status = p_status WHERE processor_id = q.processor_id;
+    IF p_status = 'RUNNING' THEN
+        PERFORM stream_internal._wake_worker();
+    END IF;
 END $$;
+
+CREATE FUNCTION stream_internal.start_continuous_query(query_name text) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT stream_internal._continuous_query_set_status(query_name, 'RUNNING') $$;
 SELECT stream_internal._api_entry('start_continuous_query');
 
 CREATE FUNCTION stream_internal.stop_continuous_query(query_name text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    q stream.continuous_queries := stream_internal._continuous_query(query_name);
-BEGIN
-    UPDATE stream.continuous_queries SET status = 'STOPPED' WHERE processor_id = q.processor_id;
-END $$;
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT stream_internal._continuous_query_set_status(query_name, 'STOPPED') $$;
 SELECT stream_internal._api_entry('stop_continuous_query');
 
 -- Deletes the query, its state and input type; the destination stays.
