@@ -59,7 +59,9 @@ def gen_records():
     t = BASE
     for i in range(N):
         t += timedelta(milliseconds=rng.randint(0, 900))
-        ts = t - timedelta(milliseconds=rng.randint(0, LAG * 1000 - 1))   # within the lag
+        ts = t - timedelta(milliseconds=rng.randint(0, LAG * 1000 - 1001))   # within the lag
+        if rng.random() < 0.6:
+            ts = ts.replace(microsecond=0)      # whole seconds: records on window edges, session gaps of exactly 20 s
         k = rng.choice(KEYS)
         v = None if rng.random() < 0.1 else round(rng.uniform(-100, 100), rng.randint(0, 4))
         qq = rng.randint(0, 100)
