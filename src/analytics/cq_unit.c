@@ -19,14 +19,15 @@
  *  4. the watermark, the per-shard marks, the counters and the checkpoints.
  *
  * Watermark: per shard the highest time seen minus the lag; the query's is
- * the minimum over the active shards, never lower than before.  A shard
- * with nothing to read for idle_timeout does not hold it back; when every
- * shard is idle, an arrival-time query moves to now - idle_timeout - lag
- * (arrival times are stamped in order per shard, so only a writer in flight
- * longer than idle_timeout can be late), an event-time query stays where it
- * is.  The watermark moves record by record within a unit, so on a single
- * shard the late records are exactly those below the highest time before
- * them minus the lag, whatever the batch size.
+ * the minimum over the active shards, never lower than before.  On arrival
+ * time a shard with nothing left to read counts with the least arrival its
+ * next record can have (arrival_bound: now, or the start of the oldest
+ * producer transaction in flight), so the watermark follows the clock yet
+ * never passes an in-flight producer.  On event time a shard with nothing to
+ * read for idle_timeout stops holding the watermark back; when every shard
+ * is idle it stays where it is.  The watermark moves record by record
+ * within a unit, so on a single shard the late records are exactly those
+ * below the highest time before them minus the lag, whatever the batch size.
  */
 #include "stream.h"
 
@@ -44,6 +45,7 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
+#include "streams/seqalloc.h"
 #include "streams/seqno.h"
 #include "streams/shard.h"
 #include "streams/stream_catalog.h"
@@ -280,6 +282,35 @@ shards_watermark(CqConfig *c, ShardMark *m, int n, TimestampTz now)
 	return w;
 }
 
+/*
+ * Arrival time, a shard with nothing left to read: the least arrival time
+ * its next record can have.  Arrival times are stamped in order per shard
+ * when numbers are reserved (seqalloc), so with no producer in flight and
+ * nothing committed since the window was cut, every later record arrives
+ * after now (taken before the window); with producers in flight, not before
+ * the lowest one's transaction began.  The shard's mark moves up to that
+ * bound: the watermark passes neither an idle shard's future records nor an
+ * in-flight producer, and needs no idle timeout.
+ */
+static void
+arrival_bound(StreamInfo *info, ShardWindow *sw, ShardMark *m, TimestampTz now)
+{
+	SeqHoldback hb;
+	TimestampTz bound;
+
+	if (sw->shard->closed || sw->from < sw->to)
+		return;
+	seqalloc_holdback(info, sw->shard, &hb);
+	if (hb.stable > sw->to)
+		return;					/* committed since: read by the next unit */
+	bound = hb.inflight > 0 ? hb.holder_xact_start : now;
+	if (!m->has_max || bound > m->max_time)
+	{
+		m->max_time = bound;
+		m->has_max = true;
+	}
+}
+
 /* decode one record as the owner; errors propagate */
 static void
 decode_one(RowMapper *rm, RawRec *r, int time_attno)
@@ -468,7 +499,7 @@ cq_run_unit(const ProcessorRun *run, void *arg)
 	ProcessorUnit u;
 	ShardMark  *marks;
 	Collect		col;
-	bool		more = false;
+	volatile bool more = false;
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz w_start;
 	TimestampTz w_cur;
@@ -525,8 +556,14 @@ cq_run_unit(const ProcessorRun *run, void *arg)
 		}
 	}
 	for (int i = 0; i < w.nshards; i++)
-		if (marks[i].active && !marks[i].had_records && marks[i].active_at <= now - c.idle)
+	{
+		if (!marks[i].active || marks[i].had_records)
+			continue;
+		if (c.time_attno == 0)
+			arrival_bound(info, &w.shards[i], &marks[i], now);
+		else if (marks[i].active_at <= now - c.idle)
 			marks[i].active = false;	/* idle: does not hold the watermark back */
+	}
 
 	w_start = c.watermark;
 	if (u.nranges == 0 && Max(w_start, shards_watermark(&c, marks, w.nshards, now)) <= w_start)

@@ -297,6 +297,46 @@ def test_destinations(conn):
     say(f'destinations: {len(want)} windows into a stream and a delivery stream, each once')
 
 
+def test_inflight(conn):
+    """Arrival time: the watermark follows the clock over idle shards (no idle timeout: it is an hour here)
+    but never passes a producer in flight; its record, committed later, is not late."""
+    q(conn, "SELECT stream.create_stream('inf', 2)")
+    keys = cqref.hash_keys(conn, 'inf')
+    q(conn, 'SELECT stream.create_continuous_query(%s, %s, %s, batch_size => 7, idle_timeout => %s)',
+      ('inflight', "SELECT k, window_start, window_end, count(*) AS n FROM stream.tumble('inf', size => '100 milliseconds') "
+                   "AS t(k text) GROUP BY k, window_start, window_end", 'public.out_inflight', '1 hour'))
+    pid = q1(conn, "SELECT processor_id FROM stream.continuous_queries WHERE query_name = 'inflight'")
+    state_empty = lambda: q1(conn, f'SELECT count(*) FROM stream_cq.cq_{pid}_state') == 0  # noqa: E731
+    put_all(conn, 'inf', [(rng.randrange(2), json.dumps({'k': 'before'})) for _ in range(30)], keys)
+    st.wait_for(lambda: q1(conn, "SELECT records_in FROM stream.continuous_queries WHERE query_name = 'inflight'") == 30
+                and state_empty(), 30, 'windows closed over idle shards without an idle timeout')
+    holder = st.connect()
+    q(holder, 'BEGIN')
+    began = q1(holder, 'SELECT now()')
+    q(holder, "SELECT stream.put_record('inf', 'h', convert_to('{\"k\": \"held\"}', 'UTF8'), %s)", (keys[0],))
+    for _ in range(10):
+        put_all(conn, 'inf', [(rng.randrange(2), json.dumps({'k': 'during'})) for _ in range(5)], keys)
+        time.sleep(0.1)
+    time.sleep(0.5)
+    wm = q1(conn, "SELECT watermark FROM stream.continuous_queries WHERE query_name = 'inflight'")
+    check(wm is not None and wm <= began, f'the watermark {wm} passed the producer in flight since {began}')
+    emitted_before = q1(conn, 'SELECT count(*) FROM public.out_inflight')
+    q(holder, 'COMMIT')
+    holder.close()
+    st.wait_for(lambda: q1(conn, "SELECT records_in FROM stream.continuous_queries WHERE query_name = 'inflight'") == 81
+                and state_empty(), 30, 'every window closed after the commit')
+    late = q1(conn, "SELECT records_late FROM stream.continuous_queries WHERE query_name = 'inflight'")
+    check(late == 0, f'{late} late records: the held one must not be')
+    tbl = q1(conn, "SELECT stream_internal._data_table(stream_id)::text FROM stream.streams WHERE stream_name = 'inf'")
+    want = rows_of(conn, "SELECT j->>'k', date_bin('100 milliseconds', arrival, 'epoch'), "
+                         "date_bin('100 milliseconds', arrival, 'epoch') + interval '100 milliseconds', count(*) "
+                         f"FROM (SELECT arrival, convert_from(data, 'UTF8')::jsonb AS j FROM {tbl}) r GROUP BY 1, 2, 3")
+    got = rows_of(conn, 'SELECT k, window_start, window_end, n FROM public.out_inflight')
+    check(got == want, f'in flight: {len(got)} rows, reference {len(want)}')
+    say(f'in flight: watermark held at {wm} (producer since {began}), {emitted_before} rows before its commit, '
+        f'{len(got)} rows equal the reference')
+
+
 def open_shards(conn, stream):
     """(shard id, starting hash key, ending hash key) of the open shards."""
     return q(conn, "SELECT stream_internal._shard_id(sh.shard_index), sh.starting_hash_key, sh.ending_hash_key "
@@ -362,6 +402,7 @@ def main():
         ('arrival', test_arrival, (conn,)),
         ('destinations', test_destinations, (conn,)),
         ('resharding', test_resharding, (conn,)),
+        ('inflight', test_inflight, (conn,)),
     ])
     conn.close()
 
