@@ -84,4 +84,7 @@ extern int	stream_metrics_flush_interval;
 /* stream.metrics_retention (min): how long per-minute metrics are kept */
 extern int	stream_metrics_retention_min;
 
+/* stream.json_fast_decode: off forces JSON records through jsonb (runtime/json_decode.c) */
+extern bool stream_json_fast_decode;
+
 #endif							/* STREAM_SETTINGS_H */
