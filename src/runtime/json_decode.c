@@ -463,7 +463,9 @@ find_col(JsonDecoder *d, const char *k, int klen)
 			continue;
 		if (memcmp(c->name, k, klen) == 0)
 			return i;
-		fold = true;
+		/* pg_strncasecmp folds ASCII, and high-bit bytes by the locale */
+		if (((c->name[0] | 0x20) == (k[0] | 0x20)) || IS_HIGHBIT_SET(k[0]) || IS_HIGHBIT_SET(c->name[0]))
+			fold = true;
 	}
 	if (fold)
 	{
