@@ -153,7 +153,7 @@ define_meter_settings(void)
 							 "Off, every record goes through jsonb and the column types' input functions (the general path the scanner must match; tests compare both).",
 							 &stream_json_fast_decode,
 							 true,
-							 PGC_USERSET, 0,
+							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 	DefineCustomBoolVariable("stream.enforce_shard_limits",
 							 "Enforces Kinesis' per-shard throughput limits.",
