@@ -66,6 +66,8 @@ OBJS = \
 	src/delivery/delivery_buffer.o \
 	src/delivery/delivery_batch.o \
 	src/delivery/delivery_round.o \
+	src/analytics/cq_analyze.o \
+	src/analytics/cq_unit.o \
 	src/delivery/delivery_flush.o \
 	src/delivery/delivery_convert.o \
 	src/delivery/delivery_transform.o \

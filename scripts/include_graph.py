@@ -37,6 +37,7 @@ LAYERS = [
     ['streams', 'parquet'],
     ['runtime'],
     ['delivery'],
+    ['analytics'],
     ['bgw'],
     ['caller', 'module'],
 ]

@@ -28,6 +28,7 @@
 #include "settings.h"
 #include "bgw/worker.h"
 #include "delivery/delivery.h"
+#include "analytics/analytics.h"
 #include "streams/chunk_insert.h"
 #include "streams/consumer_position.h"
 #include "streams/iterator.h"
@@ -82,6 +83,7 @@ _PG_init(void)
 	iterator_init();
 	chunk_insert_init(stream_worker_wake_now, stream_make_chunk_in_worker);
 	delivery_init();			/* processor kinds, before any SQL of the extension */
+	analytics_init();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

@@ -63,6 +63,7 @@
 #include "bgw/worker_int.h"
 #include "stream.h"
 #include "delivery/delivery.h"
+#include "analytics/analytics.h"
 
 #define MAINTENANCE_LIST_QUERY	"SELECT stream_id FROM stream.streams ORDER BY stream_id"
 #define MAINTENANCE_QUERY		"SELECT * FROM stream_internal._maintain_stream($1)"
@@ -294,6 +295,9 @@ delivery_round(MemoryContext context, bool *missing)
 	{
 		more = delivery_run_round(req.keys, req.nkeys, req.all, req.ticket,
 								  &done, missing);
+		/* continuous queries (analytics/): one runtime round of their kind */
+		if (!*missing && analytics_run_round(missing))
+			more = true;
 	}
 	PG_CATCH();
 	{

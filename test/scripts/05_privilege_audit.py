@@ -61,6 +61,7 @@ READ_ONLY_VIEWS = {
     'stream.delivery_batches',
     'stream.delivery_failed_records',
     'stream.processor_status',              # security_barrier: the caller's processors
+    'stream.continuous_query_status',       # security_barrier: the caller's continuous queries
     'stream.stream_metrics',                # security_barrier: streams the caller may read
     'stream.shard_metrics',
     'stream.consumer_lag',                  # security_barrier: as application_leases, stream_consumers, processor_status
