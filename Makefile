@@ -58,6 +58,7 @@ OBJS = \
 	src/parquet/parquet_writer.o \
 	src/parquet/write_parquet.o \
 	src/runtime/kind.o \
+	src/runtime/json_decode.o \
 	src/runtime/window.o \
 	src/runtime/checkpoint.o \
 	src/runtime/round.o \
@@ -73,6 +74,7 @@ OBJS = \
 	src/delivery/delivery_transform.o \
 	src/delivery/delivery_partition.o \
 	src/delivery/delivery_prefix.o \
+	src/delivery/json_decode_check.o \
 	src/delivery/delivery_rowmap.o \
 	src/delivery/delivery_output.o \
 	src/delivery/delivery_files.o \

@@ -25,6 +25,7 @@
 #include "settings.h"
 
 int			stream_iterator_lifetime_ms = 300000;
+bool		stream_json_fast_decode = true;
 int			stream_next_token_lifetime_ms = 300000;
 int			stream_chunk_premake = 4;
 int			stream_max_shards = 8192;
@@ -154,6 +155,13 @@ define_worker_settings(void)
 static void
 define_meter_settings(void)
 {
+	DefineCustomBoolVariable("stream.json_fast_decode",
+							 "Decodes JSON records to a schema's columns with the streaming scanner.",
+							 "Off, every record goes through jsonb and the column types' input functions (the general path the scanner must match; tests compare both).",
+							 &stream_json_fast_decode,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 	DefineCustomBoolVariable("stream.enforce_shard_limits",
 							 "Enforces Kinesis' per-shard throughput limits.",
 							 "Writes of more than 1 MiB or 1,000 records per second and reads of more than 2 MiB or 5 get_records calls per second on a shard fail with ProvisionedThroughputExceededException.",

@@ -99,4 +99,7 @@ extern double stream_on_demand_merge_threshold;
 /* stream.on_demand_merge_after (ms): how long two neighbours stay cold before they are merged */
 extern int	stream_on_demand_merge_after_ms;
 
+/* stream.json_fast_decode: off forces JSON records through jsonb (runtime/json_decode.c) */
+extern bool stream_json_fast_decode;
+
 #endif							/* STREAM_SETTINGS_H */
