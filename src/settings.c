@@ -63,7 +63,7 @@ define_stream_settings(void)
 							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("stream.next_token_lifetime",
-							"How long a NextToken of list_streams or list_stream_consumers stays valid.",
+							"How long a NextToken of list_streams, list_stream_consumers or list_shards stays valid.",
 							"Kinesis uses 300 seconds; lower it only to test expiry.",
 							&stream_next_token_lifetime_ms,
 							300000, 1, 3600 * 1000,

@@ -613,8 +613,8 @@ SELECT stream_internal._api_entry('delete_stream');
 
 
 -- The signed NextToken of the list functions (src/streams/next_token.c):
--- kind S for list_streams, C for list_stream_consumers; the position is
--- the last key of the page.
+-- kind S for list_streams, C for list_stream_consumers, L for list_shards;
+-- the position is the last key of the page (list_shards: a jsonb object).
 CREATE FUNCTION stream_internal._next_token(kind text, "position" text) RETURNS text
     AS 'MODULE_PATHNAME', 'stream_next_token' LANGUAGE C STABLE STRICT;
 CREATE FUNCTION stream_internal._next_token_position(kind text, token text) RETURNS text

@@ -87,17 +87,16 @@ END $$;
 -- ListShards
 ---------------------------------------------------------------------------
 
--- The NextToken of a page: the stream, the last shard listed, the filter,
--- and when it was made (it expires after 300 s, as Kinesis').  Opaque to
--- the caller but not secret: it lets no one list more than list_shards
--- already shows everyone.
+-- The NextToken of a page: the stream, the last shard listed and the
+-- filter, signed and timed as list_streams' tokens (kind L, next_token.c:
+-- ExpiredNextTokenException after stream.next_token_lifetime).  Not
+-- secret, but a made-up or altered token is refused as invalid rather
+-- than failing on its contents or never expiring.
 CREATE FUNCTION stream_internal._shard_token(p_stream_id int, p_last int, p_filter text,
                                              p_filter_ts timestamptz) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT translate(encode(convert_to(jsonb_build_object(
-               'v', 1, 's', p_stream_id, 'l', p_last, 'f', p_filter,
-               't', extract(epoch FROM p_filter_ts), 'c', extract(epoch FROM clock_timestamp()))::text,
-               'UTF8'), 'base64'), E'\n', '')
+    SELECT stream_internal._next_token('L', jsonb_build_object(
+               's', p_stream_id, 'l', p_last, 'f', p_filter, 't', extract(epoch FROM p_filter_ts))::text)
 $$;
 
 CREATE FUNCTION stream_internal._list_shards(p_stream_name text, p_max_results int, p_next_token text,
@@ -134,24 +133,8 @@ BEGIN
         IF p_exclusive_start IS NOT NULL OR p_filter IS NOT NULL OR p_filter_shard IS NOT NULL OR p_filter_ts IS NOT NULL THEN
             PERFORM stream_internal._raise('InvalidArgumentException', 'NextToken cannot be provided together with ExclusiveStartShardId or ShardFilter: the token carries them.');
         END IF;
-        IF length(p_next_token) > 1048576 THEN
-            PERFORM stream_internal._raise('ValidationException', '1 validation error detected: Value at ''nextToken'' failed to satisfy constraint: Member must have length less than or equal to 1048576');
-        END IF;
-        BEGIN
-            tok := convert_from(decode(p_next_token, 'base64'), 'UTF8')::jsonb;
-            IF (tok ->> 'v')::int IS DISTINCT FROM 1 OR jsonb_typeof(tok -> 's') <> 'number'
-               OR jsonb_typeof(tok -> 'l') <> 'number' OR jsonb_typeof(tok -> 'c') <> 'number' THEN
-                tok := NULL;
-            END IF;
-        EXCEPTION WHEN OTHERS THEN
-            tok := NULL;
-        END;
-        IF tok IS NULL THEN
-            PERFORM stream_internal._raise('InvalidArgumentException', 'Invalid NextToken.');
-        END IF;
-        IF clock_timestamp() - to_timestamp((tok ->> 'c')::float8) > interval '300 seconds' THEN
-            PERFORM stream_internal._raise('ExpiredNextTokenException', 'The NextToken has expired: it was made more than 300 seconds ago.', 'List the shards again without the token.');
-        END IF;
+        -- signed and timed as list_streams' tokens: a token the server did not make is refused
+        tok := stream_internal._next_token_position('L', p_next_token)::jsonb;
         SELECT * INTO s FROM stream.streams x WHERE x.stream_id = (tok ->> 's')::int;
         IF NOT FOUND THEN
             PERFORM stream_internal._raise('ResourceNotFoundException', 'The stream of this NextToken no longer exists.');
@@ -213,16 +196,18 @@ BEGIN
                END
          ORDER BY sh.shard_index
          LIMIT v_limit + 1)
+    , token AS MATERIALIZED (       -- made once: the same on every row of the page
+        SELECT CASE WHEN (SELECT count(*) FROM page) > v_limit
+                    THEN stream_internal._shard_token(s.stream_id,
+                             (SELECT max(q.shard_index) FROM (SELECT shard_index FROM page ORDER BY shard_index LIMIT v_limit) q),
+                             p_filter, p_filter_ts) END AS t)
     SELECT stream_internal._shard_id(p.shard_index), stream_internal._shard_id(p.parent_shard_index),
            stream_internal._shard_id(p.adjacent_parent_shard_index),
            p.starting_hash_key, p.ending_hash_key,
            stream_internal._sequence_text(s.stream_id, p.shard_index, p.starting_seq),
            stream_internal._sequence_text(s.stream_id, p.shard_index, p.ending_seq),
-           CASE WHEN (SELECT count(*) FROM page) > v_limit
-                THEN stream_internal._shard_token(s.stream_id,
-                         (SELECT max(q.shard_index) FROM (SELECT shard_index FROM page ORDER BY shard_index LIMIT v_limit) q),
-                         p_filter, p_filter_ts) END
-      FROM page p
+           token.t
+      FROM page p, token
      ORDER BY p.shard_index
      LIMIT v_limit;
 END $$;
