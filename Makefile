@@ -46,6 +46,7 @@ OBJS = \
 	src/bgw/unit.o \
 	src/bgw/chunk_maker.o \
 	src/bgw/metrics_flush.o \
+	src/bgw/autoscale.o \
 	src/bgw/launcher.o \
 	src/bgw/db_worker.o \
 	src/codec.o \
@@ -57,6 +58,7 @@ OBJS = \
 	src/parquet/parquet_writer.o \
 	src/parquet/write_parquet.o \
 	src/runtime/kind.o \
+	src/runtime/json_decode.o \
 	src/runtime/window.o \
 	src/runtime/checkpoint.o \
 	src/runtime/round.o \
@@ -65,11 +67,14 @@ OBJS = \
 	src/delivery/delivery_buffer.o \
 	src/delivery/delivery_batch.o \
 	src/delivery/delivery_round.o \
+	src/analytics/cq_analyze.o \
+	src/analytics/cq_unit.o \
 	src/delivery/delivery_flush.o \
 	src/delivery/delivery_convert.o \
 	src/delivery/delivery_transform.o \
 	src/delivery/delivery_partition.o \
 	src/delivery/delivery_prefix.o \
+	src/delivery/json_decode_check.o \
 	src/delivery/delivery_rowmap.o \
 	src/delivery/delivery_output.o \
 	src/delivery/delivery_files.o \

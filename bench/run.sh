@@ -418,10 +418,12 @@ fi
 # ---------------------------------------------------------------- phase 5: put cost vs shard count
 # put_records of the phase 1 batches (500 random keys) into a fresh stream of 1, 64 and 1,024 shards,
 # against the same rows INSERTed into plain_batch with the shard the key routes to among as many shards
-# (the view plain_route picks the precomputed shard column), all in one run.
+# (the view plain_route picks the precomputed shard column), all in one run.  Monitoring on, as the target
+# asks: the per-minute metrics counted (the default) and every shard-level metric enabled.
 P5_STREAM=""
 p5_stream() { # p5_stream SHARDS
     drop_stream "$P5_STREAM"; P5_STREAM=$(next_name shards); new_stream "$P5_STREAM" "$1"
+    q -c "SELECT stream.enable_enhanced_monitoring('$P5_STREAM', ARRAY['ALL'])" >/dev/null
     measure "p5_stream_$1" $BATCH put_records_stream.sql -D stream="$P5_STREAM"
 }
 p5_plain() { # p5_plain SHARDS

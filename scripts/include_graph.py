@@ -37,6 +37,7 @@ LAYERS = [
     ['streams', 'parquet'],
     ['runtime'],
     ['delivery', 'esm'],
+    ['analytics'],
     ['bgw'],
     ['caller', 'module'],
 ]

@@ -309,9 +309,24 @@ SELECT pg_temp.try(format('SELECT * FROM stream.list_shards(next_token => %L, sh
 SELECT pg_temp.try($$SELECT * FROM stream.list_shards(next_token => 'garbage')$$);
 SELECT pg_temp.try($$SELECT * FROM stream.list_shards(next_token => 'eyJ2IjogMX0=')$$);
 SELECT pg_temp.try($$SELECT * FROM stream.list_shards(next_token => '')$$);
+-- tokens are signed: made-up ones (a stream id out of range, a NaN time,
+-- one made "in the future" that would never expire), an altered one and
+-- another list function's are refused as invalid
 SELECT pg_temp.try(format('SELECT * FROM stream.list_shards(next_token => %L)',
-                          translate(encode(convert_to(jsonb_set(convert_from(decode(:'tok', 'base64'), 'UTF8')::jsonb,
-                                    '{c}', to_jsonb(extract(epoch FROM now() - interval '301 seconds')))::text, 'UTF8'), 'base64'), E'\n', '')));
+                          translate(encode(convert_to(t, 'UTF8'), 'base64'), E'\n', '')))
+  FROM (VALUES ('{"v": 1, "s": 1e20, "l": 0, "c": 1e12}'), ('{"v": 1, "s": 1, "l": 1e20, "c": 1e12}'),
+               ('{"v": 1, "s": 1, "l": 0, "c": 1e12, "t": "NaN"}'), ('{"v": 1, "s": 1, "l": 0, "c": 1e300}'),
+               ('{"v": 1, "s": 1, "l": -1, "c": 9e12}')) v(t);
+SELECT pg_temp.try(format('SELECT * FROM stream.list_shards(next_token => %L)',
+                          overlay(:'tok' PLACING (CASE WHEN substr(:'tok', 20, 1) = 'A' THEN 'B' ELSE 'A' END) FROM 20 FOR 1))) AS altered;
+SELECT pg_temp.try(format('SELECT * FROM stream.list_shards(next_token => %L)',
+                          (SELECT next_token FROM stream.list_streams("limit" => 1) LIMIT 1))) AS list_streams_token;
+-- expired after stream.next_token_lifetime (Kinesis: 300 s)
+SET stream.next_token_lifetime = 1;
+SELECT pg_sleep(0.05);
+SELECT regexp_replace(pg_temp.try(format('SELECT * FROM stream.list_shards(next_token => %L)', :'tok')), '[0-9]{10,}', '<ms>', 'g') AS expired;
+RESET stream.next_token_lifetime;
+SELECT count(*) AS valid_again FROM stream.list_shards(next_token => :'tok');
 SELECT pg_temp.try($$SELECT * FROM stream.list_shards('rl', 0)$$);
 SELECT pg_temp.try($$SELECT * FROM stream.list_shards('rl', 10001)$$);
 SELECT count(*) AS max_results_10000 FROM stream.list_shards('rl', 10000);

@@ -40,6 +40,10 @@
 #define RETENTION_HOURS_MAX			8760	/* 365 days */
 #define ACCOUNT_SHARDS_MAX			10000	/* open shards of the account: the default of stream.shard_limit */
 #define CONSUMERS_PER_STREAM_MAX	20		/* registered (enhanced fan-out) consumers */
+#define ON_DEMAND_INITIAL_SHARDS	4		/* an on-demand stream starts with them and keeps them (1.4) */
+#define ON_DEMAND_STREAMS_MAX		50		/* on-demand streams of the account: the default of stream.on_demand_stream_limit */
+#define STREAM_MODE_SWITCHES_MAX	2		/* UpdateStreamMode switches per stream and rolling 24 hours */
+#define RESHARDS_PER_SEC			5		/* SplitShard and MergeShards calls per second of the account */
 
 /* Firehose limits: delivery stream names and BufferingHints */
 #define FIREHOSE_NAME_MAX			64
@@ -58,6 +62,9 @@
 	X(RETENTION_HOURS_MAX) \
 	X(ACCOUNT_SHARDS_MAX) \
 	X(CONSUMERS_PER_STREAM_MAX) \
+	X(ON_DEMAND_INITIAL_SHARDS) \
+	X(ON_DEMAND_STREAMS_MAX) \
+	X(STREAM_MODE_SWITCHES_MAX) \
 	X(FIREHOSE_NAME_MAX) \
 	X(FIREHOSE_BUFFER_MB_MIN) \
 	X(FIREHOSE_BUFFER_MB_MAX) \

@@ -29,6 +29,7 @@
 #include "bgw/worker.h"
 #include "delivery/delivery.h"
 #include "esm/esm.h"
+#include "analytics/analytics.h"
 #include "streams/chunk_insert.h"
 #include "streams/consumer_position.h"
 #include "streams/iterator.h"
@@ -84,6 +85,7 @@ _PG_init(void)
 	chunk_insert_init(stream_worker_wake_now, stream_make_chunk_in_worker);
 	delivery_init();			/* processor kinds, before any SQL of the extension */
 	esm_init();
+	analytics_init();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

@@ -25,6 +25,7 @@
 #include "settings.h"
 
 int			stream_iterator_lifetime_ms = 300000;
+bool		stream_json_fast_decode = true;
 int			stream_next_token_lifetime_ms = 300000;
 int			stream_chunk_premake = 4;
 int			stream_max_shards = 8192;
@@ -42,6 +43,13 @@ int			stream_throttle_test_clock_ms = -1;
 int			stream_metrics_slots = 8192;
 int			stream_metrics_flush_interval = 10;
 int			stream_metrics_retention_min = 24 * 60;
+int			stream_on_demand_stream_limit = 50;	/* Kinesis' default quota, ON_DEMAND_STREAMS_MAX */
+bool		stream_on_demand_scaling = true;
+int			stream_on_demand_interval_ms = 10000;
+double		stream_on_demand_split_threshold = 0.5;
+int			stream_on_demand_split_after_ms = 60000;
+double		stream_on_demand_merge_threshold = 0.1;
+int			stream_on_demand_merge_after_ms = 15 * 60000;
 
 /* the data path: iterators, chunks, sequence counters, owner code */
 static void
@@ -55,7 +63,7 @@ define_stream_settings(void)
 							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("stream.next_token_lifetime",
-							"How long a NextToken of list_streams or list_stream_consumers stays valid.",
+							"How long a NextToken of list_streams, list_stream_consumers or list_shards stays valid.",
 							"Kinesis uses 300 seconds; lower it only to test expiry.",
 							&stream_next_token_lifetime_ms,
 							300000, 1, 3600 * 1000,
@@ -147,6 +155,13 @@ define_worker_settings(void)
 static void
 define_meter_settings(void)
 {
+	DefineCustomBoolVariable("stream.json_fast_decode",
+							 "Decodes JSON records to a schema's columns with the streaming scanner.",
+							 "Off, every record goes through jsonb and the column types' input functions (the general path the scanner must match; tests compare both).",
+							 &stream_json_fast_decode,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 	DefineCustomBoolVariable("stream.enforce_shard_limits",
 							 "Enforces Kinesis' per-shard throughput limits.",
 							 "Writes of more than 1 MiB or 1,000 records per second and reads of more than 2 MiB or 5 get_records calls per second on a shard fail with ProvisionedThroughputExceededException.",
@@ -192,11 +207,67 @@ define_meter_settings(void)
 							NULL, NULL, NULL);
 }
 
+/* capacity modes: the on-demand quota and the worker's scaling (bgw/autoscale.c) */
+static void
+define_capacity_settings(void)
+{
+	DefineCustomIntVariable("stream.on_demand_stream_limit",
+							"Most on-demand streams of a database (Kinesis' account quota of on-demand streams).",
+							"create_stream and update_stream_mode refuse to pass it (LimitExceededException); describe_limits() shows it as OnDemandStreamCountLimit.",
+							&stream_on_demand_stream_limit,
+							50, 0, 1000000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomBoolVariable("stream.on_demand_scaling",
+							 "Lets the database worker split hot and merge cold shards of on-demand streams.",
+							 "Off, on-demand streams keep their shards.",
+							 &stream_on_demand_scaling,
+							 true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("stream.on_demand_scaling_interval",
+							"Time between two looks of a database worker at the write rates of the on-demand streams' shards.",
+							"Each look measures every open shard's write rate since the previous one.",
+							&stream_on_demand_interval_ms,
+							10000, 100, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomRealVariable("stream.on_demand_split_threshold",
+							 "Share of a shard's write capacity (1 MiB or 1,000 records per second) above which a shard of an on-demand stream is hot.",
+							 "The default, 0.5, keeps twice the write rate seen, as Kinesis' on-demand mode does.",
+							 &stream_on_demand_split_threshold,
+							 0.5, 0.001, 100.0,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("stream.on_demand_split_after",
+							"How long a shard of an on-demand stream must stay hot before the worker splits it.",
+							NULL,
+							&stream_on_demand_split_after_ms,
+							60000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomRealVariable("stream.on_demand_merge_threshold",
+							 "Share of a shard's write capacity below which a shard of an on-demand stream is cold.",
+							 "Two adjacent cold shards whose rates add up to less than it are merged; it is capped at half of stream.on_demand_split_threshold, so that a merged shard is not hot.",
+							 &stream_on_demand_merge_threshold,
+							 0.1, 0.0, 100.0,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("stream.on_demand_merge_after",
+							"How long two adjacent shards of an on-demand stream must stay cold before the worker merges them.",
+							"Scaling down is gradual, as in Kinesis.",
+							&stream_on_demand_merge_after_ms,
+							15 * 60000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+}
+
 void
 settings_define(void)
 {
 	define_stream_settings();
 	define_worker_settings();
 	define_meter_settings();
+	define_capacity_settings();
 	MarkGUCPrefixReserved("stream");
 }

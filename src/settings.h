@@ -30,9 +30,6 @@ extern int	stream_iterator_lifetime_ms;
 /* stream.next_token_lifetime (ms): how long a NextToken of a list function stays valid */
 extern int	stream_next_token_lifetime_ms;
 
-/* stream.next_token_lifetime (ms): how long a NextToken of a list function stays valid */
-extern int	stream_next_token_lifetime_ms;
-
 /* stream.chunk_premake: chunks maintenance keeps ready ahead of the current one */
 extern int	stream_chunk_premake;
 
@@ -41,9 +38,6 @@ extern int	stream_max_shards;
 
 /* stream.max_shards_per_transaction: shards one transaction may have puts in flight on */
 extern int	stream_max_shards_per_xact;
-
-/* stream.shard_limit: open shards of all streams of a database together (the account quota) */
-extern int	stream_shard_limit;
 
 /* stream.shard_limit: open shards of all streams of a database together (the account quota) */
 extern int	stream_shard_limit;
@@ -83,5 +77,29 @@ extern int	stream_metrics_flush_interval;
 
 /* stream.metrics_retention (min): how long per-minute metrics are kept */
 extern int	stream_metrics_retention_min;
+
+/* stream.on_demand_stream_limit: on-demand streams of a database (the account quota) */
+extern int	stream_on_demand_stream_limit;
+
+/* stream.on_demand_scaling (PGC_SIGHUP): the worker scales on-demand streams */
+extern bool stream_on_demand_scaling;
+
+/* stream.on_demand_scaling_interval (ms): between two looks at the on-demand streams' write rates */
+extern int	stream_on_demand_interval_ms;
+
+/* stream.on_demand_split_threshold: share of a shard's write capacity above which it is hot */
+extern double stream_on_demand_split_threshold;
+
+/* stream.on_demand_split_after (ms): how long a shard stays hot before it is split */
+extern int	stream_on_demand_split_after_ms;
+
+/* stream.on_demand_merge_threshold: share of a shard's write capacity below which it is cold */
+extern double stream_on_demand_merge_threshold;
+
+/* stream.on_demand_merge_after (ms): how long two neighbours stay cold before they are merged */
+extern int	stream_on_demand_merge_after_ms;
+
+/* stream.json_fast_decode: off forces JSON records through jsonb (runtime/json_decode.c) */
+extern bool stream_json_fast_decode;
 
 #endif							/* STREAM_SETTINGS_H */

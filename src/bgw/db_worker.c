@@ -18,6 +18,9 @@
  *	- every stream.metrics_flush_interval, and for a request of
  *	  stream.flush_metrics() before its ticket is reported done: the
  *	  metrics counted in shared memory into their tables (metrics_flush.c);
+ *	- every stream.on_demand_scaling_interval, while stream.on_demand_scaling
+ *	  is on: a look at the write rates of the on-demand streams' shards and
+ *	  the splits and merges it decides on (autoscale.c);
  *	- it leaves when the extension is dropped, and, about once a second,
  *	  probes whether a DROP DATABASE, ALTER DATABASE RENAME / SET
  *	  TABLESPACE or CREATE DATABASE ... TEMPLATE waits for it: those wait
@@ -64,6 +67,7 @@
 #include "stream.h"
 #include "delivery/delivery.h"
 #include "esm/esm.h"
+#include "analytics/analytics.h"
 
 #define MAINTENANCE_LIST_QUERY	"SELECT stream_id FROM stream.streams ORDER BY stream_id"
 #define MAINTENANCE_QUERY		"SELECT * FROM stream_internal._maintain_stream($1)"
@@ -79,9 +83,13 @@ static TimestampTz next_maintenance;
 static TimestampTz last_maintenance_end = 0;	/* 0: no round yet */
 static TimestampTz next_delivery;
 static TimestampTz next_metrics;
+static TimestampTz next_autoscale;
 
 /* the metrics flush's memory, reset by each flush */
 static MemoryContext metrics_context = NULL;
+
+/* an on-demand scaling look's memory, reset by each look */
+static MemoryContext autoscale_context = NULL;
 
 /* call in a transaction */
 static bool
@@ -267,6 +275,24 @@ metrics_requested(const WorkerRequests *req)
 }
 
 /* ----------------------------------------------------------------------
+ * On-demand scaling (autoscale.c)
+ * ----------------------------------------------------------------------
+ */
+
+/* a look at the on-demand streams, and when the next is due; returns the time */
+static TimestampTz
+run_autoscale(void)
+{
+	TimestampTz now;
+
+	if (stream_on_demand_scaling && !autoscale_round(autoscale_context, worker_dbname))
+		exit_extension_dropped();
+	now = GetCurrentTimestamp();
+	next_autoscale = TimestampTzPlusMilliseconds(now, (int64) stream_on_demand_interval_ms);
+	return now;
+}
+
+/* ----------------------------------------------------------------------
  * Delivery round
  * ----------------------------------------------------------------------
  */
@@ -297,6 +323,9 @@ delivery_round(MemoryContext context, bool *missing)
 								  &done, missing);
 		/* event source mappings share the round's cadence and the worker (esm/esm.h) */
 		if (!*missing && esm_run_round(missing))
+			more = true;
+		/* continuous queries (analytics/): one runtime round of their kind */
+		if (!*missing && analytics_run_round(missing))
 			more = true;
 	}
 	PG_CATCH();
@@ -398,6 +427,9 @@ reload_settings_if_asked(void)
 	if (last_maintenance_end != 0)
 		next_maintenance = TimestampTzPlusMilliseconds(last_maintenance_end,
 													   (int64) stream_maintenance_naptime * 1000);
+	next_autoscale = Min(next_autoscale,
+						 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 (int64) stream_on_demand_interval_ms));
 }
 
 static void
@@ -421,6 +453,7 @@ wait_for_work(TimestampTz now)
 	timeout = TimestampDifferenceMilliseconds(now, next_maintenance);
 	timeout = Min(timeout, TimestampDifferenceMilliseconds(now, next_delivery));
 	timeout = Min(timeout, TimestampDifferenceMilliseconds(now, next_metrics));
+	timeout = Min(timeout, TimestampDifferenceMilliseconds(now, next_autoscale));
 	timeout = Min(timeout, DB_CONFLICT_POLL_MS);
 
 	(void) WaitLatch(MyLatch,
@@ -447,10 +480,14 @@ stream_db_worker_main(Datum main_arg)
 	metrics_context = AllocSetContextCreate(TopMemoryContext,
 											"stream metrics flush",
 											ALLOCSET_DEFAULT_SIZES);
+	autoscale_context = AllocSetContextCreate(TopMemoryContext,
+											  "stream on-demand scaling look",
+											  ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(maintenance_context);
 	next_maintenance = GetCurrentTimestamp();
 	next_delivery = next_maintenance;
 	next_metrics = next_maintenance;
+	next_autoscale = next_maintenance;
 
 	for (;;)
 	{
@@ -469,6 +506,8 @@ stream_db_worker_main(Datum main_arg)
 			now = run_delivery(delivery_context);
 		if (now >= next_metrics)
 			now = run_metrics();
+		if (now >= next_autoscale)
+			now = run_autoscale();
 
 		wait_for_work(now);
 	}

@@ -81,6 +81,11 @@ extern void unit_recover(void);
 /* this database's unflushed metrics into their tables; false: the extension is gone */
 extern bool metrics_flush(MemoryContext context);
 
+/* ---- autoscale.c ---- */
+
+/* a look at this database's on-demand streams and their reshards; false: the extension is gone */
+extern bool autoscale_round(MemoryContext context, const char *dbname);
+
 /* ---- entry points the postmaster calls by name (bgw_function_name) ---- */
 extern PGDLLEXPORT void stream_launcher_main(Datum main_arg);
 extern PGDLLEXPORT void stream_db_worker_main(Datum main_arg);

@@ -177,6 +177,7 @@ typedef struct RouteState
 	MemoryContext rec_cxt;
 	Datum	   *values;
 	bool	   *isnull;
+	OutObject  *only;			/* without partition keys: the one data object */
 } RouteState;
 
 /* Convert one record into the object its partition values name. */
@@ -226,7 +227,11 @@ route_record(SrcRec *r, void *arg)
 		}
 	}
 	MemoryContextSwitchTo(old);
-	o = get_object(rs->fo, OBJ_DATA, NULL, rs->nkeys, rs->names, vals, &toomany);
+	o = rs->only;
+	if (o == NULL)
+		o = get_object(rs->fo, OBJ_DATA, NULL, rs->nkeys, rs->names, vals, &toomany);
+	if (o != NULL && rs->nkeys == 0)
+		rs->only = o;
 	if (o == NULL)
 	{
 		fail_record(r, "processing-failed", "DynamicPartitioning.PartitionLimitExceeded",
@@ -259,6 +264,7 @@ route_records(FileOutput *fo, MemoryContext cxt)
 	rs.rec_cxt = AllocSetContextCreate(cxt, "delivery record", ALLOCSET_DEFAULT_SIZES);
 	rs.values = NULL;
 	rs.isnull = NULL;
+	rs.only = NULL;
 	rs.names = palloc(sizeof(char *) * Max(t->nsegs, 1));
 	for (int i = 0; i < t->nsegs; i++)
 	{

@@ -145,6 +145,7 @@ typedef struct RowMapper
 	FmgrInfo   *out_funcs;
 	bool	   *has_default;	/* table destination: column has a default */
 	bool	   *is_generated;
+	struct JsonDecoder *decoder;	/* the fast path (runtime/json_decode.h) */
 } RowMapper;
 
 extern RowMapper *rowmapper_create(Oid typid, Oid relid);

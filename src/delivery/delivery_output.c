@@ -33,26 +33,33 @@
 #include "delivery/delivery_int.h"
 
 static void
-csv_append_value(StringInfo out, const char *s)
+csv_append_value_len(StringInfo out, const char *s, int len)
 {
-	bool		quote = (*s == '\0');
+	bool		quote = (len == 0);
+	const char *end = s + len;
 
-	for (const char *p = s; *p && !quote; p++)
+	for (const char *p = s; p < end && !quote; p++)
 		if (*p == ',' || *p == '"' || *p == '\n' || *p == '\r')
 			quote = true;
 	if (!quote)
 	{
-		appendStringInfoString(out, s);
+		appendBinaryStringInfo(out, s, len);
 		return;
 	}
 	appendStringInfoChar(out, '"');
-	for (const char *p = s; *p; p++)
+	for (const char *p = s; p < end; p++)
 	{
 		if (*p == '"')
 			appendStringInfoChar(out, '"');
 		appendStringInfoChar(out, *p);
 	}
 	appendStringInfoChar(out, '"');
+}
+
+static void
+csv_append_value(StringInfo out, const char *s)
+{
+	csv_append_value_len(out, s, strlen(s));
 }
 
 /* One CSV line as COPY ... (FORMAT csv) writes it: NULL is empty, "" is an empty string. */
@@ -67,8 +74,23 @@ csv_append_row(StringInfo out, RowMapper *m, Datum *values, bool *isnull)
 			appendStringInfoChar(out, ',');
 		if (isnull[att])
 			continue;
+		/* what the output functions write, without the call and the copy */
 		if (m->types[i] == BOOLOID)
 			appendStringInfoString(out, DatumGetBool(values[att]) ? "true" : "false");
+		else if (m->types[i] == INT8OID || m->types[i] == INT4OID || m->types[i] == INT2OID)
+		{
+			char		buf[MAXINT8LEN + 1];
+			int64		v = m->types[i] == INT8OID ? DatumGetInt64(values[att]) :
+				m->types[i] == INT4OID ? DatumGetInt32(values[att]) : DatumGetInt16(values[att]);
+
+			appendBinaryStringInfo(out, buf, pg_lltoa(v, buf));
+		}
+		else if (m->types[i] == TEXTOID)
+		{
+			text	   *t = DatumGetTextPP(values[att]);
+
+			csv_append_value_len(out, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+		}
 		else
 			csv_append_value(out, OutputFunctionCall(&m->out_funcs[i], values[att]));
 	}

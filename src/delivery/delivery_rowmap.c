@@ -30,6 +30,7 @@
 #include "utils/rel.h"
 #include "utils/typcache.h"
 
+#include "runtime/json_decode.h"
 #include "delivery/delivery_int.h"
 
 RowMapper *
@@ -89,6 +90,14 @@ rowmapper_create(Oid typid, Oid relid)
 		n++;
 	}
 	m->natts = n;
+	{
+		int		   *atts = palloc(sizeof(int) * Max(n, 1));
+
+		for (int i = 0; i < n; i++)
+			atts[i] = m->attnums[i] - 1;
+		m->decoder = json_decoder_create(n, m->names_lower, m->types, m->typmods, m->in_funcs,
+										 m->in_ioparams, atts, desc->natts);
+	}
 	if (rel != NULL)
 		relation_close(rel, AccessShareLock);
 	else
@@ -180,13 +189,16 @@ void
 rowmapper_json_to_row(RowMapper *m, const char *data, int len,
 					  Datum *values, bool *isnull, bool *present)
 {
-	char	   *cstr = pnstrdup(data, len);
+	char	   *cstr;
 	Jsonb	   *jb;
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
 	int			cur = -1;
 
+	if (m->decoder && json_decode_record(m->decoder, data, len, values, isnull, present))
+		return;
+	cstr = pnstrdup(data, len);
 	for (int i = 0; i < m->desc->natts; i++)
 	{
 		values[i] = (Datum) 0;

@@ -493,7 +493,12 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION stream_internal._create_stream_table(int, text) FROM PUBLIC;
 
-CREATE FUNCTION stream_internal.create_stream(stream_name text, shard_count int, retention_hours int DEFAULT 24)
+-- stream_mode is Kinesis' StreamModeDetails.StreamMode: PROVISIONED (the
+-- default) takes shard_count shards; ON_DEMAND takes none, starts with 4
+-- and is scaled by the worker (src/sql/11_capacity.sql,
+-- src/bgw/autoscale.c), within stream.on_demand_stream_limit streams.
+CREATE FUNCTION stream_internal.create_stream(stream_name text, shard_count int DEFAULT NULL,
+                                              retention_hours int DEFAULT 24, stream_mode text DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_id int;
@@ -501,24 +506,35 @@ DECLARE
     v_width numeric;
     v_now timestamptz := clock_timestamp();
     v_start bigint;
+    v_mode text := coalesce(stream_mode, 'PROVISIONED');
 BEGIN
     PERFORM stream_internal._check_name(stream_name, 'streamName', stream_internal._limit('STREAM_NAME_MAX')::int);
-    IF shard_count IS NULL THEN
+    PERFORM stream_internal._check_stream_mode(v_mode, 'streamModeDetails.streamMode');
+    IF v_mode = 'ON_DEMAND' THEN
+        IF shard_count IS NOT NULL THEN
+            PERFORM stream_internal._raise('ValidationException', 'ShardCount is not expected when StreamMode=ON_DEMAND',
+                                           'An on-demand stream starts with 4 shards and is scaled by the stream worker; leave shard_count out.');
+        END IF;
+        shard_count := stream_internal._limit('ON_DEMAND_INITIAL_SHARDS');
+    ELSIF shard_count IS NULL THEN
         PERFORM stream_internal._raise_null('shardCount');
     ELSIF shard_count < 1 THEN
         PERFORM stream_internal._raise('ValidationException', format('1 validation error detected: Value ''%s'' at ''shardCount'' failed to satisfy constraint: Member must have value greater than or equal to 1', shard_count));
     END IF;
     -- the database's open shards, every stream's (stream.shard_limit)
     PERFORM stream_internal._check_shard_limit(shard_count);
+    IF v_mode = 'ON_DEMAND' THEN
+        PERFORM stream_internal._check_on_demand_limit();
+    END IF;
     PERFORM stream_internal._check_retention(retention_hours);
     IF EXISTS (SELECT 1 FROM stream.streams s WHERE s.stream_name = create_stream.stream_name) THEN
         PERFORM stream_internal._raise('ResourceInUseException', format('Stream %s under account 000000000000 already exists.', stream_name));
     END IF;
 
     BEGIN
-        INSERT INTO stream.streams (stream_name, retention_hours, chunk_hours, created_at, next_shard_index)
+        INSERT INTO stream.streams (stream_name, retention_hours, chunk_hours, stream_mode, created_at, next_shard_index)
         VALUES (create_stream.stream_name, create_stream.retention_hours,
-                greatest(1, create_stream.retention_hours / 24), v_now, shard_count)
+                greatest(1, create_stream.retention_hours / 24), v_mode, v_now, shard_count)
         RETURNING stream_id INTO v_id;
     EXCEPTION WHEN unique_violation THEN
         PERFORM stream_internal._raise('ResourceInUseException', format('Stream %s under account 000000000000 already exists.', stream_name));
@@ -597,8 +613,8 @@ SELECT stream_internal._api_entry('delete_stream');
 
 
 -- The signed NextToken of the list functions (src/streams/next_token.c):
--- kind S for list_streams, C for list_stream_consumers; the position is
--- the last key of the page.
+-- kind S for list_streams, C for list_stream_consumers, L for list_shards;
+-- the position is the last key of the page (list_shards: a jsonb object).
 CREATE FUNCTION stream_internal._next_token(kind text, "position" text) RETURNS text
     AS 'MODULE_PATHNAME', 'stream_next_token' LANGUAGE C STABLE STRICT;
 CREATE FUNCTION stream_internal._next_token_position(kind text, token text) RETURNS text
@@ -818,7 +834,7 @@ SELECT stream_internal._api_entry('revoke_stream_access');
 
 
 -- Managing streams is for administrators; they grant it on as they see fit.
-REVOKE ALL ON FUNCTION stream.create_stream(text, int, int), stream.delete_stream(text, boolean),
+REVOKE ALL ON FUNCTION stream.create_stream(text, int, int, text), stream.delete_stream(text, boolean),
     stream.increase_stream_retention_period(text, int), stream.decrease_stream_retention_period(text, int),
     stream.grant_stream_access(text, regrole, text), stream.revoke_stream_access(text, regrole, text),
     stream.run_maintenance(), stream_internal._make_chunks(stream.streams), stream_internal._trim_chunks(stream.streams),

@@ -81,32 +81,22 @@ BEGIN
     END IF;
 END $$;
 
--- DescribeLimits: the database is the account.  On-demand streams are
--- limited to 50, Kinesis' default.
-CREATE FUNCTION stream.describe_limits() RETURNS jsonb
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT jsonb_build_object(
-        'ShardLimit', stream_internal._shard_limit(),
-        'OpenShardCount', stream_internal._open_shard_count(),
-        'OnDemandStreamCount', (SELECT count(*) FROM stream.streams s WHERE s.stream_mode = 'ON_DEMAND'),
-        'OnDemandStreamCountLimit', 50)
-$$;
+-- DescribeLimits: src/sql/11_capacity.sql, with the on-demand streams.
 
 ---------------------------------------------------------------------------
 -- ListShards
 ---------------------------------------------------------------------------
 
--- The NextToken of a page: the stream, the last shard listed, the filter,
--- and when it was made (it expires after 300 s, as Kinesis').  Opaque to
--- the caller but not secret: it lets no one list more than list_shards
--- already shows everyone.
+-- The NextToken of a page: the stream, the last shard listed and the
+-- filter, signed and timed as list_streams' tokens (kind L, next_token.c:
+-- ExpiredNextTokenException after stream.next_token_lifetime).  Not
+-- secret, but a made-up or altered token is refused as invalid rather
+-- than failing on its contents or never expiring.
 CREATE FUNCTION stream_internal._shard_token(p_stream_id int, p_last int, p_filter text,
                                              p_filter_ts timestamptz) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT translate(encode(convert_to(jsonb_build_object(
-               'v', 1, 's', p_stream_id, 'l', p_last, 'f', p_filter,
-               't', extract(epoch FROM p_filter_ts), 'c', extract(epoch FROM clock_timestamp()))::text,
-               'UTF8'), 'base64'), E'\n', '')
+    SELECT stream_internal._next_token('L', jsonb_build_object(
+               's', p_stream_id, 'l', p_last, 'f', p_filter, 't', extract(epoch FROM p_filter_ts))::text)
 $$;
 
 CREATE FUNCTION stream_internal._list_shards(p_stream_name text, p_max_results int, p_next_token text,
@@ -143,24 +133,8 @@ BEGIN
         IF p_exclusive_start IS NOT NULL OR p_filter IS NOT NULL OR p_filter_shard IS NOT NULL OR p_filter_ts IS NOT NULL THEN
             PERFORM stream_internal._raise('InvalidArgumentException', 'NextToken cannot be provided together with ExclusiveStartShardId or ShardFilter: the token carries them.');
         END IF;
-        IF length(p_next_token) > 1048576 THEN
-            PERFORM stream_internal._raise('ValidationException', '1 validation error detected: Value at ''nextToken'' failed to satisfy constraint: Member must have length less than or equal to 1048576');
-        END IF;
-        BEGIN
-            tok := convert_from(decode(p_next_token, 'base64'), 'UTF8')::jsonb;
-            IF (tok ->> 'v')::int IS DISTINCT FROM 1 OR jsonb_typeof(tok -> 's') <> 'number'
-               OR jsonb_typeof(tok -> 'l') <> 'number' OR jsonb_typeof(tok -> 'c') <> 'number' THEN
-                tok := NULL;
-            END IF;
-        EXCEPTION WHEN OTHERS THEN
-            tok := NULL;
-        END;
-        IF tok IS NULL THEN
-            PERFORM stream_internal._raise('InvalidArgumentException', 'Invalid NextToken.');
-        END IF;
-        IF clock_timestamp() - to_timestamp((tok ->> 'c')::float8) > interval '300 seconds' THEN
-            PERFORM stream_internal._raise('ExpiredNextTokenException', 'The NextToken has expired: it was made more than 300 seconds ago.', 'List the shards again without the token.');
-        END IF;
+        -- signed and timed as list_streams' tokens: a token the server did not make is refused
+        tok := stream_internal._next_token_position('L', p_next_token)::jsonb;
         SELECT * INTO s FROM stream.streams x WHERE x.stream_id = (tok ->> 's')::int;
         IF NOT FOUND THEN
             PERFORM stream_internal._raise('ResourceNotFoundException', 'The stream of this NextToken no longer exists.');
@@ -222,16 +196,18 @@ BEGIN
                END
          ORDER BY sh.shard_index
          LIMIT v_limit + 1)
+    , token AS MATERIALIZED (       -- made once: the same on every row of the page
+        SELECT CASE WHEN (SELECT count(*) FROM page) > v_limit
+                    THEN stream_internal._shard_token(s.stream_id,
+                             (SELECT max(q.shard_index) FROM (SELECT shard_index FROM page ORDER BY shard_index LIMIT v_limit) q),
+                             p_filter, p_filter_ts) END AS t)
     SELECT stream_internal._shard_id(p.shard_index), stream_internal._shard_id(p.parent_shard_index),
            stream_internal._shard_id(p.adjacent_parent_shard_index),
            p.starting_hash_key, p.ending_hash_key,
            stream_internal._sequence_text(s.stream_id, p.shard_index, p.starting_seq),
            stream_internal._sequence_text(s.stream_id, p.shard_index, p.ending_seq),
-           CASE WHEN (SELECT count(*) FROM page) > v_limit
-                THEN stream_internal._shard_token(s.stream_id,
-                         (SELECT max(q.shard_index) FROM (SELECT shard_index FROM page ORDER BY shard_index LIMIT v_limit) q),
-                         p_filter, p_filter_ts) END
-      FROM page p
+           token.t
+      FROM page p, token
      ORDER BY p.shard_index
      LIMIT v_limit;
 END $$;
@@ -256,30 +232,40 @@ $$;
 -- Resharding
 ---------------------------------------------------------------------------
 
--- The stream of a reshard, locked against other reshards of it until
--- commit; ResourceInUseException while one is under way (UPDATING) or the
--- stream is not ACTIVE, ValidationException for an on-demand stream.
+-- Stream s locked against reshards and capacity mode switches of it until
+-- commit, as committed once the one under way (the stream shows UPDATING
+-- meanwhile) has finished, waited for at most a second; ResourceInUseException
+-- when it does not finish or the stream is not ACTIVE.
+CREATE FUNCTION stream_internal._stream_for_change(s stream.streams) RETURNS stream.streams
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_name text := s.stream_name;
+BEGIN
+    IF NOT stream_internal._xact_lock_within('reshard', s.stream_id, 1000) THEN
+        PERFORM stream_internal._raise('ResourceInUseException', format('Stream %s under account 000000000000 not ACTIVE, instead in state UPDATING',
+                                       v_name), 'A split, merge, shard count update or capacity mode switch of the stream has not finished.');
+    END IF;
+    SELECT * INTO s FROM stream.streams x WHERE x.stream_id = s.stream_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        PERFORM stream_internal._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', v_name));
+    ELSIF s.stream_status <> 'ACTIVE' THEN
+        PERFORM stream_internal._raise('ResourceInUseException', format('Stream %s under account 000000000000 not ACTIVE, instead in state %s',
+                                       s.stream_name, s.stream_status));
+    END IF;
+    RETURN s;
+END $$;
+
+-- The stream of a reshard, locked (_stream_for_change); ValidationException
+-- for an on-demand stream.
 CREATE FUNCTION stream_internal._reshard_begin(p_name text, p_action text) RETURNS stream.streams
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    s stream.streams := stream_internal._stream(p_name);
+    s stream.streams := stream_internal._stream_for_change(stream_internal._stream(p_name));
 BEGIN
     IF s.stream_mode = 'ON_DEMAND' THEN
         PERFORM stream_internal._raise('ValidationException', format('%s is not supported for stream %s under account 000000000000 because it is in ON_DEMAND capacity mode.',
                                        p_action, s.stream_name),
                                        'Kinesis scales on-demand streams itself; switch the stream to PROVISIONED to reshard it.');
-    END IF;
-    IF NOT stream_internal._xact_lock_within('reshard', s.stream_id, 1000) THEN
-        PERFORM stream_internal._raise('ResourceInUseException', format('Stream %s under account 000000000000 not ACTIVE, instead in state UPDATING',
-                                       s.stream_name), 'Another split, merge or shard count update of the stream has not finished.');
-    END IF;
-    -- as committed now, after the reshard before us
-    SELECT * INTO s FROM stream.streams x WHERE x.stream_id = s.stream_id FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        PERFORM stream_internal._raise('ResourceNotFoundException', format('Stream %s under account 000000000000 not found.', p_name));
-    ELSIF s.stream_status <> 'ACTIVE' THEN
-        PERFORM stream_internal._raise('ResourceInUseException', format('Stream %s under account 000000000000 not ACTIVE, instead in state %s',
-                                       s.stream_name, s.stream_status));
     END IF;
     RETURN s;
 END $$;

@@ -178,6 +178,10 @@ CREATE FUNCTION stream_internal._delivery_check_destination(destination text) RE
     AS 'MODULE_PATHNAME', 'stream_delivery_check_destination' LANGUAGE C VOLATILE STRICT;
 REVOKE ALL ON FUNCTION stream_internal._delivery_check_keys(jsonb), stream_internal._delivery_check_destination(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION stream_internal._delivery_validate(text, text, text, text[], bool) FROM PUBLIC;
+-- the fast JSON decoder against the jsonb path, for the differential test (json_decode_check.c)
+CREATE FUNCTION stream_internal._json_decode_check(schema regtype, record bytea) RETURNS text
+    AS 'MODULE_PATHNAME', 'stream_json_decode_check' LANGUAGE C VOLATILE STRICT;
+REVOKE ALL ON FUNCTION stream_internal._json_decode_check(regtype, bytea) FROM PUBLIC;
 
 ---------------------------------------------------------------------------
 -- The protocol's bookkeeping, one function per step (src/delivery/delivery_batch.c)

@@ -36,9 +36,12 @@ GRANT EXECUTE ON FUNCTION
     stream_internal._resharding(int),
     stream_internal._shard_limit(),
     stream_internal._open_shard_count(),
+    stream_internal._on_demand_stream_limit(),
+    stream_internal._on_demand_stream_count(),
     stream_internal._checkpoint_next_seq(int, int, text, timestamptz),
     stream_internal._shard_lag(int, int, bigint),
-    stream_internal._fanout_positions()
+    stream_internal._fanout_positions(),
+    stream_internal._cq_batch()
 TO PUBLIC;
 
 -- Start this database's maintenance worker now rather than at the launcher's next round.

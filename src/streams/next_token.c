@@ -1,6 +1,6 @@
 /*
  * next_token.c: the NextToken of the list functions (list_streams,
- * list_stream_consumers): where the next page starts, signed, valid for
+ * list_stream_consumers, list_shards): where the next page starts, signed, valid for
  * stream.next_token_lifetime (Kinesis: 300 s, then ExpiredNextTokenException).
  *
  * A token is base64 of ('N', kind, creation time in Unix ms, position)

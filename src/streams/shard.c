@@ -14,6 +14,7 @@
 
 PG_FUNCTION_INFO_V1(stream_shard_index_sql);
 PG_FUNCTION_INFO_V1(stream_shard_limit_sql);
+PG_FUNCTION_INFO_V1(stream_on_demand_stream_limit_sql);
 
 StreamShard *
 shard_by_index(StreamInfo *info, int32 shard_index, bool missing_ok)
@@ -152,4 +153,11 @@ Datum
 stream_shard_limit_sql(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT32(stream_shard_limit);
+}
+
+/* stream_internal._on_demand_stream_limit() RETURNS int: stream.on_demand_stream_limit, the database's on-demand stream quota */
+Datum
+stream_on_demand_stream_limit_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(stream_on_demand_stream_limit);
 }

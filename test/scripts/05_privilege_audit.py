@@ -62,6 +62,7 @@ READ_ONLY_VIEWS = {
     'stream.delivery_failed_records',
     'stream.processor_status',              # security_barrier: the caller's processors
     'stream.event_source_mapping_status',   # security_barrier: the caller's mappings
+    'stream.continuous_query_status',       # security_barrier: the caller's continuous queries
     'stream.stream_metrics',                # security_barrier: streams the caller may read
     'stream.shard_metrics',
     'stream.consumer_lag',                  # security_barrier: as application_leases, stream_consumers, processor_status
@@ -333,7 +334,7 @@ BREAKS = [
     ('R5', 'ALTER FUNCTION stream_internal._maintain_stream(int) RESET search_path'),
     ('R6', "CREATE FUNCTION stream._hidden() RETURNS int LANGUAGE sql AS 'SELECT 1'"),
     ('R7', "CREATE FUNCTION stream._hidden2() RETURNS int LANGUAGE sql AS 'SELECT 1'"),
-    ('R8', 'GRANT EXECUTE ON FUNCTION stream.create_stream(text, int, int) TO PUBLIC'),
+    ('R8', 'GRANT EXECUTE ON FUNCTION stream.create_stream(text, int, int, text) TO PUBLIC'),
     ('R9', 'ALTER FUNCTION stream.hash_key(text) OWNER TO acl_reader'),
     ('R9', 'GRANT SELECT (key) ON stream.secret TO PUBLIC'),
 ]

@@ -5,7 +5,8 @@
 # restored within the checkout's cluster):
 #
 # records: streams with records (one created with a non-default retention,
-#   one whose retention was increased afterwards, one deleted stream) are
+#   one whose retention was increased and whose mode was switched to ON_DEMAND
+#   afterwards, one deleted stream) are
 #   dumped with pg_dump -Fc and restored with pg_restore; then
 #   * pg_dump and pg_restore succeed without errors;
 #   * list_streams, list_shards, describe_stream and describe_stream_summary are equal;
@@ -66,6 +67,7 @@ SELECT stream.create_stream('alpha', 2);
 SELECT stream.create_stream('beta', 3, 48);
 SELECT stream.create_stream('gamma', 1);
 SELECT stream.increase_stream_retention_period('gamma', 72);
+SELECT stream.update_stream_mode('gamma', '{"StreamMode": "ON_DEMAND"}');
 SELECT stream.create_stream('doomed', 2);
 SELECT * FROM stream.put_record('doomed', 'x', '\x01'::bytea);
 SELECT stream.delete_stream('doomed');
@@ -154,6 +156,7 @@ SQL
 	unlike($src_snap, qr/$rolled_back_hex/, 'no record of a rolled-back savepoint is visible');
 	like($src_snap, qr/"RetentionPeriodHours": 48/, 'beta: RetentionPeriodHours 48 in describe_stream_summary');
 	like($src_snap, qr/"RetentionPeriodHours": 72/, 'gamma: RetentionPeriodHours 72 in describe_stream_summary');
+	like($src_snap, qr/^gamma\|.*"StreamModeDetails": \{"StreamMode": "ON_DEMAND"\}/m, 'gamma: ON_DEMAND in describe_stream_summary');
 
 	my $err = '';
 	ok(client($src, [ 'pg_dump', '-Fc', '-f', "$work/db.dump", $SRC ], \$err), "pg_dump -Fc $SRC")
@@ -171,6 +174,8 @@ SQL
 	same_lines($snapshot->($dst, $DST), $src_snap,
 		'restored: list_streams, list_shards, describe_stream(_summary) and all records (sequence number, arrival, key, data) identical');
 	same_lines($dst_it, $src_it, 'restored: get_shard_iterator+get_records results identical');
+	is($dst->safe_psql($DST, 'SELECT count(*) FROM stream.stream_mode_updates'), '1',
+		'restored: the capacity mode switch of gamma is kept (its 2-a-day limit)');
 
 	# new puts: one per shard (explicit hash key = shard start) plus a batch, in both databases
 	my $new_puts = sub {
