@@ -323,15 +323,14 @@ SELECT stream_internal._api_entry('get_event_source_mapping');
 -- stream and/or function.
 CREATE FUNCTION stream_internal.list_event_source_mappings(event_source text DEFAULT NULL,
                                                            function_name regprocedure DEFAULT NULL)
-RETURNS SETOF jsonb LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT stream_internal._esm_json(e)
+RETURNS jsonb LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT jsonb_build_object('EventSourceMappings', coalesce(jsonb_agg(stream_internal._esm_json(e) ORDER BY e.last_modified, e.uuid), '[]'))
       FROM stream.event_source_mappings e JOIN stream.processors p USING (processor_id)
       JOIN stream.streams s ON s.stream_id = e.event_source_id
      WHERE pg_has_role(stream_internal._caller(), p.owner, 'MEMBER')
        AND (list_event_source_mappings.event_source IS NULL
             OR s.stream_name = regexp_replace(list_event_source_mappings.event_source, '^arn:aws:kinesis:[^:]*:[0-9]*:stream/', ''))
        AND (list_event_source_mappings.function_name IS NULL OR e.function_name = list_event_source_mappings.function_name)
-     ORDER BY e.last_modified, e.uuid
 $$;
 SELECT stream_internal._api_entry('list_event_source_mappings');
 
