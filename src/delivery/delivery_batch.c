@@ -125,20 +125,12 @@ static StreamInfo *
 source_stream(DeliveryConfig *cfg, MemoryContext cxt)
 {
 	StreamInfo *src = stream_lookup_by_id(cfg->source_stream_id, true);
-	StreamInfo *dst;
 
 	if (src == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_STREAM_NOT_FOUND),
 				 errmsg("ResourceNotFoundException: the source stream of Firehose %s no longer exists", cfg->name)));
-	dst = MemoryContextAlloc(cxt, sizeof(StreamInfo));
-	memcpy(dst, src, sizeof(StreamInfo));
-	dst->shards = MemoryContextAlloc(cxt, sizeof(StreamShard) * Max(src->nshards, 1));
-	memcpy(dst->shards, src->shards, sizeof(StreamShard) * src->nshards);
-	dst->open_shards = MemoryContextAlloc(cxt, sizeof(StreamShard *) * Max(src->nopen, 1));
-	for (int i = 0; i < src->nopen; i++)
-		dst->open_shards[i] = dst->shards + (src->open_shards[i] - src->shards);
-	return dst;
+	return stream_info_copy(src, cxt);
 }
 
 /*

@@ -156,18 +156,10 @@ static StreamInfo *
 source_stream(EsmConfig *c, MemoryContext cxt)
 {
 	StreamInfo *src = stream_lookup_by_id(c->stream_id, true);
-	StreamInfo *dst;
 
 	if (src == NULL)
 		return NULL;
-	dst = MemoryContextAlloc(cxt, sizeof(StreamInfo));
-	memcpy(dst, src, sizeof(StreamInfo));
-	dst->shards = MemoryContextAlloc(cxt, sizeof(StreamShard) * Max(src->nshards, 1));
-	memcpy(dst->shards, src->shards, sizeof(StreamShard) * src->nshards);
-	dst->open_shards = MemoryContextAlloc(cxt, sizeof(StreamShard *) * Max(src->nopen, 1));
-	for (int i = 0; i < src->nopen; i++)
-		dst->open_shards[i] = dst->shards + (src->open_shards[i] - src->shards);
-	return dst;
+	return stream_info_copy(src, cxt);
 }
 
 static void

@@ -336,3 +336,17 @@ stream_catalog_changed(PG_FUNCTION_ARGS)
 	CacheInvalidateRelcacheByRelid(relid);
 	PG_RETURN_VOID();
 }
+
+StreamInfo *
+stream_info_copy(const StreamInfo *src, MemoryContext cxt)
+{
+	StreamInfo *dst = MemoryContextAlloc(cxt, sizeof(StreamInfo));
+
+	memcpy(dst, src, sizeof(StreamInfo));
+	dst->shards = MemoryContextAlloc(cxt, sizeof(StreamShard) * Max(src->nshards, 1));
+	memcpy(dst->shards, src->shards, sizeof(StreamShard) * src->nshards);
+	dst->open_shards = MemoryContextAlloc(cxt, sizeof(StreamShard *) * Max(src->nopen, 1));
+	for (int i = 0; i < src->nopen; i++)
+		dst->open_shards[i] = dst->shards + (src->open_shards[i] - src->shards);
+	return dst;
+}

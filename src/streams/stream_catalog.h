@@ -17,6 +17,8 @@
 /* The stream; ResourceNotFoundException (or NULL with missing_ok) when it does not exist. */
 extern StreamInfo *stream_lookup(const char *name, bool missing_ok);
 extern StreamInfo *stream_lookup_by_id(int32 stream_id, bool missing_ok);
+/* A copy of info (its shard arrays) in cxt, which outlives the cache's next reload. */
+extern StreamInfo *stream_info_copy(const StreamInfo *info, MemoryContext cxt);
 
 /*
  * Drop the cache at the next lookup, as an invalidation would: a put
